@@ -1,0 +1,92 @@
+/// Everything that can go wrong in this crate: bad input to a parser, a bad
+/// configuration value, or a process-global default set too late.
+///
+/// Messages are lowercase, name the offending value and say what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A string that should hold a digest does not.
+    #[error("invalid digest {value}: {reason}")]
+    InvalidDigest {
+        /// The input, quoted, and cut to 64 characters when longer.
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A string that should name a scope does not.
+    #[error("invalid scope {value}: expected one of `run`, `attempt`, `global`")]
+    InvalidScope {
+        /// The input, quoted, and cut to 64 characters when longer.
+        value: String,
+    },
+    /// A string that should name a catalog kind does not.
+    #[error("invalid catalog kind {value}: expected one of `lru`, `unbounded`, `batch-scaled`")]
+    InvalidKind {
+        /// The input, quoted, and cut to 64 characters when longer.
+        value: String,
+    },
+    /// A configuration value, from a builder call or an environment variable, is out of range.
+    #[error("invalid {source_name} {value}: {reason}")]
+    InvalidConfig {
+        /// Where the value came from: an environment variable or a builder method.
+        source_name: &'static str,
+        /// The value as given, quoted, and cut to 64 characters when longer.
+        value: String,
+        /// What is accepted.
+        reason: String,
+    },
+    /// The process-global default catalog was set after it had been used.
+    #[error(
+        "the default catalog is already in use ({kind}); call `set_default_catalog` before the first use"
+    )]
+    DefaultCatalogInUse {
+        /// The kind of the catalog that is already in place.
+        kind: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn config(source_name: &'static str, value: impl AsRef<str>, reason: impl Into<String>) -> Self {
+        Error::InvalidConfig { source_name, value: shown(value.as_ref()), reason: reason.into() }
+    }
+}
+
+/// How an error message shows an offending input: quoted with escapes, and cut to its
+/// first 64 characters so that a hostile value cannot flood a log line.
+pub(crate) fn shown(value: &str) -> String {
+    match value.char_indices().nth(SHOWN_CHARS) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => {
+            let total = value.chars().count();
+            format!("{:?}… ({total} characters)", &value[..cut])
+        }
+    }
+}
+
+const SHOWN_CHARS: usize = 64;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert!(std::mem::size_of::<Error>() <= 80, "{}", std::mem::size_of::<Error>());
+    }
+
+    #[test]
+    fn shown_quotes_short_values_whole() {
+        assert_eq!(shown("abc"), "\"abc\"");
+        assert_eq!(shown("a\nb"), "\"a\\nb\"");
+    }
+
+    #[test]
+    fn shown_cuts_long_values_and_counts_them() {
+        let long = "é".repeat(1_000);
+        let out = shown(&long);
+        assert!(out.ends_with("… (1000 characters)"), "{out}");
+        assert_eq!(out.matches('é').count(), SHOWN_CHARS);
+    }
+}

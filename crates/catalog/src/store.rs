@@ -1,0 +1,269 @@
+//! The one implementation behind every catalog kind: an `lru::LruCache` in a
+//! `parking_lot::Mutex`, a capacity policy, exact counters and the telemetry hooks.
+//!
+//! Work under the lock is kept to the map operation and counter updates; listener
+//! calls, warnings and dropping large maps happen after it is released.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use crate::catalog::Reservation;
+use crate::config::CatalogKind;
+use crate::digest::Digest;
+use crate::key_options::KeyOptions;
+use crate::telemetry::{self, EvictionListener, EvictionLog, ListenerSlot, RemovalCause, Stats, WarnContext};
+
+/// How the capacity moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Policy {
+    /// A fixed capacity; reservations cannot grow it.
+    Fixed(NonZeroUsize),
+    /// No capacity; nothing is ever evicted.
+    Unbounded,
+    /// `base` plus every live reservation, never above `max`.
+    Scaled { base: NonZeroUsize, max: NonZeroUsize },
+}
+
+impl Policy {
+    pub(crate) fn kind(self) -> CatalogKind {
+        match self {
+            Policy::Fixed(_) => CatalogKind::Lru,
+            Policy::Unbounded => CatalogKind::Unbounded,
+            Policy::Scaled { .. } => CatalogKind::BatchScaled,
+        }
+    }
+
+    /// The capacity with `reserved` entries asked for by live reservations.
+    fn capacity(self, reserved: usize) -> NonZeroUsize {
+        match self {
+            Policy::Fixed(cap) => cap,
+            Policy::Unbounded => NonZeroUsize::MAX,
+            Policy::Scaled { base, max } => base.saturating_add(reserved).min(max),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Store {
+    policy: Policy,
+    state: Mutex<State>,
+    listener: ListenerSlot,
+    log_keys: bool,
+}
+
+#[derive(Debug)]
+struct State {
+    entries: LruCache<Digest, KeyOptions>,
+    reserved: usize,
+    counters: Stats,
+    log: EvictionLog,
+}
+
+impl State {
+    fn warn_context(&self, policy: Policy) -> WarnContext {
+        let capacity = self.entries.cap();
+        WarnContext {
+            kind: policy.kind(),
+            capacity: (policy != Policy::Unbounded).then_some(capacity.get()),
+            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if capacity >= max),
+        }
+    }
+}
+
+impl Store {
+    pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
+        let entries = new_map(policy.capacity(0));
+        Store {
+            policy,
+            state: Mutex::new(State { entries, reserved: 0, counters: Stats::default(), log: EvictionLog::new() }),
+            listener: ListenerSlot::new(listener),
+            log_keys,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> CatalogKind {
+        self.policy.kind()
+    }
+
+    pub(crate) fn register(&self, digest: Digest, options: KeyOptions) {
+        let mut state = self.state.lock();
+        let Some((old_digest, old_options)) = state.entries.push(digest, options) else {
+            state.counters.registered += 1;
+            let len = state.entries.len();
+            state.counters.peak_len = state.counters.peak_len.max(len);
+            return;
+        };
+        if old_digest == digest {
+            state.counters.replaced += 1;
+            return;
+        }
+        // A new digest pushed out the least recently used one.
+        state.counters.registered += 1;
+        state.counters.evicted_capacity += 1;
+        let due = state.log.record(1);
+        let ctx = state.warn_context(self.policy);
+        drop(state);
+
+        let evicted = (old_digest, old_options);
+        if self.listener.wants_entries() {
+            self.listener.notify(ctx.kind, [&evicted], RemovalCause::Capacity);
+        }
+        if let Some(summary) = due {
+            telemetry::warn_capacity(ctx, summary, Some(&evicted), self.log_keys);
+        }
+    }
+
+    pub(crate) fn get(&self, digest: &Digest) -> Option<KeyOptions> {
+        let mut state = self.state.lock();
+        let found = state.entries.get(digest).cloned();
+        match found {
+            Some(_) => state.counters.hits += 1,
+            None => state.counters.misses += 1,
+        }
+        found
+    }
+
+    pub(crate) fn remove(&self, digest: &Digest) -> Option<KeyOptions> {
+        let mut state = self.state.lock();
+        let removed = state.entries.pop(digest);
+        state.counters.removed += u64::from(removed.is_some());
+        removed
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut state = self.state.lock();
+        let cap = state.entries.cap();
+        let old = std::mem::replace(&mut state.entries, new_map(cap));
+        state.counters.cleared += old.len() as u64;
+        let due = state.log.flush();
+        let ctx = state.warn_context(self.policy);
+        drop(state);
+        // Freeing a large map takes a while; not under the lock.
+        drop(old);
+        if let Some(summary) = due {
+            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().entries.len()
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        let cap = self.state.lock().entries.cap().get();
+        (self.policy != Policy::Unbounded).then_some(cap)
+    }
+
+    pub(crate) fn stats(&self) -> Stats {
+        let state = self.state.lock();
+        Stats {
+            len: state.entries.len(),
+            capacity: (self.policy != Policy::Unbounded).then_some(state.entries.cap().get()),
+            reserved: state.reserved,
+            listener_panics: self.listener.panics(),
+            ..state.counters
+        }
+    }
+
+    pub(crate) fn reserve(&self, additional: usize) -> Reservation<'_> {
+        let capacity = {
+            let mut state = self.state.lock();
+            state.reserved = state.reserved.saturating_add(additional);
+            let capacity = self.policy.capacity(state.reserved);
+            // Growing never evicts, so there is nothing to report here.
+            state.entries.resize(capacity);
+            capacity
+        };
+        let shortfall = match self.policy {
+            Policy::Unbounded => 0,
+            _ => additional.saturating_sub(capacity.get()),
+        };
+        Reservation::new(additional, shortfall, move || self.release(additional))
+    }
+
+    /// Ends a reservation: shrinks back, evicting the excess oldest-first, and reports
+    /// every eviction still unreported.
+    fn release(&self, additional: usize) {
+        let mut state = self.state.lock();
+        state.reserved = state.reserved.saturating_sub(additional);
+        let capacity = self.policy.capacity(state.reserved);
+        let keep_entries = self.listener.wants_entries();
+        let mut shed = Vec::new();
+        let mut shed_count = 0u64;
+        while state.entries.len() > capacity.get() {
+            let Some(entry) = state.entries.pop_lru() else { break };
+            shed_count += 1;
+            if keep_entries {
+                shed.push(entry);
+            }
+        }
+        state.entries.resize(capacity);
+        state.counters.evicted_shrink += shed_count;
+        let total_shed = state.counters.evicted_shrink;
+        let due = state.log.flush();
+        let ctx = state.warn_context(self.policy);
+        drop(state);
+
+        self.listener.notify(ctx.kind, &shed, RemovalCause::Shrink);
+        if shed_count > 0 {
+            telemetry::warn_shrink(ctx, shed_count, total_shed);
+        }
+        if let Some(summary) = due {
+            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let state = self.state.get_mut();
+        if let Some(summary) = state.log.flush() {
+            telemetry::warn_capacity(state.warn_context(self.policy), summary, None, self.log_keys);
+        }
+    }
+}
+
+fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
+    // `sparse`: the map grows with what is held rather than allocating the whole
+    // capacity up front, so a generous capacity costs nothing until it is used.
+    LruCache::sparse(cap)
+}
+
+/// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
+macro_rules! delegate_catalog {
+    ($ty:ty) => {
+        impl $crate::Catalog for $ty {
+            fn register(&self, digest: $crate::Digest, options: $crate::KeyOptions) {
+                self.store.register(digest, options)
+            }
+            fn get(&self, digest: &$crate::Digest) -> Option<$crate::KeyOptions> {
+                self.store.get(digest)
+            }
+            fn remove(&self, digest: &$crate::Digest) -> Option<$crate::KeyOptions> {
+                self.store.remove(digest)
+            }
+            fn clear(&self) {
+                self.store.clear()
+            }
+            fn len(&self) -> usize {
+                self.store.len()
+            }
+            fn capacity(&self) -> Option<usize> {
+                self.store.capacity()
+            }
+            fn kind(&self) -> $crate::CatalogKind {
+                self.store.kind()
+            }
+            fn stats(&self) -> $crate::Stats {
+                self.store.stats()
+            }
+            fn reserve(&self, additional: usize) -> $crate::Reservation<'_> {
+                self.store.reserve(additional)
+            }
+        }
+    };
+}
+pub(crate) use delegate_catalog;
