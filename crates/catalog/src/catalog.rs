@@ -81,7 +81,7 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 /// let guard = lru.reserve(6_235);
 /// assert_eq!(guard.shortfall(), 5_235); // the caller can warn before anything is lost
 ///
-/// let scaled = BatchScaledCatalog::builder().capacity(1_000).build()?;
+/// let scaled = BatchScaledCatalog::new(1_000, 100_000)?;
 /// {
 ///     let guard = scaled.reserve(6_235);
 ///     assert_eq!(guard.shortfall(), 0);

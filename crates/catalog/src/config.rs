@@ -151,9 +151,9 @@ impl CatalogBuilder {
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut builder = Self::new();
         if let Some(value) = lookup(ENV_KIND) {
-            let kind = value.parse::<CatalogKind>().map_err(|_| {
-                Error::config(ENV_KIND, &value, "expected one of `lru`, `unbounded`, `batch-scaled`")
-            })?;
+            let kind = value
+                .parse::<CatalogKind>()
+                .map_err(|_| Error::config(ENV_KIND, &value, "expected one of `lru`, `unbounded`, `batch-scaled`"))?;
             builder.kind = Some(Setting { value: kind, source: ENV_KIND });
         }
         builder.capacity = lookup(ENV_CAPACITY).map(|raw| Setting { value: Err(raw), source: ENV_CAPACITY });
@@ -207,7 +207,11 @@ impl CatalogBuilder {
         let capacity = self.capacity.map(number).transpose()?;
         let max_capacity = self.max_capacity.map(number).transpose()?;
         let not_for = |setting: Setting<NonZeroUsize>| {
-            Error::config(setting.source, setting.value.to_string(), format!("does not apply to a catalog of kind `{kind}`"))
+            Error::config(
+                setting.source,
+                setting.value.to_string(),
+                format!("does not apply to a catalog of kind `{kind}`"),
+            )
         };
         let default_capacity = NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN);
         let listener = self.listener;
@@ -253,7 +257,11 @@ fn number(setting: Setting<Result<usize, String>>) -> Result<Setting<NonZeroUsiz
     let parsed = match &setting.value {
         Ok(n) => NonZeroUsize::new(*n).ok_or_else(|| Error::config(setting.source, n.to_string(), expected()))?,
         Err(raw) if raw.is_empty() => {
-            return Err(Error::config(setting.source, raw, format!("{}; unset the variable to use the default", expected())));
+            return Err(Error::config(
+                setting.source,
+                raw,
+                format!("{}; unset the variable to use the default", expected()),
+            ));
         }
         Err(raw) => raw
             .bytes()
@@ -310,7 +318,10 @@ mod tests {
         for bad in ["abc", "0", "-5", "1e3", "+5", " 5", "5 ", "1_000", "99999999999999999999999", "٣"] {
             for var in [ENV_CAPACITY, ENV_MAX_CAPACITY] {
                 let err = build(&[(var, bad)]).unwrap_err().to_string();
-                assert!(err.starts_with(&format!("invalid {var} {bad:?}: expected a whole number from 1 to ")), "{err}");
+                assert!(
+                    err.starts_with(&format!("invalid {var} {bad:?}: expected a whole number from 1 to ")),
+                    "{err}"
+                );
             }
         }
         let err = build(&[(ENV_CAPACITY, "")]).unwrap_err().to_string();
@@ -320,7 +331,10 @@ mod tests {
     #[test]
     fn a_bad_kind_lists_what_is_accepted() {
         let err = build(&[(ENV_KIND, "LRU")]).unwrap_err().to_string();
-        assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_KIND "LRU": expected one of `lru`, `unbounded`, `batch-scaled`"#);
+        assert_eq!(
+            err,
+            r#"invalid IDEMPOTENCY_CATALOG_KIND "LRU": expected one of `lru`, `unbounded`, `batch-scaled`"#
+        );
     }
 
     #[test]
@@ -332,7 +346,10 @@ mod tests {
     #[test]
     fn settings_that_do_not_apply_are_refused() {
         let err = build(&[(ENV_KIND, "unbounded"), (ENV_CAPACITY, "10")]).unwrap_err().to_string();
-        assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_CAPACITY "10": does not apply to a catalog of kind `unbounded`"#);
+        assert_eq!(
+            err,
+            r#"invalid IDEMPOTENCY_CATALOG_CAPACITY "10": does not apply to a catalog of kind `unbounded`"#
+        );
         let err = CatalogBuilder::new().kind(CatalogKind::Lru).max_capacity(10).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid CatalogBuilder::max_capacity "10": does not apply to a catalog of kind `lru`"#);
     }

@@ -92,12 +92,8 @@ impl FromStr for Digest {
         }
         let mut bytes = [0u8; 32];
         match s.chars().enumerate().find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f')) {
-            Some((at, c)) => Err(invalid(format!(
-                "expected lowercase hex `0-9a-f`, found {c:?} at character {at}"
-            ))),
-            None => hex::decode_to_slice(s, &mut bytes)
-                .map(|()| Digest(bytes))
-                .map_err(|e| invalid(e.to_string())),
+            Some((at, c)) => Err(invalid(format!("expected lowercase hex `0-9a-f`, found {c:?} at character {at}"))),
+            None => hex::decode_to_slice(s, &mut bytes).map(|()| Digest(bytes)).map_err(|e| invalid(e.to_string())),
         }
     }
 }

@@ -36,9 +36,7 @@ pub enum Error {
         reason: String,
     },
     /// The process-global default catalog was set after it had been used.
-    #[error(
-        "the default catalog is already in use ({kind}); call `set_default_catalog` before the first use"
-    )]
+    #[error("the default catalog is already in use ({kind}); call `set_default_catalog` before the first use")]
     DefaultCatalogInUse {
         /// The kind of the catalog that is already in place.
         kind: String,

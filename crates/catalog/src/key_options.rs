@@ -177,7 +177,12 @@ mod tests {
     fn deserialising_ignores_extra_fields_and_requires_both() {
         let options: KeyOptions = serde_json::from_str(r#"{"key":"item-0","scope":"global","extra":1}"#).unwrap();
         assert_eq!(options, KeyOptions::new("item-0", Scope::Global));
-        for bad in [r#"{"scope":"global"}"#, r#"{"key":"item-0"}"#, r#"{"key":null,"scope":"run"}"#, r#"{"key":"k","scope":"bogus"}"#] {
+        for bad in [
+            r#"{"scope":"global"}"#,
+            r#"{"key":"item-0"}"#,
+            r#"{"key":null,"scope":"run"}"#,
+            r#"{"key":"k","scope":"bogus"}"#,
+        ] {
             assert!(serde_json::from_str::<KeyOptions>(bad).is_err(), "{bad}");
         }
     }

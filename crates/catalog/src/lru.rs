@@ -54,7 +54,11 @@ impl LruCatalog {
         Ok(Self::from_parts(capacity, None, false))
     }
 
-    pub(crate) fn from_parts(capacity: NonZeroUsize, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
+    pub(crate) fn from_parts(
+        capacity: NonZeroUsize,
+        listener: Option<Arc<dyn EvictionListener>>,
+        log_keys: bool,
+    ) -> Self {
         LruCatalog { store: Store::new(Policy::Fixed(capacity), listener, log_keys) }
     }
 }

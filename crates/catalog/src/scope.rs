@@ -69,10 +69,7 @@ impl FromStr for Scope {
 
     /// Accepts exactly `run`, `attempt` or `global`, as the reference API does.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Scope::ALL
-            .into_iter()
-            .find(|scope| scope.as_str() == s)
-            .ok_or_else(|| Error::InvalidScope { value: shown(s) })
+        Scope::ALL.into_iter().find(|scope| scope.as_str() == s).ok_or_else(|| Error::InvalidScope { value: shown(s) })
     }
 }
 

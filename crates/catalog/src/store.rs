@@ -23,7 +23,7 @@ pub(crate) enum Policy {
     Fixed(NonZeroUsize),
     /// No capacity; nothing is ever evicted.
     Unbounded,
-    /// `base` plus every live reservation, never above `max`.
+    /// `base` plus every reservation of the current overlap, never above `max`.
     Scaled { base: NonZeroUsize, max: NonZeroUsize },
 }
 
@@ -36,12 +36,12 @@ impl Policy {
         }
     }
 
-    /// The capacity with `reserved` entries asked for by live reservations.
-    fn capacity(self, reserved: usize) -> NonZeroUsize {
+    /// The capacity once reservations have asked for `grown` more entries.
+    fn capacity(self, grown: usize) -> NonZeroUsize {
         match self {
             Policy::Fixed(cap) => cap,
             Policy::Unbounded => NonZeroUsize::MAX,
-            Policy::Scaled { base, max } => base.saturating_add(reserved).min(max),
+            Policy::Scaled { base, max } => base.saturating_add(grown).min(max),
         }
     }
 }
@@ -57,7 +57,15 @@ pub(crate) struct Store {
 #[derive(Debug)]
 struct State {
     entries: LruCache<Digest, KeyOptions>,
+    /// Entries asked for by live reservations.
     reserved: usize,
+    /// Live reservations.
+    live: usize,
+    /// Entries asked for by every reservation since none was live: what a batch-scaled
+    /// catalog has grown by. Returned only when the last overlapping reservation ends,
+    /// because shrinking earlier would shed the oldest entries, which may belong to a
+    /// batch that is still being built.
+    grown: usize,
     counters: Stats,
     log: EvictionLog,
 }
@@ -78,7 +86,14 @@ impl Store {
         let entries = new_map(policy.capacity(0));
         Store {
             policy,
-            state: Mutex::new(State { entries, reserved: 0, counters: Stats::default(), log: EvictionLog::new() }),
+            state: Mutex::new(State {
+                entries,
+                reserved: 0,
+                live: 0,
+                grown: 0,
+                counters: Stats::default(),
+                log: EvictionLog::new(),
+            }),
             listener: ListenerSlot::new(listener),
             log_keys,
         }
@@ -172,7 +187,9 @@ impl Store {
         let capacity = {
             let mut state = self.state.lock();
             state.reserved = state.reserved.saturating_add(additional);
-            let capacity = self.policy.capacity(state.reserved);
+            state.live += 1;
+            state.grown = state.grown.saturating_add(additional);
+            let capacity = self.policy.capacity(state.grown);
             // Growing never evicts, so there is nothing to report here.
             state.entries.resize(capacity);
             capacity
@@ -184,12 +201,16 @@ impl Store {
         Reservation::new(additional, shortfall, move || self.release(additional))
     }
 
-    /// Ends a reservation: shrinks back, evicting the excess oldest-first, and reports
-    /// every eviction still unreported.
+    /// Ends a reservation: when it was the last live one, shrinks back, evicting the
+    /// excess oldest-first; in any case reports every eviction still unreported.
     fn release(&self, additional: usize) {
         let mut state = self.state.lock();
         state.reserved = state.reserved.saturating_sub(additional);
-        let capacity = self.policy.capacity(state.reserved);
+        state.live -= 1;
+        if state.live == 0 {
+            state.grown = 0;
+        }
+        let capacity = self.policy.capacity(state.grown);
         let keep_entries = self.listener.wants_entries();
         let mut shed = Vec::new();
         let mut shed_count = 0u64;

@@ -169,7 +169,12 @@ impl ListenerSlot {
     }
 
     /// Calls the listener for each entry. Must be called without the catalog's lock.
-    pub(crate) fn notify<'a>(&self, kind: CatalogKind, entries: impl IntoIterator<Item = &'a (Digest, KeyOptions)>, cause: RemovalCause) {
+    pub(crate) fn notify<'a>(
+        &self,
+        kind: CatalogKind,
+        entries: impl IntoIterator<Item = &'a (Digest, KeyOptions)>,
+        cause: RemovalCause,
+    ) {
         let Some(listener) = self.listener.as_deref() else { return };
         for (digest, options) in entries {
             if self.disabled.load(Ordering::Relaxed) {
@@ -282,7 +287,12 @@ impl WarnContext {
 /// Emits the warning for capacity evictions. `last` is the most recent evicted entry,
 /// shown by digest; its key only when `log_keys` is on, since keys often hold emails
 /// or order numbers.
-pub(crate) fn warn_capacity(ctx: WarnContext, summary: EvictionSummary, last: Option<&(Digest, KeyOptions)>, log_keys: bool) {
+pub(crate) fn warn_capacity(
+    ctx: WarnContext,
+    summary: EvictionSummary,
+    last: Option<&(Digest, KeyOptions)>,
+    log_keys: bool,
+) {
     let digest = last.map(|(digest, _)| tracing::field::display(digest));
     let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
     let capacity = ctx.capacity.unwrap_or(usize::MAX);

@@ -1,0 +1,249 @@
+//! What an operator sees: `tracing` warnings captured as the fmt subscriber prints them,
+//! and the eviction listener's guarantees.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use idempotency_catalog::{
+    BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, LruCatalog, RemovalCause, Scope,
+};
+
+fn digest(i: u32) -> Digest {
+    let mut bytes = [0u8; 32];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    Digest::from_bytes(bytes)
+}
+
+fn fill(catalog: &dyn Catalog, range: std::ops::Range<u32>) {
+    for i in range {
+        catalog.register(digest(i), KeyOptions::new(&format!("customer-{i}@example.com"), Scope::Global));
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` under a fmt subscriber at WARN and returns the lines it printed.
+fn log_lines(f: impl FnOnce()) -> Vec<String> {
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = out.0.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
+}
+
+fn field(line: &str, name: &str) -> Option<u64> {
+    let start = line.find(&format!(" {name}="))? + name.len() + 2;
+    line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+}
+
+#[test]
+fn lru_of_1000_fed_6235_keeps_the_newest_and_warns_a_bounded_number_of_times() {
+    let catalog = LruCatalog::with_capacity(1_000).unwrap();
+    let lines = log_lines(|| {
+        let batch = catalog.reserve(6_235);
+        assert_eq!(batch.shortfall(), 5_235);
+        fill(&catalog, 0..6_235);
+        drop(batch); // the end of the batch summarises what is left
+    });
+    assert_eq!(catalog.len(), 1_000);
+    assert!((0..5_235).all(|i| catalog.get(&digest(i)).is_none()));
+    assert!((5_235..6_235).all(|i| catalog.get(&digest(i)).is_some()));
+    assert_eq!(catalog.stats().evicted_capacity, 5_235);
+
+    assert!(lines.len() <= 6, "{lines:#?}");
+    assert!(lines.iter().all(|l| l.contains(" WARN ") && l.contains("idempotency_catalog::telemetry")));
+    // The first names the capacity, the count and the remedy at once.
+    let first = &lines[0];
+    assert_eq!(field(first, "capacity"), Some(1_000));
+    assert_eq!(field(first, "total_evicted"), Some(1));
+    assert!(first.contains("IDEMPOTENCY_CATALOG_CAPACITY") && first.contains("CatalogBuilder::capacity"), "{first}");
+    // Every eviction is covered by exactly one line.
+    let covered: u64 = lines.iter().filter_map(|l| field(l, "evicted")).sum();
+    assert_eq!(covered, 5_235, "{lines:#?}");
+    // The digest is shown, never the original key.
+    assert!(first.contains(&digest(0).to_string()), "{first}");
+    assert!(lines.iter().all(|l| !l.contains("@example.com")));
+}
+
+#[test]
+fn a_hundred_thousand_evictions_print_a_handful_of_lines() {
+    let catalog = LruCatalog::with_capacity(10).unwrap();
+    let lines = log_lines(|| {
+        fill(&catalog, 0..100_010);
+        catalog.clear();
+    });
+    assert!(lines.len() <= 7, "{lines:#?}");
+    let covered: u64 = lines.iter().filter_map(|l| field(l, "evicted")).sum();
+    assert_eq!(covered, 100_000);
+}
+
+#[test]
+fn dropping_a_catalog_reports_what_was_left_unreported() {
+    let lines = log_lines(|| {
+        let catalog = LruCatalog::with_capacity(1).unwrap();
+        fill(&catalog, 0..6);
+    });
+    let covered: u64 = lines.iter().filter_map(|l| field(l, "evicted")).sum();
+    assert_eq!((lines.len(), covered), (2, 5), "{lines:#?}");
+}
+
+#[test]
+fn keys_are_logged_only_when_asked() {
+    let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1).log_keys(true).build().unwrap();
+    let lines = log_lines(|| fill(catalog.as_ref(), 0..2));
+    assert!(lines[0].contains("customer-0@example.com"), "{lines:#?}");
+}
+
+#[test]
+fn batch_scaled_with_a_6235_reservation_loses_none_then_sheds_back_to_base() {
+    let catalog = BatchScaledCatalog::new(1_000, 1_000_000).unwrap();
+    let lines = log_lines(|| {
+        let batch = catalog.reserve(6_235);
+        fill(&catalog, 0..6_235);
+        assert!((0..6_235).all(|i| catalog.get(&digest(i)).is_some()));
+        assert_eq!(catalog.stats().evictions(), 0);
+        drop(batch);
+    });
+    assert_eq!(catalog.len(), 1_000);
+    let stats = catalog.stats();
+    assert_eq!((stats.evicted_capacity, stats.evicted_shrink, stats.peak_len), (0, 5_235, 6_235));
+    assert_eq!(lines.len(), 1, "{lines:#?}");
+    assert_eq!(field(&lines[0], "evicted"), Some(5_235));
+    assert!(lines[0].contains("shrank"), "{}", lines[0]);
+}
+
+#[test]
+fn batch_scaled_at_its_ceiling_names_the_ceiling_remedy() {
+    let catalog = BatchScaledCatalog::new(10, 100).unwrap();
+    let lines = log_lines(|| {
+        let _batch = catalog.reserve(1_000);
+        fill(&catalog, 0..101);
+    });
+    assert!(lines[0].contains("IDEMPOTENCY_CATALOG_MAX_CAPACITY"), "{lines:#?}");
+}
+
+#[test]
+fn the_listener_sees_every_eviction_with_its_cause() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let catalog = CatalogBuilder::new()
+        .capacity(2)
+        .max_capacity(10)
+        .listener(move |d: &Digest, o: &KeyOptions, cause: RemovalCause| {
+            sink.lock().unwrap().push((*d, o.key().to_owned(), cause));
+        })
+        .build()
+        .unwrap();
+    let batch = catalog.reserve(4);
+    fill(catalog.as_ref(), 0..7); // capacity 6: one capacity eviction
+    drop(batch); // back to 2: four shed
+    catalog.remove(&digest(6));
+    catalog.clear();
+    let seen = seen.lock().unwrap();
+    let causes: Vec<RemovalCause> = seen.iter().map(|(_, _, c)| *c).collect();
+    assert_eq!(causes, [&[RemovalCause::Capacity][..], &[RemovalCause::Shrink; 4]].concat());
+    assert_eq!(seen[0].0, digest(0));
+    assert_eq!(seen[0].1, "customer-0@example.com");
+}
+
+#[test]
+fn a_listener_that_calls_back_into_the_catalog_does_not_deadlock() {
+    let catalog: Arc<Mutex<Option<Arc<dyn Catalog>>>> = Arc::default();
+    let inner = Arc::clone(&catalog);
+    let lookups = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&lookups);
+    let built = CatalogBuilder::new()
+        .kind(CatalogKind::Lru)
+        .capacity(1)
+        .listener(move |d: &Digest, _: &KeyOptions, _: RemovalCause| {
+            let current = inner.lock().unwrap().clone();
+            if let Some(c) = current {
+                assert!(c.get(d).is_none());
+                c.register(Digest::from_bytes([0xff; 32]), KeyOptions::new("from-listener", Scope::Run));
+                counted.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .build()
+        .unwrap();
+    *catalog.lock().unwrap() = Some(Arc::clone(&built));
+    fill(built.as_ref(), 0..3);
+    assert!(lookups.load(Ordering::Relaxed) >= 2);
+    catalog.lock().unwrap().take();
+}
+
+#[test]
+fn a_panicking_listener_is_disabled_and_reported_once() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&calls);
+    let catalog = CatalogBuilder::new()
+        .kind(CatalogKind::Lru)
+        .capacity(1)
+        .listener(move |_: &Digest, _: &KeyOptions, _: RemovalCause| {
+            counted.fetch_add(1, Ordering::Relaxed);
+            panic!("listener bug");
+        })
+        .build()
+        .unwrap();
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    tracing::subscriber::with_default(subscriber, || fill(catalog.as_ref(), 0..50));
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    assert_eq!(text.matches(" ERROR ").count(), 1, "{text}");
+    assert!(text.contains("eviction listener panicked"), "{text}");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    let stats = catalog.stats();
+    assert_eq!((stats.listener_panics, stats.evicted_capacity, stats.len), (1, 49, 1));
+    // Still fully usable.
+    catalog.register(digest(1_000), KeyOptions::new("after", Scope::Run));
+    assert!(catalog.get(&digest(1_000)).is_some());
+}
+
+#[test]
+fn a_slow_listener_does_not_hold_the_lock() {
+    use std::sync::mpsc::channel;
+    let (inside_tx, inside_rx) = channel::<()>();
+    let (go_tx, go_rx) = channel::<()>();
+    let (inside_tx, go_rx) = (Mutex::new(inside_tx), Mutex::new(go_rx));
+    let catalog = CatalogBuilder::new()
+        .kind(CatalogKind::Lru)
+        .capacity(1)
+        .listener(move |_: &Digest, _: &KeyOptions, _: RemovalCause| {
+            inside_tx.lock().unwrap().send(()).unwrap();
+            // Stays inside the listener until the test has used the catalog.
+            go_rx.lock().unwrap().recv_timeout(Duration::from_secs(30)).unwrap();
+        })
+        .build()
+        .unwrap();
+    fill(catalog.as_ref(), 0..1);
+    std::thread::scope(|s| {
+        let slow = s.spawn(|| fill(catalog.as_ref(), 1..2));
+        inside_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        // The listener is running: the catalog must still answer from other threads.
+        let (tx, rx) = channel();
+        let reader = Arc::clone(&catalog);
+        s.spawn(move || tx.send((reader.len(), reader.get(&digest(1)).is_some())).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(30)), Ok((1, true)), "the catalog is blocked by its listener");
+        go_tx.send(()).unwrap();
+        slow.join().unwrap();
+    });
+}
