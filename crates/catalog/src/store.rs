@@ -248,10 +248,14 @@ impl Drop for Store {
 }
 
 fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
-    // `sparse`: the map grows with what is held rather than allocating the whole
-    // capacity up front, so a generous capacity costs nothing until it is used.
-    LruCache::sparse(cap)
+    // A small capacity is allocated up front, as the raw crate does, since a catalog
+    // usually fills; a large one grows with what is held, so that a generous ceiling
+    // costs nothing until it is used.
+    if cap.get() <= PREALLOCATE_UP_TO { LruCache::new(cap) } else { LruCache::sparse(cap) }
 }
+
+/// About 1.2 MB of map at most, allocated when a catalog is built.
+const PREALLOCATE_UP_TO: usize = 65_536;
 
 /// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
 macro_rules! delegate_catalog {
