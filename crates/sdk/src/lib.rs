@@ -1,1 +1,63 @@
-//! The task SDK layer over [`idempotency_catalog`]. Empty until its own issue lands.
+//! The task-SDK layer over [`idempotency_catalog`]: idempotency keys that carry their
+//! own options, batch building sized to the batch, the wire format, and a local engine.
+//!
+//! A key is derived from key material and a scope exactly as the reference TypeScript
+//! SDK derives it (SHA-256 of the parts and the run-context suffix joined with `-`).
+//! Unlike the reference, an [`IdempotencyKey`] carries its original key and scope, so a
+//! batch never depends on the catalog to find them; the catalog is only needed for
+//! keys passed around as bare digest strings, and [`Sdk::batch`] reserves room for the
+//! whole batch before such keys are resolved.
+//!
+//! | step | type |
+//! |---|---|
+//! | the run a task executes in | [`RunContext`] |
+//! | keys: derive, create (and register), resolve raw input | [`IdempotencyKey`], [`Sdk`], [`KeyInput`] |
+//! | batches: items, TTLs, the report, what a loss does | [`BatchBuilder`], [`ItemOptions`], [`Ttl`], [`BatchReport`], [`LossPolicy`] |
+//! | the wire format, NDJSON | [`WireItem`], [`WireOptions`] |
+//! | running batches in-process | [`LocalEngine`] |
+//!
+//! The crate has no cargo features. Its `tracing` events (a batch that lost options, an
+//! unreadable TTL) come from `idempotency_sdk::batch` and `idempotency_sdk::engine`.
+//!
+//! # Examples
+//!
+//! ```
+//! use idempotency_sdk::{ItemOptions, LocalEngine, RunContext, Scope, Sdk, Ttl};
+//! use serde_json::json;
+//!
+//! let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
+//! let mut batch = sdk.batch("child-task", 100);
+//! for i in 0..100 {
+//!     let key = sdk.create_key(&["item", &i.to_string()], Scope::Global);
+//!     batch.item(json!({ "i": i }), ItemOptions::new().key(key).ttl("7d".parse::<Ttl>()?));
+//! }
+//! let batch = batch.build()?;
+//! assert_eq!(batch.report().with_options, 100);
+//!
+//! let engine = LocalEngine::new();
+//! engine.trigger(&batch)?;
+//! assert_eq!(engine.runs()[42].idempotency_key.as_deref(), Some("item-42"));
+//! # Ok::<(), idempotency_sdk::Error>(())
+//! ```
+#![forbid(unsafe_code)]
+
+mod batch;
+mod context;
+mod engine;
+mod error;
+mod key;
+mod key_input;
+mod sdk;
+mod ttl;
+mod wire;
+
+pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
+pub use context::RunContext;
+pub use engine::{LocalEngine, ResetTarget, RunHandle, RunRecord};
+pub use error::Error;
+pub use idempotency_catalog::{Catalog, Digest, KeyOptions, Scope};
+pub use key::{IdempotencyKey, KeyParts};
+pub use key_input::KeyInput;
+pub use sdk::Sdk;
+pub use ttl::Ttl;
+pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};

@@ -1,0 +1,281 @@
+use std::collections::HashSet;
+use std::io::Write;
+
+use idempotency_catalog::{CatalogKind, Digest, Reservation, Scope};
+use serde_json::Value;
+
+use crate::error::Error;
+use crate::key::IdempotencyKey;
+use crate::key_input::{KeyInput, register};
+use crate::sdk::Sdk;
+use crate::ttl::Ttl;
+use crate::wire::{WireItem, WireOptions, write_ndjson};
+
+/// What a batch does when items end up without their key options (a bare digest the
+/// catalog no longer knew).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LossPolicy {
+    /// Build the batch and say nothing (the report still counts the loss).
+    Ignore,
+    /// Build the batch and emit one aggregated `WARN` naming the count, the catalog's
+    /// capacity and the remedy.
+    #[default]
+    Warn,
+    /// Refuse to build the batch: [`Error::OptionsLost`], before anything is sent.
+    Fail,
+}
+
+/// An item's idempotency options: its key and TTL.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{ItemOptions, Ttl};
+///
+/// let options = ItemOptions::new().key("order-123").ttl("7d".parse::<Ttl>()?);
+/// # let _ = options;
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ItemOptions {
+    key: Option<KeyInput>,
+    ttl: Option<Ttl>,
+}
+
+impl ItemOptions {
+    /// No key, no TTL.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the key: an [`IdempotencyKey`], a raw string or a list (see [`KeyInput`]).
+    pub fn key(mut self, key: impl Into<KeyInput>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Sets how long the key deduplicates; the server's default is [`Ttl::DEFAULT`].
+    pub fn ttl(mut self, ttl: Ttl) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+}
+
+/// Collects the items of a batch while holding room for them in the catalog; see
+/// [`Sdk::batch`].
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{ItemOptions, Scope, Sdk};
+/// use serde_json::json;
+///
+/// let sdk = Sdk::from_env()?;
+/// let mut batch = sdk.batch("child-task", 3);
+/// for i in 0..3 {
+///     let key = sdk.create_key(&["item", &i.to_string()], Scope::Global);
+///     // Passing the digest alone, as a caller relaying keys through a payload would.
+///     batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
+/// }
+/// let batch = batch.build()?;
+/// assert_eq!(batch.report().with_options, 3);
+/// assert_eq!(batch.items()[2].options.as_ref().unwrap().idempotency_key_options.as_ref().unwrap().key(), "item-2");
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct BatchBuilder<'a> {
+    sdk: &'a Sdk,
+    task: String,
+    batch_key: Option<KeyInput>,
+    items: Vec<(Option<Value>, ItemOptions)>,
+    room: Reservation<'a>,
+}
+
+impl<'a> BatchBuilder<'a> {
+    pub(crate) fn new(sdk: &'a Sdk, task: String, expected_items: usize) -> Self {
+        let room = sdk.catalog().reserve(expected_items);
+        BatchBuilder { sdk, task, batch_key: None, items: Vec::with_capacity(expected_items), room }
+    }
+
+    /// Gives the batch a key. Items without a key of their own then get one derived
+    /// from it and their index, as the reference SDK does: `[batch digest, index]`
+    /// with scope `run`.
+    pub fn batch_key(&mut self, key: impl Into<KeyInput>) -> &mut Self {
+        self.batch_key = Some(key.into());
+        self
+    }
+
+    /// Adds an item.
+    pub fn item(&mut self, payload: impl Into<Option<Value>>, options: ItemOptions) -> &mut Self {
+        self.items.push((payload.into(), options));
+        self
+    }
+
+    /// How many items have been added.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no item has been added.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Resolves every item's key, with room for all of them held in the catalog, and
+    /// returns the batch with its report. The room is released when this returns.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Item`] naming the index of an item whose key does not resolve,
+    /// [`Error::KeyTooLong`], or, under [`LossPolicy::Fail`], [`Error::OptionsLost`].
+    pub fn build(self) -> Result<Batch, Error> {
+        let catalog = self.sdk.catalog().as_ref();
+        let run = self.sdk.run();
+        // More items than announced: hold room for the rest too.
+        let _extra = catalog.reserve(self.items.len().saturating_sub(self.room.requested()));
+        let evictions_before = catalog.stats().evictions();
+        let batch_key = match &self.batch_key {
+            Some(key) => key.resolve(catalog, run)?,
+            None => None,
+        };
+        let batch_hex = batch_key.as_ref().map(|k| k.digest().to_string());
+
+        let mut report = BatchReport { items: self.items.len(), ..BatchReport::default() };
+        let mut seen: HashSet<Digest> = HashSet::with_capacity(self.items.len());
+        let mut wire = Vec::with_capacity(self.items.len());
+        for (index, (payload, options)) in self.items.into_iter().enumerate() {
+            let key = match (&options.key, &batch_hex) {
+                (Some(input), _) => {
+                    input.resolve(catalog, run).map_err(|e| Error::Item { index, source: Box::new(e) })?
+                }
+                (None, Some(hex)) => {
+                    Some(register(catalog, IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run)))
+                }
+                (None, None) => None,
+            };
+            let wire_options = key.as_ref().map(|key| {
+                report.keyed += 1;
+                match key.options() {
+                    Some(_) => report.with_options += 1,
+                    None => report.without_options += 1,
+                }
+                if !seen.insert(key.digest()) {
+                    report.repeated += 1;
+                }
+                WireOptions {
+                    idempotency_key: Some(key.to_string()),
+                    idempotency_key_ttl: options.ttl.map(|ttl| ttl.to_string()),
+                    idempotency_key_options: key.options().cloned(),
+                }
+            });
+            let wire_options = wire_options.or_else(|| {
+                options
+                    .ttl
+                    .map(|ttl| WireOptions { idempotency_key_ttl: Some(ttl.to_string()), ..WireOptions::default() })
+            });
+            let item = WireItem::new(index, &self.task, payload, wire_options);
+            item.validate()?;
+            wire.push(item);
+        }
+        report.evictions = catalog.stats().evictions().saturating_sub(evictions_before);
+        report.catalog_kind = catalog.kind();
+        report.catalog_capacity = catalog.capacity();
+        report.shortfall = self.room.shortfall();
+
+        if report.without_options > 0 {
+            match self.sdk.loss_policy() {
+                LossPolicy::Ignore => {}
+                LossPolicy::Warn => report.warn(&self.task),
+                LossPolicy::Fail => {
+                    return Err(Error::OptionsLost {
+                        lost: report.without_options,
+                        items: report.items,
+                        kind: report.catalog_kind,
+                        capacity: report.catalog_capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string()),
+                        remedy: remedy(report.catalog_kind),
+                    });
+                }
+            }
+        }
+        Ok(Batch { items: wire, report })
+    }
+}
+
+fn remedy(kind: CatalogKind) -> &'static str {
+    match kind {
+        CatalogKind::Lru => {
+            "pass IdempotencyKey values rather than digest strings, create keys after Sdk::batch reserves room, or raise IDEMPOTENCY_CATALOG_CAPACITY / use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
+        }
+        _ => {
+            "pass IdempotencyKey values rather than digest strings, create keys after Sdk::batch reserves room, or raise IDEMPOTENCY_CATALOG_MAX_CAPACITY"
+        }
+    }
+}
+
+/// What building a batch found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchReport {
+    /// Items in the batch.
+    pub items: usize,
+    /// Items with an idempotency key.
+    pub keyed: usize,
+    /// Keyed items whose key and scope travel with them.
+    pub with_options: usize,
+    /// Keyed items without them: bare digests the catalog no longer knew. Their runs
+    /// will show the digest instead of the key.
+    pub without_options: usize,
+    /// Keyed items whose digest appeared earlier in the same batch.
+    pub repeated: usize,
+    /// Catalog evictions while the batch was built (by any thread).
+    pub evictions: u64,
+    /// Items the catalog said would not fit when the batch reserved its room.
+    pub shortfall: usize,
+    /// The catalog's kind.
+    pub catalog_kind: CatalogKind,
+    /// The catalog's capacity after building, `None` when unbounded.
+    pub catalog_capacity: Option<usize>,
+}
+
+impl BatchReport {
+    fn warn(&self, task: &str) {
+        tracing::warn!(
+            task,
+            lost = self.without_options,
+            items = self.items,
+            kind = %self.catalog_kind,
+            capacity = self.catalog_capacity.unwrap_or(usize::MAX),
+            evictions = self.evictions,
+            remedy = remedy(self.catalog_kind),
+            "batch items lost their idempotency key options; their runs will show digests instead of keys"
+        );
+    }
+}
+
+/// A built batch: the wire items, ready to send, and the report.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    items: Vec<WireItem>,
+    report: BatchReport,
+}
+
+impl Batch {
+    /// The items, in order.
+    pub fn items(&self) -> &[WireItem] {
+        &self.items
+    }
+
+    /// What building found.
+    pub fn report(&self) -> &BatchReport {
+        &self.report
+    }
+
+    /// Writes the batch request as NDJSON, one item a line.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when writing fails.
+    pub fn write_ndjson(&self, out: impl Write) -> Result<(), Error> {
+        write_ndjson(&self.items, out)
+    }
+}

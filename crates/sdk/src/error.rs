@@ -1,0 +1,106 @@
+use idempotency_catalog::Scope;
+
+/// Everything that can go wrong in this crate. Messages are lowercase and name the
+/// offending value or item.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A catalog error: its configuration, or a digest that does not parse.
+    #[error(transparent)]
+    Catalog(#[from] idempotency_catalog::Error),
+    /// A raw key of 64 characters is taken as a digest, as the reference SDK does, but
+    /// this one is not lowercase hex.
+    #[error("invalid key {value}: 64 characters long, so it is taken as a digest, but {reason}")]
+    NotADigest {
+        /// The key, quoted and cut to 64 characters.
+        value: String,
+        /// Why it is not a digest.
+        reason: String,
+    },
+    /// A TTL that is not a whole number of seconds, minutes, hours or days.
+    #[error(
+        "invalid ttl {value}: expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `60s`, `5m`, `2h`, `7d`"
+    )]
+    InvalidTtl {
+        /// The TTL, quoted and cut to 64 characters.
+        value: String,
+    },
+    /// An item's idempotency key is longer than the server accepts.
+    #[error("item {index}: idempotency key is {len} characters long; the server accepts at most 2048")]
+    KeyTooLong {
+        /// The item's index in the batch.
+        index: usize,
+        /// The key's length in characters.
+        len: usize,
+    },
+    /// An item failed to resolve.
+    #[error("item {index}: {source}")]
+    Item {
+        /// The item's index in the batch.
+        index: usize,
+        /// What went wrong.
+        source: Box<Error>,
+    },
+    /// Items lost their key options, under [`LossPolicy::Fail`](crate::LossPolicy::Fail).
+    #[error(
+        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {capacity}); nothing was sent; {remedy}"
+    )]
+    OptionsLost {
+        /// Items without options.
+        lost: usize,
+        /// Items in the batch.
+        items: usize,
+        /// The catalog's kind.
+        kind: idempotency_catalog::CatalogKind,
+        /// The catalog's capacity, or `unbounded`.
+        capacity: String,
+        /// What to change.
+        remedy: &'static str,
+    },
+    /// A run- or attempt-scoped key was to be derived without the run it belongs to.
+    #[error("cannot derive a `{scope}`-scoped key without its run context; pass the run id{}", if *.scope == Scope::Attempt { " and attempt number" } else { "" })]
+    ScopeNeedsRun {
+        /// The scope asked for.
+        scope: Scope,
+    },
+    /// A batch item that does not match the wire format.
+    #[error("invalid batch item at {path}: {message}")]
+    Wire {
+        /// Where in the item: `index`, `options.idempotencyKeyOptions.scope`, …
+        path: String,
+        /// What was expected.
+        message: String,
+    },
+    /// Writing the batch request failed.
+    #[error("cannot write the batch request: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// How an error message shows an offending input: quoted with escapes, and cut to its
+/// first 64 characters.
+pub(crate) fn shown(value: &str) -> String {
+    match value.char_indices().nth(64) {
+        None => format!("{value:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &value[..cut], value.chars().count()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_is_small_and_thread_safe() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Error>();
+        assert!(std::mem::size_of::<Error>() <= 96, "{}", std::mem::size_of::<Error>());
+    }
+
+    #[test]
+    fn scope_errors_say_what_to_pass() {
+        let run = Error::ScopeNeedsRun { scope: Scope::Run }.to_string();
+        assert_eq!(run, "cannot derive a `run`-scoped key without its run context; pass the run id");
+        let attempt = Error::ScopeNeedsRun { scope: Scope::Attempt }.to_string();
+        assert!(attempt.ends_with("pass the run id and attempt number"), "{attempt}");
+    }
+}

@@ -1,0 +1,177 @@
+use std::fmt;
+
+use idempotency_catalog::{Digest, KeyOptions, Scope};
+use sha2::{Digest as _, Sha256};
+
+use crate::context::RunContext;
+
+/// Key material: one string, or a list of strings joined with `-` in order.
+///
+/// Implemented for `str`, `String`, slices, arrays and `Vec`s of string-likes. One
+/// string and a list of that one string give the same key, as in the reference SDK.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{IdempotencyKey, Scope};
+///
+/// let a = IdempotencyKey::derive("a-b", Scope::Global, None);
+/// let b = IdempotencyKey::derive(&["a", "b"], Scope::Global, None);
+/// let c = IdempotencyKey::derive(&vec!["a-b".to_owned()], Scope::Global, None);
+/// assert_eq!(a, b);
+/// assert_eq!(b, c);
+/// ```
+pub trait KeyParts {
+    /// The parts, in order.
+    fn parts(&self) -> impl Iterator<Item = &str>;
+}
+
+impl KeyParts for str {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self)
+    }
+}
+
+impl KeyParts for String {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.as_str())
+    }
+}
+
+impl<S: AsRef<str>> KeyParts for [S] {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(AsRef::as_ref)
+    }
+}
+
+impl<S: AsRef<str>, const N: usize> KeyParts for [S; N] {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(AsRef::as_ref)
+    }
+}
+
+impl<S: AsRef<str>> KeyParts for Vec<S> {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        self.iter().map(AsRef::as_ref)
+    }
+}
+
+impl<T: KeyParts + ?Sized> KeyParts for &T {
+    fn parts(&self) -> impl Iterator<Item = &str> {
+        (**self).parts()
+    }
+}
+
+/// An idempotency key: the digest that deduplicates, and the options (original key and
+/// scope) that travel beside it.
+///
+/// A key made from key material carries its own options, so a batch never needs the
+/// catalog to find them. A key resolved from a bare digest string has options only if
+/// the catalog still knew them.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{IdempotencyKey, RunContext, Scope};
+///
+/// let run = RunContext::new("run_abc123", 1);
+/// let key = IdempotencyKey::derive(&["a", "b"], Scope::Run, Some(&run));
+/// // SHA-256 of "a-b-run_abc123", as the reference SDK computes it.
+/// assert!(key.digest().to_string().starts_with("db6543a7"));
+/// assert_eq!(key.options().map(|o| (o.key(), o.scope())), Some(("a-b", Scope::Run)));
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyKey {
+    digest: Digest,
+    options: Option<KeyOptions>,
+}
+
+impl IdempotencyKey {
+    /// Derives the key for `parts` in `scope`, without registering it anywhere; see
+    /// [`Sdk::create_key`](crate::Sdk::create_key) for the registering form.
+    ///
+    /// The digest is SHA-256 of `(parts ++ suffix).join("-")`, where the suffix is
+    /// nothing for `global`, `[run_id]` for `run` and `[run_id, attempt]` for
+    /// `attempt`; outside a run (`run` is `None`) every scope adds nothing.
+    pub fn derive(parts: impl KeyParts, scope: Scope, run: Option<&RunContext>) -> Self {
+        let mut hasher = Sha256::new();
+        let mut first = true;
+        let mut feed = |part: &str| {
+            if !first {
+                hasher.update(b"-");
+            }
+            first = false;
+            hasher.update(part.as_bytes());
+        };
+        for part in parts.parts() {
+            feed(part);
+        }
+        if let Some(run) = run {
+            match scope {
+                Scope::Global => {}
+                Scope::Run => feed(run.run_id()),
+                Scope::Attempt => {
+                    feed(run.run_id());
+                    feed(&run.attempt().to_string());
+                }
+            }
+        }
+        let digest = Digest::from_bytes(hasher.finalize().into());
+        IdempotencyKey { digest, options: Some(KeyOptions::joined(parts.parts(), scope)) }
+    }
+
+    /// A key known only by its digest, with whatever options are known for it.
+    pub fn from_digest(digest: Digest, options: Option<KeyOptions>) -> Self {
+        IdempotencyKey { digest, options }
+    }
+
+    /// The digest.
+    pub fn digest(&self) -> Digest {
+        self.digest
+    }
+
+    /// The original key and scope, when known.
+    pub fn options(&self) -> Option<&KeyOptions> {
+        self.options.as_ref()
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    /// The digest as 64 lowercase hex characters: what travels as `idempotencyKey`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.digest, f)
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IdempotencyKey").field("digest", &self.digest).field("options", &self.options).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha256_hex(s: &str) -> String {
+        Digest::from_bytes(Sha256::digest(s.as_bytes()).into()).to_string()
+    }
+
+    #[test]
+    fn the_digest_is_sha256_of_the_joined_parts_and_suffix() {
+        let run = RunContext::new("r", 7);
+        let cases: [(&[&str], Scope, Option<&RunContext>, &str); 6] = [
+            (&["a", "b"], Scope::Global, Some(&run), "a-b"),
+            (&["a", "b"], Scope::Run, Some(&run), "a-b-r"),
+            (&["a", "b"], Scope::Attempt, Some(&run), "a-b-r-7"),
+            (&["a", "b"], Scope::Attempt, None, "a-b"),
+            (&[], Scope::Run, Some(&run), "r"),
+            (&[""], Scope::Run, Some(&run), "-r"),
+        ];
+        for (parts, scope, ctx, joined) in cases {
+            let key = IdempotencyKey::derive(parts, scope, ctx);
+            assert_eq!(key.digest().to_string(), sha256_hex(joined), "{joined}");
+            assert_eq!(key.options().map(|o| o.key()), Some(parts.join("-").as_str()));
+        }
+    }
+}

@@ -1,0 +1,147 @@
+use idempotency_catalog::{Catalog, Digest, Scope};
+
+use crate::context::RunContext;
+use crate::error::{Error, shown};
+use crate::key::IdempotencyKey;
+
+/// Whatever a caller passes where an idempotency key is expected, resolved with the
+/// reference SDK's rules by [`Sdk::resolve`](crate::Sdk::resolve):
+///
+/// | input | becomes |
+/// |---|---|
+/// | an [`IdempotencyKey`] | itself, with its own options |
+/// | `""` | no key |
+/// | a string of exactly 64 characters | that digest, verbatim; options from the catalog, if it knows them |
+/// | any other string | derived from it with scope `run`, and registered |
+/// | a list of strings | derived from the list with scope `run`, and registered |
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{IdempotencyKey, KeyInput, Scope};
+///
+/// let typed: KeyInput = IdempotencyKey::derive("item-0", Scope::Global, None).into();
+/// let raw: KeyInput = "my-key".into();
+/// let list: KeyInput = vec!["a", "b"].into();
+/// assert!(matches!(list, KeyInput::Parts(ref p) if p == &["a", "b"]));
+/// # let _ = (typed, raw);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyInput {
+    /// A key made by this SDK; it carries its own options.
+    Key(IdempotencyKey),
+    /// A raw string: a digest when it is 64 characters long, else key material.
+    Raw(String),
+    /// Key material as a list.
+    Parts(Vec<String>),
+}
+
+impl From<IdempotencyKey> for KeyInput {
+    fn from(key: IdempotencyKey) -> Self {
+        KeyInput::Key(key)
+    }
+}
+
+impl From<&IdempotencyKey> for KeyInput {
+    fn from(key: &IdempotencyKey) -> Self {
+        KeyInput::Key(key.clone())
+    }
+}
+
+impl From<&str> for KeyInput {
+    fn from(raw: &str) -> Self {
+        KeyInput::Raw(raw.to_owned())
+    }
+}
+
+impl From<String> for KeyInput {
+    fn from(raw: String) -> Self {
+        KeyInput::Raw(raw)
+    }
+}
+
+impl<S: AsRef<str>> From<Vec<S>> for KeyInput {
+    fn from(parts: Vec<S>) -> Self {
+        KeyInput::Parts(parts.iter().map(|p| p.as_ref().to_owned()).collect())
+    }
+}
+
+impl<S: AsRef<str>> From<&[S]> for KeyInput {
+    fn from(parts: &[S]) -> Self {
+        KeyInput::Parts(parts.iter().map(|p| p.as_ref().to_owned()).collect())
+    }
+}
+
+impl KeyInput {
+    pub(crate) fn resolve(
+        &self,
+        catalog: &dyn Catalog,
+        run: Option<&RunContext>,
+    ) -> Result<Option<IdempotencyKey>, Error> {
+        Ok(Some(match self {
+            KeyInput::Key(key) if key.options().is_some() => key.clone(),
+            KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), catalog.get(&key.digest())),
+            KeyInput::Raw(raw) if raw.is_empty() => return Ok(None),
+            KeyInput::Raw(raw) if is_digest_length(raw) => {
+                let digest = raw.parse::<Digest>().map_err(|err| Error::NotADigest {
+                    value: shown(raw),
+                    reason: match err {
+                        idempotency_catalog::Error::InvalidDigest { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                })?;
+                IdempotencyKey::from_digest(digest, catalog.get(&digest))
+            }
+            KeyInput::Raw(raw) => register(catalog, IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
+            KeyInput::Parts(parts) => register(catalog, IdempotencyKey::derive(parts, Scope::Run, run)),
+        }))
+    }
+}
+
+/// The reference SDK tests `key.length === 64`, a length in UTF-16 code units.
+fn is_digest_length(raw: &str) -> bool {
+    raw.len() >= 64 && raw.len() <= 64 * 3 && raw.encode_utf16().count() == 64
+}
+
+pub(crate) fn register(catalog: &dyn Catalog, key: IdempotencyKey) -> IdempotencyKey {
+    if let Some(options) = key.options() {
+        catalog.register(key.digest(), options.clone());
+    }
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use idempotency_catalog::{KeyOptions, UnboundedCatalog};
+
+    use super::*;
+
+    #[test]
+    fn raw_strings_follow_the_reference_rules() {
+        let catalog = UnboundedCatalog::new();
+        assert_eq!(KeyInput::from("").resolve(&catalog, None).unwrap(), None);
+
+        let derived = KeyInput::from("my-key").resolve(&catalog, None).unwrap().unwrap();
+        assert_eq!(derived.options(), Some(&KeyOptions::new("my-key", Scope::Run)));
+        // Registered, so the digest alone finds the options again.
+        let by_digest = KeyInput::from(derived.digest().to_string()).resolve(&catalog, None).unwrap().unwrap();
+        assert_eq!(by_digest, derived);
+
+        let unknown = "0".repeat(64);
+        let resolved = KeyInput::from(unknown.as_str()).resolve(&catalog, None).unwrap().unwrap();
+        assert_eq!((resolved.digest().to_string(), resolved.options()), (unknown, None));
+    }
+
+    #[test]
+    fn a_64_character_string_that_is_not_hex_is_refused() {
+        let catalog = UnboundedCatalog::new();
+        for bad in ["k".repeat(64), "A".repeat(64), format!("{}é", "a".repeat(63))] {
+            let err = KeyInput::from(bad.as_str()).resolve(&catalog, None).unwrap_err().to_string();
+            assert!(err.contains("64 characters long, so it is taken as a digest"), "{err}");
+        }
+        // 63 and 65 characters are ordinary key material.
+        for ok in ["k".repeat(63), "k".repeat(65)] {
+            assert!(KeyInput::from(ok.as_str()).resolve(&catalog, None).unwrap().unwrap().options().is_some());
+        }
+    }
+}

@@ -1,0 +1,129 @@
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use crate::error::{Error, shown};
+
+/// How long an idempotency key deduplicates: a whole number of seconds, minutes, hours
+/// or days, written as on the wire (`"60s"`, `"5m"`, `"2h"`, `"7d"`).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use idempotency_sdk::Ttl;
+///
+/// let ttl: Ttl = "7d".parse()?;
+/// assert_eq!(ttl.duration(), Duration::from_secs(7 * 86_400));
+/// assert_eq!(ttl.to_string(), "7d");
+/// assert_eq!(Ttl::default().to_string(), "30d");
+/// assert!("1h30m".parse::<Ttl>().is_err());
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Ttl {
+    amount: u64,
+    unit: Unit,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Unit {
+    Seconds,
+    Minutes,
+    Hours,
+    Days,
+}
+
+impl Unit {
+    const fn seconds(self) -> u64 {
+        match self {
+            Unit::Seconds => 1,
+            Unit::Minutes => 60,
+            Unit::Hours => 3_600,
+            Unit::Days => 86_400,
+        }
+    }
+
+    const fn suffix(self) -> char {
+        match self {
+            Unit::Seconds => 's',
+            Unit::Minutes => 'm',
+            Unit::Hours => 'h',
+            Unit::Days => 'd',
+        }
+    }
+}
+
+impl Ttl {
+    /// The TTL when an item gives none: 30 days, as on the reference server.
+    pub const DEFAULT: Ttl = Ttl { amount: 30, unit: Unit::Days };
+
+    /// The TTL as a duration.
+    pub fn duration(self) -> Duration {
+        Duration::from_secs(self.amount * self.unit.seconds())
+    }
+}
+
+impl Default for Ttl {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+impl FromStr for Ttl {
+    type Err = Error;
+
+    /// Accepts digits followed by one of `s`, `m`, `h`, `d`; at least 1, and at most
+    /// what a `Duration` of seconds can hold.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || Error::InvalidTtl { value: shown(s) };
+        let unit = match s.as_bytes().last() {
+            Some(b's') => Unit::Seconds,
+            Some(b'm') => Unit::Minutes,
+            Some(b'h') => Unit::Hours,
+            Some(b'd') => Unit::Days,
+            _ => return Err(invalid()),
+        };
+        // The unit is one ASCII byte, so this is a char boundary.
+        let digits = s.get(..s.len() - 1).unwrap_or_default();
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        let amount: u64 = digits.parse().map_err(|_| invalid())?;
+        if amount == 0 || amount.checked_mul(unit.seconds()).is_none() {
+            return Err(invalid());
+        }
+        Ok(Ttl { amount, unit })
+    }
+}
+
+impl fmt::Display for Ttl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.amount, self.unit.suffix())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_unit_parses_and_round_trips() {
+        for (text, secs) in [("60s", 60), ("5m", 300), ("2h", 7_200), ("7d", 604_800), ("007s", 7)] {
+            let ttl: Ttl = text.parse().unwrap();
+            assert_eq!(ttl.duration().as_secs(), secs, "{text}");
+            assert_eq!(ttl.to_string().parse::<Ttl>().unwrap(), ttl);
+        }
+    }
+
+    #[test]
+    fn anything_else_is_refused_naming_the_value() {
+        for bad in
+            ["", "s", "0s", "-5m", "1.5h", "1h30m", "10", "10w", "10 s", " 10s", "1e3s", "é", "99999999999999999999d"]
+        {
+            let err = bad.parse::<Ttl>().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("invalid ttl {bad:?}:")), "{err}");
+        }
+        assert!(format!("{}d", u64::MAX / 86_400 + 1).parse::<Ttl>().is_err());
+    }
+}

@@ -1,0 +1,119 @@
+use std::io::Write;
+
+use idempotency_catalog::KeyOptions;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// The longest `idempotencyKey` the server accepts, in characters (UTF-16 code units,
+/// as the reference schema counts them).
+pub const MAX_KEY_LEN: usize = 2_048;
+
+/// One item of a batch request, as the reference API accepts it; one NDJSON line each.
+/// Absent fields are omitted, not `null`.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::WireItem;
+///
+/// let line = r#"{"index":0,"task":"child-task","payload":{"i":0},"options":{"idempotencyKey":"69b65bbed30ca00a0c4bbebbfd780cbd0d20cf36422420b8093fd92e47f3f9e9","idempotencyKeyTTL":"7d","idempotencyKeyOptions":{"key":"item-0","scope":"global"}}}"#;
+/// let item = WireItem::from_json(line)?;
+/// assert_eq!(item.options.as_ref().and_then(|o| o.idempotency_key_options.as_ref()).map(|o| o.key()), Some("item-0"));
+/// assert_eq!(serde_json::to_string(&item).unwrap(), line);
+///
+/// let err = WireItem::from_json(r#"{"index":-1,"task":"t"}"#).unwrap_err();
+/// assert!(err.to_string().starts_with("invalid batch item at index: "), "{err}");
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[non_exhaustive]
+pub struct WireItem {
+    /// The item's position in the batch.
+    pub index: u64,
+    /// The task to trigger.
+    pub task: String,
+    /// The payload, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Value>,
+    /// The options, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<WireOptions>,
+}
+
+/// The idempotency part of an item's options.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct WireOptions {
+    /// The key that deduplicates: a digest, or a raw key passed through verbatim.
+    #[serde(rename = "idempotencyKey", default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// How long the key deduplicates, such as `"7d"`.
+    #[serde(rename = "idempotencyKeyTTL", default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_ttl: Option<String>,
+    /// The original key and scope, for run records and dashboards.
+    #[serde(rename = "idempotencyKeyOptions", default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key_options: Option<KeyOptions>,
+}
+
+impl WireItem {
+    pub(crate) fn new(index: usize, task: &str, payload: Option<Value>, options: Option<WireOptions>) -> Self {
+        WireItem { index: index as u64, task: task.to_owned(), payload, options }
+    }
+
+    /// Parses one NDJSON line and [validates](Self::validate) it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Wire`] naming the path of the first bad field (`index`,
+    /// `options.idempotencyKeyOptions.scope`, …) and what was expected, or
+    /// [`Error::KeyTooLong`].
+    pub fn from_json(line: &str) -> Result<Self, Error> {
+        let mut de = serde_json::Deserializer::from_str(line);
+        let item: WireItem = serde_path_to_error::deserialize(&mut de).map_err(|err| {
+            let mut path = err.path().to_string();
+            let message = err.into_inner().to_string();
+            // A missing field is reported at its parent; name the field itself.
+            if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
+                path = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
+            }
+            Error::Wire { path, message }
+        })?;
+        de.end().map_err(|err| Error::Wire { path: ".".to_owned(), message: err.to_string() })?;
+        item.validate()?;
+        Ok(item)
+    }
+
+    /// Checks what the server would refuse and the types cannot express: a key longer
+    /// than [`MAX_KEY_LEN`].
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLong`] naming the item's index.
+    pub fn validate(&self) -> Result<(), Error> {
+        let key = self.options.as_ref().and_then(|o| o.idempotency_key.as_deref()).unwrap_or_default();
+        // Cheap first: a key of at most 2,048 bytes is at most 2,048 UTF-16 units.
+        if key.len() > MAX_KEY_LEN {
+            let len = key.encode_utf16().count();
+            if len > MAX_KEY_LEN {
+                return Err(Error::KeyTooLong { index: usize::try_from(self.index).unwrap_or(usize::MAX), len });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes `items` as NDJSON: one JSON object a line.
+pub(crate) fn write_ndjson<'a>(
+    items: impl IntoIterator<Item = &'a WireItem>,
+    mut out: impl Write,
+) -> Result<(), Error> {
+    for item in items {
+        serde_json::to_writer(&mut out, item).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
