@@ -11,7 +11,8 @@ use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope
 const ITEMS: u32 = 6_235;
 
 fn main() -> Result<(), idempotency_catalog::Error> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(tracing::Level::WARN).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_max_level(tracing::Level::WARN).init();
     println!("{:<13} {:>8} {:>14} {:>17} {:>10}", "catalog", "items", "with metadata", "without metadata", "evictions");
     for kind in CatalogKind::ALL {
         let catalog = CatalogBuilder::new().kind(kind).build()?;

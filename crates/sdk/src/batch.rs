@@ -73,7 +73,7 @@ impl ItemOptions {
 /// let sdk = Sdk::from_env()?;
 /// let mut batch = sdk.batch("child-task", 3);
 /// for i in 0..3 {
-///     let key = sdk.create_key(&["item", &i.to_string()], Scope::Global);
+///     let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
 ///     // Passing the digest alone, as a caller relaying keys through a payload would.
 ///     batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
 /// }
@@ -89,12 +89,16 @@ pub struct BatchBuilder<'a> {
     batch_key: Option<KeyInput>,
     items: Vec<(Option<Value>, ItemOptions)>,
     room: Reservation<'a>,
+    /// The catalog's eviction count when the batch opened: keys created for it since
+    /// then may have been evicted before `build` resolves them.
+    evictions_at_open: u64,
 }
 
 impl<'a> BatchBuilder<'a> {
     pub(crate) fn new(sdk: &'a Sdk, task: String, expected_items: usize) -> Self {
+        let evictions_at_open = sdk.catalog().stats().evictions();
         let room = sdk.catalog().reserve(expected_items);
-        BatchBuilder { sdk, task, batch_key: None, items: Vec::with_capacity(expected_items), room }
+        BatchBuilder { sdk, task, batch_key: None, items: Vec::with_capacity(expected_items), room, evictions_at_open }
     }
 
     /// Gives the batch a key. Items without a key of their own then get one derived
@@ -133,7 +137,6 @@ impl<'a> BatchBuilder<'a> {
         let run = self.sdk.run();
         // More items than announced: hold room for the rest too.
         let _extra = catalog.reserve(self.items.len().saturating_sub(self.room.requested()));
-        let evictions_before = catalog.stats().evictions();
         let batch_key = match &self.batch_key {
             Some(key) => key.resolve(catalog, run)?,
             None => None,
@@ -177,7 +180,7 @@ impl<'a> BatchBuilder<'a> {
             item.validate()?;
             wire.push(item);
         }
-        report.evictions = catalog.stats().evictions().saturating_sub(evictions_before);
+        report.evictions = catalog.stats().evictions().saturating_sub(self.evictions_at_open);
         report.catalog_kind = catalog.kind();
         report.catalog_capacity = catalog.capacity();
         report.shortfall = self.room.shortfall();
@@ -227,7 +230,7 @@ pub struct BatchReport {
     pub without_options: usize,
     /// Keyed items whose digest appeared earlier in the same batch.
     pub repeated: usize,
-    /// Catalog evictions while the batch was built (by any thread).
+    /// Catalog evictions between opening the batch and building it (by any thread).
     pub evictions: u64,
     /// Items the catalog said would not fit when the batch reserved its room.
     pub shortfall: usize,

@@ -16,7 +16,7 @@ use crate::context::RunContext;
 /// use idempotency_sdk::{IdempotencyKey, Scope};
 ///
 /// let a = IdempotencyKey::derive("a-b", Scope::Global, None);
-/// let b = IdempotencyKey::derive(&["a", "b"], Scope::Global, None);
+/// let b = IdempotencyKey::derive(["a", "b"], Scope::Global, None);
 /// let c = IdempotencyKey::derive(&vec!["a-b".to_owned()], Scope::Global, None);
 /// assert_eq!(a, b);
 /// assert_eq!(b, c);
@@ -75,7 +75,7 @@ impl<T: KeyParts + ?Sized> KeyParts for &T {
 /// use idempotency_sdk::{IdempotencyKey, RunContext, Scope};
 ///
 /// let run = RunContext::new("run_abc123", 1);
-/// let key = IdempotencyKey::derive(&["a", "b"], Scope::Run, Some(&run));
+/// let key = IdempotencyKey::derive(["a", "b"], Scope::Run, Some(&run));
 /// // SHA-256 of "a-b-run_abc123", as the reference SDK computes it.
 /// assert!(key.digest().to_string().starts_with("db6543a7"));
 /// assert_eq!(key.options().map(|o| (o.key(), o.scope())), Some(("a-b", Scope::Run)));

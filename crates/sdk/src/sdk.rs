@@ -17,7 +17,7 @@ use crate::key_input::{KeyInput, register};
 /// use idempotency_sdk::{RunContext, Scope, Sdk};
 ///
 /// let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
-/// let key = sdk.create_key(&["item", "42"], Scope::Global);
+/// let key = sdk.create_key(["item", "42"], Scope::Global);
 /// assert_eq!(key.options().map(|o| o.key()), Some("item-42"));
 /// // Registered: a bare digest string finds its options again.
 /// let again = sdk.resolve(&key.to_string().into())?.unwrap();

@@ -1,0 +1,222 @@
+//! The main job: the reference SDK's 6,235-item fan-out, under each catalog kind and
+//! key form, and how many runs kept their key and scope.
+//!
+//! ```text
+//! cargo run --release -p idempotency-sdk --example fanout                 # the whole table
+//! cargo run --release -p idempotency-sdk --example fanout -- --catalog lru --capacity 1000 --key-form digest
+//! cargo run --release -p idempotency-sdk --example fanout -- --json      # catalog from the environment
+//! ```
+//!
+//! Options: `--items N` (default 6235), `--catalog lru|unbounded|batch-scaled` (default:
+//! from `IDEMPOTENCY_CATALOG_*`), `--capacity N`, `--key-form typed|digest` (default
+//! typed), `--json` (one JSON object on stdout), `--ndjson PATH` (write the batch
+//! request). Without any option it runs every kind with both key forms. Warnings go
+//! to stderr (`RUST_LOG` filters them; default `warn`).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
+use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk, Ttl};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyForm {
+    /// `IdempotencyKey` values, which carry their own options.
+    Typed,
+    /// The digest strings alone, as a caller relaying keys through a payload would.
+    Digest,
+}
+
+impl KeyForm {
+    fn name(self) -> &'static str {
+        match self {
+            KeyForm::Typed => "typed",
+            KeyForm::Digest => "digest",
+        }
+    }
+}
+
+struct Args {
+    items: usize,
+    catalog: Option<CatalogKind>,
+    capacity: Option<usize>,
+    key_form: KeyForm,
+    json: bool,
+    ndjson: Option<std::path::PathBuf>,
+    any: bool,
+}
+
+fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
+    use lexopt::prelude::*;
+    let mut args = Args {
+        items: 6_235,
+        catalog: None,
+        capacity: None,
+        key_form: KeyForm::Typed,
+        json: false,
+        ndjson: None,
+        any: false,
+    };
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next()? {
+        args.any = true;
+        match arg {
+            Long("items") => args.items = parser.value()?.parse()?,
+            Long("catalog") => args.catalog = Some(parser.value()?.string()?.parse()?),
+            Long("capacity") => args.capacity = Some(parser.value()?.parse()?),
+            Long("key-form") => {
+                args.key_form = match parser.value()?.string()?.as_str() {
+                    "typed" => KeyForm::Typed,
+                    "digest" => KeyForm::Digest,
+                    other => return Err(format!("invalid --key-form {other:?}: expected `typed` or `digest`").into()),
+                }
+            }
+            Long("json") => args.json = true,
+            Long("ndjson") => args.ndjson = Some(parser.value()?.into()),
+            Long("help") | Short('h') => {
+                println!(
+                    "usage: fanout [--items N] [--catalog lru|unbounded|batch-scaled] [--capacity N] [--key-form typed|digest] [--json] [--ndjson PATH]"
+                );
+                std::process::exit(0);
+            }
+            _ => return Err(arg.unexpected().into()),
+        }
+    }
+    Ok(args)
+}
+
+/// What one fan-out produced.
+struct Outcome {
+    items: usize,
+    runs: usize,
+    runs_with_key: usize,
+    runs_without_key: usize,
+    cached: usize,
+    evictions: u64,
+    shed_after_batch: u64,
+    kind: CatalogKind,
+    capacity: Option<usize>,
+}
+
+/// Creates `items` keys while a batch holds room for them, builds the batch, and
+/// triggers it on a fresh local engine.
+fn fan_out(
+    catalog: Arc<dyn Catalog>,
+    items: usize,
+    form: KeyForm,
+    ndjson: Option<&std::path::Path>,
+) -> Result<Outcome, Box<dyn std::error::Error>> {
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    let ttl: Ttl = "7d".parse()?;
+    let mut batch = sdk.batch("child-task", items);
+    for i in 0..items {
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let options = match form {
+            KeyForm::Typed => ItemOptions::new().key(key),
+            KeyForm::Digest => ItemOptions::new().key(key.to_string()),
+        };
+        batch.item(json!({ "i": i }), options.ttl(ttl));
+    }
+    let batch = batch.build()?;
+    if let Some(path) = ndjson {
+        batch.write_ndjson(std::io::BufWriter::new(std::fs::File::create(path)?))?;
+    }
+    let engine = LocalEngine::new();
+    let handles = engine.trigger(&batch)?;
+    let runs = engine.runs();
+    let with_key = runs.iter().filter(|r| r.idempotency_key_scope.is_some()).count();
+    let stats = catalog.stats();
+    Ok(Outcome {
+        items,
+        runs: runs.len(),
+        runs_with_key: with_key,
+        runs_without_key: runs.len() - with_key,
+        cached: handles.iter().filter(|h| h.cached).count(),
+        evictions: stats.evicted_capacity,
+        shed_after_batch: stats.evicted_shrink,
+        kind: catalog.kind(),
+        capacity: catalog.capacity(),
+    })
+}
+
+fn build(kind: Option<CatalogKind>, capacity: Option<usize>) -> Result<Arc<dyn Catalog>, idempotency_catalog::Error> {
+    let builder = match kind {
+        Some(kind) => CatalogBuilder::new().kind(kind),
+        None => CatalogBuilder::from_env()?,
+    };
+    match capacity {
+        Some(capacity) => builder.capacity(capacity).build(),
+        None => builder.build(),
+    }
+}
+
+fn run() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+
+    if !args.any {
+        println!(
+            "{:<13} {:<8} {:>6} {:>6} {:>16} {:>19} {:>10} {:>17}",
+            "catalog", "keys", "items", "runs", "with key+scope", "without key+scope", "evictions", "shed after batch"
+        );
+        for kind in CatalogKind::ALL {
+            for form in [KeyForm::Typed, KeyForm::Digest] {
+                let o = fan_out(build(Some(kind), None)?, args.items, form, None)?;
+                println!(
+                    "{:<13} {:<8} {:>6} {:>6} {:>16} {:>19} {:>10} {:>17}",
+                    kind.as_str(),
+                    form.name(),
+                    o.items,
+                    o.runs,
+                    o.runs_with_key,
+                    o.runs_without_key,
+                    o.evictions,
+                    o.shed_after_batch
+                );
+            }
+        }
+        return Ok(());
+    }
+
+    let catalog = build(args.catalog, args.capacity)?;
+    let o = fan_out(catalog, args.items, args.key_form, args.ndjson.as_deref())?;
+    if args.json {
+        let out = json!({
+            "items": o.items,
+            "runs": o.runs,
+            "runs_with_key": o.runs_with_key,
+            "runs_without_key": o.runs_without_key,
+            "cached": o.cached,
+            "evictions": o.evictions,
+            "catalog_kind": o.kind.as_str(),
+            "catalog_capacity": o.capacity,
+        });
+        println!("{out}");
+    } else {
+        println!(
+            "{} {} keys: {} items, {} runs, {} with key and scope, {} without; {} evictions while building (capacity {})",
+            o.kind,
+            args.key_form.name(),
+            o.items,
+            o.runs,
+            o.runs_with_key,
+            o.runs_without_key,
+            o.evictions,
+            o.capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string())
+        );
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The reproduction: a fan-out of thousands of keyed items under each catalog kind.
+//! Typed keys never lose their options; digest strings lose them only where the
+//! catalog cannot hold the batch, and then a warning says so.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
+
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
+use idempotency_sdk::{Batch, ItemOptions, LocalEngine, LossPolicy, Scope, Sdk};
+use serde_json::json;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Form {
+    Typed,
+    Digest,
+}
+
+fn catalog(kind: CatalogKind) -> Arc<dyn Catalog> {
+    CatalogBuilder::new().kind(kind).build().unwrap()
+}
+
+/// Opens a batch, creates one global key per item, passes it typed or as a digest.
+fn fan_out(sdk: &Sdk, items: usize, form: Form) -> Result<Batch, idempotency_sdk::Error> {
+    let mut batch = sdk.batch("child-task", items);
+    for i in 0..items {
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let options = match form {
+            Form::Typed => ItemOptions::new().key(key),
+            Form::Digest => ItemOptions::new().key(key.to_string()),
+        };
+        batch.item(json!({ "i": i }), options);
+    }
+    batch.build()
+}
+
+#[test]
+fn typed_keys_keep_every_option_under_every_kind() {
+    for kind in CatalogKind::ALL {
+        for items in [3_000, 6_235] {
+            let sdk = Sdk::new(catalog(kind));
+            let batch = fan_out(&sdk, items, Form::Typed).unwrap();
+            assert_eq!((batch.report().with_options, batch.report().without_options), (items, 0), "{kind}");
+            let engine = LocalEngine::new();
+            engine.trigger(&batch).unwrap();
+            let runs = engine.runs();
+            assert_eq!(runs.len(), items);
+            for (i, run) in runs.iter().enumerate() {
+                assert_eq!(run.idempotency_key.as_deref(), Some(format!("item-{i}").as_str()), "{kind}");
+                assert_eq!(run.idempotency_key_scope, Some(Scope::Global));
+            }
+        }
+    }
+}
+
+#[test]
+fn digest_keys_keep_every_option_under_the_default_and_unbounded_catalogs() {
+    for kind in [CatalogKind::default(), CatalogKind::Unbounded] {
+        let sdk = Sdk::new(catalog(kind));
+        let report = *fan_out(&sdk, 6_235, Form::Digest).unwrap().report();
+        assert_eq!((report.with_options, report.without_options, report.evictions), (6_235, 0, 0), "{kind}");
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn digest_keys_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
+    let out = Captured::default();
+    let writer = out.clone();
+    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+    let batch = tracing::subscriber::with_default(subscriber, || fan_out(&sdk, 6_235, Form::Digest)).unwrap();
+    let report = batch.report();
+    assert_eq!((report.with_options, report.without_options, report.shortfall), (1_000, 5_235, 5_235));
+    assert_eq!(report.evictions, 5_235);
+    for (i, item) in batch.items().iter().enumerate() {
+        let options = item.options.as_ref().unwrap();
+        assert_eq!(options.idempotency_key_options.is_some(), i >= 5_235, "item {i}");
+    }
+    let engine = LocalEngine::new();
+    engine.trigger(&batch).unwrap();
+    let runs = engine.runs();
+    // A run without options shows the digest instead of the key.
+    assert_eq!(
+        runs[0].idempotency_key.as_deref(),
+        batch.items()[0].options.as_ref().unwrap().idempotency_key.as_deref()
+    );
+    assert_eq!(runs[6_234].idempotency_key.as_deref(), Some("item-6234"));
+
+    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let lost: Vec<&str> = text.lines().filter(|l| l.contains("lost their idempotency key options")).collect();
+    assert_eq!(lost.len(), 1, "{text}");
+    assert!(lost[0].contains("lost=5235") && lost[0].contains("capacity=1000"), "{}", lost[0]);
+    assert!(lost[0].contains("IDEMPOTENCY_CATALOG_CAPACITY"), "{}", lost[0]);
+}
+
+#[test]
+fn the_fail_policy_refuses_a_lossy_batch_before_anything_is_sent() {
+    let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(10).build().unwrap();
+    let sdk = Sdk::new(catalog).with_loss_policy(LossPolicy::Fail);
+    let err = fan_out(&sdk, 25, Form::Digest).unwrap_err().to_string();
+    assert!(
+        err.starts_with("15 of 25 batch items lost their key options (catalog lru, capacity 10); nothing was sent"),
+        "{err}"
+    );
+    // The same batch with typed keys is fine.
+    assert!(fan_out(&sdk, 25, Form::Typed).is_ok());
+}
+
+#[test]
+fn items_without_a_key_derive_one_from_the_batch_key_and_their_index() {
+    let sdk = Sdk::new(catalog(CatalogKind::Unbounded));
+    let mut batch = sdk.batch("child-task", 2);
+    batch.batch_key("my-batch");
+    batch.item(None, ItemOptions::new());
+    batch.item(None, ItemOptions::new().key("own-key"));
+    let batch = batch.build().unwrap();
+    let batch_digest = sdk.resolve(&"my-batch".into()).unwrap().unwrap().digest().to_string();
+    let first = batch.items()[0].options.as_ref().unwrap();
+    let expected = sdk.resolve(&vec![batch_digest.clone(), "0".to_owned()].into()).unwrap().unwrap();
+    assert_eq!(first.idempotency_key.as_deref(), Some(expected.to_string().as_str()));
+    assert_eq!(first.idempotency_key_options.as_ref().map(|o| o.key().to_owned()), Some(format!("{batch_digest}-0")));
+    let second = batch.items()[1].options.as_ref().unwrap();
+    assert_eq!(second.idempotency_key_options.as_ref().map(|o| o.key()), Some("own-key"));
+}
+
+#[test]
+fn repeated_keys_are_counted_and_the_engine_serves_them_from_one_run() {
+    let sdk = Sdk::new(catalog(CatalogKind::default()));
+    let key = sdk.create_key("same", Scope::Global);
+    let mut batch = sdk.batch("child-task", 3);
+    for _ in 0..3 {
+        batch.item(None, ItemOptions::new().key(&key));
+    }
+    let batch = batch.build().unwrap();
+    assert_eq!(batch.report().repeated, 2);
+    let handles = LocalEngine::new().trigger(&batch).unwrap();
+    assert_eq!(handles.iter().filter(|h| h.cached).count(), 2);
+    assert!(handles.iter().all(|h| h.id == handles[0].id));
+}
+
+#[test]
+fn ndjson_has_one_item_a_line_and_omits_absent_fields() {
+    let sdk = Sdk::new(catalog(CatalogKind::default()));
+    let mut batch = sdk.batch("child-task", 2);
+    batch.item(
+        json!({ "i": 0 }),
+        ItemOptions::new().key(sdk.create_key("item-0", Scope::Global)).ttl("1h".parse().unwrap()),
+    );
+    batch.item(None, ItemOptions::new());
+    let mut out = Vec::new();
+    batch.build().unwrap().write_ndjson(&mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[0],
+        r#"{"index":0,"task":"child-task","payload":{"i":0},"options":{"idempotencyKey":"69b65bbed30ca00a0c4bbebbfd780cbd0d20cf36422420b8093fd92e47f3f9e9","idempotencyKeyTTL":"1h","idempotencyKeyOptions":{"key":"item-0","scope":"global"}}}"#
+    );
+    assert_eq!(lines[1], r#"{"index":1,"task":"child-task"}"#);
+    for line in lines {
+        idempotency_sdk::WireItem::from_json(line).unwrap();
+    }
+}
