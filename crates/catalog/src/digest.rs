@@ -75,6 +75,20 @@ impl Digest {
         let _ = hex::encode_to_slice(self.0, &mut out);
         out
     }
+
+    /// The 64 lowercase hex characters as a `String`, without going through a formatter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::Digest;
+    ///
+    /// let digest = Digest::from_bytes([0xab; 32]);
+    /// assert_eq!(digest.to_hex_string(), digest.to_string());
+    /// ```
+    pub fn to_hex_string(&self) -> String {
+        self.to_hex().iter().map(|&b| char::from(b)).collect()
+    }
 }
 
 impl FromStr for Digest {

@@ -52,7 +52,19 @@ impl KeyOptions {
     /// assert_eq!((options.key(), options.scope()), ("order-123", Scope::Run));
     /// ```
     pub fn new(key: &str, scope: Scope) -> Self {
-        Self::from_parts(std::iter::once(key), scope)
+        // The common case, a short key, on the stack: `SmolStrBuilder` and
+        // `SmolStr::new` cost about as much again as hashing the key.
+        let mut inline = [0u8; SmolStr::INLINE_CAP];
+        let tagged = match inline.get_mut(1..=key.len()) {
+            Some(rest) => {
+                rest.copy_from_slice(key.as_bytes());
+                inline[0] = tag(scope) as u8;
+                // A `&str` behind an ASCII tag is valid UTF-8.
+                std::str::from_utf8(&inline[..=key.len()]).map(SmolStr::new_inline).ok()
+            }
+            None => None,
+        };
+        KeyOptions { tagged: tagged.unwrap_or_else(|| Self::from_parts(std::iter::once(key), scope).tagged) }
     }
 
     /// Options whose key is `parts` joined with `-`, built without an intermediate

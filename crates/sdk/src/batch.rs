@@ -147,9 +147,9 @@ impl<'a> BatchBuilder<'a> {
         let mut seen: HashSet<Digest> = HashSet::with_capacity(self.items.len());
         let mut wire = Vec::with_capacity(self.items.len());
         for (index, (payload, options)) in self.items.into_iter().enumerate() {
-            let key = match (&options.key, &batch_hex) {
+            let key = match (options.key, &batch_hex) {
                 (Some(input), _) => {
-                    input.resolve(catalog, run).map_err(|e| Error::Item { index, source: Box::new(e) })?
+                    input.into_key(catalog, run).map_err(|e| Error::Item { index, source: Box::new(e) })?
                 }
                 (None, Some(hex)) => {
                     Some(register(catalog, IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run)))
@@ -166,7 +166,7 @@ impl<'a> BatchBuilder<'a> {
                     report.repeated += 1;
                 }
                 WireOptions {
-                    idempotency_key: Some(key.to_string()),
+                    idempotency_key: Some(key.digest().to_hex_string()),
                     idempotency_key_ttl: options.ttl.map(|ttl| ttl.to_string()),
                     idempotency_key_options: key.options().cloned(),
                 }

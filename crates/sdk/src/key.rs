@@ -1,4 +1,5 @@
 use std::fmt;
+use std::io::{self, Write};
 
 use idempotency_catalog::{Digest, KeyOptions, Scope};
 use sha2::{Digest as _, Sha256};
@@ -94,30 +95,26 @@ impl IdempotencyKey {
     /// nothing for `global`, `[run_id]` for `run` and `[run_id, attempt]` for
     /// `attempt`; outside a run (`run` is `None`) every scope adds nothing.
     pub fn derive(parts: impl KeyParts, scope: Scope, run: Option<&RunContext>) -> Self {
-        let mut hasher = Sha256::new();
-        let mut first = true;
-        let mut feed = |part: &str| {
-            if !first {
-                hasher.update(b"-");
-            }
-            first = false;
-            hasher.update(part.as_bytes());
-        };
-        for part in parts.parts() {
-            feed(part);
+        // One contiguous string, hashed in one call, joined on the stack when it fits:
+        // for short keys, feeding the hasher piece by piece or allocating costs about
+        // as much as the hash itself.
+        let mut stack = [0u8; 64];
+        let mut cursor = io::Cursor::new(&mut stack[..]);
+        if let Ok(key_len) = write_joined(&mut cursor, &parts, scope, run) {
+            let len = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
+            return Self::from_joined(stack.get(..len).unwrap_or_default(), key_len, scope);
         }
-        if let Some(run) = run {
-            match scope {
-                Scope::Global => {}
-                Scope::Run => feed(run.run_id()),
-                Scope::Attempt => {
-                    feed(run.run_id());
-                    feed(&run.attempt().to_string());
-                }
-            }
-        }
-        let digest = Digest::from_bytes(hasher.finalize().into());
-        IdempotencyKey { digest, options: Some(KeyOptions::joined(parts.parts(), scope)) }
+        let mut heap = Vec::new();
+        let key_len = write_joined(&mut heap, &parts, scope, run).unwrap_or_default();
+        Self::from_joined(&heap, key_len, scope)
+    }
+
+    /// `joined` is the hashed string; its first `key_len` bytes are the original key.
+    fn from_joined(joined: &[u8], key_len: usize, scope: Scope) -> Self {
+        let digest = Digest::from_bytes(Sha256::digest(joined).into());
+        // Parts are `&str` and separators ASCII, so this is valid UTF-8.
+        let key = joined.get(..key_len).and_then(|key| std::str::from_utf8(key).ok()).unwrap_or_default();
+        IdempotencyKey { digest, options: Some(KeyOptions::new(key, scope)) }
     }
 
     /// A key known only by its digest, with whatever options are known for it.
@@ -133,6 +130,53 @@ impl IdempotencyKey {
     /// The original key and scope, when known.
     pub fn options(&self) -> Option<&KeyOptions> {
         self.options.as_ref()
+    }
+}
+
+/// Writes `(parts ++ suffix).join("-")` and returns the length of `parts.join("-")`.
+fn write_joined(
+    out: &mut impl Write,
+    parts: &impl KeyParts,
+    scope: Scope,
+    run: Option<&RunContext>,
+) -> io::Result<usize> {
+    let attempt;
+    let suffix: &[&str] = match (run, scope) {
+        (None, _) | (_, Scope::Global) => &[],
+        (Some(run), Scope::Run) => &[run.run_id()],
+        (Some(run), Scope::Attempt) => {
+            attempt = run.attempt().to_string();
+            &[run.run_id(), &attempt]
+        }
+    };
+    let mut joined = Joined { out, count: 0, written: 0 };
+    for part in parts.parts() {
+        joined.push(part)?;
+    }
+    let key_len = joined.written;
+    for part in suffix {
+        joined.push(part)?;
+    }
+    Ok(key_len)
+}
+
+/// A `-`-joined string being written: a separator goes before every part but the first.
+struct Joined<'a, W> {
+    out: &'a mut W,
+    count: usize,
+    written: usize,
+}
+
+impl<W: Write> Joined<'_, W> {
+    fn push(&mut self, part: &str) -> io::Result<()> {
+        if self.count > 0 {
+            self.out.write_all(b"-")?;
+            self.written += 1;
+        }
+        self.out.write_all(part.as_bytes())?;
+        self.written += part.len();
+        self.count += 1;
+        Ok(())
     }
 }
 

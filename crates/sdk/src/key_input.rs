@@ -73,6 +73,18 @@ impl<S: AsRef<str>> From<&[S]> for KeyInput {
 }
 
 impl KeyInput {
+    /// [`resolve`](Self::resolve), moving a typed key out rather than cloning it.
+    pub(crate) fn into_key(
+        self,
+        catalog: &dyn Catalog,
+        run: Option<&RunContext>,
+    ) -> Result<Option<IdempotencyKey>, Error> {
+        match self {
+            KeyInput::Key(key) if key.options().is_some() => Ok(Some(key)),
+            other => other.resolve(catalog, run),
+        }
+    }
+
     pub(crate) fn resolve(
         &self,
         catalog: &dyn Catalog,

@@ -1,0 +1,60 @@
+//! Key creation against its floor (a bare `sha2` digest of the same bytes), and batch
+//! building at growing sizes, to show the per-item cost stays flat.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use idempotency_catalog::{CatalogBuilder, Digest};
+use idempotency_sdk::{IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
+use sha2::{Digest as _, Sha256};
+
+/// `derive` does the hash and builds the options (original key and scope); it does not
+/// register. The floor hashes the exact bytes `derive` hashes, and nothing else.
+fn key_create(c: &mut Criterion) {
+    let run = RunContext::new("run_abc123", 1);
+    let mut group = c.benchmark_group("key_create");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2)).sample_size(30);
+    group.throughput(Throughput::Elements(1));
+    let cases: [(&str, Scope, &str); 3] = [
+        ("global", Scope::Global, "item-42"),
+        ("run", Scope::Run, "item-42-run_abc123"),
+        ("attempt", Scope::Attempt, "item-42-run_abc123-1"),
+    ];
+    for (name, scope, joined) in cases {
+        group.bench_function(BenchmarkId::new("floor_sha256", name), |b| {
+            b.iter(|| Digest::from_bytes(Sha256::digest(black_box(joined).as_bytes()).into()))
+        });
+        group.bench_function(BenchmarkId::new("derive", name), |b| {
+            b.iter(|| IdempotencyKey::derive(black_box(["item", "42"]), scope, Some(&run)))
+        });
+    }
+    group.finish();
+}
+
+/// A whole fan-out: open the batch (reserving room), create one typed key per item,
+/// add the items, build. Payloads are left out so that the key work is what is timed.
+fn batch_build(c: &mut Criterion) {
+    let catalog = CatalogBuilder::new().max_capacity(2_000_000).build().unwrap_or_else(|_| unreachable!());
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    let numbers: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
+    let mut group = c.benchmark_group("batch_build");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
+    for items in [10_000, 100_000, 1_000_000] {
+        group.throughput(Throughput::Elements(items as u64));
+        group.bench_function(BenchmarkId::from_parameter(items), |b| {
+            b.iter(|| {
+                let mut batch = sdk.batch("child-task", items);
+                for number in &numbers[..items] {
+                    batch.item(None, ItemOptions::new().key(sdk.create_key(["item", number], Scope::Global)));
+                }
+                batch.build().map(|batch| batch.report().with_options)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, key_create, batch_build);
+criterion_main!(benches);
