@@ -231,7 +231,7 @@ impl EvictionLog {
         self.total += n;
         self.unreported += n;
         let due = self.total >= self.next_report_at
-            || (self.unreported % CLOCK_EVERY == 0
+            || (self.unreported.is_multiple_of(CLOCK_EVERY)
                 && self.last_report.is_some_and(|at| at.elapsed() >= SUMMARY_INTERVAL));
         due.then(|| self.take())
     }
