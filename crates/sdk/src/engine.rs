@@ -166,10 +166,11 @@ impl State {
         let key = options.and_then(|o| o.idempotency_key.clone()).filter(|k| !k.is_empty());
         if let Some(key) = &key {
             let slot = (item.task.clone(), key.clone());
-            if let Some(&(run, expires)) = self.cached.get(&slot) {
-                if now < expires {
-                    return RunHandle { id: self.runs[run].id.clone(), cached: true };
-                }
+            if let Some(&(run, expires)) = self.cached.get(&slot)
+                && now < expires
+                && let Some(record) = self.runs.get(run)
+            {
+                return RunHandle { id: record.id.clone(), cached: true };
             }
         }
         let known = options.and_then(|o| o.idempotency_key_options.as_ref());
