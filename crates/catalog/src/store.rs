@@ -190,8 +190,21 @@ impl Store {
             state.live += 1;
             state.grown = state.grown.saturating_add(additional);
             let capacity = self.policy.capacity(state.grown);
-            // Growing never evicts, so there is nothing to report here.
-            state.entries.resize(capacity);
+            // Growing never evicts, so there is nothing to report here. A batch much
+            // larger than what is held gets its map allocated now, rather than
+            // rehashed again and again as it fills.
+            let preallocate = capacity > state.entries.cap()
+                && capacity.get() / 2 > state.entries.len()
+                && capacity.get() <= PREALLOCATE_RESERVED_UP_TO;
+            let old = if preallocate {
+                let fresh = rebuilt(&state.entries, state.entries.len(), LruCache::new(capacity));
+                Some(std::mem::replace(&mut state.entries, fresh))
+            } else {
+                state.entries.resize(capacity);
+                None
+            };
+            drop(state);
+            drop(old);
             capacity
         };
         let shortfall = match self.policy {
@@ -212,21 +225,33 @@ impl Store {
         }
         let capacity = self.policy.capacity(state.grown);
         let keep_entries = self.listener.wants_entries();
+        let excess = state.entries.len().saturating_sub(capacity.get());
         let mut shed = Vec::new();
-        let mut shed_count = 0u64;
-        while state.entries.len() > capacity.get() {
-            let Some(entry) = state.entries.pop_lru() else { break };
-            shed_count += 1;
+        let mut old = None;
+        if excess > capacity.get() {
+            // Shedding most of the map: moving the few survivors into a new one is
+            // cheaper than a hash removal per shed entry, and frees the large table.
             if keep_entries {
-                shed.push(entry);
+                shed = state.entries.iter().rev().take(excess).map(|(d, o)| (*d, o.clone())).collect();
             }
+            let fresh = rebuilt(&state.entries, capacity.get(), new_map(capacity));
+            old = Some(std::mem::replace(&mut state.entries, fresh));
+        } else {
+            for _ in 0..excess {
+                let Some(entry) = state.entries.pop_lru() else { break };
+                if keep_entries {
+                    shed.push(entry);
+                }
+            }
+            state.entries.resize(capacity);
         }
-        state.entries.resize(capacity);
+        let shed_count = excess as u64;
         state.counters.evicted_shrink += shed_count;
         let total_shed = state.counters.evicted_shrink;
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
+        drop(old);
 
         self.listener.notify(ctx.kind, &shed, RemovalCause::Shrink);
         if shed_count > 0 {
@@ -247,6 +272,20 @@ impl Drop for Store {
     }
 }
 
+/// `into`, holding the newest `keep` entries of `from` in the same recency order.
+fn rebuilt(
+    from: &LruCache<Digest, KeyOptions>,
+    keep: usize,
+    mut into: LruCache<Digest, KeyOptions>,
+) -> LruCache<Digest, KeyOptions> {
+    // `iter` runs newest first; pushing oldest first leaves the newest most recent.
+    let newest: Vec<_> = from.iter().take(keep).collect();
+    for (digest, options) in newest.into_iter().rev() {
+        into.push(*digest, options.clone());
+    }
+    into
+}
+
 fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
     // A small capacity is allocated up front, as the raw crate does, since a catalog
     // usually fills; a large one grows with what is held, so that a generous ceiling
@@ -256,6 +295,11 @@ fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
 
 /// About 1.2 MB of map at most, allocated when a catalog is built.
 const PREALLOCATE_UP_TO: usize = 65_536;
+
+/// About 70 MB of map at most, allocated when a reservation grows the catalog; a
+/// larger one grows as it fills, so that a huge reservation cannot exhaust memory
+/// before a single key is registered.
+const PREALLOCATE_RESERVED_UP_TO: usize = 1 << 21;
 
 /// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
 macro_rules! delegate_catalog {
