@@ -28,10 +28,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         // After the first step the catalog is full; from the second on nothing may grow.
-        if let (Some(second), Some(last)) = (samples.get(1), samples.last()) {
-            if *last > second + (1 << 20) {
-                return Err(format!("{kind}: resident memory grew from {} to {} MB", mb(*second), mb(*last)).into());
-            }
+        if let (Some(second), Some(last)) = (samples.get(1), samples.last())
+            && *last > second + (1 << 20)
+        {
+            return Err(format!("{kind}: resident memory grew from {} to {} MB", mb(*second), mb(*last)).into());
         }
     }
 
@@ -51,10 +51,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("| unbounded, after run {run}'s boundary | — | {} | {:.1} |", catalog.len(), mb(resident_bytes()?));
     }
-    if let (Some(second), Some(last)) = (peaks.get(1), peaks.last()) {
-        if *last > second + (8 << 20) {
-            return Err(format!("unbounded: peak grew from {} to {} MB across runs", mb(*second), mb(*last)).into());
-        }
+    if let (Some(second), Some(last)) = (peaks.get(1), peaks.last())
+        && *last > second + (8 << 20)
+    {
+        return Err(format!("unbounded: peak grew from {} to {} MB across runs", mb(*second), mb(*last)).into());
     }
     Ok(())
 }
