@@ -2,9 +2,10 @@
 //! and the eviction listener's guarantees.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
+use std::cell::RefCell;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use idempotency_catalog::{
@@ -23,12 +24,16 @@ fn fill(catalog: &dyn Catalog, range: std::ops::Range<u32>) {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
 
-impl io::Write for Captured {
+/// Writes into this thread's capture buffer, if one is open; discards otherwise.
+struct ThreadSink;
+
+impl io::Write for ThreadSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().map_err(|_| io::Error::other("poisoned"))?.extend_from_slice(buf);
+        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -36,17 +41,23 @@ impl io::Write for Captured {
     }
 }
 
-/// Runs `f` under a fmt subscriber at WARN and returns the lines it printed.
+/// Runs `f` and returns the lines a fmt subscriber printed for WARN and above.
+///
+/// One global subscriber writes into a per-thread buffer. Scoped subscribers
+/// (`with_default`) in parallel tests race with `tracing`'s callsite interest cache and
+/// can miss a test's first events, so they are not used here.
 fn log_lines(f: impl FnOnce()) -> Vec<String> {
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = out.0.lock().unwrap().clone();
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_ansi(false)
+            .with_writer(|| ThreadSink)
+            .init();
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
     String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
 }
 
@@ -203,11 +214,7 @@ fn a_panicking_listener_is_disabled_and_reported_once() {
         })
         .build()
         .unwrap();
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    tracing::subscriber::with_default(subscriber, || fill(catalog.as_ref(), 0..50));
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+    let text = log_lines(|| fill(catalog.as_ref(), 0..50)).join("\n");
     assert_eq!(text.matches(" ERROR ").count(), 1, "{text}");
     assert!(text.contains("eviction listener panicked"), "{text}");
     assert_eq!(calls.load(Ordering::Relaxed), 1);
@@ -246,4 +253,42 @@ fn a_slow_listener_does_not_hold_the_lock() {
         go_tx.send(()).unwrap();
         slow.join().unwrap();
     });
+}
+
+#[test]
+fn a_reservation_dropped_while_unwinding_still_releases_its_room() {
+    let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _room = catalog.reserve(500);
+        fill(&catalog, 0..400);
+        panic!("building the batch failed");
+    }));
+    assert!(result.is_err());
+    let stats = catalog.stats();
+    assert_eq!((stats.reserved, stats.capacity, stats.len, stats.evicted_shrink), (0, Some(10), 10, 390));
+    // The newest survived.
+    assert!(catalog.get(&digest(399)).is_some() && catalog.get(&digest(389)).is_none());
+}
+
+#[test]
+fn a_listener_that_panics_while_a_catalog_shrinks_does_not_stop_the_shrink() {
+    let calls = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&calls);
+    let catalog = CatalogBuilder::new()
+        .capacity(5)
+        .listener(move |_: &Digest, _: &KeyOptions, cause: RemovalCause| {
+            assert_eq!(cause, RemovalCause::Shrink);
+            counted.fetch_add(1, Ordering::Relaxed);
+            panic!("listener bug");
+        })
+        .build()
+        .unwrap();
+    let room = catalog.reserve(100);
+    fill(catalog.as_ref(), 0..100);
+    let lines = log_lines(|| drop(room));
+    assert_eq!(calls.load(Ordering::Relaxed), 1, "disabled after its first panic");
+    let stats = catalog.stats();
+    assert_eq!((stats.len, stats.evicted_shrink, stats.listener_panics), (5, 95, 1));
+    assert!(lines.iter().any(|l| l.contains("shrank")), "{lines:#?}");
+    assert!(catalog.get(&digest(99)).is_some());
 }

@@ -3,8 +3,9 @@
 //! catalog cannot hold the batch, and then a warning says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
+use std::cell::RefCell;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Once};
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
 use idempotency_sdk::{Batch, ItemOptions, LocalEngine, LossPolicy, Scope, Sdk};
@@ -62,12 +63,16 @@ fn digest_keys_keep_every_option_under_the_default_and_unbounded_catalogs() {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
+thread_local! {
+    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
 
-impl io::Write for Captured {
+/// Writes into this thread's capture buffer, if one is open.
+struct ThreadSink;
+
+impl io::Write for ThreadSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -75,13 +80,23 @@ impl io::Write for Captured {
     }
 }
 
+/// Runs `f` and returns what a global fmt subscriber printed on this thread. (A scoped
+/// subscriber in parallel tests can miss events: `tracing` caches callsite interest
+/// across threads.)
+fn captured<R>(f: impl FnOnce() -> R) -> (R, String) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| tracing_subscriber::fmt().with_ansi(false).with_writer(|| ThreadSink).init());
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    (out, String::from_utf8(bytes).unwrap())
+}
+
 #[test]
 fn digest_keys_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
-    let out = Captured::default();
-    let writer = out.clone();
-    let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
-    let batch = tracing::subscriber::with_default(subscriber, || fan_out(&sdk, 6_235, Form::Digest)).unwrap();
+    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest));
+    let batch = batch.unwrap();
     let report = batch.report();
     assert_eq!((report.with_options, report.without_options, report.shortfall), (1_000, 5_235, 5_235));
     assert_eq!(report.evictions, 5_235);
@@ -99,7 +114,6 @@ fn digest_keys_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
     );
     assert_eq!(runs[6_234].idempotency_key.as_deref(), Some("item-6234"));
 
-    let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
     let lost: Vec<&str> = text.lines().filter(|l| l.contains("lost their idempotency key options")).collect();
     assert_eq!(lost.len(), 1, "{text}");
     assert!(lost[0].contains("lost=5235") && lost[0].contains("capacity=1000"), "{}", lost[0]);
