@@ -40,7 +40,7 @@ fn builder(sdk: &Sdk, thread: u64, tally: &Tally) {
         for i in 0..n {
             let key =
                 sdk.create_key(["t", &thread.to_string(), "b", &batch.to_string(), &i.to_string()], Scope::Global);
-            let options = if (i + batch as usize) % 2 == 0 {
+            let options = if (i + batch as usize).is_multiple_of(2) {
                 ItemOptions::new().key(key)
             } else {
                 tally.digest_items.fetch_add(1, Ordering::Relaxed);
