@@ -60,7 +60,7 @@ impl KeyOptions {
                 rest.copy_from_slice(key.as_bytes());
                 inline[0] = tag(scope) as u8;
                 // A `&str` behind an ASCII tag is valid UTF-8.
-                std::str::from_utf8(&inline[..=key.len()]).map(SmolStr::new_inline).ok()
+                inline.get(..=key.len()).and_then(|tagged| std::str::from_utf8(tagged).ok()).map(SmolStr::new_inline)
             }
             None => None,
         };

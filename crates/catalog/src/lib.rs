@@ -39,6 +39,9 @@
 //! # Ok::<(), idempotency_catalog::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+// No panic on any input path: beside the workspace's `unwrap_used`, `expect_used` and
+// `panic` lints, indexing and the panicking macros are refused in library code.
+#![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch_scaled;
 mod catalog;

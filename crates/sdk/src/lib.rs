@@ -40,6 +40,9 @@
 //! # Ok::<(), idempotency_sdk::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+// No panic on any input path: beside the workspace's `unwrap_used`, `expect_used` and
+// `panic` lints, indexing and the panicking macros are refused in library code.
+#![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch;
 mod context;
