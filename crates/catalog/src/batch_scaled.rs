@@ -16,7 +16,11 @@ use crate::telemetry::EvictionListener;
 ///
 /// Concurrent reservations add up, and the room of overlapping reservations is
 /// returned together, when the last of them ends: shrinking earlier would shed the
-/// oldest entries, and those may belong to a batch that is still being built.
+/// oldest entries, and those may belong to a batch that is still being built. For the
+/// same reason, while any reservation is live, a new key that would evict (one that
+/// nobody reserved room for, such as another task's) grows the catalog instead,
+/// doubling up to the ceiling: a batch that reserved its room loses nothing unless the
+/// ceiling is reached.
 ///
 /// # Examples
 ///
@@ -97,13 +101,9 @@ delegate_catalog!(BatchScaledCatalog);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Catalog, Digest, KeyOptions, Scope};
+    use crate::{Catalog, KeyOptions, Scope};
 
-    fn digest(i: u32) -> Digest {
-        let mut bytes = [0; 32];
-        bytes[..4].copy_from_slice(&i.to_be_bytes());
-        Digest::from_bytes(bytes)
-    }
+    use crate::digest::test_digest as digest;
 
     fn fill(catalog: &dyn Catalog, range: std::ops::Range<u32>) {
         for i in range {
@@ -127,6 +127,23 @@ mod tests {
         // The newest survive the shrink.
         assert!(catalog.get(&digest(159)).is_some() && catalog.get(&digest(149)).is_none());
         assert_eq!(catalog.stats().evicted_shrink, 150);
+    }
+
+    #[test]
+    fn unreserved_keys_during_a_batch_grow_the_catalog_rather_than_evict_the_batch() {
+        // Found by the SDK's stress test: another task registering more keys than the
+        // base holds, while a batch was being built, pushed out the batch's oldest keys.
+        let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
+        let batch = catalog.reserve(100);
+        for i in 0..100 {
+            catalog.register(digest(i), KeyOptions::new("batch", Scope::Run));
+            catalog.register(digest(10_000 + i), KeyOptions::new("unreserved", Scope::Run));
+        }
+        assert!((0..100).all(|i| catalog.get(&digest(i)).is_some()));
+        assert_eq!(catalog.stats().evicted_capacity, 0);
+        assert_eq!(catalog.capacity(), Some(220), "110 doubled once");
+        drop(batch);
+        assert_eq!((catalog.len(), catalog.capacity()), (10, Some(10)));
     }
 
     #[test]

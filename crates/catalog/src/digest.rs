@@ -139,3 +139,11 @@ impl<'de> Deserialize<'de> for Digest {
         s.parse().map_err(serde::de::Error::custom)
     }
 }
+
+/// A distinct digest per number, for tests.
+#[cfg(test)]
+pub(crate) fn test_digest(i: u32) -> Digest {
+    let mut bytes = [0; 32];
+    bytes[..4].copy_from_slice(&i.to_be_bytes());
+    Digest(bytes)
+}

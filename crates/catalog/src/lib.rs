@@ -11,7 +11,7 @@
 //!
 //! | kind | type | capacity | when full |
 //! |---|---|---|---|
-//! | `batch-scaled` (default) | [`BatchScaledCatalog`] | base + live reservations, up to a ceiling | evicts oldest, warns |
+//! | `batch-scaled` (default) | [`BatchScaledCatalog`] | base + live reservations (more if unreserved keys need it), up to a ceiling | evicts oldest, warns |
 //! | `lru` | [`LruCatalog`] | fixed (default 1,000) | evicts least recently used, warns |
 //! | `unbounded` | [`UnboundedCatalog`] | none; cleared by a [`RunBoundary`] | never evicts |
 //!

@@ -75,13 +75,9 @@ delegate_catalog!(LruCatalog);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Catalog, Digest, KeyOptions, Scope};
+    use crate::{Catalog, KeyOptions, Scope};
 
-    fn digest(i: u32) -> Digest {
-        let mut bytes = [0; 32];
-        bytes[..4].copy_from_slice(&i.to_be_bytes());
-        Digest::from_bytes(bytes)
-    }
+    use crate::digest::test_digest as digest;
 
     #[test]
     fn holds_exactly_the_newest_entries() {

@@ -23,7 +23,8 @@ pub(crate) enum Policy {
     Fixed(NonZeroUsize),
     /// No capacity; nothing is ever evicted.
     Unbounded,
-    /// `base` plus every reservation of the current overlap, never above `max`.
+    /// `base` plus every reservation of the current overlap, growing further while one
+    /// is live if unreserved keys need it; never above `max`.
     Scaled { base: NonZeroUsize, max: NonZeroUsize },
 }
 
@@ -71,6 +72,17 @@ struct State {
 }
 
 impl State {
+    /// While a reservation is live, a new digest that would evict grows a batch-scaled
+    /// catalog instead (doubling, up to its ceiling). The least recently used entry may
+    /// belong to a batch still being built, and a registration nobody reserved room for
+    /// (another task's key) must not push it out.
+    fn make_room(&mut self, digest: &Digest, max: NonZeroUsize) {
+        let cap = self.entries.cap();
+        if self.live > 0 && self.entries.len() >= cap.get() && cap < max && !self.entries.contains(digest) {
+            self.entries.resize(cap.saturating_mul(NonZeroUsize::MIN.saturating_add(1)).min(max));
+        }
+    }
+
     fn warn_context(&self, policy: Policy) -> WarnContext {
         let capacity = self.entries.cap();
         WarnContext {
@@ -105,6 +117,9 @@ impl Store {
 
     pub(crate) fn register(&self, digest: Digest, options: KeyOptions) {
         let mut state = self.state.lock();
+        if let Policy::Scaled { max, .. } = self.policy {
+            state.make_room(&digest, max);
+        }
         let Some((old_digest, old_options)) = state.entries.push(digest, options) else {
             state.counters.registered += 1;
             let len = state.entries.len();
@@ -189,7 +204,8 @@ impl Store {
             state.reserved = state.reserved.saturating_add(additional);
             state.live += 1;
             state.grown = state.grown.saturating_add(additional);
-            let capacity = self.policy.capacity(state.grown);
+            // Never below the current capacity: it may have grown for unreserved keys.
+            let capacity = self.policy.capacity(state.grown).max(state.entries.cap());
             // Growing never evicts, so there is nothing to report here. A batch much
             // larger than what is held gets its map allocated now, rather than
             // rehashed again and again as it fills.
@@ -219,11 +235,12 @@ impl Store {
     fn release(&self, additional: usize) {
         let mut state = self.state.lock();
         state.reserved = state.reserved.saturating_sub(additional);
-        state.live -= 1;
+        state.live = state.live.saturating_sub(1);
         if state.live == 0 {
             state.grown = 0;
         }
-        let capacity = self.policy.capacity(state.grown);
+        // Only the end of the last live reservation shrinks anything.
+        let capacity = if state.live == 0 { self.policy.capacity(0) } else { state.entries.cap() };
         let keep_entries = self.listener.wants_entries();
         let excess = state.entries.len().saturating_sub(capacity.get());
         let mut shed = Vec::new();

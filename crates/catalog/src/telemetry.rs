@@ -295,30 +295,21 @@ pub(crate) fn warn_capacity(
 ) {
     let digest = last.map(|(digest, _)| tracing::field::display(digest));
     let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
-    let capacity = ctx.capacity.unwrap_or(usize::MAX);
-    if summary.first {
-        tracing::warn!(
-            kind = %ctx.kind,
-            capacity,
-            evicted = summary.count,
-            total_evicted = summary.total,
-            digest,
-            key,
-            remedy = ctx.remedy(),
-            "catalog full: idempotency key metadata evicted; later evictions are summarised"
-        );
+    let message = if summary.first {
+        "catalog full: idempotency key metadata evicted; later evictions are summarised"
     } else {
-        tracing::warn!(
-            kind = %ctx.kind,
-            capacity,
-            evicted = summary.count,
-            total_evicted = summary.total,
-            digest,
-            key,
-            remedy = ctx.remedy(),
-            "catalog full: more idempotency key metadata evicted since the last warning"
-        );
-    }
+        "catalog full: more idempotency key metadata evicted since the last warning"
+    };
+    tracing::warn!(
+        kind = %ctx.kind,
+        capacity = ctx.capacity.unwrap_or(usize::MAX),
+        evicted = summary.count,
+        total_evicted = summary.total,
+        digest,
+        key,
+        remedy = ctx.remedy(),
+        "{message}"
+    );
 }
 
 /// Emits the warning for the entries a batch-scaled catalog shed when it shrank.

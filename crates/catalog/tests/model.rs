@@ -49,6 +49,8 @@ enum Policy {
 /// The reference: a deque with the least recently used entry at the front.
 struct Model {
     policy: Policy,
+    /// A batch-scaled catalog's current capacity.
+    scaled_cap: usize,
     entries: VecDeque<(u8, KeyOptions)>,
     reservations: Vec<usize>,
     /// What reservations asked for since none was live.
@@ -61,7 +63,7 @@ impl Model {
         match self.policy {
             Policy::Fixed(cap) => Some(cap),
             Policy::Unbounded => None,
-            Policy::Scaled { base, max } => Some((base + self.grown).min(max)),
+            Policy::Scaled { .. } => Some(self.scaled_cap),
         }
     }
 
@@ -75,6 +77,14 @@ impl Model {
             self.stats.replaced += 1;
         } else {
             self.stats.registered += 1;
+            // While a reservation is live, a batch-scaled catalog grows instead of evicting.
+            if let Policy::Scaled { max, .. } = self.policy
+                && !self.reservations.is_empty()
+                && self.entries.len() >= self.scaled_cap
+                && self.scaled_cap < max
+            {
+                self.scaled_cap = (self.scaled_cap * 2).min(max);
+            }
             if self.capacity().is_some_and(|cap| self.entries.len() >= cap) {
                 self.entries.pop_front();
                 self.stats.evicted_capacity += 1;
@@ -100,6 +110,9 @@ impl Model {
         self.reservations.remove(at);
         if self.reservations.is_empty() {
             self.grown = 0;
+            if let Policy::Scaled { base, .. } = self.policy {
+                self.scaled_cap = base;
+            }
         }
         let cap = self.capacity().unwrap_or(usize::MAX);
         while self.entries.len() > cap {
@@ -110,8 +123,18 @@ impl Model {
 }
 
 fn check(policy: Policy, catalog: &dyn Catalog, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let mut model =
-        Model { policy, entries: VecDeque::new(), reservations: Vec::new(), grown: 0, stats: Stats::default() };
+    let scaled_cap = match policy {
+        Policy::Scaled { base, .. } => base,
+        _ => 0,
+    };
+    let mut model = Model {
+        policy,
+        scaled_cap,
+        entries: VecDeque::new(),
+        reservations: Vec::new(),
+        grown: 0,
+        stats: Stats::default(),
+    };
     let mut guards: Vec<Reservation<'_>> = Vec::new();
     for op in ops {
         match op {
@@ -129,6 +152,9 @@ fn check(policy: Policy, catalog: &dyn Catalog, ops: Vec<Op>) -> Result<(), Test
                 let guard = catalog.reserve(n);
                 model.reservations.push(n);
                 model.grown += n;
+                if let Policy::Scaled { base, max } = model.policy {
+                    model.scaled_cap = model.scaled_cap.max((base + model.grown).min(max));
+                }
                 let expected = model.capacity().map_or(0, |cap| n.saturating_sub(cap));
                 prop_assert_eq!(guard.shortfall(), expected);
                 guards.push(guard);

@@ -158,14 +158,14 @@ fn the_listener_sees_every_eviction_with_its_cause() {
     let sink = Arc::clone(&seen);
     let catalog = CatalogBuilder::new()
         .capacity(2)
-        .max_capacity(10)
+        .max_capacity(6)
         .listener(move |d: &Digest, o: &KeyOptions, cause: RemovalCause| {
             sink.lock().unwrap().push((*d, o.key().to_owned(), cause));
         })
         .build()
         .unwrap();
     let batch = catalog.reserve(4);
-    fill(catalog.as_ref(), 0..7); // capacity 6: one capacity eviction
+    fill(catalog.as_ref(), 0..7); // capacity 6, the ceiling: one capacity eviction
     drop(batch); // back to 2: four shed
     catalog.remove(&digest(6));
     catalog.clear();

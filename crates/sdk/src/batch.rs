@@ -236,7 +236,8 @@ pub struct BatchReport {
     pub shortfall: usize,
     /// The catalog's kind.
     pub catalog_kind: CatalogKind,
-    /// The catalog's capacity after building, `None` when unbounded.
+    /// The catalog's capacity while the batch was built (its reservation included),
+    /// `None` when unbounded.
     pub catalog_capacity: Option<usize>,
 }
 
