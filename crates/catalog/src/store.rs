@@ -79,7 +79,7 @@ impl State {
     fn make_room(&mut self, digest: &Digest, max: NonZeroUsize) {
         let cap = self.entries.cap();
         if self.live > 0 && self.entries.len() >= cap.get() && cap < max && !self.entries.contains(digest) {
-            self.entries.resize(cap.saturating_mul(NonZeroUsize::MIN.saturating_add(1)).min(max));
+            self.entries.resize(cap.saturating_add(cap.get()).min(max));
         }
     }
 

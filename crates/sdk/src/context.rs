@@ -14,12 +14,14 @@
 pub struct RunContext {
     run_id: String,
     attempt: u32,
+    // Every `attempt`-scoped key hashes the number as text: format it once per run.
+    attempt_text: String,
 }
 
 impl RunContext {
     /// The context of attempt `attempt` of run `run_id`.
     pub fn new(run_id: impl Into<String>, attempt: u32) -> Self {
-        RunContext { run_id: run_id.into(), attempt }
+        RunContext { run_id: run_id.into(), attempt, attempt_text: attempt.to_string() }
     }
 
     /// The run id.
@@ -30,5 +32,10 @@ impl RunContext {
     /// The attempt number, as the reference SDK counts it (the first attempt is 1).
     pub fn attempt(&self) -> u32 {
         self.attempt
+    }
+
+    /// The attempt number in decimal, as keys hash it.
+    pub(crate) fn attempt_text(&self) -> &str {
+        &self.attempt_text
     }
 }

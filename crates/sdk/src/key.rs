@@ -140,14 +140,10 @@ fn write_joined(
     scope: Scope,
     run: Option<&RunContext>,
 ) -> io::Result<usize> {
-    let attempt;
     let suffix: &[&str] = match (run, scope) {
         (None, _) | (_, Scope::Global) => &[],
         (Some(run), Scope::Run) => &[run.run_id()],
-        (Some(run), Scope::Attempt) => {
-            attempt = run.attempt().to_string();
-            &[run.run_id(), &attempt]
-        }
+        (Some(run), Scope::Attempt) => &[run.run_id(), run.attempt_text()],
     };
     let mut joined = Joined { out, count: 0, written: 0 };
     for part in parts.parts() {
