@@ -68,7 +68,10 @@ struct State {
     /// batch that is still being built.
     grown: usize,
     counters: Stats,
+    /// When capacity evictions are worth a log line.
     log: EvictionLog,
+    /// The same for what shrinking sheds: one line per batch would flood the log.
+    shrink_log: EvictionLog,
 }
 
 impl State {
@@ -105,6 +108,7 @@ impl Store {
                 grown: 0,
                 counters: Stats::default(),
                 log: EvictionLog::new(),
+                shrink_log: EvictionLog::new(),
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
@@ -169,12 +173,16 @@ impl Store {
         let old = std::mem::replace(&mut state.entries, new_map(cap));
         state.counters.cleared += old.len() as u64;
         let due = state.log.flush();
+        let shrink_due = state.shrink_log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
         // Freeing a large map takes a while; not under the lock.
         drop(old);
         if let Some(summary) = due {
             telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+        }
+        if let Some(summary) = shrink_due {
+            telemetry::warn_shrink(ctx, summary);
         }
     }
 
@@ -264,15 +272,15 @@ impl Store {
         }
         let shed_count = excess as u64;
         state.counters.evicted_shrink += shed_count;
-        let total_shed = state.counters.evicted_shrink;
+        let shrink_due = if shed_count > 0 { state.shrink_log.record(shed_count) } else { None };
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
         drop(old);
 
         self.listener.notify(ctx.kind, &shed, RemovalCause::Shrink);
-        if shed_count > 0 {
-            telemetry::warn_shrink(ctx, shed_count, total_shed);
+        if let Some(summary) = shrink_due {
+            telemetry::warn_shrink(ctx, summary);
         }
         if let Some(summary) = due {
             telemetry::warn_capacity(ctx, summary, None, self.log_keys);
@@ -283,8 +291,12 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let state = self.state.get_mut();
+        let ctx = state.warn_context(self.policy);
         if let Some(summary) = state.log.flush() {
-            telemetry::warn_capacity(state.warn_context(self.policy), summary, None, self.log_keys);
+            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+        }
+        if let Some(summary) = state.shrink_log.flush() {
+            telemetry::warn_shrink(ctx, summary);
         }
     }
 }

@@ -203,7 +203,7 @@ impl fmt::Debug for ListenerSlot {
     }
 }
 
-/// Decides when capacity evictions are worth a log line: the first at once, then one
+/// Decides when evictions are worth a log line: the first at once, then one
 /// summary each time the total reaches the next power of ten, or when ten seconds have
 /// passed since the last line. What is left over is summarised on [`flush`](Self::flush)
 /// (a reservation ending, `clear`, the catalog being dropped). So every eviction is
@@ -228,11 +228,14 @@ impl EvictionLog {
 
     /// Counts `n` more evictions; returns the line to print, if one is due.
     pub(crate) fn record(&mut self, n: u64) -> Option<EvictionSummary> {
-        self.total += n;
-        self.unreported += n;
+        let before = self.unreported;
+        self.total = self.total.saturating_add(n);
+        self.unreported = self.unreported.saturating_add(n);
+        // Read the clock each time the unreported count passes a multiple of
+        // `CLOCK_EVERY`, whether it got there one by one or in bulk.
+        let clock = before / CLOCK_EVERY != self.unreported / CLOCK_EVERY;
         let due = self.total >= self.next_report_at
-            || (self.unreported.is_multiple_of(CLOCK_EVERY)
-                && self.last_report.is_some_and(|at| at.elapsed() >= SUMMARY_INTERVAL));
+            || (clock && self.last_report.is_some_and(|at| at.elapsed() >= SUMMARY_INTERVAL));
         due.then(|| self.take())
     }
 
@@ -312,15 +315,21 @@ pub(crate) fn warn_capacity(
     );
 }
 
-/// Emits the warning for the entries a batch-scaled catalog shed when it shrank.
-pub(crate) fn warn_shrink(ctx: WarnContext, shed: u64, total_shed: u64) {
+/// Emits the warning for the entries a batch-scaled catalog shed when reservations
+/// ended: the first shrink at once, later ones summarised like capacity evictions.
+pub(crate) fn warn_shrink(ctx: WarnContext, summary: EvictionSummary) {
+    let message = if summary.first {
+        "reservation ended: catalog shrank back and evicted the oldest idempotency key metadata; later shrinks are summarised"
+    } else {
+        "reservations ended: catalog shrank back again; more idempotency key metadata evicted since the last warning"
+    };
     tracing::warn!(
         kind = %ctx.kind,
         capacity = ctx.capacity.unwrap_or(usize::MAX),
-        evicted = shed,
-        total_evicted = total_shed,
+        evicted = summary.count,
+        total_evicted = summary.total,
         remedy = "raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity to keep more entries between batches",
-        "reservation ended: catalog shrank back and evicted the oldest idempotency key metadata"
+        "{message}"
     );
 }
 

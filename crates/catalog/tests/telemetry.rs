@@ -292,3 +292,20 @@ fn a_listener_that_panics_while_a_catalog_shrinks_does_not_stop_the_shrink() {
     assert!(lines.iter().any(|l| l.contains("shrank")), "{lines:#?}");
     assert!(catalog.get(&digest(99)).is_some());
 }
+
+#[test]
+fn a_thousand_shrinking_batches_print_a_handful_of_lines_covering_every_shed_entry() {
+    let lines = log_lines(|| {
+        let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
+        for batch in 0..1_000u32 {
+            let _room = catalog.reserve(20);
+            fill(&catalog, batch * 20..batch * 20 + 20);
+        }
+        // Dropping the catalog reports what was left unreported.
+    });
+    let shrink: Vec<&String> = lines.iter().filter(|l| l.contains("shrank back")).collect();
+    assert!(shrink.len() <= 7, "{shrink:#?}");
+    let covered: u64 = shrink.iter().filter_map(|l| field(l, "evicted")).sum();
+    // The first batch sheds 10 (20 held, base 10); every later one sheds 20.
+    assert_eq!(covered, 10 + 999 * 20);
+}
