@@ -149,7 +149,7 @@ impl<'a> BatchBuilder<'a> {
         for (index, (payload, options)) in self.items.into_iter().enumerate() {
             let key = match (options.key, &batch_hex) {
                 (Some(input), _) => {
-                    input.into_key(catalog, run).map_err(|e| Error::Item { index, source: Box::new(e) })?
+                    input.into_key(catalog, run).map_err(|e| Error::Item { index, error: Box::new(e) })?
                 }
                 (None, Some(hex)) => {
                     Some(register(catalog, IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run)))

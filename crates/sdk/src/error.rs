@@ -34,12 +34,14 @@ pub enum Error {
         len: usize,
     },
     /// An item failed to resolve.
-    #[error("item {index}: {source}")]
+    // Not a `#[source]`: the message already includes it, and an error reporter that
+    // walks the chain would print it twice.
+    #[error("item {index}: {error}")]
     Item {
         /// The item's index in the batch.
         index: usize,
         /// What went wrong.
-        source: Box<Error>,
+        error: Box<Error>,
     },
     /// Items lost their key options, under [`LossPolicy::Fail`](crate::LossPolicy::Fail).
     #[error(

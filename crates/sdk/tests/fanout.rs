@@ -187,3 +187,14 @@ fn ndjson_has_one_item_a_line_and_omits_absent_fields() {
         idempotency_sdk::WireItem::from_json(line).unwrap();
     }
 }
+
+#[test]
+fn an_item_whose_key_does_not_resolve_is_named_by_index() {
+    let sdk = Sdk::new(catalog(CatalogKind::default()));
+    let mut batch = sdk.batch("child-task", 2);
+    batch.item(None, ItemOptions::new().key("fine"));
+    batch.item(None, ItemOptions::new().key("K".repeat(64)));
+    let err = batch.build().unwrap_err().to_string();
+    assert!(err.starts_with("item 1: invalid key \"KKKK"), "{err}");
+    assert!(err.contains("64 characters long, so it is taken as a digest"), "{err}");
+}
