@@ -79,7 +79,8 @@ impl ItemOptions {
 /// }
 /// let batch = batch.build()?;
 /// assert_eq!(batch.report().with_options, 3);
-/// assert_eq!(batch.items()[2].options.as_ref().unwrap().idempotency_key_options.as_ref().unwrap().key(), "item-2");
+/// let third = batch.keys().nth(2).flatten().unwrap();
+/// assert_eq!(third.options().unwrap().key(), "item-2");
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
 #[derive(Debug)]
@@ -130,8 +131,9 @@ impl<'a> BatchBuilder<'a> {
     ///
     /// # Errors
     ///
-    /// [`Error::Item`] naming the index of an item whose key does not resolve,
-    /// [`Error::KeyTooLong`], or, under [`LossPolicy::Fail`], [`Error::OptionsLost`].
+    /// [`Error::Item`] naming the index of an item whose key does not resolve, or,
+    /// under [`LossPolicy::Fail`], [`Error::OptionsLost`]. (Keys are always 64-character
+    /// digests on the wire, so none is ever too long.)
     pub fn build(self) -> Result<Batch, Error> {
         let catalog = self.sdk.catalog().as_ref();
         let run = self.sdk.run();
@@ -145,7 +147,7 @@ impl<'a> BatchBuilder<'a> {
 
         let mut report = BatchReport { items: self.items.len(), ..BatchReport::default() };
         let mut seen: HashSet<Digest> = HashSet::with_capacity(self.items.len());
-        let mut wire = Vec::with_capacity(self.items.len());
+        let mut entries = Vec::with_capacity(self.items.len());
         for (index, (payload, options)) in self.items.into_iter().enumerate() {
             let key = match (options.key, &batch_hex) {
                 (Some(input), _) => {
@@ -156,7 +158,7 @@ impl<'a> BatchBuilder<'a> {
                 }
                 (None, None) => None,
             };
-            let wire_options = key.as_ref().map(|key| {
+            if let Some(key) = &key {
                 report.keyed += 1;
                 match key.options() {
                     Some(_) => report.with_options += 1,
@@ -165,20 +167,10 @@ impl<'a> BatchBuilder<'a> {
                 if !seen.insert(key.digest()) {
                     report.repeated += 1;
                 }
-                WireOptions {
-                    idempotency_key: Some(key.digest().to_hex_string()),
-                    idempotency_key_ttl: options.ttl.map(|ttl| ttl.to_string()),
-                    idempotency_key_options: key.options().cloned(),
-                }
-            });
-            let wire_options = wire_options.or_else(|| {
-                options
-                    .ttl
-                    .map(|ttl| WireOptions { idempotency_key_ttl: Some(ttl.to_string()), ..WireOptions::default() })
-            });
-            let item = WireItem::new(index, &self.task, payload, wire_options);
-            item.validate()?;
-            wire.push(item);
+            }
+            // Kept compact (no strings) until the wire form is asked for: a batch of a
+            // million items would otherwise hold two million more heap strings.
+            entries.push(Entry { payload, key, ttl: options.ttl });
         }
         report.evictions = catalog.stats().evictions().saturating_sub(self.evictions_at_open);
         report.catalog_kind = catalog.kind();
@@ -200,7 +192,7 @@ impl<'a> BatchBuilder<'a> {
                 }
             }
         }
-        Ok(Batch { items: wire, report })
+        Ok(Batch { task: self.task, entries, report })
     }
 }
 
@@ -256,17 +248,63 @@ impl BatchReport {
     }
 }
 
-/// A built batch: the wire items, ready to send, and the report.
+/// A built batch: its items with their resolved keys, ready to send, and the report.
+///
+/// Items are kept compact; [`wire_items`](Self::wire_items) and
+/// [`write_ndjson`](Self::write_ndjson) produce the wire form.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
-    items: Vec<WireItem>,
+    task: String,
+    entries: Vec<Entry>,
     report: BatchReport,
 }
 
+/// One resolved item.
+#[derive(Clone, Debug, PartialEq)]
+struct Entry {
+    payload: Option<Value>,
+    key: Option<IdempotencyKey>,
+    ttl: Option<Ttl>,
+}
+
+impl Entry {
+    fn to_wire(&self, index: usize, task: &str) -> WireItem {
+        let options = match (&self.key, self.ttl) {
+            (None, None) => None,
+            (key, ttl) => Some(WireOptions {
+                idempotency_key: key.as_ref().map(|key| key.digest().to_hex_string()),
+                idempotency_key_ttl: ttl.map(|ttl| ttl.to_string()),
+                idempotency_key_options: key.as_ref().and_then(|key| key.options().cloned()),
+            }),
+        };
+        WireItem::new(index, task, self.payload.clone(), options)
+    }
+}
+
 impl Batch {
-    /// The items, in order.
-    pub fn items(&self) -> &[WireItem] {
-        &self.items
+    /// The task every item triggers.
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// How many items the batch has.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the batch has no items.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The resolved key of each item, in order.
+    pub fn keys(&self) -> impl ExactSizeIterator<Item = Option<&IdempotencyKey>> + '_ {
+        self.entries.iter().map(|entry| entry.key.as_ref())
+    }
+
+    /// The items in wire form, in order, built as they are iterated.
+    pub fn wire_items(&self) -> impl ExactSizeIterator<Item = WireItem> + '_ {
+        self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task))
     }
 
     /// What building found.
@@ -280,6 +318,6 @@ impl Batch {
     ///
     /// [`Error::Io`] when writing fails.
     pub fn write_ndjson(&self, out: impl Write) -> Result<(), Error> {
-        write_ndjson(&self.items, out)
+        write_ndjson(self.wire_items(), out)
     }
 }

@@ -115,7 +115,8 @@ impl LocalEngine {
     ///
     /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
     pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
-        self.trigger_items(batch.items())
+        let items: Vec<WireItem> = batch.wire_items().collect();
+        self.trigger_items(&items)
     }
 
     /// Triggers wire items, as received from elsewhere (see [`WireItem::from_json`]).

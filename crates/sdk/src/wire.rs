@@ -106,12 +106,9 @@ impl WireItem {
 }
 
 /// Writes `items` as NDJSON: one JSON object a line.
-pub(crate) fn write_ndjson<'a>(
-    items: impl IntoIterator<Item = &'a WireItem>,
-    mut out: impl Write,
-) -> Result<(), Error> {
+pub(crate) fn write_ndjson(items: impl IntoIterator<Item = WireItem>, mut out: impl Write) -> Result<(), Error> {
     for item in items {
-        serde_json::to_writer(&mut out, item).map_err(std::io::Error::from)?;
+        serde_json::to_writer(&mut out, &item).map_err(std::io::Error::from)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
