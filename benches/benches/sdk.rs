@@ -35,6 +35,7 @@ fn key_create(c: &mut Criterion) {
 
 /// A whole fan-out: open the batch (reserving room), create one typed key per item,
 /// add the items, build. Payloads are left out so that the key work is what is timed.
+/// Then the same without registering the keys in the catalog.
 fn batch_build(c: &mut Criterion) {
     let catalog = CatalogBuilder::new().max_capacity(2_000_000).build().unwrap_or_else(|_| unreachable!());
     let sdk = Sdk::new(Arc::clone(&catalog));
@@ -48,6 +49,25 @@ fn batch_build(c: &mut Criterion) {
                 let mut batch = sdk.batch("child-task", items);
                 for number in &numbers[..items] {
                     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", number], Scope::Global)));
+                }
+                batch.build().map(|batch| batch.report().with_options)
+            })
+        });
+    }
+    group.finish();
+
+    // The same with keys derived but not registered: enough when every key travels as
+    // an `IdempotencyKey`, since it carries its own options.
+    let mut group = c.benchmark_group("batch_build_unregistered");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
+    for items in [10_000, 100_000, 1_000_000] {
+        group.throughput(Throughput::Elements(items as u64));
+        group.bench_function(BenchmarkId::from_parameter(items), |b| {
+            b.iter(|| {
+                let mut batch = sdk.batch("child-task", items);
+                for number in &numbers[..items] {
+                    let key = IdempotencyKey::derive(["item", number], Scope::Global, sdk.run());
+                    batch.item(None, ItemOptions::new().key(key));
                 }
                 batch.build().map(|batch| batch.report().with_options)
             })
