@@ -35,30 +35,21 @@ fn key_create(c: &mut Criterion) {
 
 /// A whole fan-out: open the batch (reserving room), create one typed key per item,
 /// add the items, build. Payloads are left out so that the key work is what is timed.
-/// Then the same without registering the keys in the catalog.
+/// `batch_build` creates keys with `Sdk::create_key`, which registers them;
+/// `batch_build_unregistered` derives them without registering, which is enough when
+/// every key travels as an `IdempotencyKey` (it carries its own options).
 fn batch_build(c: &mut Criterion) {
     let catalog = CatalogBuilder::new().max_capacity(2_000_000).build().unwrap_or_else(|_| unreachable!());
     let sdk = Sdk::new(Arc::clone(&catalog));
     let numbers: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
-    let mut group = c.benchmark_group("batch_build");
-    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
-    for items in [10_000, 100_000, 1_000_000] {
-        group.throughput(Throughput::Elements(items as u64));
-        group.bench_function(BenchmarkId::from_parameter(items), |b| {
-            b.iter(|| {
-                let mut batch = sdk.batch("child-task", items);
-                for number in &numbers[..items] {
-                    batch.item(None, ItemOptions::new().key(sdk.create_key(["item", number], Scope::Global)));
-                }
-                batch.build().map(|batch| batch.report().with_options)
-            })
-        });
-    }
-    group.finish();
+    let create = |number: &str| sdk.create_key(["item", number], Scope::Global);
+    let derive = |number: &str| IdempotencyKey::derive(["item", number], Scope::Global, sdk.run());
+    fan_out_group(c, "batch_build", &sdk, &numbers, create);
+    fan_out_group(c, "batch_build_unregistered", &sdk, &numbers, derive);
+}
 
-    // The same with keys derived but not registered: enough when every key travels as
-    // an `IdempotencyKey`, since it carries its own options.
-    let mut group = c.benchmark_group("batch_build_unregistered");
+fn fan_out_group(c: &mut Criterion, name: &str, sdk: &Sdk, numbers: &[String], key: impl Fn(&str) -> IdempotencyKey) {
+    let mut group = c.benchmark_group(name);
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
     for items in [10_000, 100_000, 1_000_000] {
         group.throughput(Throughput::Elements(items as u64));
@@ -66,8 +57,7 @@ fn batch_build(c: &mut Criterion) {
             b.iter(|| {
                 let mut batch = sdk.batch("child-task", items);
                 for number in &numbers[..items] {
-                    let key = IdempotencyKey::derive(["item", number], Scope::Global, sdk.run());
-                    batch.item(None, ItemOptions::new().key(key));
+                    batch.item(None, ItemOptions::new().key(key(number)));
                 }
                 batch.build().map(|batch| batch.report().with_options)
             })

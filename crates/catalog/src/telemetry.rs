@@ -296,23 +296,13 @@ pub(crate) fn warn_capacity(
     last: Option<&(Digest, KeyOptions)>,
     log_keys: bool,
 ) {
-    let digest = last.map(|(digest, _)| tracing::field::display(digest));
-    let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
     let message = if summary.first {
         "catalog full: idempotency key metadata evicted; later evictions are summarised"
     } else {
         "catalog full: more idempotency key metadata evicted since the last warning"
     };
-    tracing::warn!(
-        kind = %ctx.kind,
-        capacity = ctx.capacity.unwrap_or(usize::MAX),
-        evicted = summary.count,
-        total_evicted = summary.total,
-        digest,
-        key,
-        remedy = ctx.remedy(),
-        "{message}"
-    );
+    let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
+    warn_evicted(ctx, summary, message, ctx.remedy(), last.map(|(digest, _)| digest), key);
 }
 
 /// Emits the warning for the entries a batch-scaled catalog shed when reservations
@@ -323,12 +313,27 @@ pub(crate) fn warn_shrink(ctx: WarnContext, summary: EvictionSummary) {
     } else {
         "reservations ended: catalog shrank back again; more idempotency key metadata evicted since the last warning"
     };
+    let remedy = "raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity to keep more entries between batches";
+    warn_evicted(ctx, summary, message, remedy, None, None);
+}
+
+/// The one `WARN` event behind both: every field documented in `docs/telemetry.md`.
+fn warn_evicted(
+    ctx: WarnContext,
+    summary: EvictionSummary,
+    message: &str,
+    remedy: &str,
+    digest: Option<&Digest>,
+    key: Option<&str>,
+) {
     tracing::warn!(
         kind = %ctx.kind,
         capacity = ctx.capacity.unwrap_or(usize::MAX),
         evicted = summary.count,
         total_evicted = summary.total,
-        remedy = "raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity to keep more entries between batches",
+        digest = digest.map(tracing::field::display),
+        key,
+        remedy,
         "{message}"
     );
 }
