@@ -36,10 +36,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // Three runs of a tenth as many: each grows, each boundary frees, and the
-    // allocator reuses the freed memory, so the peaks do not add up: after the second
-    // run (whose map is allocated while the first run's freed pages are still held)
-    // the peak stays put.
+    // allocator reuses the freed memory, so the peaks do not add up. How much of the
+    // freed memory glibc keeps mapped varies from run to run (a later peak has been
+    // seen 17 to 26 MB above the first), so the check is for accumulation: a peak that
+    // grew by half of what one run needs means the runs are adding up.
     let catalog = CatalogBuilder::new().kind(CatalogKind::Unbounded).build()?;
+    let start = resident_bytes()?;
     let mut peaks = Vec::new();
     for run in 1..=3u64 {
         {
@@ -51,10 +53,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         println!("| unbounded, after run {run}'s boundary | — | {} | {:.1} |", catalog.len(), mb(resident_bytes()?));
     }
-    if let (Some(second), Some(last)) = (peaks.get(1), peaks.last())
-        && *last > second + (8 << 20)
-    {
-        return Err(format!("unbounded: peak grew from {} to {} MB across runs", mb(*second), mb(*last)).into());
+    if let (Some(first), Some(last)) = (peaks.first(), peaks.last()) {
+        let one_run = first.saturating_sub(start);
+        if *last > first + one_run / 2 {
+            return Err(format!(
+                "unbounded: peaks add up across runs: {} MB after one run, {} MB after three",
+                mb(*first),
+                mb(*last)
+            )
+            .into());
+        }
     }
     Ok(())
 }
