@@ -86,12 +86,17 @@ impl State {
         }
     }
 
+    /// The capacity as the catalog reports it: `None` when unbounded (the map's own
+    /// capacity is then `usize::MAX`, which means nothing to a reader).
+    fn capacity(&self, policy: Policy) -> Option<usize> {
+        (policy != Policy::Unbounded).then_some(self.entries.cap().get())
+    }
+
     fn warn_context(&self, policy: Policy) -> WarnContext {
-        let capacity = self.entries.cap();
         WarnContext {
             kind: policy.kind(),
-            capacity: (policy != Policy::Unbounded).then_some(capacity.get()),
-            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if capacity >= max),
+            capacity: self.capacity(policy),
+            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if self.entries.cap() >= max),
         }
     }
 }
@@ -191,15 +196,14 @@ impl Store {
     }
 
     pub(crate) fn capacity(&self) -> Option<usize> {
-        let cap = self.state.lock().entries.cap().get();
-        (self.policy != Policy::Unbounded).then_some(cap)
+        self.state.lock().capacity(self.policy)
     }
 
     pub(crate) fn stats(&self) -> Stats {
         let state = self.state.lock();
         Stats {
             len: state.entries.len(),
-            capacity: (self.policy != Policy::Unbounded).then_some(state.entries.cap().get()),
+            capacity: state.capacity(self.policy),
             reserved: state.reserved,
             listener_panics: self.listener.panics(),
             ..state.counters
