@@ -164,34 +164,33 @@ impl LocalEngine {
 impl State {
     fn trigger(&mut self, item: &WireItem, now: Duration) -> RunHandle {
         let options = item.options.as_ref();
-        let key = options.and_then(|o| o.idempotency_key.clone()).filter(|k| !k.is_empty());
-        if let Some(key) = &key {
-            let slot = (item.task.clone(), key.clone());
-            if let Some(&(run, expires)) = self.cached.get(&slot)
-                && now < expires
-                && let Some(record) = self.runs.get(run)
-            {
-                return RunHandle { id: record.id.clone(), cached: true };
-            }
+        let key = options.and_then(|o| o.idempotency_key.as_deref()).filter(|k| !k.is_empty());
+        // Built once: looked up now, and inserted below if a new run is made.
+        let slot = key.map(|key| (item.task.clone(), key.to_owned()));
+        if let Some(&(run, expires)) = slot.as_ref().and_then(|slot| self.cached.get(slot))
+            && now < expires
+            && let Some(record) = self.runs.get(run)
+        {
+            return RunHandle { id: record.id.clone(), cached: true };
         }
         let known = options.and_then(|o| o.idempotency_key_options.as_ref());
         let record = RunRecord {
             id: format!("run_{:08}", self.runs.len() + 1),
             task: item.task.clone(),
-            idempotency_key: known.map(|o| o.key().to_owned()).or_else(|| key.clone()),
+            idempotency_key: known.map(|o| o.key()).or(key).map(str::to_owned),
             idempotency_key_scope: known.map(|o| o.scope()),
             payload: item.payload.clone(),
         };
         let id = record.id.clone();
         self.runs.push(record);
-        if let Some(key) = key {
+        if let Some(slot) = slot {
             let ttl = options.and_then(|o| o.idempotency_key_ttl.as_deref()).map_or(Ok(Ttl::DEFAULT), str::parse);
             let ttl = ttl.unwrap_or_else(|err| {
                 // The reference schema accepts any string here; the engine says what it did.
                 tracing::warn!(index = item.index, error = %err, default = %Ttl::DEFAULT, "unreadable idempotency key ttl; using the default");
                 Ttl::DEFAULT
             });
-            self.cached.insert((item.task.clone(), key), (self.runs.len() - 1, now.saturating_add(ttl.duration())));
+            self.cached.insert(slot, (self.runs.len() - 1, now.saturating_add(ttl.duration())));
         }
         RunHandle { id, cached: false }
     }
