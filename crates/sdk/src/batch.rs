@@ -172,9 +172,10 @@ impl<'a> BatchBuilder<'a> {
             // million items would otherwise hold two million more heap strings.
             entries.push(Entry { payload, key, ttl: options.ttl });
         }
-        report.evictions = catalog.stats().evictions().saturating_sub(self.evictions_at_open);
+        let stats = catalog.stats();
+        report.evictions = stats.evictions().saturating_sub(self.evictions_at_open);
         report.catalog_kind = catalog.kind();
-        report.catalog_capacity = catalog.capacity();
+        report.catalog_capacity = stats.capacity;
         report.shortfall = self.room.shortfall();
 
         if report.without_options > 0 {
