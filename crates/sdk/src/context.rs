@@ -14,14 +14,16 @@
 pub struct RunContext {
     run_id: String,
     attempt: u32,
-    // Every `attempt`-scoped key hashes the number as text: format it once per run.
-    attempt_text: String,
+    // Every `attempt`-scoped key hashes `run_id-attempt` at its end: join it once per
+    // run, so that a key appends one part instead of formatting and appending two.
+    attempt_suffix: String,
 }
 
 impl RunContext {
     /// The context of attempt `attempt` of run `run_id`.
     pub fn new(run_id: impl Into<String>, attempt: u32) -> Self {
-        RunContext { run_id: run_id.into(), attempt, attempt_text: attempt.to_string() }
+        let run_id = run_id.into();
+        RunContext { attempt_suffix: format!("{run_id}-{attempt}"), run_id, attempt }
     }
 
     /// The run id.
@@ -34,8 +36,8 @@ impl RunContext {
         self.attempt
     }
 
-    /// The attempt number in decimal, as keys hash it.
-    pub(crate) fn attempt_text(&self) -> &str {
-        &self.attempt_text
+    /// What an `attempt`-scoped key appends: `run_id-attempt`.
+    pub(crate) fn attempt_suffix(&self) -> &str {
+        &self.attempt_suffix
     }
 }

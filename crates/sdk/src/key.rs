@@ -1,10 +1,9 @@
 use std::fmt;
-use std::io::{self, Write};
 
 use idempotency_catalog::{Digest, KeyOptions, Scope};
-use sha2::{Digest as _, Sha256};
 
 use crate::context::RunContext;
+use crate::message::Message;
 
 /// Key material: one string, or a list of strings joined with `-` in order.
 ///
@@ -95,26 +94,21 @@ impl IdempotencyKey {
     /// nothing for `global`, `[run_id]` for `run` and `[run_id, attempt]` for
     /// `attempt`; outside a run (`run` is `None`) every scope adds nothing.
     pub fn derive(parts: impl KeyParts, scope: Scope, run: Option<&RunContext>) -> Self {
-        // One contiguous string, hashed in one call, joined on the stack when it fits:
-        // for short keys, feeding the hasher piece by piece or allocating costs about
-        // as much as the hash itself.
-        let mut stack = [0u8; 64];
-        let mut cursor = io::Cursor::new(&mut stack[..]);
-        if let Ok(key_len) = write_joined(&mut cursor, &parts, scope, run) {
-            let len = usize::try_from(cursor.position()).unwrap_or(usize::MAX);
-            return Self::from_joined(stack.get(..len).unwrap_or_default(), key_len, scope);
+        let suffix = match (run, scope) {
+            (None, _) | (_, Scope::Global) => None,
+            (Some(run), Scope::Run) => Some(run.run_id()),
+            (Some(run), Scope::Attempt) => Some(run.attempt_suffix()),
+        };
+        let mut message = Message::new();
+        for part in parts.parts().chain(suffix) {
+            message.push(part);
         }
-        let mut heap = Vec::new();
-        let key_len = write_joined(&mut heap, &parts, scope, run).unwrap_or_default();
-        Self::from_joined(&heap, key_len, scope)
-    }
-
-    /// `joined` is the hashed string; its first `key_len` bytes are the original key.
-    fn from_joined(joined: &[u8], key_len: usize, scope: Scope) -> Self {
-        let digest = Digest::from_bytes(Sha256::digest(joined).into());
-        // Parts are `&str` and separators ASCII, so this is valid UTF-8.
-        let key = joined.get(..key_len).and_then(|key| std::str::from_utf8(key).ok()).unwrap_or_default();
-        IdempotencyKey { digest, options: Some(KeyOptions::new(key, scope)) }
+        let digest = message.digest();
+        // The options join the parts again rather than slicing the message: read back
+        // just after being written, the message's bytes stall on store forwarding, and
+        // as bytes they would need a UTF-8 check of their own (measured slower).
+        let options = KeyOptions::joined(parts.parts(), scope);
+        IdempotencyKey { digest, options: Some(options) }
     }
 
     /// A key known only by its digest, with whatever options are known for it.
@@ -133,49 +127,6 @@ impl IdempotencyKey {
     }
 }
 
-/// Writes `(parts ++ suffix).join("-")` and returns the length of `parts.join("-")`.
-fn write_joined(
-    out: &mut impl Write,
-    parts: &impl KeyParts,
-    scope: Scope,
-    run: Option<&RunContext>,
-) -> io::Result<usize> {
-    let suffix: &[&str] = match (run, scope) {
-        (None, _) | (_, Scope::Global) => &[],
-        (Some(run), Scope::Run) => &[run.run_id()],
-        (Some(run), Scope::Attempt) => &[run.run_id(), run.attempt_text()],
-    };
-    let mut joined = Joined { out, count: 0, written: 0 };
-    for part in parts.parts() {
-        joined.push(part)?;
-    }
-    let key_len = joined.written;
-    for part in suffix {
-        joined.push(part)?;
-    }
-    Ok(key_len)
-}
-
-/// A `-`-joined string being written: a separator goes before every part but the first.
-struct Joined<'a, W> {
-    out: &'a mut W,
-    count: usize,
-    written: usize,
-}
-
-impl<W: Write> Joined<'_, W> {
-    fn push(&mut self, part: &str) -> io::Result<()> {
-        if self.count > 0 {
-            self.out.write_all(b"-")?;
-            self.written += 1;
-        }
-        self.out.write_all(part.as_bytes())?;
-        self.written += part.len();
-        self.count += 1;
-        Ok(())
-    }
-}
-
 impl fmt::Display for IdempotencyKey {
     /// The digest as 64 lowercase hex characters: what travels as `idempotencyKey`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -191,6 +142,8 @@ impl fmt::Debug for IdempotencyKey {
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest as _, Sha256};
+
     use super::*;
 
     fn sha256_hex(s: &str) -> String {

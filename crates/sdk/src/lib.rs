@@ -50,6 +50,7 @@ mod engine;
 mod error;
 mod key;
 mod key_input;
+mod message;
 mod sdk;
 mod ttl;
 mod wire;

@@ -133,6 +133,23 @@ proptest! {
         prop_assert_eq!(key.digest().to_string(), reference_hex(&parts, scope, run.as_ref()));
         prop_assert_eq!(key.options().unwrap().key(), parts.join("-"));
     }
+
+    /// Short ASCII parts, so that joined keys and messages land on both sides of the
+    /// limits where the implementation changes path: 22 bytes (options stored inline)
+    /// and 55 bytes (one SHA-256 block).
+    #[test]
+    fn keys_around_the_inline_and_one_block_limits_follow_the_reference_rule(
+        parts in proptest::collection::vec("[a-z0-9]{0,14}", 0..6),
+        scope in 0usize..3,
+        run_id in "[a-z_0-9]{0,24}",
+    ) {
+        let scope = Scope::ALL[scope];
+        let run = RunContext::new(run_id, 12);
+        let key = IdempotencyKey::derive(&parts, scope, Some(&run));
+        prop_assert_eq!(key.digest().to_string(), reference_hex(&parts, scope, Some(&run)));
+        prop_assert_eq!(key.options().unwrap().key(), parts.join("-"));
+        prop_assert_eq!(key.options().unwrap().scope(), scope);
+    }
 }
 
 #[test]
