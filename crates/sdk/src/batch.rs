@@ -1,5 +1,7 @@
-use std::collections::HashSet;
+use std::hash::BuildHasher;
 use std::io::Write;
+
+use hashbrown::{DefaultHashBuilder, HashTable};
 
 use idempotency_catalog::{CatalogKind, Digest, Reservation, Scope};
 use serde_json::Value;
@@ -146,8 +148,8 @@ impl<'a> BatchBuilder<'a> {
         let batch_hex = batch_key.as_ref().map(|k| k.digest().to_string());
 
         let mut report = BatchReport { items: self.items.len(), ..BatchReport::default() };
-        let mut seen: HashSet<Digest> = HashSet::with_capacity(self.items.len());
-        let mut entries = Vec::with_capacity(self.items.len());
+        let mut seen = Seen::with_capacity(self.items.len());
+        let mut entries: Vec<Entry> = Vec::with_capacity(self.items.len());
         for (index, (payload, options)) in self.items.into_iter().enumerate() {
             let key = match (options.key, &batch_hex) {
                 (Some(input), _) => {
@@ -164,7 +166,7 @@ impl<'a> BatchBuilder<'a> {
                     Some(_) => report.with_options += 1,
                     None => report.without_options += 1,
                 }
-                if !seen.insert(key.digest()) {
+                if !seen.insert(&entries, index, key.digest()) {
                     report.repeated += 1;
                 }
             }
@@ -194,6 +196,38 @@ impl<'a> BatchBuilder<'a> {
             }
         }
         Ok(Batch { task: self.task, entries, report })
+    }
+}
+
+/// The digests a batch has seen so far, for counting repeats.
+///
+/// The table holds item indices, not digests: 8 bytes a slot instead of 32, so that at
+/// a million items it is 18 MB instead of 66 MB, which is the difference between
+/// fitting in the CPU's last-level cache or not. A digest is compared only when the
+/// table's 7-bit tag matches, which for a new digest is rare.
+struct Seen {
+    table: HashTable<usize>,
+    hasher: DefaultHashBuilder,
+}
+
+impl Seen {
+    fn with_capacity(items: usize) -> Self {
+        Seen { table: HashTable::with_capacity(items), hasher: DefaultHashBuilder::default() }
+    }
+
+    /// Records that item `index` (not yet in `entries`) has `digest`; `false` when an
+    /// earlier entry had it.
+    fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> bool {
+        let digest_at = |i: &usize| entries.get(*i).and_then(|entry| entry.key.as_ref()).map(IdempotencyKey::digest);
+        let hash = self.hasher.hash_one(digest);
+        let hasher = &self.hasher;
+        match self.table.entry(hash, |i| digest_at(i) == Some(digest), |i| hasher.hash_one(digest_at(i))) {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(slot) => {
+                slot.insert(index);
+                true
+            }
+        }
     }
 }
 
@@ -320,5 +354,40 @@ impl Batch {
     /// [`Error::Io`] when writing fails.
     pub fn write_ndjson(&self, out: impl Write) -> Result<(), Error> {
         write_ndjson(self.wire_items(), out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use idempotency_catalog::UnboundedCatalog;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Every keyed item whose digest appeared earlier counts as a repeat, whatever
+        /// the mix of keyed and keyless items, and in whatever order.
+        #[test]
+        fn repeats_are_the_keyed_items_minus_the_distinct_digests(
+            picks in proptest::collection::vec(proptest::option::of(0u8..40), 0..300),
+        ) {
+            let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+            let mut batch = sdk.batch("task", picks.len());
+            for pick in &picks {
+                let options = match pick {
+                    Some(n) => ItemOptions::new().key(IdempotencyKey::derive(["k", &n.to_string()], Scope::Global, None)),
+                    None => ItemOptions::new(),
+                };
+                batch.item(None, options);
+            }
+            let report = *batch.build().unwrap().report();
+            let keyed = picks.iter().flatten().count();
+            let distinct = picks.iter().flatten().collect::<HashSet<_>>().len();
+            prop_assert_eq!(report.keyed, keyed);
+            prop_assert_eq!(report.repeated, keyed - distinct);
+        }
     }
 }
