@@ -1,13 +1,16 @@
 //! Key creation against its floor (a bare `sha2` digest of the same bytes), and batch
-//! building at growing sizes, to show the per-item cost stays flat.
+//! building at growing sizes beside the raw crates' own scaling over the same sizes.
 
 use std::hint::black_box;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use idempotency_catalog::{CatalogBuilder, Digest};
 use idempotency_sdk::{IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
+use lru::LruCache;
+use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 
 /// `derive` does the hash and builds the options (original key and scope); it does not
@@ -66,5 +69,39 @@ fn fan_out_group(c: &mut Criterion, name: &str, sdk: &Sdk, numbers: &[String], k
     group.finish();
 }
 
-criterion_group!(benches, key_create, batch_build);
+/// What the batch's per-item cost can scale no better than on this machine: the same
+/// growth in sizes, applied to the raw crate the catalog wraps (`lru` in a
+/// `parking_lot::Mutex`, filled with as many digests and options as the batch
+/// registers, then dropped) and to a plain `Vec` of the batch's keys. Neither does any
+/// work that grows with the size; whatever their per-item cost does at a million is
+/// the machine's memory, not an algorithm.
+fn scaling_floor(c: &mut Criterion) {
+    let keys: Vec<IdempotencyKey> =
+        (0..1_000_000).map(|i: u32| IdempotencyKey::derive(["item", &i.to_string()], Scope::Global, None)).collect();
+    let mut group = c.benchmark_group("scaling_floor");
+    group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3)).sample_size(10);
+    for items in [10_000, 100_000, 1_000_000] {
+        let keys = &keys[..items];
+        group.throughput(Throughput::Elements(items as u64));
+        group.bench_function(BenchmarkId::new("raw_lru_mutex_fill", items), |b| {
+            b.iter(|| {
+                let map = Mutex::new(LruCache::new(NonZeroUsize::new(items + 1_000).unwrap_or(NonZeroUsize::MIN)));
+                for key in keys {
+                    map.lock().push(key.digest(), key.options().cloned().unwrap_or_else(|| unreachable!()));
+                }
+                map.into_inner().len()
+            })
+        });
+        group.bench_function(BenchmarkId::new("vec_of_keys", items), |b| {
+            b.iter(|| {
+                let mut vec = Vec::with_capacity(items);
+                vec.extend(keys.iter().cloned());
+                vec.len()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, key_create, batch_build, scaling_floor);
 criterion_main!(benches);

@@ -148,31 +148,39 @@ impl<'a> BatchBuilder<'a> {
         let batch_hex = batch_key.as_ref().map(|k| k.digest().to_string());
 
         let mut report = BatchReport { items: self.items.len(), ..BatchReport::default() };
-        let mut seen = Seen::with_capacity(self.items.len());
-        let mut entries: Vec<Entry> = Vec::with_capacity(self.items.len());
-        for (index, (payload, options)) in self.items.into_iter().enumerate() {
-            let key = match (options.key, &batch_hex) {
-                (Some(input), _) => {
-                    input.into_key(catalog, run).map_err(|e| Error::Item { index, error: Box::new(e) })?
-                }
-                (None, Some(hex)) => {
-                    Some(register(catalog, IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run)))
-                }
-                (None, None) => None,
-            };
-            if let Some(key) = &key {
-                report.keyed += 1;
-                match key.options() {
-                    Some(_) => report.with_options += 1,
-                    None => report.without_options += 1,
-                }
-                if !seen.insert(&entries, index, key.digest()) {
-                    report.repeated += 1;
-                }
+        // Items become entries in place: `collect` reuses the items' allocation, since
+        // an entry is no larger than an item, so a million-item batch does not hold
+        // both at once (or fault in a hundred megabytes of fresh pages for them).
+        let entries: Vec<Entry> = self
+            .items
+            .into_iter()
+            .enumerate()
+            .map(|(index, (payload, options))| {
+                let key = match (options.key, &batch_hex) {
+                    (Some(input), _) => {
+                        input.into_key(catalog, run).map_err(|e| Error::Item { index, error: Box::new(e) })?
+                    }
+                    (None, Some(hex)) => Some(register(
+                        catalog,
+                        IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run),
+                    )),
+                    (None, None) => None,
+                };
+                // Kept compact (no strings) until the wire form is asked for: a batch
+                // of a million items would otherwise hold two million more strings.
+                Ok(Entry { payload, key, ttl: options.ttl })
+            })
+            .collect::<Result<_, Error>>()?;
+        let mut seen = Seen::with_capacity(entries.len());
+        for (index, key) in entries.iter().enumerate().filter_map(|(index, entry)| Some((index, entry.key.as_ref()?))) {
+            report.keyed += 1;
+            match key.options() {
+                Some(_) => report.with_options += 1,
+                None => report.without_options += 1,
             }
-            // Kept compact (no strings) until the wire form is asked for: a batch of a
-            // million items would otherwise hold two million more heap strings.
-            entries.push(Entry { payload, key, ttl: options.ttl });
+            if !seen.insert(&entries, index, key.digest()) {
+                report.repeated += 1;
+            }
         }
         let stats = catalog.stats();
         report.evictions = stats.evictions().saturating_sub(self.evictions_at_open);
@@ -215,8 +223,7 @@ impl Seen {
         Seen { table: HashTable::with_capacity(items), hasher: DefaultHashBuilder::default() }
     }
 
-    /// Records that item `index` (not yet in `entries`) has `digest`; `false` when an
-    /// earlier entry had it.
+    /// Records that entry `index` has `digest`; `false` when an earlier entry had it.
     fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> bool {
         let digest_at = |i: &usize| entries.get(*i).and_then(|entry| entry.key.as_ref()).map(IdempotencyKey::digest);
         let hash = self.hasher.hash_one(digest);
@@ -366,6 +373,16 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// `build` turns items into entries in place only while an entry fits in an item's
+    /// slot; growing `Entry` past that silently doubles a large batch's peak memory.
+    #[test]
+    fn an_entry_fits_in_the_slot_of_the_item_it_replaces() {
+        use std::mem::{align_of, size_of};
+        type Item = (Option<Value>, ItemOptions);
+        assert!(size_of::<Entry>() <= size_of::<Item>(), "{} > {}", size_of::<Entry>(), size_of::<Item>());
+        assert_eq!(align_of::<Entry>(), align_of::<Item>());
+    }
 
     proptest! {
         /// Every keyed item whose digest appeared earlier counts as a repeat, whatever
