@@ -228,7 +228,10 @@ impl Seen {
         let digest_at = |i: &usize| entries.get(*i).and_then(|entry| entry.key.as_ref()).map(IdempotencyKey::digest);
         let hash = self.hasher.hash_one(digest);
         let hasher = &self.hasher;
-        match self.table.entry(hash, |i| digest_at(i) == Some(digest), |i| hasher.hash_one(digest_at(i))) {
+        // The rehash closure must hash a `Digest` exactly as above (not an `Option`),
+        // or entries moved by a growing table could no longer be found.
+        let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash_one(digest));
+        match self.table.entry(hash, |i| digest_at(i) == Some(digest), rehash) {
             hashbrown::hash_table::Entry::Occupied(_) => false,
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 slot.insert(index);
@@ -382,6 +385,23 @@ mod tests {
         type Item = (Option<Value>, ItemOptions);
         assert!(size_of::<Entry>() <= size_of::<Item>(), "{} > {}", size_of::<Entry>(), size_of::<Item>());
         assert_eq!(align_of::<Entry>(), align_of::<Item>());
+    }
+
+    /// Sized to the batch, the table never grows in `build`; here it starts empty, so
+    /// that every insert past the first few rehashes what is already in it.
+    #[test]
+    fn repeats_are_found_after_the_table_grows() {
+        let entries: Vec<Entry> = (0..1_000)
+            .map(|i| Entry {
+                payload: None,
+                key: Some(IdempotencyKey::derive(["k", &(i % 300).to_string()], Scope::Global, None)),
+                ttl: None,
+            })
+            .collect();
+        let mut seen = Seen { table: HashTable::new(), hasher: DefaultHashBuilder::default() };
+        let new =
+            (0..entries.len()).filter(|&i| seen.insert(&entries, i, entries[i].key.as_ref().unwrap().digest())).count();
+        assert_eq!(new, 300);
     }
 
     proptest! {
