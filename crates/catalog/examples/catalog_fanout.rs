@@ -1,6 +1,6 @@
 //! The reference SDK's failure at the catalog level: 6,235 digests registered as one
-//! batch, under each catalog kind, and how many still have their metadata when the
-//! batch has been built. Warnings go to stderr.
+//! batch (registered through its reservation), under each catalog kind, and how many
+//! still have their metadata when the batch has been built. Warnings go to stderr.
 //!
 //! ```text
 //! cargo run -p idempotency-catalog --example catalog_fanout
@@ -19,11 +19,11 @@ fn main() -> Result<(), idempotency_catalog::Error> {
         let digests: Vec<Digest> = (0..ITEMS).map(digest).collect();
         let batch = catalog.reserve(digests.len());
         for (i, digest) in digests.iter().enumerate() {
-            catalog.register(*digest, KeyOptions::new(&format!("item-{i}"), Scope::Global));
+            batch.register(*digest, KeyOptions::new(&format!("item-{i}"), Scope::Global));
         }
         let kept = digests.iter().filter(|d| catalog.get(d).is_some()).count();
         drop(batch);
-        let evictions = catalog.stats().evicted_capacity;
+        let evictions = catalog.stats().evicted;
         println!("{:<13} {:>8} {:>14} {:>17} {:>10}", kind.as_str(), ITEMS, kept, digests.len() - kept, evictions);
     }
     Ok(())

@@ -1,26 +1,27 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use crate::config::{DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
 use crate::error::Error;
+use crate::kind::{DEFAULT_BASE, DEFAULT_CEILING};
 use crate::store::{Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
-/// The default kind: a base capacity plus every live reservation, never above a
-/// ceiling.
+/// The default kind: a base capacity for free entries, plus what live runs and
+/// reservations hold, never above a ceiling.
 ///
-/// A batch of `n` keys reserves `n` entries before registering them, so the catalog
-/// grows to hold the whole batch; growing never evicts. When the reservation ends,
-/// the catalog shrinks back to its base and sheds the oldest entries, each counted,
-/// passed to the listener and covered by a warning.
-///
-/// Concurrent reservations add up, and the room of overlapping reservations is
-/// returned together, when the last of them ends: shrinking earlier would shed the
-/// oldest entries, and those may belong to a batch that is still being built. For the
-/// same reason, while any reservation is live, a new key that would evict (one that
-/// nobody reserved room for, such as another task's) grows the catalog instead,
-/// doubling up to the ceiling: a batch that reserved its room loses nothing unless the
-/// ceiling is reached.
+/// - **A run keeps its keys.** Every key registered through a live
+///   [`Reservation`](crate::Reservation) (a run, or a batch) keeps its options until
+///   the reservation ends, whatever else is registered meanwhile, up to the ceiling.
+/// - **Room follows what is live.** The capacity is the base plus, for each live
+///   reservation, the room it asked for or the entries it holds, whichever is more; it
+///   is back at the base as soon as nothing is live, however reservations overlapped.
+/// - **Ending is a release, not a loss.** When a reservation ends, the newest of its
+///   entries, up to the base, stay as free entries and the rest are released: counted
+///   in [`Stats::released`](crate::Stats::released), logged at `DEBUG`.
+/// - **Warnings mean a loss.** Free entries (keys registered outside any reservation)
+///   form an LRU of the base capacity; what it evicts, and anything dropped at the
+///   ceiling, is counted in [`Stats::evicted`](crate::Stats::evicted), passed to the
+///   listener and warned about.
 ///
 /// # Examples
 ///
@@ -34,12 +35,13 @@ use crate::telemetry::EvictionListener;
 ///     for i in 0..6_235u32 {
 ///         let mut bytes = [0; 32];
 ///         bytes[..4].copy_from_slice(&i.to_be_bytes());
-///         catalog.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Global));
+///         batch.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Global));
 ///     }
 ///     assert_eq!(catalog.len(), 6_235); // nothing lost while the batch is built
 /// }
-/// assert_eq!(catalog.len(), 1_000); // back to base: the oldest 5,235 were shed
-/// assert_eq!(catalog.stats().evicted_shrink, 5_235);
+/// assert_eq!(catalog.len(), 1_000); // back to base: the newest 1,000 stay
+/// let stats = catalog.stats();
+/// assert_eq!((stats.released, stats.evicted), (5_235, 0));
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 #[derive(Debug)]
@@ -48,8 +50,8 @@ pub struct BatchScaledCatalog {
 }
 
 impl BatchScaledCatalog {
-    /// A catalog of `capacity` entries between batches, growing with reservations up
-    /// to `max_capacity`.
+    /// A catalog of `capacity` free entries, growing with live reservations up to
+    /// `max_capacity` entries in all.
     ///
     /// # Errors
     ///
@@ -88,11 +90,10 @@ impl BatchScaledCatalog {
 }
 
 impl Default for BatchScaledCatalog {
-    /// Base [`DEFAULT_CAPACITY`] (1,000), ceiling [`DEFAULT_MAX_CAPACITY`] (1,000,000).
+    /// Base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000), ceiling
+    /// [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY) (1,000,000).
     fn default() -> Self {
-        let base = NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN);
-        let max = NonZeroUsize::new(DEFAULT_MAX_CAPACITY).unwrap_or(NonZeroUsize::MAX);
-        Self::from_parts(base, max, None, false)
+        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, None, false)
     }
 }
 
@@ -101,48 +102,49 @@ delegate_catalog!(BatchScaledCatalog);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Catalog, KeyOptions, Scope};
-
     use crate::digest::test_digest as digest;
+    use crate::{Catalog, KeyOptions, Reservation, Scope};
 
-    fn fill(catalog: &dyn Catalog, range: std::ops::Range<u32>) {
+    fn fill(reservation: &Reservation<'_>, range: std::ops::Range<u32>) {
         for i in range {
-            catalog.register(digest(i), KeyOptions::new("k", Scope::Run));
+            reservation.register(digest(i), KeyOptions::new("k", Scope::Run));
         }
     }
 
     #[test]
-    fn overlapping_reservations_add_up_and_shrink_together() {
+    fn overlapping_reservations_each_release_their_own_entries() {
         let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
         let a = catalog.reserve(100);
         let b = catalog.reserve(50);
         assert_eq!(catalog.capacity(), Some(160));
-        fill(&catalog, 0..160);
-        assert_eq!(catalog.stats().evictions(), 0);
-        // `b` is still live, and its entries may be the oldest: nothing is shed yet.
+        fill(&a, 0..100);
+        fill(&b, 100..150);
+        assert_eq!(catalog.stats().evicted, 0);
+        // `a` ends while `b` goes on: `b`'s entries, older or not, all stay.
         drop(a);
-        assert_eq!((catalog.capacity(), catalog.len()), (Some(160), 160));
+        assert_eq!((catalog.capacity(), catalog.len()), (Some(60), 60));
+        assert!((100..150).all(|i| catalog.get(&digest(i)).is_some()));
         drop(b);
         assert_eq!((catalog.capacity(), catalog.len()), (Some(10), 10));
-        // The newest survive the shrink.
-        assert!(catalog.get(&digest(159)).is_some() && catalog.get(&digest(149)).is_none());
-        assert_eq!(catalog.stats().evicted_shrink, 150);
+        // The newest survive as free entries.
+        assert!(catalog.get(&digest(149)).is_some() && catalog.get(&digest(139)).is_none());
+        let stats = catalog.stats();
+        assert_eq!((stats.released, stats.evicted), (140, 0));
     }
 
     #[test]
-    fn unreserved_keys_during_a_batch_grow_the_catalog_rather_than_evict_the_batch() {
-        // Found by the SDK's stress test: another task registering more keys than the
-        // base holds, while a batch was being built, pushed out the batch's oldest keys.
+    fn a_run_keeps_its_keys_whatever_is_registered_outside_it() {
         let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
-        let batch = catalog.reserve(100);
+        let run = catalog.reserve(0);
         for i in 0..100 {
-            catalog.register(digest(i), KeyOptions::new("batch", Scope::Run));
-            catalog.register(digest(10_000 + i), KeyOptions::new("unreserved", Scope::Run));
+            run.register(digest(i), KeyOptions::new("run", Scope::Run));
+            catalog.register(digest(10_000 + i), KeyOptions::new("outside", Scope::Run));
         }
         assert!((0..100).all(|i| catalog.get(&digest(i)).is_some()));
-        assert_eq!(catalog.stats().evicted_capacity, 0);
-        assert_eq!(catalog.capacity(), Some(220), "110 doubled once");
-        drop(batch);
+        // Outside any run the base is an LRU: 90 of the 100 were evicted, and warned.
+        assert_eq!(catalog.stats().evicted, 90);
+        assert_eq!(catalog.capacity(), Some(110));
+        drop(run);
         assert_eq!((catalog.len(), catalog.capacity()), (10, Some(10)));
     }
 
@@ -151,17 +153,42 @@ mod tests {
         let catalog = BatchScaledCatalog::new(10, 100).unwrap();
         let guard = catalog.reserve(500);
         assert_eq!(catalog.capacity(), Some(100));
-        assert_eq!(guard.shortfall(), 400);
-        fill(&catalog, 0..500);
-        assert_eq!(catalog.stats().evicted_capacity, 400);
+        assert_eq!(guard.shortfall(), 410);
+        fill(&guard, 0..500);
+        assert_eq!(catalog.len(), 100);
+        assert_eq!(catalog.stats().evicted, 400);
+        // The newest stay.
+        assert!(catalog.get(&digest(499)).is_some() && catalog.get(&digest(399)).is_none());
+    }
+
+    #[test]
+    fn a_shortfall_counts_every_other_live_reservation() {
+        let catalog = BatchScaledCatalog::new(10, 100).unwrap();
+        let first = catalog.reserve(90);
+        let second = catalog.reserve(90);
+        assert_eq!((first.shortfall(), second.shortfall()), (0, 90));
     }
 
     #[test]
     fn without_a_reservation_it_behaves_like_an_lru_of_its_base() {
         let catalog = BatchScaledCatalog::new(3, 100).unwrap();
-        fill(&catalog, 0..5);
+        for i in 0..5 {
+            catalog.register(digest(i), KeyOptions::new("k", Scope::Run));
+        }
         assert_eq!(catalog.len(), 3);
-        assert_eq!(catalog.stats().evicted_capacity, 2);
+        assert_eq!(catalog.stats().evicted, 2);
+    }
+
+    #[test]
+    fn a_digest_registered_again_moves_to_the_newest_holder() {
+        let catalog = BatchScaledCatalog::new(1, 100).unwrap();
+        catalog.register(digest(1), KeyOptions::new("free", Scope::Run));
+        let run = catalog.reserve(0);
+        run.register(digest(1), KeyOptions::new("run", Scope::Run));
+        catalog.register(digest(2), KeyOptions::new("other", Scope::Run));
+        assert_eq!(catalog.get(&digest(1)).map(|o| o.key().to_owned()).as_deref(), Some("run"));
+        let stats = catalog.stats();
+        assert_eq!((stats.registered, stats.replaced, stats.len, stats.evicted), (2, 1, 2, 0));
     }
 
     #[test]

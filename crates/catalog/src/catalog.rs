@@ -1,8 +1,9 @@
 use std::fmt;
+use std::sync::Arc;
 
-use crate::config::CatalogKind;
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
+use crate::kind::CatalogKind;
 use crate::telemetry::Stats;
 
 /// A shared map from idempotency-key digests to their [`KeyOptions`], with a capacity
@@ -10,6 +11,10 @@ use crate::telemetry::Stats;
 ///
 /// Every method takes `&self`: a catalog is meant to be shared between threads, usually
 /// as an `Arc<dyn Catalog>`. The trait is object safe.
+///
+/// Entries are either held by a live [`Reservation`] (a batch being built, or a run:
+/// see [`Reservation`]) or free. What a catalog may drop depends on its kind; what a
+/// live reservation holds is dropped only when a batch-scaled catalog meets its ceiling.
 ///
 /// # Examples
 ///
@@ -26,10 +31,16 @@ use crate::telemetry::Stats;
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 pub trait Catalog: Send + Sync + fmt::Debug {
-    /// Records `options` for `digest`, replacing what was there. May evict older
-    /// entries when the catalog is full; every eviction is counted, passed to the
-    /// eviction listener and covered by a `tracing` warning.
+    /// Records `options` for `digest`, held by no reservation, replacing what was
+    /// there. May evict older free entries when the catalog is full; every eviction is
+    /// counted, passed to the eviction listener and covered by a `tracing` warning.
     fn register(&self, digest: Digest, options: KeyOptions);
+
+    /// Records `options` for `digest`, held by the live reservation `holder` until it
+    /// ends (see [`Reservation::register`], the usual way to call this). A `holder`
+    /// that has ended, or that this catalog did not open, holds nothing: the entry is
+    /// registered as by [`register`](Self::register).
+    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions);
 
     /// The options recorded for `digest`, if still held. Counts a hit or a miss.
     ///
@@ -40,8 +51,15 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Removes `digest`, returning its options if it was held.
     fn remove(&self, digest: &Digest) -> Option<KeyOptions>;
 
-    /// Removes every entry. Also emits the summary of any evictions not yet reported.
+    /// Removes every entry, held or free; live reservations stay live. Also writes the
+    /// summary of any evictions not yet reported, as [`flush`](Self::flush) does.
     fn clear(&self);
+
+    /// Writes the summary of evictions not yet reported. Ending a reservation,
+    /// [`clear`](Self::clear) and dropping the catalog do it too; a catalog that is
+    /// never dropped, such as the process-global [`default_catalog`](crate::default_catalog),
+    /// should be flushed before the process exits so that its last evictions reach the log.
+    fn flush(&self);
 
     /// How many entries are held.
     fn len(&self) -> usize;
@@ -61,21 +79,60 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// A consistent snapshot of the counters.
     fn stats(&self) -> Stats;
 
-    /// Holds room for `additional` more entries until the returned guard is dropped.
-    ///
-    /// What that means depends on the kind: a batch-scaled catalog grows (up to its
-    /// ceiling), an LRU catalog cannot grow but the guard says how many of the
-    /// `additional` entries will not fit, and an unbounded catalog always has room.
-    /// Dropping the guard also reports any evictions that are still unreported.
+    /// Opens a reservation of room for `additional` more entries, held until the
+    /// returned guard is dropped; see [`Reservation`].
     fn reserve(&self, additional: usize) -> Reservation<'_>;
+
+    /// Opens a reservation and returns its id and its shortfall. For implementors and
+    /// for [`Reservation`]; call [`reserve`](Self::reserve) or [`Reservation::shared`]
+    /// instead, which close it when dropped.
+    fn open_reservation(&self, additional: usize) -> (ReservationId, usize);
+
+    /// Ends the reservation `id`, releasing what it held. For implementors and for
+    /// [`Reservation`]'s `Drop`; an unknown or ended `id` is ignored.
+    fn close_reservation(&self, id: ReservationId);
 }
 
-/// Room held in a catalog for a batch of entries, released when dropped.
+/// Names a live reservation of one catalog; see [`Catalog::register_held`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(u64);
+
+impl ReservationId {
+    /// An id with the number `n`, for implementors of [`Catalog`].
+    pub const fn new(n: u64) -> Self {
+        ReservationId(n)
+    }
+
+    /// The id's number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+}
+
+/// Room held in a catalog, and the entries registered through it, until dropped.
+///
+/// A reservation is how work tells the catalog what it still needs:
+///
+/// - **A batch** reserves room for its items before their keys are made, and learns its
+///   [`shortfall`](Self::shortfall) at once.
+/// - **A run** is a reservation of no room that lasts as long as the run: every key
+///   registered through it keeps its options until the run ends, as the reference SDK
+///   (4.5 and later) keeps a run's keys.
+///
+/// Under a batch-scaled catalog, what a live reservation holds is never evicted below
+/// the ceiling. When it is dropped its entries are released: the newest of them, up to
+/// the base capacity, stay as free entries, and the rest are counted in
+/// [`Stats::released`], not as evictions (the work that needed them is over). An LRU
+/// catalog cannot grow, so a reservation only tells how much will not fit; an unbounded
+/// catalog releases a reservation's entries when it ends.
+///
+/// The guard is `Send + Sync`. [`Reservation::shared`] makes one that owns its catalog,
+/// for a run or batch that outlives the borrow (a spawned task).
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_catalog::{BatchScaledCatalog, Catalog, LruCatalog};
+/// use idempotency_catalog::{BatchScaledCatalog, Catalog, Digest, KeyOptions, LruCatalog, Scope};
 ///
 /// let lru = LruCatalog::with_capacity(1_000)?;
 /// let guard = lru.reserve(6_235);
@@ -83,37 +140,73 @@ pub trait Catalog: Send + Sync + fmt::Debug {
 ///
 /// let scaled = BatchScaledCatalog::new(1_000, 100_000)?;
 /// {
-///     let guard = scaled.reserve(6_235);
-///     assert_eq!(guard.shortfall(), 0);
+///     let run = scaled.reserve(0); // a run: no room asked, every key it registers kept
+///     for i in 0..6_235u32 {
+///         let mut bytes = [0; 32];
+///         bytes[..4].copy_from_slice(&i.to_be_bytes());
+///         run.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Global));
+///     }
+///     assert_eq!(scaled.len(), 6_235);
 ///     assert_eq!(scaled.capacity(), Some(7_235));
 /// }
-/// assert_eq!(scaled.capacity(), Some(1_000));
+/// assert_eq!(scaled.capacity(), Some(1_000)); // back to the base
+/// let stats = scaled.stats();
+/// assert_eq!((stats.len, stats.released, stats.evicted), (1_000, 5_235, 0));
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 #[must_use = "the room is released as soon as the reservation is dropped"]
 pub struct Reservation<'a> {
+    catalog: Holder<'a>,
+    id: ReservationId,
     requested: usize,
     shortfall: usize,
-    release: Option<Box<dyn FnOnce() + Send + 'a>>,
+}
+
+/// The catalog a reservation closes when dropped.
+enum Holder<'a> {
+    Borrowed(&'a dyn Catalog),
+    Shared(Arc<dyn Catalog>),
 }
 
 impl<'a> Reservation<'a> {
-    /// A reservation of `requested` entries of which `shortfall` will not fit, that
-    /// runs `release` once when dropped. For implementors of [`Catalog`].
+    /// Opens a reservation of `additional` entries in `catalog`, borrowing it; what
+    /// [`Catalog::reserve`] returns.
     ///
     /// # Examples
     ///
     /// ```
-    /// use std::sync::atomic::{AtomicUsize, Ordering};
-    /// use idempotency_catalog::Reservation;
+    /// use idempotency_catalog::{Catalog, LruCatalog, Reservation};
     ///
-    /// let released = AtomicUsize::new(0);
-    /// let guard = Reservation::new(10, 0, || { released.fetch_add(1, Ordering::Relaxed); });
+    /// let catalog = LruCatalog::with_capacity(10)?;
+    /// let guard = Reservation::new(&catalog, 4);
+    /// assert_eq!(catalog.stats().reserved, 4);
     /// drop(guard);
-    /// assert_eq!(released.load(Ordering::Relaxed), 1);
+    /// assert_eq!(catalog.stats().reserved, 0);
+    /// # Ok::<(), idempotency_catalog::Error>(())
     /// ```
-    pub fn new(requested: usize, shortfall: usize, release: impl FnOnce() + Send + 'a) -> Self {
-        Reservation { requested, shortfall: shortfall.min(requested), release: Some(Box::new(release)) }
+    pub fn new(catalog: &'a dyn Catalog, additional: usize) -> Self {
+        Self::open(Holder::Borrowed(catalog), additional)
+    }
+
+    fn open(catalog: Holder<'a>, additional: usize) -> Self {
+        let (id, shortfall) = catalog.get().open_reservation(additional);
+        Reservation { catalog, id, requested: additional, shortfall: shortfall.min(additional) }
+    }
+
+    /// Registers `options` for `digest`, held until this reservation ends; see
+    /// [`Catalog::register_held`].
+    pub fn register(&self, digest: Digest, options: KeyOptions) {
+        self.catalog.get().register_held(self.id, digest, options);
+    }
+
+    /// The catalog this reservation is in.
+    pub fn catalog(&self) -> &dyn Catalog {
+        self.catalog.get()
+    }
+
+    /// This reservation's id.
+    pub fn id(&self) -> ReservationId {
+        self.id
     }
 
     /// How many entries were asked for.
@@ -121,27 +214,69 @@ impl<'a> Reservation<'a> {
         self.requested
     }
 
-    /// How many of the requested entries will not fit: registering all of them, with
-    /// nothing else registered meanwhile, evicts this many of them before the last one
-    /// is in. Zero means the whole batch fits.
+    /// How many of the requested entries will not fit, given the catalog's capacity
+    /// and the room every other live reservation holds: registering all of them, with
+    /// nothing else registered meanwhile, evicts this many. Zero means the whole batch
+    /// fits.
     pub fn shortfall(&self) -> usize {
         self.shortfall
     }
 }
 
+impl Reservation<'static> {
+    /// Opens a reservation of `additional` entries that owns a handle to `catalog`, so
+    /// that it can be kept in a struct or moved into a spawned task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use idempotency_catalog::{Catalog, CatalogBuilder, Reservation};
+    ///
+    /// let catalog: Arc<dyn Catalog> = CatalogBuilder::new().build()?;
+    /// let run = Reservation::shared(Arc::clone(&catalog), 0);
+    /// std::thread::spawn(move || drop(run)).join().unwrap();
+    /// assert_eq!(catalog.stats().reserved, 0);
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    pub fn shared(catalog: Arc<dyn Catalog>, additional: usize) -> Self {
+        Self::open(Holder::Shared(catalog), additional)
+    }
+}
+
+impl Holder<'_> {
+    fn get(&self) -> &dyn Catalog {
+        match self {
+            Holder::Borrowed(catalog) => *catalog,
+            Holder::Shared(catalog) => catalog.as_ref(),
+        }
+    }
+}
+
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if let Some(release) = self.release.take() {
-            release();
-        }
+        self.catalog.get().close_reservation(self.id);
     }
 }
 
 impl fmt::Debug for Reservation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reservation")
+            .field("id", &self.id.0)
             .field("requested", &self.requested)
             .field("shortfall", &self.shortfall)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reservation_can_cross_threads_and_awaits() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Reservation<'_>>();
+        assert_send_sync::<Reservation<'static>>();
     }
 }

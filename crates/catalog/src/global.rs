@@ -2,14 +2,19 @@ use std::sync::Arc;
 
 use once_cell::sync::OnceCell;
 
+use crate::builder::CatalogBuilder;
 use crate::catalog::Catalog;
-use crate::config::CatalogBuilder;
 use crate::error::Error;
 
 static DEFAULT: OnceCell<Arc<dyn Catalog>> = OnceCell::new();
 
 /// The process-global catalog, built from the environment on first use
 /// ([`CatalogBuilder::from_env`]) unless [`set_default_catalog`] put one in place first.
+///
+/// It is never dropped, so the summary of its last evictions is written only when
+/// something flushes it: a reservation ending, [`Catalog::clear`], or
+/// [`Catalog::flush`]. Call `default_catalog()?.flush()` before the process exits
+/// (at the end of `main`, or in a shutdown hook) so that every eviction reaches the log.
 ///
 /// # Errors
 ///
@@ -26,7 +31,7 @@ static DEFAULT: OnceCell<Arc<dyn Catalog>> = OnceCell::new();
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 pub fn default_catalog() -> Result<Arc<dyn Catalog>, Error> {
-    DEFAULT.get_or_try_init(|| CatalogBuilder::from_env()?.build()).cloned()
+    DEFAULT.get_or_try_init(|| CatalogBuilder::from_env().build()).cloned()
 }
 
 /// Puts `catalog` in place as the process-global default. Call it before anything

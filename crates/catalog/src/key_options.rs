@@ -82,16 +82,14 @@ impl KeyOptions {
             }
             sep = true;
         }
-        // Built from `&str`s and ASCII, so the check never fails (it is what keeps the
-        // crate free of `unsafe`); `new_inline` cannot panic, as the bytes come from a
-        // buffer of `INLINE_CAP`.
-        KeyOptions { tagged: SmolStr::new_inline(std::str::from_utf8(inline.bytes()).unwrap_or_default()) }
+        // `new_inline` cannot panic, as the bytes come from a buffer of `INLINE_CAP`.
+        KeyOptions { tagged: SmolStr::new_inline(inline.as_str()) }
     }
 
     /// The rest of a key that did not fit inline, on the heap.
     #[cold]
     fn spill<'a>(inline: &Inline, sep: bool, part: &str, rest: impl Iterator<Item = &'a str>) -> Self {
-        let mut heap = String::from(std::str::from_utf8(inline.bytes()).unwrap_or_default());
+        let mut heap = String::from(inline.as_str());
         if sep {
             heap.push('-');
         }
@@ -105,8 +103,10 @@ impl KeyOptions {
 
     /// The original key, its parts joined with `-`.
     pub fn key(&self) -> &str {
-        // The tag is one ASCII byte, so index 1 is always a char boundary.
-        self.tagged.get(1..).unwrap_or_default()
+        // A bug here must not turn into an empty key, the silent loss this crate exists
+        // to prevent: fail loudly instead.
+        #[expect(clippy::expect_used, reason = "an invariant of the type, not input")]
+        self.tagged.get(1..).expect("a tagged key starts with its one-byte ASCII scope tag")
     }
 
     /// The scope the key was created with.
@@ -144,9 +144,14 @@ impl Inline {
         true
     }
 
+    /// The key joined so far. Only `&str`s and ASCII were copied in, so the check
+    /// never fails (it is what keeps the crate free of `unsafe`); if a bug ever broke
+    /// that, an empty key would be a silent loss, so it fails loudly instead.
     #[inline]
-    fn bytes(&self) -> &[u8] {
-        self.buf.get(..self.len).unwrap_or_default()
+    #[expect(clippy::expect_used, reason = "an invariant of the type, not input")]
+    fn as_str(&self) -> &str {
+        let bytes = self.buf.get(..self.len).expect("the length never passes the buffer");
+        std::str::from_utf8(bytes).expect("joined from `&str`s and an ASCII tag at char boundaries")
     }
 }
 

@@ -1,16 +1,18 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
-use crate::config::DEFAULT_CAPACITY;
 use crate::error::Error;
+use crate::kind::DEFAULT_BASE;
 use crate::store::{Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
 /// A catalog with a fixed capacity that evicts the least recently used entry when full:
 /// the reference SDK's behaviour (capacity 1,000), made visible.
 ///
-/// A [`reserve`](crate::Catalog::reserve) cannot grow it, but it tells how many
-/// entries of a batch will not fit, so a caller can warn before anything is lost.
+/// A [`reserve`](crate::Catalog::reserve) cannot grow it, nor keep a run's entries
+/// apart, but it tells how many entries of a batch will not fit (counting every other
+/// live reservation), so a caller can warn before anything is lost. Every eviction is
+/// a possible loss, and warns.
 ///
 /// # Examples
 ///
@@ -24,7 +26,7 @@ use crate::telemetry::EvictionListener;
 ///     catalog.register(Digest::from_bytes(bytes), KeyOptions::new(&format!("item-{i}"), Scope::Global));
 /// }
 /// assert_eq!(catalog.len(), 1_000);
-/// assert_eq!(catalog.stats().evicted_capacity, 5_235);
+/// assert_eq!(catalog.stats().evicted, 5_235);
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 #[derive(Debug)]
@@ -64,9 +66,10 @@ impl LruCatalog {
 }
 
 impl Default for LruCatalog {
-    /// A catalog of [`DEFAULT_CAPACITY`] (1,000) entries, the reference SDK's figure.
+    /// A catalog of [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000) entries, the
+    /// reference SDK's figure.
     fn default() -> Self {
-        Self::from_parts(NonZeroUsize::new(DEFAULT_CAPACITY).unwrap_or(NonZeroUsize::MIN), None, false)
+        Self::from_parts(DEFAULT_BASE, None, false)
     }
 }
 
@@ -93,7 +96,7 @@ mod tests {
             assert_eq!(catalog.get(&digest(i)).map(|o| o.key().to_owned()), Some(format!("item-{i}")));
         }
         let stats = catalog.stats();
-        assert_eq!((stats.registered, stats.evicted_capacity, stats.hits, stats.misses), (6_235, 5_235, 1_000, 5_235));
+        assert_eq!((stats.registered, stats.evicted, stats.hits, stats.misses), (6_235, 5_235, 1_000, 5_235));
     }
 
     #[test]
@@ -114,7 +117,7 @@ mod tests {
         catalog.register(digest(1), KeyOptions::new("a", Scope::Global));
         assert_eq!(catalog.get(&digest(1)).map(|o| o.scope()), Some(Scope::Global));
         let stats = catalog.stats();
-        assert_eq!((stats.registered, stats.replaced, stats.evictions()), (1, 1, 0));
+        assert_eq!((stats.registered, stats.replaced, stats.evicted), (1, 1, 0));
     }
 
     #[test]
@@ -127,5 +130,15 @@ mod tests {
         drop(guard);
         assert_eq!(catalog.stats().reserved, 0);
         assert_eq!(catalog.reserve(1_000).shortfall(), 0);
+    }
+
+    #[test]
+    fn a_shortfall_counts_the_other_live_reservations() {
+        let catalog = LruCatalog::with_capacity(1_000).unwrap();
+        let first = catalog.reserve(600);
+        assert_eq!(first.shortfall(), 0);
+        assert_eq!(catalog.reserve(600).shortfall(), 200);
+        drop(first);
+        assert_eq!(catalog.reserve(600).shortfall(), 0);
     }
 }

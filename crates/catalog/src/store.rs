@@ -1,8 +1,14 @@
-//! The one implementation behind every catalog kind: an `lru::LruCache` in a
+//! The one implementation behind every catalog kind: `lru::LruCache`s in a
 //! `parking_lot::Mutex`, a capacity policy, exact counters and the telemetry hooks.
 //!
-//! Work under the lock is kept to the map operation and counter updates; listener
-//! calls, warnings and dropping large maps happen after it is released.
+//! Entries live in one of several maps: the free map, an LRU of the base capacity for
+//! entries that no reservation holds, and one map per live reservation for the entries
+//! registered through it. A digest is in at most one of them. Keeping each
+//! reservation's entries apart is what lets one reservation end while others go on,
+//! releasing exactly its own entries: room follows what is live, not history.
+//!
+//! Work under the lock is kept to the map operations and counter updates; listener
+//! calls, events and dropping large maps happen after it is released.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;
@@ -10,21 +16,23 @@ use std::sync::Arc;
 use lru::LruCache;
 use parking_lot::Mutex;
 
-use crate::catalog::Reservation;
-use crate::config::CatalogKind;
+use crate::catalog::ReservationId;
 use crate::digest::Digest;
+use crate::events::{self, EvictionLog, ListenerSlot, WarnContext};
 use crate::key_options::KeyOptions;
-use crate::telemetry::{self, EvictionListener, EvictionLog, ListenerSlot, RemovalCause, Stats, WarnContext};
+use crate::kind::CatalogKind;
+use crate::telemetry::{EvictionListener, RemovalCause, Stats};
 
 /// How the capacity moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Policy {
-    /// A fixed capacity; reservations cannot grow it.
+    /// A fixed capacity; reservations cannot grow it, nor hold entries apart.
     Fixed(NonZeroUsize),
-    /// No capacity; nothing is ever evicted.
+    /// No capacity; nothing is ever evicted, and a reservation's entries are released
+    /// when it ends.
     Unbounded,
-    /// `base` plus every reservation of the current overlap, growing further while one
-    /// is live if unreserved keys need it; never above `max`.
+    /// `base` free entries plus what live reservations hold (their room, or their
+    /// entries when those are more); never above `max` entries in all.
     Scaled { base: NonZeroUsize, max: NonZeroUsize },
 }
 
@@ -37,12 +45,11 @@ impl Policy {
         }
     }
 
-    /// The capacity once reservations have asked for `grown` more entries.
-    fn capacity(self, grown: usize) -> NonZeroUsize {
+    /// The free map's capacity.
+    fn free_capacity(self) -> NonZeroUsize {
         match self {
-            Policy::Fixed(cap) => cap,
+            Policy::Fixed(cap) | Policy::Scaled { base: cap, .. } => cap,
             Policy::Unbounded => NonZeroUsize::MAX,
-            Policy::Scaled { base, max } => base.saturating_add(grown).min(max),
         }
     }
 }
@@ -57,63 +64,152 @@ pub(crate) struct Store {
 
 #[derive(Debug)]
 struct State {
-    entries: LruCache<Digest, KeyOptions>,
-    /// Entries asked for by live reservations.
-    reserved: usize,
-    /// Live reservations.
-    live: usize,
-    /// Entries asked for by every reservation since none was live: what a batch-scaled
-    /// catalog has grown by. Returned only when the last overlapping reservation ends,
-    /// because shrinking earlier would shed the oldest entries, which may belong to a
-    /// batch that is still being built.
-    grown: usize,
+    /// Entries no live reservation holds, least recently used first out.
+    free: LruCache<Digest, KeyOptions>,
+    /// Live reservations, oldest first. A process has few at once (its running tasks
+    /// and their open batches), so a scan is cheaper than a map.
+    holds: Vec<Hold>,
+    next_id: u64,
     counters: Stats,
-    /// When capacity evictions are worth a log line.
+    /// When evictions are worth a log line.
     log: EvictionLog,
-    /// The same for what shrinking sheds: one line per batch would flood the log.
-    shrink_log: EvictionLog,
 }
 
+#[derive(Debug)]
+struct Hold {
+    id: ReservationId,
+    /// Entries asked for when it opened.
+    room: usize,
+    /// Entries registered through it (always empty under a fixed policy).
+    entries: LruCache<Digest, KeyOptions>,
+}
+
+impl Hold {
+    /// The room it takes in a batch-scaled catalog's capacity.
+    fn footprint(&self) -> usize {
+        self.room.max(self.entries.len())
+    }
+}
+
+/// Where an entry goes: the free map, or the hold at this index.
+type Target = Option<usize>;
+
 impl State {
-    /// While a reservation is live, a new digest that would evict grows a batch-scaled
-    /// catalog instead (doubling, up to its ceiling). The least recently used entry may
-    /// belong to a batch still being built, and a registration nobody reserved room for
-    /// (another task's key) must not push it out.
-    fn make_room(&mut self, digest: &Digest, max: NonZeroUsize) {
-        let cap = self.entries.cap();
-        if self.live > 0 && self.entries.len() >= cap.get() && cap < max && !self.entries.contains(digest) {
-            self.entries.resize(cap.saturating_add(cap.get()).min(max));
+    fn len(&self) -> usize {
+        self.holds.iter().fold(self.free.len(), |len, hold| len + hold.entries.len())
+    }
+
+    fn position(&self, id: ReservationId) -> Option<usize> {
+        self.holds.iter().position(|hold| hold.id == id)
+    }
+
+    fn map(&mut self, target: Target) -> &mut LruCache<Digest, KeyOptions> {
+        match target.and_then(|at| self.holds.get_mut(at)) {
+            Some(hold) => &mut hold.entries,
+            None => &mut self.free,
         }
     }
 
-    /// The capacity as the catalog reports it: `None` when unbounded (the map's own
-    /// capacity is then `usize::MAX`, which means nothing to a reader).
+    /// Removes `digest` from every map but `target`'s; whether it was found. Empty
+    /// maps are skipped without hashing, which keeps a catalog without live
+    /// reservations as cheap as the raw `lru` crate.
+    fn take_elsewhere(&mut self, target: Target, digest: &Digest) -> bool {
+        if target.is_some() && !self.free.is_empty() && self.free.pop(digest).is_some() {
+            return true;
+        }
+        self.holds
+            .iter_mut()
+            .enumerate()
+            .filter(|(at, hold)| Some(*at) != target && !hold.entries.is_empty())
+            .any(|(_, hold)| hold.entries.pop(digest).is_some())
+    }
+
+    /// Records `options` for `digest` in `target`; returns whether the digest was new
+    /// and what was evicted to make room for it.
+    fn insert(
+        &mut self,
+        policy: Policy,
+        target: Target,
+        digest: Digest,
+        options: KeyOptions,
+    ) -> (bool, Option<(Digest, KeyOptions)>) {
+        // Held elsewhere: it moves, and the newest registration holds it.
+        let moved = self.take_elsewhere(target, &digest);
+        let mut evicted = None;
+        if let Policy::Scaled { max, .. } = policy
+            && !moved
+            && self.len() >= max.get()
+            && !self.map(target).contains(&digest)
+        {
+            evicted = self.evict_for_ceiling(target);
+        }
+        let new = match self.map(target).push(digest, options) {
+            Some((old, _)) if old == digest => false,
+            // The free map was full: its least recently used entry made room.
+            Some(lost) => {
+                evicted = Some(lost);
+                !moved
+            }
+            None => !moved,
+        };
+        (new, evicted)
+    }
+
+    /// At a batch-scaled catalog's ceiling: the least recently used free entry goes
+    /// first, then the oldest entry of the reservation that needs the room, then the
+    /// oldest of any other.
+    fn evict_for_ceiling(&mut self, target: Target) -> Option<(Digest, KeyOptions)> {
+        if let Some(lost) = self.free.pop_lru() {
+            return Some(lost);
+        }
+        if let Some(lost) = target.and_then(|at| self.holds.get_mut(at)).and_then(|hold| hold.entries.pop_lru()) {
+            return Some(lost);
+        }
+        self.holds.iter_mut().find_map(|hold| hold.entries.pop_lru())
+    }
+
     fn capacity(&self, policy: Policy) -> Option<usize> {
-        (policy != Policy::Unbounded).then_some(self.entries.cap().get())
+        match policy {
+            Policy::Fixed(cap) => Some(cap.get()),
+            Policy::Unbounded => None,
+            Policy::Scaled { base, max } => {
+                let held = self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.footprint()));
+                Some(base.get().saturating_add(held).min(max.get()))
+            }
+        }
+    }
+
+    /// How many of `room` entries will not fit beside what every live reservation holds.
+    fn shortfall(&self, policy: Policy, room: usize) -> usize {
+        let others = self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.footprint()));
+        let available = match policy {
+            Policy::Unbounded => return 0,
+            // Every reservation fills the same fixed map.
+            Policy::Fixed(cap) => cap.get().saturating_sub(others),
+            Policy::Scaled { base, max } => (max.get() - base.get()).saturating_sub(others),
+        };
+        room.saturating_sub(available)
     }
 
     fn warn_context(&self, policy: Policy) -> WarnContext {
         WarnContext {
             kind: policy.kind(),
             capacity: self.capacity(policy),
-            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if self.entries.cap() >= max),
+            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if self.len() >= max.get()),
         }
     }
 }
 
 impl Store {
     pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
-        let entries = new_map(policy.capacity(0));
         Store {
             policy,
             state: Mutex::new(State {
-                entries,
-                reserved: 0,
-                live: 0,
-                grown: 0,
+                free: new_map(policy.free_capacity()),
+                holds: Vec::new(),
+                next_id: 0,
                 counters: Stats::default(),
                 log: EvictionLog::new(),
-                shrink_log: EvictionLog::new(),
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
@@ -124,75 +220,90 @@ impl Store {
         self.policy.kind()
     }
 
-    pub(crate) fn register(&self, digest: Digest, options: KeyOptions) {
+    /// Registers `digest`, held by the reservation `holder` when it is live (and the
+    /// policy holds entries apart), else free.
+    pub(crate) fn register(&self, holder: Option<ReservationId>, digest: Digest, options: KeyOptions) {
         let mut state = self.state.lock();
-        if let Policy::Scaled { max, .. } = self.policy {
-            state.make_room(&digest, max);
-        }
-        let Some((old_digest, old_options)) = state.entries.push(digest, options) else {
-            state.counters.registered += 1;
-            let len = state.entries.len();
-            state.counters.peak_len = state.counters.peak_len.max(len);
-            return;
+        let target = match self.policy {
+            Policy::Fixed(_) => None,
+            _ => holder.and_then(|id| state.position(id)),
         };
-        if old_digest == digest {
+        let (new, evicted) = state.insert(self.policy, target, digest, options);
+        if new {
+            state.counters.registered += 1;
+            let len = state.len();
+            state.counters.peak_len = state.counters.peak_len.max(len);
+        } else {
             state.counters.replaced += 1;
-            return;
         }
-        // A new digest pushed out the least recently used one.
-        state.counters.registered += 1;
-        state.counters.evicted_capacity += 1;
+        let Some(evicted) = evicted else { return };
+        state.counters.evicted += 1;
         let due = state.log.record(1);
         let ctx = state.warn_context(self.policy);
         drop(state);
 
-        let evicted = (old_digest, old_options);
         if self.listener.wants_entries() {
             self.listener.notify(ctx.kind, [&evicted], RemovalCause::Capacity);
         }
         if let Some(summary) = due {
-            telemetry::warn_capacity(ctx, summary, Some(&evicted), self.log_keys);
+            events::warn_capacity(ctx, summary, Some(&evicted), self.log_keys);
         }
     }
 
     pub(crate) fn get(&self, digest: &Digest) -> Option<KeyOptions> {
         let mut state = self.state.lock();
-        let found = state.entries.get(digest).cloned();
+        let State { free, holds, counters, .. } = &mut *state;
+        let found = match free.get(digest) {
+            Some(options) => Some(options.clone()),
+            None => holds
+                .iter_mut()
+                .filter(|hold| !hold.entries.is_empty())
+                .find_map(|hold| hold.entries.get(digest).cloned()),
+        };
         match found {
-            Some(_) => state.counters.hits += 1,
-            None => state.counters.misses += 1,
+            Some(_) => counters.hits += 1,
+            None => counters.misses += 1,
         }
         found
     }
 
     pub(crate) fn remove(&self, digest: &Digest) -> Option<KeyOptions> {
         let mut state = self.state.lock();
-        let removed = state.entries.pop(digest);
-        state.counters.removed += u64::from(removed.is_some());
+        let State { free, holds, counters, .. } = &mut *state;
+        let removed = free.pop(digest).or_else(|| holds.iter_mut().find_map(|hold| hold.entries.pop(digest)));
+        counters.removed += u64::from(removed.is_some());
         removed
     }
 
     pub(crate) fn clear(&self) {
         let mut state = self.state.lock();
-        let cap = state.entries.cap();
-        let old = std::mem::replace(&mut state.entries, new_map(cap));
-        state.counters.cleared += old.len() as u64;
+        let old_free = std::mem::replace(&mut state.free, new_map(self.policy.free_capacity()));
+        let old_held: Vec<_> =
+            state.holds.iter_mut().map(|hold| std::mem::replace(&mut hold.entries, LruCache::unbounded())).collect();
+        let cleared = old_held.iter().fold(old_free.len(), |len, map| len + map.len());
+        state.counters.cleared += cleared as u64;
         let due = state.log.flush();
-        let shrink_due = state.shrink_log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
-        // Freeing a large map takes a while; not under the lock.
-        drop(old);
+        // Freeing large maps takes a while; not under the lock.
+        drop((old_free, old_held));
         if let Some(summary) = due {
-            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(ctx, summary, None, self.log_keys);
         }
-        if let Some(summary) = shrink_due {
-            telemetry::warn_shrink(ctx, summary);
+    }
+
+    pub(crate) fn flush(&self) {
+        let mut state = self.state.lock();
+        let due = state.log.flush();
+        let ctx = state.warn_context(self.policy);
+        drop(state);
+        if let Some(summary) = due {
+            events::warn_capacity(ctx, summary, None, self.log_keys);
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.state.lock().entries.len()
+        self.state.lock().len()
     }
 
     pub(crate) fn capacity(&self) -> Option<usize> {
@@ -202,92 +313,53 @@ impl Store {
     pub(crate) fn stats(&self) -> Stats {
         let state = self.state.lock();
         Stats {
-            len: state.entries.len(),
+            len: state.len(),
             capacity: state.capacity(self.policy),
-            reserved: state.reserved,
+            reserved: state.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.room)),
             listener_panics: self.listener.panics(),
             ..state.counters
         }
     }
 
-    pub(crate) fn reserve(&self, additional: usize) -> Reservation<'_> {
-        let capacity = {
-            let mut state = self.state.lock();
-            state.reserved = state.reserved.saturating_add(additional);
-            state.live += 1;
-            state.grown = state.grown.saturating_add(additional);
-            // Never below the current capacity: it may have grown for unreserved keys.
-            let capacity = self.policy.capacity(state.grown).max(state.entries.cap());
-            // Growing never evicts, so there is nothing to report here. A batch much
-            // larger than what is held gets its map allocated now, rather than
-            // rehashed again and again as it fills.
-            let preallocate = capacity > state.entries.cap()
-                && capacity.get() / 2 > state.entries.len()
-                && capacity.get() <= PREALLOCATE_RESERVED_UP_TO;
-            let old = if preallocate {
-                let fresh = rebuilt(&state.entries, state.entries.len(), LruCache::new(capacity));
-                Some(std::mem::replace(&mut state.entries, fresh))
-            } else {
-                state.entries.resize(capacity);
-                None
-            };
-            drop(state);
-            drop(old);
-            capacity
-        };
-        let shortfall = match self.policy {
-            Policy::Unbounded => 0,
-            _ => additional.saturating_sub(capacity.get()),
-        };
-        Reservation::new(additional, shortfall, move || self.release(additional))
+    pub(crate) fn open(&self, room: usize) -> (ReservationId, usize) {
+        let mut state = self.state.lock();
+        let shortfall = state.shortfall(self.policy, room);
+        let id = ReservationId::new(state.next_id);
+        state.next_id += 1;
+        state.holds.push(Hold { id, room, entries: LruCache::unbounded() });
+        (id, shortfall)
     }
 
-    /// Ends a reservation: when it was the last live one, shrinks back, evicting the
-    /// excess oldest-first; in any case reports every eviction still unreported.
-    fn release(&self, additional: usize) {
+    /// Ends a reservation: a batch-scaled catalog keeps the newest of its entries, up
+    /// to the base capacity, as free entries; the rest are released. Also reports
+    /// every eviction still unreported.
+    pub(crate) fn close(&self, id: ReservationId) {
         let mut state = self.state.lock();
-        state.reserved = state.reserved.saturating_sub(additional);
-        state.live = state.live.saturating_sub(1);
-        if state.live == 0 {
-            state.grown = 0;
+        let Some(at) = state.position(id) else { return };
+        let hold = state.holds.remove(at);
+        let held = hold.entries.len();
+        let keep = match self.policy {
+            Policy::Scaled { base, .. } => base.get().min(held),
+            Policy::Fixed(_) | Policy::Unbounded => 0,
+        };
+        // `iter` runs newest first; pushing oldest first leaves the newest most recent.
+        let kept: Vec<_> = hold.entries.iter().take(keep).map(|(digest, options)| (*digest, options.clone())).collect();
+        let mut released = (held - keep) as u64;
+        for (digest, options) in kept.into_iter().rev() {
+            // The free entries this pushes out are older than what the run kept.
+            released += u64::from(state.free.push(digest, options).is_some());
         }
-        // Only the end of the last live reservation shrinks anything.
-        let capacity = if state.live == 0 { self.policy.capacity(0) } else { state.entries.cap() };
-        let keep_entries = self.listener.wants_entries();
-        let excess = state.entries.len().saturating_sub(capacity.get());
-        let mut shed = Vec::new();
-        let mut old = None;
-        if excess > capacity.get() {
-            // Shedding most of the map: moving the few survivors into a new one is
-            // cheaper than a hash removal per shed entry, and frees the large table.
-            if keep_entries {
-                shed = state.entries.iter().rev().take(excess).map(|(d, o)| (*d, o.clone())).collect();
-            }
-            let fresh = rebuilt(&state.entries, capacity.get(), new_map(capacity));
-            old = Some(std::mem::replace(&mut state.entries, fresh));
-        } else {
-            for _ in 0..excess {
-                let Some(entry) = state.entries.pop_lru() else { break };
-                if keep_entries {
-                    shed.push(entry);
-                }
-            }
-            state.entries.resize(capacity);
-        }
-        let shed_count = excess as u64;
-        state.counters.evicted_shrink += shed_count;
-        let shrink_due = if shed_count > 0 { state.shrink_log.record(shed_count) } else { None };
+        state.counters.released += released;
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
-        drop(old);
+        drop(hold);
 
-        self.listener.notify(ctx.kind, &shed, RemovalCause::Shrink);
-        if let Some(summary) = shrink_due {
-            telemetry::warn_shrink(ctx, summary);
+        if held > 0 {
+            events::released(ctx, released, keep);
         }
         if let Some(summary) = due {
-            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(ctx, summary, None, self.log_keys);
         }
     }
 }
@@ -297,31 +369,14 @@ impl Drop for Store {
         let state = self.state.get_mut();
         let ctx = state.warn_context(self.policy);
         if let Some(summary) = state.log.flush() {
-            telemetry::warn_capacity(ctx, summary, None, self.log_keys);
-        }
-        if let Some(summary) = state.shrink_log.flush() {
-            telemetry::warn_shrink(ctx, summary);
+            events::warn_capacity(ctx, summary, None, self.log_keys);
         }
     }
-}
-
-/// `into`, holding the newest `keep` entries of `from` in the same recency order.
-fn rebuilt(
-    from: &LruCache<Digest, KeyOptions>,
-    keep: usize,
-    mut into: LruCache<Digest, KeyOptions>,
-) -> LruCache<Digest, KeyOptions> {
-    // `iter` runs newest first; pushing oldest first leaves the newest most recent.
-    let newest: Vec<_> = from.iter().take(keep).collect();
-    for (digest, options) in newest.into_iter().rev() {
-        into.push(*digest, options.clone());
-    }
-    into
 }
 
 fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
     // A small capacity is allocated up front, as the raw crate does, since a catalog
-    // usually fills; a large one grows with what is held, so that a generous ceiling
+    // usually fills; a large one grows with what is held, so that a generous base
     // costs nothing until it is used.
     if cap.get() <= PREALLOCATE_UP_TO { LruCache::new(cap) } else { LruCache::sparse(cap) }
 }
@@ -329,17 +384,20 @@ fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
 /// About 1.2 MB of map at most, allocated when a catalog is built.
 const PREALLOCATE_UP_TO: usize = 65_536;
 
-/// About 70 MB of map at most, allocated when a reservation grows the catalog; a
-/// larger one grows as it fills, so that a huge reservation cannot exhaust memory
-/// before a single key is registered.
-const PREALLOCATE_RESERVED_UP_TO: usize = 1 << 21;
-
 /// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
 macro_rules! delegate_catalog {
     ($ty:ty) => {
         impl $crate::Catalog for $ty {
             fn register(&self, digest: $crate::Digest, options: $crate::KeyOptions) {
-                self.store.register(digest, options)
+                self.store.register(None, digest, options)
+            }
+            fn register_held(
+                &self,
+                holder: $crate::ReservationId,
+                digest: $crate::Digest,
+                options: $crate::KeyOptions,
+            ) {
+                self.store.register(Some(holder), digest, options)
             }
             fn get(&self, digest: &$crate::Digest) -> Option<$crate::KeyOptions> {
                 self.store.get(digest)
@@ -349,6 +407,9 @@ macro_rules! delegate_catalog {
             }
             fn clear(&self) {
                 self.store.clear()
+            }
+            fn flush(&self) {
+                self.store.flush()
             }
             fn len(&self) -> usize {
                 self.store.len()
@@ -363,7 +424,13 @@ macro_rules! delegate_catalog {
                 self.store.stats()
             }
             fn reserve(&self, additional: usize) -> $crate::Reservation<'_> {
-                self.store.reserve(additional)
+                $crate::Reservation::new(self, additional)
+            }
+            fn open_reservation(&self, additional: usize) -> ($crate::ReservationId, usize) {
+                self.store.open(additional)
+            }
+            fn close_reservation(&self, id: $crate::ReservationId) {
+                self.store.close(id)
             }
         }
     };

@@ -1,12 +1,15 @@
-use std::fmt;
 use std::sync::Arc;
 
-use crate::catalog::Catalog;
 use crate::store::{Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
-/// A catalog that never evicts. Its memory is bounded only by clearing it, which a
-/// [`RunBoundary`] does when a run ends.
+/// A catalog that never evicts: the reference SDK's behaviour since 4.5, where every
+/// key of a run is kept until the run ends.
+///
+/// Keys registered through a run's [`Reservation`](crate::Reservation) are released
+/// when it ends, which is what keeps memory in step with the runs in flight. Keys
+/// registered outside any reservation stay until removed or [`clear`](crate::Catalog::clear)ed:
+/// nothing else bounds them.
 ///
 /// # Examples
 ///
@@ -15,17 +18,18 @@ use crate::telemetry::EvictionListener;
 ///
 /// let catalog = UnboundedCatalog::new();
 /// {
-///     let _run = catalog.run_boundary();
+///     let run = catalog.reserve(0);
 ///     for i in 0..10_000u32 {
 ///         let mut bytes = [0; 32];
 ///         bytes[..4].copy_from_slice(&i.to_be_bytes());
-///         catalog.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Run));
+///         run.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Run));
 ///     }
 ///     assert_eq!(catalog.len(), 10_000);
 ///     assert_eq!(catalog.capacity(), None);
 /// }
-/// assert!(catalog.is_empty());
-/// assert_eq!(catalog.stats().evictions(), 0);
+/// assert!(catalog.is_empty()); // the run ended: its keys were released
+/// let stats = catalog.stats();
+/// assert_eq!((stats.released, stats.evicted), (10_000, 0));
 /// ```
 #[derive(Debug)]
 pub struct UnboundedCatalog {
@@ -41,11 +45,6 @@ impl UnboundedCatalog {
     pub(crate) fn from_parts(listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
         UnboundedCatalog { store: Store::new(Policy::Unbounded, listener, log_keys) }
     }
-
-    /// A guard that clears this catalog when the run ends (when it is dropped).
-    pub fn run_boundary(&self) -> RunBoundary<'_> {
-        RunBoundary::new(self)
-    }
 }
 
 impl Default for UnboundedCatalog {
@@ -56,44 +55,24 @@ impl Default for UnboundedCatalog {
 
 delegate_catalog!(UnboundedCatalog);
 
-/// Clears a catalog when dropped: the end of a run, after which no key created in it
-/// is looked up again. Works with any catalog, and is what keeps an unbounded one
-/// bounded.
-///
-/// # Examples
-///
-/// ```
-/// use std::sync::Arc;
-/// use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, RunBoundary, Scope};
-///
-/// let catalog: Arc<dyn Catalog> = CatalogBuilder::new().kind(CatalogKind::Unbounded).build()?;
-/// {
-///     let _run = RunBoundary::new(catalog.as_ref());
-///     catalog.register(Digest::from_bytes([1; 32]), KeyOptions::new("k", Scope::Run));
-/// }
-/// assert_eq!(catalog.stats().cleared, 1);
-/// # Ok::<(), idempotency_catalog::Error>(())
-/// ```
-#[must_use = "the catalog is cleared as soon as the boundary is dropped"]
-pub struct RunBoundary<'a> {
-    catalog: &'a dyn Catalog,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::test_digest as digest;
+    use crate::{Catalog, KeyOptions, Scope};
 
-impl<'a> RunBoundary<'a> {
-    /// Starts a run on `catalog`; it is cleared when the guard is dropped.
-    pub fn new(catalog: &'a dyn Catalog) -> Self {
-        RunBoundary { catalog }
-    }
-}
-
-impl Drop for RunBoundary<'_> {
-    fn drop(&mut self) {
-        self.catalog.clear();
-    }
-}
-
-impl fmt::Debug for RunBoundary<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunBoundary").field("catalog", &self.catalog.kind()).finish()
+    #[test]
+    fn each_run_releases_its_own_keys_and_nothing_else() {
+        let catalog = UnboundedCatalog::new();
+        catalog.register(digest(0), KeyOptions::new("outside", Scope::Global));
+        let a = catalog.reserve(0);
+        let b = catalog.reserve(0);
+        a.register(digest(1), KeyOptions::new("a", Scope::Run));
+        b.register(digest(2), KeyOptions::new("b", Scope::Run));
+        drop(a);
+        assert!(catalog.get(&digest(1)).is_none());
+        assert!(catalog.get(&digest(0)).is_some() && catalog.get(&digest(2)).is_some());
+        drop(b);
+        assert_eq!((catalog.len(), catalog.stats().released), (1, 2));
     }
 }

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, Once};
 use std::time::Duration;
 
 use idempotency_catalog::{
-    BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, LruCatalog, RemovalCause, Scope,
+    BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, LruCatalog, RemovalCause,
+    Reservation, Scope,
 };
 
 fn digest(i: u32) -> Digest {
@@ -18,9 +19,21 @@ fn digest(i: u32) -> Digest {
     Digest::from_bytes(bytes)
 }
 
+fn options(i: u32) -> KeyOptions {
+    KeyOptions::new(&format!("customer-{i}@example.com"), Scope::Global)
+}
+
+/// Registers outside any reservation.
 fn fill(catalog: &dyn Catalog, range: std::ops::Range<u32>) {
     for i in range {
-        catalog.register(digest(i), KeyOptions::new(&format!("customer-{i}@example.com"), Scope::Global));
+        catalog.register(digest(i), options(i));
+    }
+}
+
+/// Registers through a reservation (a run or a batch).
+fn fill_held(reservation: &Reservation<'_>, range: std::ops::Range<u32>) {
+    for i in range {
+        reservation.register(digest(i), options(i));
     }
 }
 
@@ -42,15 +55,20 @@ impl io::Write for ThreadSink {
 }
 
 /// Runs `f` and returns the lines a fmt subscriber printed for WARN and above.
+fn log_lines(f: impl FnOnce()) -> Vec<String> {
+    all_lines(f).into_iter().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect()
+}
+
+/// Runs `f` and returns every line a fmt subscriber printed, DEBUG and above.
 ///
 /// One global subscriber writes into a per-thread buffer. Scoped subscribers
 /// (`with_default`) in parallel tests race with `tracing`'s callsite interest cache and
 /// can miss a test's first events, so they are not used here.
-fn log_lines(f: impl FnOnce()) -> Vec<String> {
+fn all_lines(f: impl FnOnce()) -> Vec<String> {
     static INSTALL: Once = Once::new();
     INSTALL.call_once(|| {
         tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::WARN)
+            .with_max_level(tracing::Level::DEBUG)
             .with_ansi(false)
             .with_writer(|| ThreadSink)
             .init();
@@ -78,10 +96,10 @@ fn lru_of_1000_fed_6235_keeps_the_newest_and_warns_a_bounded_number_of_times() {
     assert_eq!(catalog.len(), 1_000);
     assert!((0..5_235).all(|i| catalog.get(&digest(i)).is_none()));
     assert!((5_235..6_235).all(|i| catalog.get(&digest(i)).is_some()));
-    assert_eq!(catalog.stats().evicted_capacity, 5_235);
+    assert_eq!(catalog.stats().evicted, 5_235);
 
     assert!(lines.len() <= 6, "{lines:#?}");
-    assert!(lines.iter().all(|l| l.contains(" WARN ") && l.contains("idempotency_catalog::telemetry")));
+    assert!(lines.iter().all(|l| l.contains(" WARN ") && l.contains("idempotency_catalog::events")));
     // The first names the capacity, the count and the remedy at once.
     let first = &lines[0];
     assert_eq!(field(first, "capacity"), Some(1_000));
@@ -125,31 +143,40 @@ fn keys_are_logged_only_when_asked() {
 }
 
 #[test]
-fn batch_scaled_with_a_6235_reservation_loses_none_then_sheds_back_to_base() {
+fn batch_scaled_with_a_6235_batch_loses_none_and_releases_back_to_base_without_a_warning() {
     let catalog = BatchScaledCatalog::new(1_000, 1_000_000).unwrap();
-    let lines = log_lines(|| {
+    let lines = all_lines(|| {
         let batch = catalog.reserve(6_235);
-        fill(&catalog, 0..6_235);
+        fill_held(&batch, 0..6_235);
         assert!((0..6_235).all(|i| catalog.get(&digest(i)).is_some()));
-        assert_eq!(catalog.stats().evictions(), 0);
+        assert_eq!(catalog.stats().evicted, 0);
         drop(batch);
     });
     assert_eq!(catalog.len(), 1_000);
     let stats = catalog.stats();
-    assert_eq!((stats.evicted_capacity, stats.evicted_shrink, stats.peak_len), (0, 5_235, 6_235));
+    assert_eq!((stats.evicted, stats.released, stats.peak_len), (0, 5_235, 6_235));
+    // One line, below WARN, with the count.
     assert_eq!(lines.len(), 1, "{lines:#?}");
-    assert_eq!(field(&lines[0], "evicted"), Some(5_235));
-    assert!(lines[0].contains("shrank"), "{}", lines[0]);
+    assert!(lines[0].contains(" DEBUG ") && lines[0].contains("reservation ended"), "{}", lines[0]);
+    assert_eq!(field(&lines[0], "released"), Some(5_235));
 }
 
 #[test]
 fn batch_scaled_at_its_ceiling_names_the_ceiling_remedy() {
     let catalog = BatchScaledCatalog::new(10, 100).unwrap();
     let lines = log_lines(|| {
-        let _batch = catalog.reserve(1_000);
-        fill(&catalog, 0..101);
+        let batch = catalog.reserve(1_000);
+        fill_held(&batch, 0..101);
     });
     assert!(lines[0].contains("IDEMPOTENCY_CATALOG_MAX_CAPACITY"), "{lines:#?}");
+    assert_eq!(catalog.stats().evicted, 1);
+}
+
+#[test]
+fn batch_scaled_outside_any_run_warns_with_the_run_remedy() {
+    let catalog = BatchScaledCatalog::new(10, 100).unwrap();
+    let lines = log_lines(|| fill(&catalog, 0..11));
+    assert!(lines[0].contains("Reservation::register") && lines[0].contains("capacity=10"), "{lines:#?}");
 }
 
 #[test]
@@ -165,15 +192,17 @@ fn the_listener_sees_every_eviction_with_its_cause() {
         .build()
         .unwrap();
     let batch = catalog.reserve(4);
-    fill(catalog.as_ref(), 0..7); // capacity 6, the ceiling: one capacity eviction
-    drop(batch); // back to 2: four shed
+    fill_held(&batch, 0..7); // 6 is the ceiling: the batch's oldest makes room
+    drop(batch); // back to 2: four released, which is no loss
     catalog.remove(&digest(6));
     catalog.clear();
     let seen = seen.lock().unwrap();
     let causes: Vec<RemovalCause> = seen.iter().map(|(_, _, c)| *c).collect();
-    assert_eq!(causes, [&[RemovalCause::Capacity][..], &[RemovalCause::Shrink; 4]].concat());
+    assert_eq!(causes, [RemovalCause::Capacity]);
     assert_eq!(seen[0].0, digest(0));
     assert_eq!(seen[0].1, "customer-0@example.com");
+    let stats = catalog.stats();
+    assert_eq!((stats.evicted, stats.released, stats.removed, stats.cleared), (1, 4, 1, 1));
 }
 
 #[test]
@@ -219,7 +248,7 @@ fn a_panicking_listener_is_disabled_and_reported_once() {
     assert!(text.contains("eviction listener panicked"), "{text}");
     assert_eq!(calls.load(Ordering::Relaxed), 1);
     let stats = catalog.stats();
-    assert_eq!((stats.listener_panics, stats.evicted_capacity, stats.len), (1, 49, 1));
+    assert_eq!((stats.listener_panics, stats.evicted, stats.len), (1, 49, 1));
     // Still fully usable.
     catalog.register(digest(1_000), KeyOptions::new("after", Scope::Run));
     assert!(catalog.get(&digest(1_000)).is_some());
@@ -259,53 +288,69 @@ fn a_slow_listener_does_not_hold_the_lock() {
 fn a_reservation_dropped_while_unwinding_still_releases_its_room() {
     let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _room = catalog.reserve(500);
-        fill(&catalog, 0..400);
+        let room = catalog.reserve(500);
+        fill_held(&room, 0..400);
         panic!("building the batch failed");
     }));
     assert!(result.is_err());
     let stats = catalog.stats();
-    assert_eq!((stats.reserved, stats.capacity, stats.len, stats.evicted_shrink), (0, Some(10), 10, 390));
+    assert_eq!((stats.reserved, stats.capacity, stats.len, stats.released), (0, Some(10), 10, 390));
     // The newest survived.
     assert!(catalog.get(&digest(399)).is_some() && catalog.get(&digest(389)).is_none());
 }
 
 #[test]
-fn a_listener_that_panics_while_a_catalog_shrinks_does_not_stop_the_shrink() {
+fn releases_reach_neither_the_listener_nor_the_warnings() {
     let calls = Arc::new(AtomicU64::new(0));
     let counted = Arc::clone(&calls);
     let catalog = CatalogBuilder::new()
         .capacity(5)
-        .listener(move |_: &Digest, _: &KeyOptions, cause: RemovalCause| {
-            assert_eq!(cause, RemovalCause::Shrink);
+        .listener(move |_: &Digest, _: &KeyOptions, _: RemovalCause| {
             counted.fetch_add(1, Ordering::Relaxed);
-            panic!("listener bug");
         })
         .build()
         .unwrap();
     let room = catalog.reserve(100);
-    fill(catalog.as_ref(), 0..100);
+    fill_held(&room, 0..100);
     let lines = log_lines(|| drop(room));
-    assert_eq!(calls.load(Ordering::Relaxed), 1, "disabled after its first panic");
+    assert_eq!(calls.load(Ordering::Relaxed), 0);
+    assert!(lines.is_empty(), "{lines:#?}");
     let stats = catalog.stats();
-    assert_eq!((stats.len, stats.evicted_shrink, stats.listener_panics), (5, 95, 1));
-    assert!(lines.iter().any(|l| l.contains("shrank")), "{lines:#?}");
+    assert_eq!((stats.len, stats.released, stats.evicted), (5, 95, 0));
     assert!(catalog.get(&digest(99)).is_some());
 }
 
 #[test]
-fn a_thousand_shrinking_batches_print_a_handful_of_lines_covering_every_shed_entry() {
-    let lines = log_lines(|| {
-        let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
+fn a_thousand_batches_release_below_warn_and_count_every_released_entry() {
+    let catalog = BatchScaledCatalog::new(10, 1_000).unwrap();
+    let lines = all_lines(|| {
         for batch in 0..1_000u32 {
-            let _room = catalog.reserve(20);
-            fill(&catalog, batch * 20..batch * 20 + 20);
+            let room = catalog.reserve(20);
+            fill_held(&room, batch * 20..batch * 20 + 20);
         }
-        // Dropping the catalog reports what was left unreported.
     });
-    let shrink: Vec<&String> = lines.iter().filter(|l| l.contains("shrank back")).collect();
-    assert!(shrink.len() <= 7, "{shrink:#?}");
-    let covered: u64 = shrink.iter().filter_map(|l| field(l, "evicted")).sum();
-    // The first batch sheds 10 (20 held, base 10); every later one sheds 20.
-    assert_eq!(covered, 10 + 999 * 20);
+    assert!(lines.iter().all(|l| l.contains(" DEBUG ")), "{lines:#?}");
+    let released: u64 = lines.iter().filter_map(|l| field(l, "released")).sum();
+    // The first batch releases 10 (20 held, base 10); every later one releases 20:
+    // the 10 it could not keep, and the 10 older free entries its newest replaced.
+    assert_eq!(released, 10 + 999 * 20);
+    assert_eq!(catalog.stats().released, released);
+}
+
+#[test]
+fn overlapping_batches_never_ratchet_the_capacity() {
+    // A busy worker: 200 batches of 100, each overlapping the next, never more than two live.
+    let catalog = BatchScaledCatalog::new(100, 1_000_000).unwrap();
+    let mut previous = None;
+    let mut most = 0;
+    for batch in 0..200u32 {
+        let room = catalog.reserve(100);
+        fill_held(&room, batch * 100..batch * 100 + 100);
+        most = most.max(catalog.capacity().unwrap());
+        previous = Some(room); // the one before ends once this one is full
+    }
+    assert!(most <= 100 + 2 * 100, "capacity reached {most}");
+    drop(previous);
+    assert_eq!(catalog.capacity(), Some(100));
+    assert_eq!(catalog.stats().evicted, 0);
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::error::Error;
 use crate::key::IdempotencyKey;
-use crate::key_input::{KeyInput, register};
+use crate::key_input::{KeyInput, Keys};
 use crate::sdk::Sdk;
 use crate::ttl::Ttl;
 use crate::wire::{WireItem, WireOptions, write_ndjson};
@@ -90,7 +90,10 @@ pub struct BatchBuilder<'a> {
     sdk: &'a Sdk,
     task: String,
     batch_key: Option<KeyInput>,
-    items: Vec<(Option<Value>, ItemOptions)>,
+    /// Items, their keys resolved as they were added.
+    entries: Vec<Entry>,
+    /// The first item whose key did not resolve; `build` reports it.
+    failed: Option<Error>,
     room: Reservation<'a>,
     /// The catalog's eviction count when the batch opened: keys created for it since
     /// then may have been evicted before `build` resolves them.
@@ -99,9 +102,26 @@ pub struct BatchBuilder<'a> {
 
 impl<'a> BatchBuilder<'a> {
     pub(crate) fn new(sdk: &'a Sdk, task: String, expected_items: usize) -> Self {
-        let evictions_at_open = sdk.catalog().stats().evictions();
+        let evictions_at_open = sdk.catalog().stats().evicted;
         let room = sdk.catalog().reserve(expected_items);
-        BatchBuilder { sdk, task, batch_key: None, items: Vec::with_capacity(expected_items), room, evictions_at_open }
+        BatchBuilder {
+            sdk,
+            task,
+            batch_key: None,
+            entries: Vec::with_capacity(expected_items),
+            failed: None,
+            room,
+            evictions_at_open,
+        }
+    }
+
+    /// Where this batch registers the keys it makes: the run's reservation inside a
+    /// run (the keys outlive the batch), else the batch's own.
+    fn keys(&self) -> Keys<'a> {
+        match self.sdk.run() {
+            Some(_) => self.sdk.keys(),
+            None => Keys::new(self.sdk.catalog().as_ref(), Some(self.room.id())),
+        }
     }
 
     /// Gives the batch a key. Items without a key of their own then get one derived
@@ -112,78 +132,80 @@ impl<'a> BatchBuilder<'a> {
         self
     }
 
-    /// Adds an item.
+    /// Adds an item, resolving its key now: a digest string finds its options in the
+    /// catalog at once, so creating a key and adding it straight away never loses its
+    /// options, however small the catalog. A key that does not resolve fails
+    /// [`build`](Self::build), naming the item's index.
     pub fn item(&mut self, payload: impl Into<Option<Value>>, options: ItemOptions) -> &mut Self {
-        self.items.push((payload.into(), options));
+        let index = self.entries.len();
+        let key = match options.key {
+            None => Key::FromBatch,
+            Some(input) => match input.into_key(&self.keys(), self.sdk.run()) {
+                Ok(key) => Key::Given(key),
+                Err(error) => {
+                    self.failed.get_or_insert(Error::Item { index, error: Box::new(error) });
+                    Key::Given(None)
+                }
+            },
+        };
+        self.entries.push(Entry { payload: payload.into(), key, ttl: options.ttl });
         self
     }
 
     /// How many items have been added.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.entries.len()
     }
 
     /// Whether no item has been added.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Resolves every item's key, with room for all of them held in the catalog, and
-    /// returns the batch with its report. The room is released when this returns.
+    /// Derives the keys of items that have none from the batch key, and returns the
+    /// batch with its report. The room is released when this returns.
     ///
     /// # Errors
     ///
-    /// [`Error::Item`] naming the index of an item whose key does not resolve, or,
-    /// under [`LossPolicy::Fail`], [`Error::OptionsLost`]. (Keys are always 64-character
-    /// digests on the wire, so none is ever too long.)
-    pub fn build(self) -> Result<Batch, Error> {
-        let catalog = self.sdk.catalog().as_ref();
+    /// [`Error::Item`] naming the index of the first item whose key did not resolve,
+    /// or, under [`LossPolicy::Fail`], [`Error::OptionsLost`]. (Keys are always
+    /// 64-character digests on the wire, so none is ever too long.)
+    pub fn build(mut self) -> Result<Batch, Error> {
+        if let Some(error) = self.failed.take() {
+            return Err(error);
+        }
+        let keys = self.keys();
         let run = self.sdk.run();
-        // More items than announced: hold room for the rest too.
-        let _extra = catalog.reserve(self.items.len().saturating_sub(self.room.requested()));
         let batch_key = match &self.batch_key {
-            Some(key) => key.resolve(catalog, run)?,
+            Some(key) => key.resolve(&keys, run)?,
             None => None,
         };
-        let batch_hex = batch_key.as_ref().map(|k| k.digest().to_string());
+        if let Some(batch_key) = &batch_key {
+            let hex = batch_key.digest().to_string();
+            for (index, entry) in self.entries.iter_mut().enumerate() {
+                if matches!(entry.key, Key::FromBatch) {
+                    let derived = IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run);
+                    entry.key = Key::Given(Some(keys.register(derived)));
+                }
+            }
+        }
 
-        let mut report = BatchReport { items: self.items.len(), ..BatchReport::default() };
-        // Items become entries in place: `collect` reuses the items' allocation, since
-        // an entry is no larger than an item, so a million-item batch does not hold
-        // both at once (or fault in a hundred megabytes of fresh pages for them).
-        let entries: Vec<Entry> = self
-            .items
-            .into_iter()
-            .enumerate()
-            .map(|(index, (payload, options))| {
-                let key = match (options.key, &batch_hex) {
-                    (Some(input), _) => {
-                        input.into_key(catalog, run).map_err(|e| Error::Item { index, error: Box::new(e) })?
-                    }
-                    (None, Some(hex)) => Some(register(
-                        catalog,
-                        IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run),
-                    )),
-                    (None, None) => None,
-                };
-                // Kept compact (no strings) until the wire form is asked for: a batch
-                // of a million items would otherwise hold two million more strings.
-                Ok(Entry { payload, key, ttl: options.ttl })
-            })
-            .collect::<Result<_, Error>>()?;
-        let mut seen = Seen::with_capacity(entries.len());
-        for (index, key) in entries.iter().enumerate().filter_map(|(index, entry)| Some((index, entry.key.as_ref()?))) {
+        let mut report = BatchReport { items: self.entries.len(), ..BatchReport::default() };
+        let mut seen = Seen::with_capacity(self.entries.len());
+        let entries = &self.entries;
+        for (index, key) in entries.iter().enumerate().filter_map(|(index, entry)| Some((index, entry.key()?))) {
             report.keyed += 1;
             match key.options() {
                 Some(_) => report.with_options += 1,
                 None => report.without_options += 1,
             }
-            if !seen.insert(&entries, index, key.digest()) {
+            if !seen.insert(entries, index, key.digest()) {
                 report.repeated += 1;
             }
         }
+        let catalog = keys.catalog();
         let stats = catalog.stats();
-        report.evictions = stats.evictions().saturating_sub(self.evictions_at_open);
+        report.evictions = stats.evicted.saturating_sub(self.evictions_at_open);
         report.catalog_kind = catalog.kind();
         report.catalog_capacity = stats.capacity;
         report.shortfall = self.room.shortfall();
@@ -203,7 +225,7 @@ impl<'a> BatchBuilder<'a> {
                 }
             }
         }
-        Ok(Batch { task: self.task, entries, report })
+        Ok(Batch { task: self.task, entries: self.entries, report })
     }
 }
 
@@ -225,7 +247,7 @@ impl Seen {
 
     /// Records that entry `index` has `digest`; `false` when an earlier entry had it.
     fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> bool {
-        let digest_at = |i: &usize| entries.get(*i).and_then(|entry| entry.key.as_ref()).map(IdempotencyKey::digest);
+        let digest_at = |i: &usize| entries.get(*i).and_then(Entry::key).map(IdempotencyKey::digest);
         let hash = self.hasher.hash_one(digest);
         let hasher = &self.hasher;
         // The rehash closure must hash a `Digest` exactly as above (not an `Option`),
@@ -244,10 +266,10 @@ impl Seen {
 fn remedy(kind: CatalogKind) -> &'static str {
     match kind {
         CatalogKind::Lru => {
-            "pass IdempotencyKey values rather than digest strings, create keys after Sdk::batch reserves room, or raise IDEMPOTENCY_CATALOG_CAPACITY / use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
+            "pass IdempotencyKey values rather than digest strings, add each key to the batch as it is created, or raise IDEMPOTENCY_CATALOG_CAPACITY / use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
         }
         _ => {
-            "pass IdempotencyKey values rather than digest strings, create keys after Sdk::batch reserves room, or raise IDEMPOTENCY_CATALOG_MAX_CAPACITY"
+            "pass IdempotencyKey values rather than digest strings, create keys inside a run (Sdk::with_run), or raise IDEMPOTENCY_CATALOG_MAX_CAPACITY"
         }
     }
 }
@@ -304,22 +326,37 @@ pub struct Batch {
     report: BatchReport,
 }
 
-/// One resolved item.
+/// One item, its key resolved.
 #[derive(Clone, Debug, PartialEq)]
 struct Entry {
     payload: Option<Value>,
-    key: Option<IdempotencyKey>,
+    key: Key,
     ttl: Option<Ttl>,
 }
 
+/// An item's key: the one it was given (`None` for none, such as an empty string), or
+/// one to derive from the batch key, if the batch gets one.
+#[derive(Clone, Debug, PartialEq)]
+enum Key {
+    Given(Option<IdempotencyKey>),
+    FromBatch,
+}
+
 impl Entry {
+    fn key(&self) -> Option<&IdempotencyKey> {
+        match &self.key {
+            Key::Given(key) => key.as_ref(),
+            Key::FromBatch => None,
+        }
+    }
+
     fn to_wire(&self, index: usize, task: &str) -> WireItem {
-        let options = match (&self.key, self.ttl) {
+        let options = match (self.key(), self.ttl) {
             (None, None) => None,
             (key, ttl) => Some(WireOptions {
-                idempotency_key: key.as_ref().map(|key| key.digest().to_hex_string()),
+                idempotency_key: key.map(|key| key.digest().to_hex_string()),
                 idempotency_key_ttl: ttl.map(|ttl| ttl.to_string()),
-                idempotency_key_options: key.as_ref().and_then(|key| key.options().cloned()),
+                idempotency_key_options: key.and_then(|key| key.options().cloned()),
             }),
         };
         WireItem::new(index, task, self.payload.clone(), options)
@@ -344,7 +381,7 @@ impl Batch {
 
     /// The resolved key of each item, in order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = Option<&IdempotencyKey>> + '_ {
-        self.entries.iter().map(|entry| entry.key.as_ref())
+        self.entries.iter().map(Entry::key)
     }
 
     /// The items in wire form, in order, built as they are iterated.
@@ -377,16 +414,6 @@ mod tests {
 
     use super::*;
 
-    /// `build` turns items into entries in place only while an entry fits in an item's
-    /// slot; growing `Entry` past that silently doubles a large batch's peak memory.
-    #[test]
-    fn an_entry_fits_in_the_slot_of_the_item_it_replaces() {
-        use std::mem::{align_of, size_of};
-        type Item = (Option<Value>, ItemOptions);
-        assert!(size_of::<Entry>() <= size_of::<Item>(), "{} > {}", size_of::<Entry>(), size_of::<Item>());
-        assert_eq!(align_of::<Entry>(), align_of::<Item>());
-    }
-
     /// Sized to the batch, the table never grows in `build`; here it starts empty, so
     /// that every insert past the first few rehashes what is already in it.
     #[test]
@@ -394,13 +421,12 @@ mod tests {
         let entries: Vec<Entry> = (0..1_000)
             .map(|i| Entry {
                 payload: None,
-                key: Some(IdempotencyKey::derive(["k", &(i % 300).to_string()], Scope::Global, None)),
+                key: Key::Given(Some(IdempotencyKey::derive(["k", &(i % 300).to_string()], Scope::Global, None))),
                 ttl: None,
             })
             .collect();
         let mut seen = Seen { table: HashTable::new(), hasher: DefaultHashBuilder::default() };
-        let new =
-            (0..entries.len()).filter(|&i| seen.insert(&entries, i, entries[i].key.as_ref().unwrap().digest())).count();
+        let new = (0..entries.len()).filter(|&i| seen.insert(&entries, i, entries[i].key().unwrap().digest())).count();
         assert_eq!(new, 300);
     }
 

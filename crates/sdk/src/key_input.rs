@@ -1,4 +1,4 @@
-use idempotency_catalog::{Catalog, Digest, Scope};
+use idempotency_catalog::{Catalog, Digest, KeyOptions, ReservationId, Scope};
 
 use crate::context::RunContext;
 use crate::error::{Error, shown};
@@ -74,25 +74,17 @@ impl<S: AsRef<str>> From<&[S]> for KeyInput {
 
 impl KeyInput {
     /// [`resolve`](Self::resolve), moving a typed key out rather than cloning it.
-    pub(crate) fn into_key(
-        self,
-        catalog: &dyn Catalog,
-        run: Option<&RunContext>,
-    ) -> Result<Option<IdempotencyKey>, Error> {
+    pub(crate) fn into_key(self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         match self {
             KeyInput::Key(key) if key.options().is_some() => Ok(Some(key)),
-            other => other.resolve(catalog, run),
+            other => other.resolve(keys, run),
         }
     }
 
-    pub(crate) fn resolve(
-        &self,
-        catalog: &dyn Catalog,
-        run: Option<&RunContext>,
-    ) -> Result<Option<IdempotencyKey>, Error> {
+    pub(crate) fn resolve(&self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         Ok(Some(match self {
             KeyInput::Key(key) if key.options().is_some() => key.clone(),
-            KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), catalog.get(&key.digest())),
+            KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), keys.get(&key.digest())),
             KeyInput::Raw(raw) if raw.is_empty() => return Ok(None),
             KeyInput::Raw(raw) if is_digest_length(raw) => {
                 let digest = raw.parse::<Digest>().map_err(|err| Error::NotADigest {
@@ -102,10 +94,10 @@ impl KeyInput {
                         other => other.to_string(),
                     },
                 })?;
-                IdempotencyKey::from_digest(digest, catalog.get(&digest))
+                IdempotencyKey::from_digest(digest, keys.get(&digest))
             }
-            KeyInput::Raw(raw) => register(catalog, IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
-            KeyInput::Parts(parts) => register(catalog, IdempotencyKey::derive(parts, Scope::Run, run)),
+            KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
+            KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run)),
         }))
     }
 }
@@ -115,38 +107,65 @@ fn is_digest_length(raw: &str) -> bool {
     raw.len() >= 64 && raw.len() <= 64 * 3 && raw.encode_utf16().count() == 64
 }
 
-pub(crate) fn register(catalog: &dyn Catalog, key: IdempotencyKey) -> IdempotencyKey {
-    if let Some(options) = key.options() {
-        catalog.register(key.digest(), options.clone());
+/// Where the SDK registers the keys it makes and looks up bare digests: held by a
+/// reservation (a run's, or a batch's outside a run), or free.
+#[derive(Clone, Copy)]
+pub(crate) struct Keys<'a> {
+    catalog: &'a dyn Catalog,
+    holder: Option<ReservationId>,
+}
+
+impl<'a> Keys<'a> {
+    pub(crate) fn new(catalog: &'a dyn Catalog, holder: Option<ReservationId>) -> Self {
+        Keys { catalog, holder }
     }
-    key
+
+    pub(crate) fn catalog(&self) -> &'a dyn Catalog {
+        self.catalog
+    }
+
+    pub(crate) fn register(&self, key: IdempotencyKey) -> IdempotencyKey {
+        if let Some(options) = key.options() {
+            match self.holder {
+                Some(holder) => self.catalog.register_held(holder, key.digest(), options.clone()),
+                None => self.catalog.register(key.digest(), options.clone()),
+            }
+        }
+        key
+    }
+
+    fn get(&self, digest: &Digest) -> Option<KeyOptions> {
+        self.catalog.get(digest)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use idempotency_catalog::{KeyOptions, UnboundedCatalog};
+    use idempotency_catalog::UnboundedCatalog;
 
     use super::*;
 
     #[test]
     fn raw_strings_follow_the_reference_rules() {
         let catalog = UnboundedCatalog::new();
-        assert_eq!(KeyInput::from("").resolve(&catalog, None).unwrap(), None);
+        let keys = Keys::new(&catalog, None);
+        assert_eq!(KeyInput::from("").resolve(&keys, None).unwrap(), None);
 
-        let derived = KeyInput::from("my-key").resolve(&catalog, None).unwrap().unwrap();
+        let derived = KeyInput::from("my-key").resolve(&keys, None).unwrap().unwrap();
         assert_eq!(derived.options(), Some(&KeyOptions::new("my-key", Scope::Run)));
         // Registered, so the digest alone finds the options again.
-        let by_digest = KeyInput::from(derived.digest().to_string()).resolve(&catalog, None).unwrap().unwrap();
+        let by_digest = KeyInput::from(derived.digest().to_string()).resolve(&keys, None).unwrap().unwrap();
         assert_eq!(by_digest, derived);
 
         let unknown = "0".repeat(64);
-        let resolved = KeyInput::from(unknown.as_str()).resolve(&catalog, None).unwrap().unwrap();
+        let resolved = KeyInput::from(unknown.as_str()).resolve(&keys, None).unwrap().unwrap();
         assert_eq!((resolved.digest().to_string(), resolved.options()), (unknown, None));
     }
 
     #[test]
     fn a_64_character_string_that_is_not_hex_is_refused() {
         let catalog = UnboundedCatalog::new();
+        let catalog = Keys::new(&catalog, None);
         for bad in ["k".repeat(64), "A".repeat(64), format!("{}é", "a".repeat(63))] {
             let err = KeyInput::from(bad.as_str()).resolve(&catalog, None).unwrap_err().to_string();
             assert!(err.contains("64 characters long, so it is taken as a digest"), "{err}");

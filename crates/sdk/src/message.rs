@@ -61,7 +61,8 @@ impl Message {
     #[cold]
     fn spill(&mut self, sep: bool, part: &str) {
         let mut heap = Vec::with_capacity(2 * (self.len + 1 + part.len()));
-        heap.extend_from_slice(self.block.get(..self.len).unwrap_or_default());
+        #[expect(clippy::expect_used, reason = "an invariant of the type, not input")]
+        heap.extend_from_slice(self.block.get(..self.len).expect("the length never passes the block"));
         if sep {
             heap.push(b'-');
         }

@@ -1,15 +1,22 @@
 use std::sync::Arc;
 
-use idempotency_catalog::{Catalog, Scope, default_catalog};
+use idempotency_catalog::{Catalog, Reservation, Scope, default_catalog};
 
 use crate::batch::{BatchBuilder, LossPolicy};
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::key::{IdempotencyKey, KeyParts};
-use crate::key_input::{KeyInput, register};
+use crate::key_input::{KeyInput, Keys};
 
 /// The SDK as a task sees it: the catalog, the run it executes in (if any) and what a
 /// batch does when items lose their key options.
+///
+/// Inside a run ([`with_run`](Self::with_run)) every key the SDK registers is held by
+/// the run until it ends, as the reference SDK (4.5 and later) keeps a run's keys: a
+/// task may create all its keys first and pass them on as bare digests later. Outside
+/// a run, keys are registered as free entries, which a bounded catalog keeps only up
+/// to its base capacity; batches still resolve digest strings as items are added, so
+/// creating a key and adding it at once never loses it.
 ///
 /// # Examples
 ///
@@ -27,8 +34,16 @@ use crate::key_input::{KeyInput, register};
 #[derive(Clone, Debug)]
 pub struct Sdk {
     catalog: Arc<dyn Catalog>,
-    run: Option<RunContext>,
+    run: Option<Arc<Run>>,
     loss_policy: LossPolicy,
+}
+
+/// A run in progress: its context, and the reservation that holds its keys until the
+/// last `Sdk` in it is dropped.
+#[derive(Debug)]
+struct Run {
+    context: RunContext,
+    keys: Reservation<'static>,
 }
 
 impl Sdk {
@@ -47,9 +62,34 @@ impl Sdk {
         Ok(Self::new(default_catalog()?))
     }
 
-    /// The same SDK inside `run`.
+    /// The same SDK inside `run`: keys are derived in its context, and every key this
+    /// SDK (or a clone of it) registers is held by the run until it ends.
+    ///
+    /// The run ends when the returned `Sdk` and all its clones are dropped; the catalog
+    /// then releases the run's keys (an expected release, never a warning). Keep one
+    /// for as long as the task runs.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use idempotency_sdk::{Catalog, RunContext, Scope, Sdk};
+    /// use idempotency_catalog::CatalogBuilder;
+    ///
+    /// let catalog: Arc<dyn Catalog> = CatalogBuilder::new().capacity(10).build()?;
+    /// let task = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_abc123", 1));
+    /// let keys: Vec<_> = (0..100).map(|i| task.create_key(["item", &i.to_string()], Scope::Global)).collect();
+    /// // All 100 kept, though the catalog's base is 10: the run holds them.
+    /// assert!(keys.iter().all(|k| catalog.get(&k.digest()).is_some()));
+    /// drop(task); // the run ends
+    /// assert_eq!(catalog.len(), 10);
+    /// assert_eq!((catalog.stats().released, catalog.stats().evicted), (90, 0));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use = "the run ends when the returned Sdk is dropped"]
     pub fn with_run(mut self, run: RunContext) -> Self {
-        self.run = Some(run);
+        let keys = Reservation::shared(Arc::clone(&self.catalog), 0);
+        self.run = Some(Arc::new(Run { context: run, keys }));
         self
     }
 
@@ -66,7 +106,12 @@ impl Sdk {
 
     /// The run, if inside one.
     pub fn run(&self) -> Option<&RunContext> {
-        self.run.as_ref()
+        self.run.as_ref().map(|run| &run.context)
+    }
+
+    /// Where this SDK registers keys: the run's reservation, or the catalog.
+    pub(crate) fn keys(&self) -> Keys<'_> {
+        Keys::new(self.catalog.as_ref(), self.run.as_ref().map(|run| run.keys.id()))
     }
 
     /// The loss policy batches use.
@@ -75,9 +120,10 @@ impl Sdk {
     }
 
     /// Creates the key for `parts` in `scope` in this SDK's run, and registers its
-    /// options in the catalog, for callers that pass the digest on alone.
+    /// options in the catalog (held by the run, inside one), for callers that pass the
+    /// digest on alone.
     pub fn create_key(&self, parts: impl KeyParts, scope: Scope) -> IdempotencyKey {
-        register(self.catalog.as_ref(), IdempotencyKey::derive(parts, scope, self.run.as_ref()))
+        self.keys().register(IdempotencyKey::derive(parts, scope, self.run()))
     }
 
     /// Resolves whatever was passed as a key, with the reference SDK's rules (see
@@ -87,12 +133,14 @@ impl Sdk {
     ///
     /// [`Error::NotADigest`] for a 64-character string that is not lowercase hex.
     pub fn resolve(&self, input: &KeyInput) -> Result<Option<IdempotencyKey>, Error> {
-        input.resolve(self.catalog.as_ref(), self.run.as_ref())
+        input.resolve(&self.keys(), self.run())
     }
 
     /// Starts a batch for `task` of about `expected_items` items, and reserves that
-    /// room in the catalog at once: keys created from now until the batch is built
-    /// keep their options even when they are passed on as bare digests.
+    /// room in the catalog at once: the report's `shortfall` says at once whether the
+    /// catalog can hold them. Keys the batch itself makes (from raw strings, lists or
+    /// the batch key) are held by the run, or outside a run by the batch until it is
+    /// built.
     pub fn batch(&self, task: impl Into<String>, expected_items: usize) -> BatchBuilder<'_> {
         BatchBuilder::new(self, task.into(), expected_items)
     }

@@ -77,15 +77,10 @@ impl FromStr for Ttl {
     /// what a `Duration` of seconds can hold.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || Error::InvalidTtl { value: shown(s) };
-        let unit = match s.as_bytes().last() {
-            Some(b's') => Unit::Seconds,
-            Some(b'm') => Unit::Minutes,
-            Some(b'h') => Unit::Hours,
-            Some(b'd') => Unit::Days,
-            _ => return Err(invalid()),
-        };
-        // The unit is one ASCII byte, so this is a char boundary.
-        let digits = s.get(..s.len() - 1).unwrap_or_default();
+        let (digits, unit) = [Unit::Seconds, Unit::Minutes, Unit::Hours, Unit::Days]
+            .into_iter()
+            .find_map(|unit| Some((s.strip_suffix(unit.suffix())?, unit)))
+            .ok_or_else(invalid)?;
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(invalid());
         }

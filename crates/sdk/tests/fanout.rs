@@ -1,6 +1,8 @@
-//! The reproduction: a fan-out of thousands of keyed items under each catalog kind.
-//! Typed keys never lose their options; digest strings lose them only where the
-//! catalog cannot hold the batch, and then a warning says so.
+//! The reproduction: a fan-out of thousands of keyed items under each catalog kind, in
+//! both orders (each key added as it is created, or every key created first, as in the
+//! reference SDK's bug report). Typed keys never lose their options; digest strings
+//! lose them only where the catalog cannot hold the run's keys, and then a warning
+//! says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::cell::RefCell;
@@ -8,7 +10,7 @@ use std::io;
 use std::sync::{Arc, Once};
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, LossPolicy, Scope, Sdk};
+use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, LossPolicy, RunContext, Scope, Sdk};
 use serde_json::json;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -17,15 +19,30 @@ enum Form {
     Digest,
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Order {
+    /// Each key is added to the batch as soon as it is created.
+    AsCreated,
+    /// Every key is created before the batch opens.
+    KeysFirst,
+}
+
 fn catalog(kind: CatalogKind) -> Arc<dyn Catalog> {
     CatalogBuilder::new().kind(kind).build().unwrap()
 }
 
-/// Opens a batch, creates one global key per item, passes it typed or as a digest.
-fn fan_out(sdk: &Sdk, items: usize, form: Form) -> Result<Batch, idempotency_sdk::Error> {
+fn in_run(catalog: Arc<dyn Catalog>) -> Sdk {
+    Sdk::new(catalog).with_run(RunContext::new("run_abc123", 1))
+}
+
+/// Creates one global key per item and adds it to a batch, typed or as a digest.
+fn fan_out(sdk: &Sdk, items: usize, form: Form, order: Order) -> Result<Batch, idempotency_sdk::Error> {
+    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global);
+    let mut created: std::vec::IntoIter<IdempotencyKey> =
+        if order == Order::KeysFirst { (0..items).map(create).collect() } else { Vec::new() }.into_iter();
     let mut batch = sdk.batch("child-task", items);
     for i in 0..items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let key = created.next().unwrap_or_else(|| create(i));
         let options = match form {
             Form::Typed => ItemOptions::new().key(key),
             Form::Digest => ItemOptions::new().key(key.to_string()),
@@ -40,7 +57,7 @@ fn typed_keys_keep_every_option_under_every_kind() {
     for kind in CatalogKind::ALL {
         for items in [3_000, 6_235] {
             let sdk = Sdk::new(catalog(kind));
-            let batch = fan_out(&sdk, items, Form::Typed).unwrap();
+            let batch = fan_out(&sdk, items, Form::Typed, Order::KeysFirst).unwrap();
             assert_eq!((batch.report().with_options, batch.report().without_options), (items, 0), "{kind}");
             let engine = LocalEngine::new();
             engine.trigger(&batch).unwrap();
@@ -55,12 +72,35 @@ fn typed_keys_keep_every_option_under_every_kind() {
 }
 
 #[test]
-fn digest_keys_keep_every_option_under_the_default_and_unbounded_catalogs() {
+fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evicted() {
     for kind in [CatalogKind::default(), CatalogKind::Unbounded] {
-        let sdk = Sdk::new(catalog(kind));
-        let report = *fan_out(&sdk, 6_235, Form::Digest).unwrap().report();
-        assert_eq!((report.with_options, report.without_options, report.evictions), (6_235, 0, 0), "{kind}");
+        for items in [3_000, 6_235] {
+            let catalog = catalog(kind);
+            let sdk = in_run(Arc::clone(&catalog));
+            let (batch, text) = captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
+            let report = *batch.unwrap().report();
+            assert_eq!((report.with_options, report.without_options, report.evictions), (items, 0, 0), "{kind}");
+            let (_, text_at_end) = captured(|| drop(sdk));
+            assert!(!text.contains(" WARN ") && !text_at_end.contains(" WARN "), "{text}{text_at_end}");
+            // The run ended: the catalog is back to its base, by releases, not evictions.
+            let stats = catalog.stats();
+            assert_eq!(stats.evicted, 0, "{kind}");
+            assert_eq!(stats.len, if kind == CatalogKind::Unbounded { 0 } else { 1_000 }, "{kind}");
+            assert_eq!(stats.released, items as u64 - stats.len as u64, "{kind}");
+        }
     }
+}
+
+#[test]
+fn outside_a_run_digest_keys_added_as_created_keep_every_option_though_the_catalog_evicts() {
+    let catalog = catalog(CatalogKind::default());
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
+    let report = *batch.unwrap().report();
+    assert_eq!((report.with_options, report.without_options), (6_235, 0));
+    // Outside a run the base is an LRU of 1,000: the catalog did drop keys, and said so.
+    assert_eq!(report.evictions, 5_235);
+    assert!(text.contains("catalog full") && text.contains("Sdk::with_run"), "{text}");
 }
 
 thread_local! {
@@ -93,13 +133,16 @@ fn captured<R>(f: impl FnOnce() -> R) -> (R, String) {
 }
 
 #[test]
-fn digest_keys_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
-    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest));
+fn digest_keys_created_first_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
+    // The reference SDK's 4.4 behaviour, in its bug report's order, even inside a run:
+    // a fixed LRU cannot hold a run's keys.
+    let sdk = in_run(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
+    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::KeysFirst));
     let batch = batch.unwrap();
     let report = batch.report();
     assert_eq!((report.with_options, report.without_options, report.shortfall), (1_000, 5_235, 5_235));
-    assert_eq!(report.evictions, 5_235);
+    // Every eviction happened while the keys were created, before the batch opened.
+    assert_eq!((report.evictions, sdk.catalog().stats().evicted), (0, 5_235));
     let items: Vec<_> = batch.wire_items().collect();
     for (i, item) in items.iter().enumerate() {
         let options = item.options.as_ref().unwrap();
@@ -116,19 +159,20 @@ fn digest_keys_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
     assert_eq!(lost.len(), 1, "{text}");
     assert!(lost[0].contains("lost=5235") && lost[0].contains("capacity=1000"), "{}", lost[0]);
     assert!(lost[0].contains("IDEMPOTENCY_CATALOG_CAPACITY"), "{}", lost[0]);
+    assert!(text.contains("catalog full"), "{text}");
 }
 
 #[test]
 fn the_fail_policy_refuses_a_lossy_batch_before_anything_is_sent() {
     let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(10).build().unwrap();
     let sdk = Sdk::new(catalog).with_loss_policy(LossPolicy::Fail);
-    let err = fan_out(&sdk, 25, Form::Digest).unwrap_err().to_string();
+    let err = fan_out(&sdk, 25, Form::Digest, Order::KeysFirst).unwrap_err().to_string();
     assert!(
         err.starts_with("15 of 25 batch items lost their key options (catalog lru, capacity 10); nothing was sent"),
         "{err}"
     );
     // The same batch with typed keys is fine.
-    assert!(fan_out(&sdk, 25, Form::Typed).is_ok());
+    assert!(fan_out(&sdk, 25, Form::Typed, Order::KeysFirst).is_ok());
 }
 
 #[test]

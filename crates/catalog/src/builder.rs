@@ -1,0 +1,330 @@
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use crate::batch_scaled::BatchScaledCatalog;
+use crate::catalog::Catalog;
+use crate::error::Error;
+use crate::kind::{CatalogKind, DEFAULT_BASE, DEFAULT_CEILING};
+use crate::lru::LruCatalog;
+use crate::telemetry::EvictionListener;
+use crate::unbounded::UnboundedCatalog;
+
+/// The variable that picks the catalog kind: `lru`, `unbounded` or `batch-scaled`.
+pub const ENV_KIND: &str = "IDEMPOTENCY_CATALOG_KIND";
+/// The variable that sets the capacity (the base capacity of a batch-scaled catalog).
+pub const ENV_CAPACITY: &str = "IDEMPOTENCY_CATALOG_CAPACITY";
+/// The variable that sets the ceiling of a batch-scaled catalog.
+pub const ENV_MAX_CAPACITY: &str = "IDEMPOTENCY_CATALOG_MAX_CAPACITY";
+
+/// Builds a catalog of any kind, from code, from the environment, or both.
+///
+/// One rule decides each setting: a builder call wins over the environment for that
+/// setting, and the environment wins over the default. A variable that a builder call
+/// overrides, or that does not apply to the chosen kind, is not read at all, so it
+/// cannot fail the build. A builder call that does not apply to the chosen kind is a
+/// mistake in the code, and [`build`](Self::build) refuses it.
+///
+/// | setting | builder | variable | default | applies to |
+/// |---|---|---|---|---|
+/// | kind | [`kind`](Self::kind) | [`ENV_KIND`] | `batch-scaled` | every kind |
+/// | capacity | [`capacity`](Self::capacity) | [`ENV_CAPACITY`] | [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) | `lru`, `batch-scaled` (its base) |
+/// | ceiling | [`max_capacity`](Self::max_capacity) | [`ENV_MAX_CAPACITY`] | [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY), or the capacity if larger | `batch-scaled` |
+///
+/// Nothing is checked until [`build`](Self::build), which reports the first bad value
+/// naming where it came from (the variable or the builder method) and what is accepted.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
+///
+/// let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(5_000).build()?;
+/// assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::Lru, Some(5_000)));
+///
+/// // Variables are read through a lookup, so a test need not touch the process.
+/// let env = |name: &str| (name == "IDEMPOTENCY_CATALOG_CAPACITY").then(|| "abc".to_owned());
+/// let err = CatalogBuilder::from_env_with(env).build().unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     r#"invalid IDEMPOTENCY_CATALOG_CAPACITY "abc": expected a whole number from 1 to 18446744073709551615"#
+/// );
+/// // A capacity does not apply to an unbounded catalog: the variable is not read.
+/// let unbounded = CatalogBuilder::from_env_with(env).kind(CatalogKind::Unbounded).build()?;
+/// assert_eq!(unbounded.capacity(), None);
+/// # Ok::<(), idempotency_catalog::Error>(())
+/// ```
+#[derive(Clone, Default)]
+pub struct CatalogBuilder {
+    kind: Option<CatalogKind>,
+    capacity: Option<usize>,
+    max_capacity: Option<usize>,
+    env: Env,
+    listener: Option<Arc<dyn EvictionListener>>,
+    log_keys: bool,
+}
+
+/// The variables as read, checked only when they decide a setting.
+#[derive(Clone, Debug, Default)]
+struct Env {
+    kind: Option<String>,
+    capacity: Option<String>,
+    max_capacity: Option<String>,
+}
+
+impl CatalogBuilder {
+    /// A builder with every setting at its default; the environment is not read.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A builder that falls back on the process environment ([`ENV_KIND`],
+    /// [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`]) for every setting no builder call makes.
+    /// Values are checked by [`build`](Self::build); one that is not unicode is
+    /// refused there, naming the variable.
+    pub fn from_env() -> Self {
+        Self::from_env_with(|name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()))
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`, which
+    /// returns a variable's value or `None` when it is unset.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let env =
+            Env { kind: lookup(ENV_KIND), capacity: lookup(ENV_CAPACITY), max_capacity: lookup(ENV_MAX_CAPACITY) };
+        CatalogBuilder { env, ..Self::default() }
+    }
+
+    /// Sets the kind. Default: [`CatalogKind::BatchScaled`].
+    #[must_use]
+    pub fn kind(mut self, kind: CatalogKind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+
+    /// Sets the capacity of an LRU catalog, or the base capacity of a batch-scaled one.
+    /// Must be at least 1; does not apply to an unbounded catalog.
+    #[must_use]
+    pub fn capacity(mut self, capacity: usize) -> Self {
+        self.capacity = Some(capacity);
+        self
+    }
+
+    /// Sets the ceiling of a batch-scaled catalog. Must be at least the capacity;
+    /// applies to no other kind.
+    #[must_use]
+    pub fn max_capacity(mut self, max_capacity: usize) -> Self {
+        self.max_capacity = Some(max_capacity);
+        self
+    }
+
+    /// Sets a hook called for every eviction.
+    #[must_use]
+    pub fn listener(mut self, listener: impl EvictionListener + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Whether eviction warnings show the evicted entry's original key beside its
+    /// digest. Off by default: keys often hold emails or order numbers.
+    #[must_use]
+    pub fn log_keys(mut self, log_keys: bool) -> Self {
+        self.log_keys = log_keys;
+        self
+    }
+
+    /// Checks every setting that applies and builds the catalog.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the source of the first bad value: a kind that
+    /// is not one of the three, a capacity that is not a whole number from 1 up, a
+    /// ceiling below the capacity, or a builder call that does not apply to the chosen
+    /// kind.
+    pub fn build(self) -> Result<Arc<dyn Catalog>, Error> {
+        let kind = match (self.kind, &self.env.kind) {
+            (Some(kind), _) => kind,
+            (None, Some(raw)) => raw
+                .parse()
+                .map_err(|_| Error::config(ENV_KIND, raw, "expected one of `lru`, `unbounded`, `batch-scaled`"))?,
+            (None, None) => CatalogKind::default(),
+        };
+        let code_only = |value: Option<usize>, method: &'static str| match value {
+            Some(n) => {
+                Err(Error::config(method, n.to_string(), format!("does not apply to a catalog of kind `{kind}`")))
+            }
+            None => Ok(()),
+        };
+        let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, ENV_CAPACITY);
+        let (listener, log_keys) = (self.listener.clone(), self.log_keys);
+        Ok(match kind {
+            CatalogKind::Lru => {
+                code_only(self.max_capacity, MAX_CAPACITY)?;
+                let capacity = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
+                Arc::new(LruCatalog::from_parts(capacity, listener, log_keys))
+            }
+            CatalogKind::Unbounded => {
+                code_only(self.capacity, CAPACITY)?;
+                code_only(self.max_capacity, MAX_CAPACITY)?;
+                Arc::new(UnboundedCatalog::from_parts(listener, log_keys))
+            }
+            CatalogKind::BatchScaled => {
+                let base = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
+                let max = match setting(self.max_capacity, MAX_CAPACITY, &self.env.max_capacity, ENV_MAX_CAPACITY)? {
+                    Some((max, source)) if max < base => {
+                        return Err(Error::config(
+                            source,
+                            max.to_string(),
+                            format!("expected at least the capacity, {base}"),
+                        ));
+                    }
+                    Some((max, _)) => max,
+                    None => DEFAULT_CEILING.max(base),
+                };
+                Arc::new(BatchScaledCatalog::from_parts(base, max, listener, log_keys))
+            }
+        })
+    }
+}
+
+const CAPACITY: &str = "CatalogBuilder::capacity";
+const MAX_CAPACITY: &str = "CatalogBuilder::max_capacity";
+
+/// One capacity setting and where it came from: the builder call if made, else the
+/// variable if set, else `None` for the default. A variable is checked here, when it
+/// decides the setting, and nowhere else.
+fn setting(
+    code: Option<usize>,
+    method: &'static str,
+    env: &Option<String>,
+    variable: &'static str,
+) -> Result<Option<(NonZeroUsize, &'static str)>, Error> {
+    let expected = || format!("expected a whole number from 1 to {}", usize::MAX);
+    if let Some(n) = code {
+        let n = NonZeroUsize::new(n).ok_or_else(|| Error::config(method, n.to_string(), expected()))?;
+        return Ok(Some((n, method)));
+    }
+    let Some(raw) = env else { return Ok(None) };
+    if raw.is_empty() {
+        return Err(Error::config(variable, raw, format!("{}; unset the variable to use the default", expected())));
+    }
+    // A whole decimal number and nothing else: no sign, exponent, separators or space.
+    raw.bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| raw.parse::<NonZeroUsize>().ok())
+        .flatten()
+        .map(|n| Some((n, variable)))
+        .ok_or_else(|| Error::config(variable, raw, expected()))
+}
+
+impl fmt::Debug for CatalogBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CatalogBuilder")
+            .field("kind", &self.kind)
+            .field("capacity", &self.capacity)
+            .field("max_capacity", &self.max_capacity)
+            .field("env", &self.env)
+            .field("listener", &self.listener.is_some())
+            .field("log_keys", &self.log_keys)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
+
+    fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+    }
+
+    fn build(vars: &[(&str, &str)]) -> Result<Arc<dyn Catalog>, Error> {
+        CatalogBuilder::from_env_with(env(vars)).build()
+    }
+
+    #[test]
+    fn unset_means_the_default() {
+        let catalog = build(&[]).unwrap();
+        assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::BatchScaled, Some(DEFAULT_CAPACITY)));
+    }
+
+    #[test]
+    fn every_kind_is_read_from_the_environment() {
+        for kind in CatalogKind::ALL {
+            assert_eq!(build(&[(ENV_KIND, kind.as_str())]).unwrap().kind(), kind);
+        }
+        let catalog = build(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "6235")]).unwrap();
+        assert_eq!(catalog.capacity(), Some(6_235));
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable_the_value_and_the_range() {
+        for bad in ["abc", "0", "-5", "1e3", "+5", " 5", "5 ", "1_000", "99999999999999999999999", "٣"] {
+            for var in [ENV_CAPACITY, ENV_MAX_CAPACITY] {
+                let err = build(&[(var, bad)]).unwrap_err().to_string();
+                assert!(
+                    err.starts_with(&format!("invalid {var} {bad:?}: expected a whole number from 1 to ")),
+                    "{err}"
+                );
+            }
+        }
+        let err = build(&[(ENV_CAPACITY, "")]).unwrap_err().to_string();
+        assert!(err.contains("unset the variable to use the default"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_kind_lists_what_is_accepted() {
+        let err = build(&[(ENV_KIND, "LRU")]).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"invalid IDEMPOTENCY_CATALOG_KIND "LRU": expected one of `lru`, `unbounded`, `batch-scaled`"#
+        );
+    }
+
+    #[test]
+    fn a_ceiling_below_the_base_is_refused() {
+        let err = build(&[(ENV_CAPACITY, "1000"), (ENV_MAX_CAPACITY, "500")]).unwrap_err().to_string();
+        assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_MAX_CAPACITY "500": expected at least the capacity, 1000"#);
+    }
+
+    #[test]
+    fn builder_calls_that_do_not_apply_are_refused() {
+        let err = CatalogBuilder::new().kind(CatalogKind::Lru).max_capacity(10).build().unwrap_err().to_string();
+        assert_eq!(err, r#"invalid CatalogBuilder::max_capacity "10": does not apply to a catalog of kind `lru`"#);
+        let err = CatalogBuilder::new().kind(CatalogKind::Unbounded).capacity(10).build().unwrap_err().to_string();
+        assert_eq!(err, r#"invalid CatalogBuilder::capacity "10": does not apply to a catalog of kind `unbounded`"#);
+    }
+
+    #[test]
+    fn variables_that_do_not_apply_to_the_kind_are_not_read() {
+        let catalog = build(&[(ENV_KIND, "unbounded"), (ENV_CAPACITY, "5000"), (ENV_MAX_CAPACITY, "x")]).unwrap();
+        assert_eq!(catalog.kind(), CatalogKind::Unbounded);
+        let catalog =
+            CatalogBuilder::from_env_with(env(&[(ENV_CAPACITY, "5000")])).kind(CatalogKind::Unbounded).build().unwrap();
+        assert_eq!(catalog.capacity(), None);
+        let catalog = build(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "7"), (ENV_MAX_CAPACITY, "1")]).unwrap();
+        assert_eq!(catalog.capacity(), Some(7));
+    }
+
+    #[test]
+    fn builder_calls_override_the_environment_setting_by_setting() {
+        let vars = env(&[(ENV_KIND, "LRU"), (ENV_CAPACITY, "abc"), (ENV_MAX_CAPACITY, "50000")]);
+        let catalog = CatalogBuilder::from_env_with(vars).kind(CatalogKind::BatchScaled).capacity(7).build().unwrap();
+        assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::BatchScaled, Some(7)));
+        // The ceiling was not overridden: the variable decides it.
+        let _room = catalog.reserve(100_000);
+        assert_eq!(catalog.capacity(), Some(50_000));
+        // A variable checked against a builder value names the variable.
+        let vars = env(&[(ENV_MAX_CAPACITY, "500")]);
+        let err = CatalogBuilder::from_env_with(vars).capacity(1_000).build().unwrap_err().to_string();
+        assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_MAX_CAPACITY "500": expected at least the capacity, 1000"#);
+    }
+
+    #[test]
+    fn a_large_base_lifts_the_default_ceiling() {
+        let catalog = CatalogBuilder::new().capacity(DEFAULT_MAX_CAPACITY * 2).build().unwrap();
+        let _room = catalog.reserve(10);
+        assert_eq!(catalog.capacity(), Some(DEFAULT_MAX_CAPACITY * 2));
+    }
+}

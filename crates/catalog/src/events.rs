@@ -1,0 +1,253 @@
+//! The `tracing` events of this crate and when they are due, and the listener slot.
+//!
+//! Every event of this crate is emitted from this module, so its target,
+//! `idempotency_catalog::events`, is stable; `RUST_LOG=idempotency_catalog=warn`
+//! selects them all.
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::digest::Digest;
+use crate::key_options::KeyOptions;
+use crate::kind::CatalogKind;
+use crate::telemetry::{EvictionListener, RemovalCause};
+
+/// The listener, if any, and whether it has been disabled by a panic.
+pub(crate) struct ListenerSlot {
+    listener: Option<Arc<dyn EvictionListener>>,
+    disabled: AtomicBool,
+    panics: AtomicU64,
+}
+
+impl ListenerSlot {
+    pub(crate) fn new(listener: Option<Arc<dyn EvictionListener>>) -> Self {
+        ListenerSlot { listener, disabled: AtomicBool::new(false), panics: AtomicU64::new(0) }
+    }
+
+    /// Whether evicted entries need to be kept until the lock is released.
+    pub(crate) fn wants_entries(&self) -> bool {
+        self.listener.is_some() && !self.disabled.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn panics(&self) -> u64 {
+        self.panics.load(Ordering::Relaxed)
+    }
+
+    /// Calls the listener for each entry. Must be called without the catalog's lock.
+    pub(crate) fn notify<'a>(
+        &self,
+        kind: CatalogKind,
+        entries: impl IntoIterator<Item = &'a (Digest, KeyOptions)>,
+        cause: RemovalCause,
+    ) {
+        let Some(listener) = self.listener.as_deref() else { return };
+        for (digest, options) in entries {
+            if self.disabled.load(Ordering::Relaxed) {
+                return;
+            }
+            let call = catch_unwind(AssertUnwindSafe(|| listener.on_evict(digest, options, cause)));
+            if call.is_err() && !self.disabled.swap(true, Ordering::Relaxed) {
+                self.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    %kind,
+                    %digest,
+                    ?cause,
+                    "eviction listener panicked; it is disabled and evictions are still counted and logged"
+                );
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ListenerSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ListenerSlot")
+            .field("set", &self.listener.is_some())
+            .field("disabled", &self.disabled.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// Decides when evictions are worth a log line: the first at once, then one
+/// summary each time the total reaches the next power of ten, or at the first eviction
+/// ten seconds or more after the last line. What is left over is summarised on
+/// [`flush`](Self::flush) (a reservation ending, `clear`, `Catalog::flush`, the catalog
+/// being dropped). So every eviction is covered by a line, and a million evictions
+/// print a handful.
+#[derive(Debug)]
+pub(crate) struct EvictionLog {
+    total: u64,
+    unreported: u64,
+    next_report_at: u64,
+    last_report: Option<Instant>,
+}
+
+const SUMMARY_INTERVAL: Duration = Duration::from_secs(10);
+
+impl EvictionLog {
+    pub(crate) const fn new() -> Self {
+        EvictionLog { total: 0, unreported: 0, next_report_at: 1, last_report: None }
+    }
+
+    /// Counts `n` more evictions; returns the line to print, if one is due.
+    pub(crate) fn record(&mut self, n: u64) -> Option<EvictionSummary> {
+        self.record_at(n, Instant::now())
+    }
+
+    fn record_at(&mut self, n: u64, now: Instant) -> Option<EvictionSummary> {
+        self.total = self.total.saturating_add(n);
+        self.unreported = self.unreported.saturating_add(n);
+        // The clock is read on every eviction: an eviction already costs a map
+        // removal and a free, and a slow trickle must not wait for a power of ten.
+        let due = self.total >= self.next_report_at
+            || self.last_report.is_some_and(|at| now.saturating_duration_since(at) >= SUMMARY_INTERVAL);
+        due.then(|| self.take(now))
+    }
+
+    /// The line covering every eviction not yet reported, if there are any.
+    pub(crate) fn flush(&mut self) -> Option<EvictionSummary> {
+        (self.unreported > 0).then(|| self.take(Instant::now()))
+    }
+
+    fn take(&mut self, now: Instant) -> EvictionSummary {
+        let summary = EvictionSummary { first: self.last_report.is_none(), count: self.unreported, total: self.total };
+        self.unreported = 0;
+        self.last_report = Some(now);
+        while self.next_report_at <= self.total {
+            self.next_report_at = self.next_report_at.saturating_mul(10);
+        }
+        summary
+    }
+}
+
+/// A due log line about capacity evictions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EvictionSummary {
+    first: bool,
+    count: u64,
+    total: u64,
+}
+
+/// What the warnings need to know about the catalog, read under the lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WarnContext {
+    pub(crate) kind: CatalogKind,
+    pub(crate) capacity: Option<usize>,
+    pub(crate) at_ceiling: bool,
+}
+
+impl WarnContext {
+    fn remedy(&self) -> &'static str {
+        match (self.kind, self.at_ceiling) {
+            (CatalogKind::BatchScaled, true) => {
+                "raise IDEMPOTENCY_CATALOG_MAX_CAPACITY or CatalogBuilder::max_capacity"
+            }
+            (CatalogKind::BatchScaled, false) => {
+                "register keys through a run or a reservation (Sdk::with_run, Reservation::register), or raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity"
+            }
+            _ => {
+                "raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity, or use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
+            }
+        }
+    }
+}
+
+/// Emits the warning for capacity evictions. `last` is the most recent evicted entry,
+/// shown by digest; its key only when `log_keys` is on, since keys often hold emails
+/// or order numbers.
+pub(crate) fn warn_capacity(
+    ctx: WarnContext,
+    summary: EvictionSummary,
+    last: Option<&(Digest, KeyOptions)>,
+    log_keys: bool,
+) {
+    let message = if summary.first {
+        "catalog full: idempotency key metadata evicted; later evictions are summarised"
+    } else {
+        "catalog full: more idempotency key metadata evicted since the last warning"
+    };
+    let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
+    let (digest, remedy) = (last.map(|(digest, _)| digest), ctx.remedy());
+    // Every field is documented in `docs/telemetry.md`.
+    tracing::warn!(
+        kind = %ctx.kind,
+        capacity = ctx.capacity.unwrap_or(usize::MAX),
+        evicted = summary.count,
+        total_evicted = summary.total,
+        digest = digest.map(tracing::field::display),
+        key,
+        remedy,
+        "{message}"
+    );
+}
+
+/// Emits the event for entries released when a reservation ended: expected, so
+/// below `WARN`.
+pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {
+    tracing::debug!(
+        kind = %ctx.kind,
+        capacity = ctx.capacity.unwrap_or(usize::MAX),
+        released,
+        kept,
+        "reservation ended: released the idempotency key metadata it held"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_for(evictions: u64) -> Vec<EvictionSummary> {
+        let mut log = EvictionLog::new();
+        let mut lines: Vec<_> = (0..evictions).filter_map(|_| log.record(1)).collect();
+        lines.extend(log.flush());
+        lines
+    }
+
+    #[test]
+    fn first_eviction_reports_at_once() {
+        let mut log = EvictionLog::new();
+        assert_eq!(log.record(1), Some(EvictionSummary { first: true, count: 1, total: 1 }));
+        assert_eq!(log.record(1), None);
+        assert_eq!(log.flush(), Some(EvictionSummary { first: false, count: 1, total: 2 }));
+        assert_eq!(log.flush(), None);
+    }
+
+    #[test]
+    fn every_eviction_is_covered_by_exactly_one_line() {
+        for n in [1, 2, 9, 10, 11, 5_235, 100_000] {
+            let lines = lines_for(n);
+            assert_eq!(lines.iter().map(|l| l.count).sum::<u64>(), n, "{n}");
+            assert_eq!(lines.iter().filter(|l| l.first).count(), 1);
+        }
+    }
+
+    #[test]
+    fn a_million_evictions_print_a_handful_of_lines() {
+        let lines = lines_for(1_000_000);
+        // 1, 10, 100, ..., 1_000_000: one line per power of ten.
+        assert_eq!(lines.len(), 7, "{lines:?}");
+    }
+
+    #[test]
+    fn a_trickle_is_reported_once_the_interval_has_passed() {
+        let start = Instant::now();
+        let mut log = EvictionLog::new();
+        assert!(log.record_at(1, start).is_some());
+        // Far from the next power of ten: only the clock can make a line due.
+        assert_eq!(log.record_at(1, start + Duration::from_secs(1)), None);
+        let late = log.record_at(1, start + SUMMARY_INTERVAL);
+        assert_eq!(late, Some(EvictionSummary { first: false, count: 2, total: 3 }));
+    }
+
+    #[test]
+    fn bulk_records_jump_past_several_powers() {
+        let mut log = EvictionLog::new();
+        assert!(log.record(5_000).is_some());
+        assert!(log.record(4_000).is_none());
+        assert!(log.record(1_000).is_some());
+    }
+}
