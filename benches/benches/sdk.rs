@@ -36,31 +36,40 @@ fn key_create(c: &mut Criterion) {
     group.finish();
 }
 
-/// A whole fan-out: open the batch (reserving room), create one typed key per item,
-/// add the items, build. Payloads are left out so that the key work is what is timed.
-/// `batch_build` creates keys with `Sdk::create_key`, which registers them;
-/// `batch_build_unregistered` derives them without registering, which is enough when
-/// every key travels as an `IdempotencyKey` (it carries its own options).
+/// A whole fan-out, as a task runs it: start a run, open the batch (reserving room),
+/// create one typed key per item, add the items, build, end the run (the catalog
+/// releases the run's keys). Payloads are left out so that the key work is what is
+/// timed. `batch_build` creates keys with `Sdk::create_key`, which registers them
+/// (held by the run); `batch_build_unregistered` derives them without registering,
+/// which is enough when every key travels as an `IdempotencyKey` (it carries its own
+/// options).
 fn batch_build(c: &mut Criterion) {
     let catalog = CatalogBuilder::new().max_capacity(2_000_000).build().unwrap_or_else(|_| unreachable!());
     let sdk = Sdk::new(Arc::clone(&catalog));
     let numbers: Vec<String> = (0..1_000_000).map(|i| i.to_string()).collect();
-    let create = |number: &str| sdk.create_key(["item", number], Scope::Global);
-    let derive = |number: &str| IdempotencyKey::derive(["item", number], Scope::Global, sdk.run());
+    let create = |run: &Sdk, number: &str| run.create_key(["item", number], Scope::Global);
+    let derive = |run: &Sdk, number: &str| IdempotencyKey::derive(["item", number], Scope::Global, run.run());
     fan_out_group(c, "batch_build", &sdk, &numbers, create);
     fan_out_group(c, "batch_build_unregistered", &sdk, &numbers, derive);
 }
 
-fn fan_out_group(c: &mut Criterion, name: &str, sdk: &Sdk, numbers: &[String], key: impl Fn(&str) -> IdempotencyKey) {
+fn fan_out_group(
+    c: &mut Criterion,
+    name: &str,
+    sdk: &Sdk,
+    numbers: &[String],
+    key: impl Fn(&Sdk, &str) -> IdempotencyKey,
+) {
     let mut group = c.benchmark_group(name);
     group.warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(5)).sample_size(10);
     for items in [10_000, 100_000, 1_000_000] {
         group.throughput(Throughput::Elements(items as u64));
         group.bench_function(BenchmarkId::from_parameter(items), |b| {
             b.iter(|| {
-                let mut batch = sdk.batch("child-task", items);
+                let run = sdk.clone().with_run(RunContext::new("run_bench", 1));
+                let mut batch = run.batch("child-task", items);
                 for number in &numbers[..items] {
-                    batch.item(None, ItemOptions::new().key(key(number)));
+                    batch.item(None, ItemOptions::new().key(key(&run, number)));
                 }
                 batch.build().map(|batch| batch.report().with_options)
             })

@@ -46,7 +46,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    // Three runs of a tenth as many: each grows, each boundary frees, and the
+    // Three runs of a tenth as many: each grows, the end of each frees, and the
     // allocator reuses the freed memory, so the peaks do not add up. How much of the
     // freed memory glibc keeps mapped varies from run to run (a later peak has been
     // seen 17 to 26 MB above the first), so the check is for accumulation: a peak that

@@ -1,5 +1,5 @@
 //! Live heap bytes under a long stream of distinct digests: a bounded catalog's
-//! footprint stops growing once it is full, and a run boundary gives an unbounded
+//! footprint stops growing once it is full, and the end of a run gives an unbounded
 //! catalog's memory back. Counted by an instrumented allocator (this file only).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 

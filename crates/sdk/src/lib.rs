@@ -5,8 +5,10 @@
 //! SDK derives it (SHA-256 of the parts and the run-context suffix joined with `-`).
 //! Unlike the reference, an [`IdempotencyKey`] carries its original key and scope, so a
 //! batch never depends on the catalog to find them; the catalog is only needed for
-//! keys passed around as bare digest strings, and [`Sdk::batch`] reserves room for the
-//! whole batch before such keys are resolved.
+//! keys passed around as bare digest strings. Inside a run ([`Sdk::with_run`]) the
+//! catalog holds every key the run registers until the run ends, as the reference SDK
+//! does since 4.5, within the catalog's bound; a batch resolves digest strings as its
+//! items are added.
 //!
 //! | step | type |
 //! |---|---|
