@@ -124,9 +124,36 @@ impl<'a> BatchBuilder<'a> {
         }
     }
 
-    /// Gives the batch a key. Items without a key of their own then get one derived
-    /// from it and their index, as the reference SDK does: `[batch digest, index]`
-    /// with scope `run`.
+    /// Gives the batch a key. Items without a key of their own (none, or an empty
+    /// string) then get one derived from it and their index exactly as the reference
+    /// SDK derives it: `makeIdempotencyKey(flattenIdempotencyKey([batchKey, index]))`,
+    /// i.e. the batch key's own material and the index, hashed with scope `run`.
+    ///
+    /// | batch key | material of item 0 |
+    /// |---|---|
+    /// | `"nightly"` | `["nightly", "0"]` |
+    /// | `""` | `["0"]` |
+    /// | `vec!["a", "b"]` | `["a,b", "0"]` (a list is one element, joined with commas; its empty parts drop out) |
+    /// | an [`IdempotencyKey`] | `["<its 64 hex digits>", "0"]` |
+    ///
+    /// Unlike the reference, the derived keys carry readable options: the material
+    /// joined with `-` (`nightly-0`), scope `run`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, RunContext, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
+    /// let mut batch = sdk.batch("child-task", 1);
+    /// batch.batch_key("nightly").item(None, ItemOptions::new());
+    /// let batch = batch.build()?;
+    /// let key = batch.keys().next().flatten().unwrap();
+    /// // SHA-256 of "nightly-0-run_abc123".
+    /// assert!(key.to_string().starts_with("c018a900"));
+    /// assert_eq!(key.options().map(|o| o.key()), Some("nightly-0"));
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
     pub fn batch_key(&mut self, key: impl Into<KeyInput>) -> &mut Self {
         self.batch_key = Some(key.into());
         self
@@ -138,15 +165,15 @@ impl<'a> BatchBuilder<'a> {
     /// [`build`](Self::build), naming the item's index.
     pub fn item(&mut self, payload: impl Into<Option<Value>>, options: ItemOptions) -> &mut Self {
         let index = self.entries.len();
-        let key = match options.key {
-            None => Key::FromBatch,
-            Some(input) => match input.into_key(&self.keys(), self.sdk.run()) {
-                Ok(key) => Key::Given(key),
-                Err(error) => {
-                    self.failed.get_or_insert(Error::Item { index, error: Box::new(error) });
-                    Key::Given(None)
-                }
-            },
+        let key = match options.key.map(|input| input.into_key(&self.keys(), self.sdk.run())) {
+            // No key, or one that is no key (an empty string): derived from the batch
+            // key, if the batch gets one, as the reference does.
+            None | Some(Ok(None)) => Key::FromBatch,
+            Some(Ok(key)) => Key::Given(key),
+            Some(Err(error)) => {
+                self.failed.get_or_insert(Error::Item { index, error: Box::new(error) });
+                Key::Given(None)
+            }
         };
         self.entries.push(Entry { payload: payload.into(), key, ttl: options.ttl });
         self
@@ -176,15 +203,15 @@ impl<'a> BatchBuilder<'a> {
         }
         let keys = self.keys();
         let run = self.sdk.run();
-        let batch_key = match &self.batch_key {
-            Some(key) => key.resolve(&keys, run)?,
-            None => None,
-        };
-        if let Some(batch_key) = &batch_key {
-            let hex = batch_key.digest().to_string();
+        if let Some(batch_key) = &self.batch_key {
+            let head = flattened(batch_key);
             for (index, entry) in self.entries.iter_mut().enumerate() {
                 if matches!(entry.key, Key::FromBatch) {
-                    let derived = IdempotencyKey::derive([hex.as_str(), &index.to_string()], Scope::Run, run);
+                    let index = index.to_string();
+                    let derived = match &head {
+                        Some(head) => IdempotencyKey::derive([head.as_str(), &index], Scope::Run, run),
+                        None => IdempotencyKey::derive([index.as_str()], Scope::Run, run),
+                    };
                     entry.key = Key::Given(Some(keys.register(derived)));
                 }
             }
@@ -226,6 +253,21 @@ impl<'a> BatchBuilder<'a> {
             }
         }
         Ok(Batch { task: self.task, entries: self.entries, report })
+    }
+}
+
+/// What the reference's `flattenIdempotencyKey([batchKey, index])` makes of the batch
+/// key: the element before the index, or `None` when it drops out (an empty string).
+/// JavaScript turns a list inside the outer list into a string with commas, after
+/// flattening drops its empty parts.
+fn flattened(batch_key: &KeyInput) -> Option<String> {
+    match batch_key {
+        KeyInput::Raw(raw) if raw.is_empty() => None,
+        KeyInput::Raw(raw) => Some(raw.clone()),
+        KeyInput::Parts(parts) => {
+            Some(parts.iter().filter(|part| !part.is_empty()).map(String::as_str).collect::<Vec<_>>().join(","))
+        }
+        KeyInput::Key(key) => Some(key.digest().to_hex_string()),
     }
 }
 

@@ -8,9 +8,11 @@ pub enum Error {
     /// A catalog error: its configuration, or a digest that does not parse.
     #[error(transparent)]
     Catalog(#[from] idempotency_catalog::Error),
-    /// A raw key of 64 characters is taken as a digest, as the reference SDK does, but
-    /// this one is not lowercase hex.
-    #[error("invalid key {value}: 64 characters long, so it is taken as a digest, but {reason}")]
+    /// A raw key 64 UTF-16 code units long (JavaScript's `length`) is taken as a digest,
+    /// as the reference SDK does, but this one is not lowercase hex.
+    #[error(
+        "invalid key {value}: 64 UTF-16 code units long (JavaScript's `length`), so it is taken as a digest, but {reason}"
+    )]
     NotADigest {
         /// The key, quoted and cut to 64 characters.
         value: String,

@@ -30,7 +30,7 @@ use crate::key::IdempotencyKey;
 pub enum KeyInput {
     /// A key made by this SDK; it carries its own options.
     Key(IdempotencyKey),
-    /// A raw string: a digest when it is 64 characters long, else key material.
+    /// A raw string: a digest when it is 64 UTF-16 code units long, else key material.
     Raw(String),
     /// Key material as a list.
     Parts(Vec<String>),
@@ -87,18 +87,22 @@ impl KeyInput {
             KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), keys.get(&key.digest())),
             KeyInput::Raw(raw) if raw.is_empty() => return Ok(None),
             KeyInput::Raw(raw) if is_digest_length(raw) => {
-                let digest = raw.parse::<Digest>().map_err(|err| Error::NotADigest {
-                    value: shown(raw),
-                    reason: match err {
-                        idempotency_catalog::Error::InvalidDigest { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                })?;
+                let digest =
+                    raw.parse::<Digest>().map_err(|_| Error::NotADigest { value: shown(raw), reason: not_hex(raw) })?;
                 IdempotencyKey::from_digest(digest, keys.get(&digest))
             }
             KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
             KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run)),
         }))
+    }
+}
+
+/// Why a string of 64 UTF-16 units is not a digest, in characters: it has a character
+/// outside lowercase hex (one outside ASCII, if its characters are fewer than 64).
+fn not_hex(raw: &str) -> String {
+    match raw.chars().enumerate().find(|(_, c)| !matches!(c, '0'..='9' | 'a'..='f')) {
+        Some((at, c)) => format!("expected lowercase hex `0-9a-f`, found {c:?} at character {at}"),
+        None => format!("it is not 64 lowercase hex characters ({} characters)", raw.chars().count()),
     }
 }
 
@@ -168,8 +172,15 @@ mod tests {
         let catalog = Keys::new(&catalog, None);
         for bad in ["k".repeat(64), "A".repeat(64), format!("{}é", "a".repeat(63))] {
             let err = KeyInput::from(bad.as_str()).resolve(&catalog, None).unwrap_err().to_string();
-            assert!(err.contains("64 characters long, so it is taken as a digest"), "{err}");
+            assert!(
+                err.contains("64 UTF-16 code units long (JavaScript's `length`), so it is taken as a digest"),
+                "{err}"
+            );
         }
+        // 32 emoji are 64 UTF-16 units: taken as a digest, and the error says why not
+        // in a unit that does not contradict itself.
+        let err = KeyInput::from("😀".repeat(32).as_str()).resolve(&catalog, None).unwrap_err().to_string();
+        assert!(err.ends_with("but expected lowercase hex `0-9a-f`, found '😀' at character 0"), "{err}");
         // 63 and 65 characters are ordinary key material.
         for ok in ["k".repeat(63), "k".repeat(65)] {
             assert!(KeyInput::from(ok.as_str()).resolve(&catalog, None).unwrap().unwrap().options().is_some());

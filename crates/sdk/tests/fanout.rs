@@ -176,19 +176,24 @@ fn the_fail_policy_refuses_a_lossy_batch_before_anything_is_sent() {
 }
 
 #[test]
-fn items_without_a_key_derive_one_from_the_batch_key_and_their_index() {
-    let sdk = Sdk::new(catalog(CatalogKind::Unbounded));
-    let mut batch = sdk.batch("child-task", 2);
+fn items_without_a_key_derive_one_from_the_batch_key_material_and_their_index() {
+    let run = RunContext::new("run_abc123", 1);
+    let sdk = in_run(catalog(CatalogKind::Unbounded));
+    let mut batch = sdk.batch("child-task", 3);
     batch.batch_key("my-batch");
     batch.item(None, ItemOptions::new());
     batch.item(None, ItemOptions::new().key("own-key"));
+    batch.item(None, ItemOptions::new().key("")); // no key of its own: derived too
     let batch = batch.build().unwrap();
-    let batch_digest = sdk.resolve(&"my-batch".into()).unwrap().unwrap().digest().to_string();
     let items: Vec<_> = batch.wire_items().collect();
-    let first = items[0].options.as_ref().unwrap();
-    let expected = sdk.resolve(&vec![batch_digest.clone(), "0".to_owned()].into()).unwrap().unwrap();
-    assert_eq!(first.idempotency_key.as_deref(), Some(expected.to_string().as_str()));
-    assert_eq!(first.idempotency_key_options.as_ref().map(|o| o.key().to_owned()), Some(format!("{batch_digest}-0")));
+    // The reference: makeIdempotencyKey(["my-batch", "0"]), scope run, in this run.
+    for (at, index) in [(0, "0"), (2, "2")] {
+        let options = items[at].options.as_ref().unwrap();
+        let expected = IdempotencyKey::derive(["my-batch", index], Scope::Run, Some(&run));
+        assert_eq!(options.idempotency_key.as_deref(), Some(expected.to_string().as_str()));
+        let readable = options.idempotency_key_options.as_ref().map(|o| (o.key().to_owned(), o.scope()));
+        assert_eq!(readable, Some((format!("my-batch-{index}"), Scope::Run)));
+    }
     let second = items[1].options.as_ref().unwrap();
     assert_eq!(second.idempotency_key_options.as_ref().map(|o| o.key()), Some("own-key"));
 }
@@ -239,5 +244,5 @@ fn an_item_whose_key_does_not_resolve_is_named_by_index() {
     batch.item(None, ItemOptions::new().key("K".repeat(64)));
     let err = batch.build().unwrap_err().to_string();
     assert!(err.starts_with("item 1: invalid key \"KKKK"), "{err}");
-    assert!(err.contains("64 characters long, so it is taken as a digest"), "{err}");
+    assert!(err.contains("64 UTF-16 code units long (JavaScript's `length`), so it is taken as a digest"), "{err}");
 }
