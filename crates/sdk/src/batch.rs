@@ -5,6 +5,7 @@ use hashbrown::{DefaultHashBuilder, HashTable};
 
 use idempotency_catalog::{CatalogKind, Digest, Reservation, Scope};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::Error;
 use crate::key::IdempotencyKey;
@@ -163,8 +164,21 @@ impl<'a> BatchBuilder<'a> {
     /// catalog at once, so creating a key and adding it straight away never loses its
     /// options, however small the catalog. A key that does not resolve fails
     /// [`build`](Self::build), naming the item's index.
+    ///
+    /// The payload is serialized to JSON text now, as the reference SDK serializes
+    /// each item's payload when the batch is made: the batch keeps the text it will
+    /// send (a few dozen bytes for a small object, where a `Value` object costs
+    /// hundreds), and the engine stores it as is.
     pub fn item(&mut self, payload: impl Into<Option<Value>>, options: ItemOptions) -> &mut Self {
         let index = self.entries.len();
+        let payload = match payload.into().as_ref().map(serde_json::value::to_raw_value).transpose() {
+            Ok(payload) => payload,
+            Err(err) => {
+                let error = Error::Wire { path: "payload".to_owned(), message: err.to_string() };
+                self.failed.get_or_insert(Error::Item { index, error: Box::new(error) });
+                None
+            }
+        };
         let key = match options.key.map(|input| input.into_key(&self.keys(), self.sdk.run())) {
             // No key, or one that is no key (an empty string): derived from the batch
             // key, if the batch gets one, as the reference does.
@@ -175,7 +189,7 @@ impl<'a> BatchBuilder<'a> {
                 Key::Given(None)
             }
         };
-        self.entries.push(Entry { payload: payload.into(), key, ttl: options.ttl });
+        self.entries.push(Entry { payload, key, ttl: options.ttl });
         self
     }
 
@@ -369,9 +383,9 @@ pub struct Batch {
 }
 
 /// One item, its key resolved.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 struct Entry {
-    payload: Option<Value>,
+    payload: Option<Box<RawValue>>,
     key: Key,
     ttl: Option<Ttl>,
 }
@@ -382,6 +396,14 @@ struct Entry {
 enum Key {
     Given(Option<IdempotencyKey>),
     FromBatch,
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key
+            && self.ttl == other.ttl
+            && self.payload.as_deref().map(RawValue::get) == other.payload.as_deref().map(RawValue::get)
+    }
 }
 
 impl Entry {
@@ -429,6 +451,26 @@ impl Batch {
     /// The items in wire form, in order, built as they are iterated.
     pub fn wire_items(&self) -> impl ExactSizeIterator<Item = WireItem> + '_ {
         self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task))
+    }
+
+    /// Each item's key, TTL and payload, in order, for the engine.
+    pub(crate) fn entries(
+        &self,
+    ) -> impl ExactSizeIterator<Item = (Option<&IdempotencyKey>, Option<Ttl>, Option<&RawValue>)> {
+        self.entries.iter().map(|entry| (entry.key(), entry.ttl, entry.payload.as_deref()))
+    }
+
+    /// The same, moved out.
+    pub(crate) fn into_entries(
+        self,
+    ) -> impl ExactSizeIterator<Item = (Option<IdempotencyKey>, Option<Ttl>, Option<Box<RawValue>>)> {
+        self.entries.into_iter().map(|entry| {
+            let key = match entry.key {
+                Key::Given(key) => key,
+                Key::FromBatch => None,
+            };
+            (key, entry.ttl, entry.payload)
+        })
     }
 
     /// What building found.

@@ -1,53 +1,34 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use idempotency_catalog::{Digest, Scope};
+use idempotency_catalog::{Digest, KeyOptions, Scope};
 use parking_lot::Mutex;
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::batch::Batch;
 use crate::context::RunContext;
+use crate::dedup::{Claim, Dedup, KeyRef, Millis};
 use crate::error::Error;
 use crate::key::IdempotencyKey;
-use crate::ttl::Ttl;
+use crate::key_input::is_digest_length;
+use crate::run::{Run, RunHandle, RunId, RunRecord, RunStatus, RunView};
+use crate::ttl::{Ttl, wire_millis};
 use crate::wire::WireItem;
-
-/// One run as the engine records it: what a dashboard shows.
-#[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
-pub struct RunRecord {
-    /// The run's id.
-    pub id: String,
-    /// The task it runs.
-    pub task: String,
-    /// The original key when its options were known, else the digest; `None` for an
-    /// item without a key.
-    pub idempotency_key: Option<String>,
-    /// The key's scope, when its options were known.
-    pub idempotency_key_scope: Option<Scope>,
-    /// The payload it was triggered with.
-    pub payload: Option<Value>,
-}
-
-/// The engine's answer for one item.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct RunHandle {
-    /// The run that serves the item.
-    pub id: String,
-    /// Whether that run already existed: an earlier trigger with the same task and key,
-    /// within the key's TTL.
-    pub cached: bool,
-}
 
 /// What to reset: which key's cached run to forget.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum ResetTarget<'a> {
     /// A key made by the SDK.
     Key(&'a IdempotencyKey),
     /// Key material with the scope it was created in, and the run context when the
     /// scope needs it (`run`: the run id; `attempt`: run id and attempt number).
+    ///
+    /// As in the reference SDK (4.5 and later), one string of 64 characters is first
+    /// tried as it is (it may be a digest already), and only when nothing is found is
+    /// the key derived from it in `scope` tried.
     Raw {
         /// The key material's parts.
         parts: &'a [&'a str],
@@ -63,12 +44,24 @@ pub enum ResetTarget<'a> {
 type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 
 /// The embedded engine: triggers batches in-process, deduplicates by (task, key) within
-/// the key's TTL, and records every run.
+/// the key's TTL with the reference server's rules, and records every run.
+///
+/// - A key is expired only once its TTL has passed (`expiresAt < now`): at exactly the
+///   TTL the run is still the answer. Wire TTLs follow the server's grammar
+///   (`^(\d+)([smhd])$`; `"0s"` expires the key at once); other forms get the default
+///   of 30 days.
+/// - A run that ends in failure or expires releases its key ([`RunStatus::releases_key`]);
+///   see [`set_status`](Self::set_status).
+/// - Expired keys are pruned as later triggers come, at a cost proportional to what
+///   expired: memory follows the live keys, not the history.
+/// - Run records are compact (the task as a number, the key as 32 bytes), can be read
+///   in place ([`for_each_run`](Self::for_each_run)) or one at a time
+///   ([`run`](Self::run)), and can be capped ([`with_max_runs`](Self::with_max_runs)).
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+/// use idempotency_sdk::{ItemOptions, LocalEngine, RunStatus, Scope, Sdk};
 ///
 /// let sdk = Sdk::from_env()?;
 /// let engine = LocalEngine::new();
@@ -80,9 +73,10 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 /// let first = engine.trigger(&batch)?;
 /// let again = engine.trigger(&batch)?;
 /// assert!(!first[0].cached && again[0].cached && first[0].id == again[0].id);
-/// assert_eq!(engine.runs()[0].idempotency_key.as_deref(), Some("order-7"));
+/// assert_eq!(engine.run(first[0].id).unwrap().idempotency_key.as_deref(), Some("order-7"));
 ///
-/// engine.reset_key("charge", idempotency_sdk::ResetTarget::Key(&key))?;
+/// // A failed run releases its key: the next trigger makes a new run.
+/// engine.set_status(first[0].id, RunStatus::Failed)?;
 /// assert!(!engine.trigger(&batch)?[0].cached);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
@@ -93,10 +87,52 @@ pub struct LocalEngine {
 
 #[derive(Default)]
 struct State {
-    runs: Vec<RunRecord>,
-    /// (task, idempotencyKey) → the run that holds it and when it stops deduplicating.
-    cached: HashMap<(String, String), (usize, Duration)>,
+    tasks: Tasks,
+    dedup: Dedup,
+    /// The retained runs, oldest first; `runs[0]` has the id `first`.
+    runs: VecDeque<Run>,
+    first: u64,
+    /// The id of the next run.
+    next: u64,
+    max_runs: Option<NonZeroUsize>,
 }
+
+/// Task names, each stored once and referred to by a number.
+#[derive(Default)]
+struct Tasks {
+    names: Vec<Box<str>>,
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl Tasks {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn find(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("", |name| name)
+    }
+}
+
+/// One item on its way into the engine, however it arrived.
+struct Incoming<'a> {
+    key: Option<KeyRef<'a>>,
+    options: Option<KeyOptions>,
+    ttl: Millis,
+    payload: Option<Box<RawValue>>,
+}
+
+const DEFAULT_TTL: Millis = 30 * 86_400 * 1_000;
 
 impl LocalEngine {
     /// An engine on the system clock.
@@ -106,36 +142,179 @@ impl LocalEngine {
 
     /// An engine on `clock`, the time since some fixed origin: lets tests move time.
     pub fn with_clock(clock: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
-        LocalEngine { state: Mutex::new(State::default()), clock: Box::new(clock) }
+        LocalEngine { state: Mutex::new(State { next: 1, first: 1, ..State::default() }), clock: Box::new(clock) }
     }
 
-    /// Triggers every item of `batch`, returning one handle per item, in order.
+    /// The same engine keeping at most `max_runs` run records, the newest: older
+    /// records are dropped (their keys still deduplicate until they expire). By
+    /// default every record is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use idempotency_sdk::LocalEngine;
+    ///
+    /// let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(10_000).unwrap());
+    /// # let _ = engine;
+    /// ```
+    #[must_use]
+    pub fn with_max_runs(self, max_runs: NonZeroUsize) -> Self {
+        self.state.lock().max_runs = Some(max_runs);
+        self
+    }
+
+    /// Triggers every item of `batch`, returning one handle per item, in order. The
+    /// payloads are copied into the run records; [`trigger_owned`](Self::trigger_owned)
+    /// moves them instead.
     ///
     /// # Errors
     ///
-    /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
+    /// None today: a built batch's keys are always valid. The `Result` leaves room for
+    /// engines that can fail.
     pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
-        let items: Vec<WireItem> = batch.wire_items().collect();
-        self.trigger_items(&items)
+        let items = batch.entries().map(|(key, ttl, payload)| incoming(key, ttl, payload.map(ToOwned::to_owned)));
+        Ok(self.run_items(batch.task(), batch.len(), items))
     }
 
-    /// Triggers wire items, as received from elsewhere (see [`WireItem::from_json`]).
+    /// Triggers every item of `batch`, moving the payloads into the run records.
     ///
     /// # Errors
     ///
     /// As [`trigger`](Self::trigger).
+    pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
+        let (task, len) = (batch.task().to_owned(), batch.len());
+        let items = batch.into_entries().map(|(key, ttl, payload)| incoming(key.as_ref(), ttl, payload));
+        Ok(self.run_items(&task, len, items))
+    }
+
+    /// Triggers wire items, as received from elsewhere (see [`WireItem::from_json`]).
+    /// A TTL outside the server's grammar gets the default of 30 days, as on the
+    /// server, and one warning per call says how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
     pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
         for item in items {
             item.validate()?;
         }
-        let now = (self.clock)();
-        let mut state = self.state.lock();
-        Ok(items.iter().map(|item| state.trigger(item, now)).collect())
+        let mut unreadable = 0usize;
+        let mut handles = Vec::with_capacity(items.len());
+        // Items of one task in a row are triggered together.
+        for group in items.chunk_by(|a, b| a.task == b.task) {
+            let incoming = group.iter().map(|item| {
+                let options = item.options.as_ref();
+                let key = options.and_then(|o| o.idempotency_key.as_deref()).filter(|k| !k.is_empty());
+                let ttl = match options.and_then(|o| o.idempotency_key_ttl.as_deref()) {
+                    None => DEFAULT_TTL,
+                    Some(text) => wire_millis(text).unwrap_or_else(|| {
+                        unreadable += 1;
+                        DEFAULT_TTL
+                    }),
+                };
+                Incoming {
+                    key: key.map(KeyRef::from_wire),
+                    options: options.and_then(|o| o.idempotency_key_options.clone()),
+                    ttl,
+                    payload: item.payload.clone(),
+                }
+            });
+            let task = group.first().map_or("", |item| item.task.as_str());
+            handles.extend(self.run_items(task, group.len(), incoming));
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                items = unreadable,
+                default = %Ttl::DEFAULT,
+                "unreadable idempotency key ttl; the server's default applies"
+            );
+        }
+        Ok(handles)
     }
 
-    /// Every run so far, in the order they were created.
+    fn run_items<'a>(&self, task: &str, len: usize, items: impl Iterator<Item = Incoming<'a>>) -> Vec<RunHandle> {
+        let now = millis((self.clock)());
+        let mut state = self.state.lock();
+        state.dedup.prune(now);
+        state.dedup.reserve(len);
+        let task = state.tasks.id(task);
+        let mut handles = Vec::with_capacity(len);
+        for item in items {
+            handles.push(state.trigger(task, item, now));
+        }
+        state.trim();
+        handles
+    }
+
+    /// How many runs the engine has created.
+    pub fn run_count(&self) -> u64 {
+        let state = self.state.lock();
+        state.next - 1
+    }
+
+    /// The run `id`, copied out, if its record is retained.
+    pub fn run(&self, id: RunId) -> Option<RunRecord> {
+        let state = self.state.lock();
+        state.view(id).map(|view| view.to_record())
+    }
+
+    /// Calls `f` with every retained run, oldest first, in place under the engine's
+    /// lock: reading a million runs copies nothing. `f` must not call back into the
+    /// engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// let mut batch = sdk.batch("child-task", 3);
+    /// for i in 0..3 {
+    ///     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
+    /// }
+    /// let engine = LocalEngine::new();
+    /// engine.trigger_owned(batch.build()?)?;
+    /// let mut with_key = 0;
+    /// engine.for_each_run(|run| with_key += usize::from(run.idempotency_key_scope().is_some()));
+    /// assert_eq!(with_key, 3);
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn for_each_run(&self, mut f: impl FnMut(RunView<'_>)) {
+        let state = self.state.lock();
+        for (offset, run) in state.runs.iter().enumerate() {
+            f(RunView { id: RunId::new(state.first + offset as u64), task: state.tasks.name(run.task), run });
+        }
+    }
+
+    /// Every retained run, copied out, oldest first. Convenient for tests and small
+    /// engines; for many runs, [`for_each_run`](Self::for_each_run) copies nothing.
     pub fn runs(&self) -> Vec<RunRecord> {
-        self.state.lock().runs.clone()
+        let mut records = Vec::new();
+        self.for_each_run(|run| records.push(run.to_record()));
+        records
+    }
+
+    /// Sets the status of run `id`. A status that ends a run in failure, or expiry,
+    /// releases its key as the reference server does: the next trigger with that key
+    /// makes a new run. Any status may follow any other.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] when the engine has no record of `id` (never created, or
+    /// dropped by [`with_max_runs`](Self::with_max_runs)).
+    pub fn set_status(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
+        let mut state = self.state.lock();
+        let State { runs, first, dedup, .. } = &mut *state;
+        let run = id.get().checked_sub(*first).and_then(|at| runs.get_mut(usize::try_from(at).ok()?));
+        let run = run.ok_or(Error::UnknownRun { id })?;
+        run.status = status;
+        if status.releases_key()
+            && let Some(key) = &run.key
+        {
+            dedup.release(run.task, key.as_key_ref(), id);
+        }
+        Ok(())
     }
 
     /// Forgets the cached run of `task` for a key, so that the next trigger with it
@@ -144,55 +323,78 @@ impl LocalEngine {
     /// # Errors
     ///
     /// [`Error::ScopeNeedsRun`] when a raw key's scope needs a run context that was not
-    /// given.
+    /// given (unless the key is one 64-character string, which is then tried as it is).
     pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
-        let digest = match target {
-            ResetTarget::Key(key) => key.digest(),
-            ResetTarget::Digest(digest) => digest,
-            ResetTarget::Raw { parts, scope, run } => {
-                if run.is_none() && scope != Scope::Global {
-                    return Err(Error::ScopeNeedsRun { scope });
-                }
-                IdempotencyKey::derive(parts, scope, run).digest()
-            }
+        // A 64-character string may be a digest already: tried as it is first.
+        let verbatim = match target {
+            ResetTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
+            _ => None,
         };
-        let removed = self.state.lock().cached.remove(&(task.to_owned(), digest.to_string()));
-        Ok(removed.is_some())
+        let derived = match target {
+            ResetTarget::Key(key) => Some(key.digest()),
+            ResetTarget::Digest(digest) => Some(digest),
+            ResetTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
+                Some(_) => None,
+                None => return Err(Error::ScopeNeedsRun { scope }),
+            },
+            ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
+        };
+        let now = millis((self.clock)());
+        let mut state = self.state.lock();
+        let Some(task) = state.tasks.find(task) else { return Ok(false) };
+        if let Some(verbatim) = verbatim
+            && state.dedup.reset(task, KeyRef::from_wire(verbatim), now)
+        {
+            return Ok(true);
+        }
+        Ok(derived.is_some_and(|digest| state.dedup.reset(task, KeyRef::Digest(digest), now)))
     }
 }
 
+fn incoming<'a>(key: Option<&IdempotencyKey>, ttl: Option<Ttl>, payload: Option<Box<RawValue>>) -> Incoming<'a> {
+    Incoming {
+        key: key.map(|key| KeyRef::Digest(key.digest())),
+        options: key.and_then(|key| key.options().cloned()),
+        ttl: ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration())),
+        payload,
+    }
+}
+
+fn millis(duration: Duration) -> Millis {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl State {
-    fn trigger(&mut self, item: &WireItem, now: Duration) -> RunHandle {
-        let options = item.options.as_ref();
-        let key = options.and_then(|o| o.idempotency_key.as_deref()).filter(|k| !k.is_empty());
-        // Built once: looked up now, and inserted below if a new run is made.
-        let slot = key.map(|key| (item.task.clone(), key.to_owned()));
-        if let Some(&(run, expires)) = slot.as_ref().and_then(|slot| self.cached.get(slot))
-            && now < expires
-            && let Some(record) = self.runs.get(run)
+    fn trigger(&mut self, task: u32, item: Incoming<'_>, now: Millis) -> RunHandle {
+        let id = RunId::new(self.next);
+        if let Some(key) = item.key
+            && let Claim::Cached(cached) = self.dedup.claim(task, key, now, item.ttl, id)
         {
-            return RunHandle { id: record.id.clone(), cached: true };
+            return RunHandle { id: cached, cached: true };
         }
-        let known = options.and_then(|o| o.idempotency_key_options.as_ref());
-        let record = RunRecord {
-            id: format!("run_{:08}", self.runs.len() + 1),
-            task: item.task.clone(),
-            idempotency_key: known.map(|o| o.key()).or(key).map(str::to_owned),
-            idempotency_key_scope: known.map(|o| o.scope()),
-            payload: item.payload.clone(),
-        };
-        let id = record.id.clone();
-        self.runs.push(record);
-        if let Some(slot) = slot {
-            let ttl = options.and_then(|o| o.idempotency_key_ttl.as_deref()).map_or(Ok(Ttl::DEFAULT), str::parse);
-            let ttl = ttl.unwrap_or_else(|err| {
-                // The reference schema accepts any string here; the engine says what it did.
-                tracing::warn!(index = item.index, error = %err, default = %Ttl::DEFAULT, "unreadable idempotency key ttl; using the default");
-                Ttl::DEFAULT
-            });
-            self.cached.insert(slot, (self.runs.len() - 1, now.saturating_add(ttl.duration())));
-        }
+        self.runs.push_back(Run {
+            task,
+            status: RunStatus::Pending,
+            key: item.key.map(KeyRef::to_stored),
+            options: item.options,
+            payload: item.payload,
+        });
+        self.next += 1;
         RunHandle { id, cached: false }
+    }
+
+    /// Drops the oldest records past the cap.
+    fn trim(&mut self) {
+        let Some(max) = self.max_runs else { return };
+        let excess = self.runs.len().saturating_sub(max.get());
+        self.runs.drain(..excess);
+        self.first += excess as u64;
+    }
+
+    fn view(&self, id: RunId) -> Option<RunView<'_>> {
+        let at = usize::try_from(id.get().checked_sub(self.first)?).ok()?;
+        let run = self.runs.get(at)?;
+        Some(RunView { id, task: self.tasks.name(run.task), run })
     }
 }
 
@@ -206,8 +408,9 @@ impl fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.lock();
         f.debug_struct("LocalEngine")
-            .field("runs", &state.runs.len())
-            .field("cached", &state.cached.len())
+            .field("runs", &(state.next - 1))
+            .field("retained", &state.runs.len())
+            .field("keys", &state.dedup.len())
             .finish_non_exhaustive()
     }
 }

@@ -75,6 +75,12 @@ pub enum Error {
         /// What was expected.
         message: String,
     },
+    /// The engine has no record of a run.
+    #[error("unknown run {id}: the engine never created it, or no longer keeps its record")]
+    UnknownRun {
+        /// The run asked for.
+        id: crate::run::RunId,
+    },
     /// Writing the batch request failed.
     #[error("cannot write the batch request: {0}")]
     Io(#[from] std::io::Error),

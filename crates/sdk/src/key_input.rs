@@ -107,7 +107,7 @@ fn not_hex(raw: &str) -> String {
 }
 
 /// The reference SDK tests `key.length === 64`, a length in UTF-16 code units.
-fn is_digest_length(raw: &str) -> bool {
+pub(crate) fn is_digest_length(raw: &str) -> bool {
     raw.len() >= 64 && raw.len() <= 64 * 3 && raw.encode_utf16().count() == 64
 }
 

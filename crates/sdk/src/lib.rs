@@ -16,7 +16,7 @@
 //! | keys: derive, create (and register), resolve raw input | [`IdempotencyKey`], [`Sdk`], [`KeyInput`] |
 //! | batches: items, TTLs, the report, what a loss does | [`BatchBuilder`], [`ItemOptions`], [`Ttl`], [`BatchReport`], [`LossPolicy`] |
 //! | the wire format, NDJSON | [`WireItem`], [`WireOptions`] |
-//! | running batches in-process | [`LocalEngine`] |
+//! | running batches in-process | [`LocalEngine`], [`RunId`], [`RunStatus`], [`RunView`] |
 //!
 //! The crate has no cargo features. Its `tracing` events (a batch that lost options, an
 //! unreadable TTL) come from `idempotency_sdk::batch` and `idempotency_sdk::engine`.
@@ -48,22 +48,25 @@
 
 mod batch;
 mod context;
+mod dedup;
 mod engine;
 mod error;
 mod key;
 mod key_input;
 mod message;
+mod run;
 mod sdk;
 mod ttl;
 mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
-pub use engine::{LocalEngine, ResetTarget, RunHandle, RunRecord};
+pub use engine::{LocalEngine, ResetTarget};
 pub use error::Error;
 pub use idempotency_catalog::{Catalog, Digest, KeyOptions, Scope};
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
+pub use run::{RunHandle, RunId, RunRecord, RunStatus, RunView};
 pub use sdk::Sdk;
 pub use ttl::Ttl;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};

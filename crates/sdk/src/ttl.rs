@@ -7,6 +7,11 @@ use crate::error::{Error, shown};
 /// How long an idempotency key deduplicates: a whole number of seconds, minutes, hours
 /// or days, written as on the wire (`"60s"`, `"5m"`, `"2h"`, `"7d"`).
 ///
+/// Stricter than the server on purpose: a TTL of zero (`"0s"`, which the server
+/// accepts and which expires the key at once) is refused here, since a key that
+/// deduplicates nothing is almost always a mistake in code. [`LocalEngine`](crate::LocalEngine)
+/// reads wire items with the server's grammar, `"0s"` included.
+///
 /// # Examples
 ///
 /// ```
@@ -92,6 +97,21 @@ impl FromStr for Ttl {
     }
 }
 
+/// A TTL as the server reads it: `^(\d+)([smhd])$`, any number, zero included (a key
+/// that expires at once), in milliseconds, saturating. `None` for any other form, for
+/// which the server uses its default.
+pub(crate) fn wire_millis(text: &str) -> Option<u64> {
+    let (digits, unit) = [Unit::Seconds, Unit::Minutes, Unit::Hours, Unit::Days]
+        .into_iter()
+        .find_map(|unit| Some((text.strip_suffix(unit.suffix())?, unit)))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // Too many digits for a u64 is still a valid form: it means "never, in practice".
+    let amount = digits.parse::<u64>().unwrap_or(u64::MAX);
+    Some(amount.saturating_mul(unit.seconds()).saturating_mul(1_000))
+}
+
 impl fmt::Display for Ttl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.amount, self.unit.suffix())
@@ -108,6 +128,25 @@ mod tests {
             let ttl: Ttl = text.parse().unwrap();
             assert_eq!(ttl.duration().as_secs(), secs, "{text}");
             assert_eq!(ttl.to_string().parse::<Ttl>().unwrap(), ttl);
+        }
+    }
+
+    #[test]
+    fn the_wire_grammar_is_the_servers() {
+        let cases: [(&str, Option<u64>); 10] = [
+            ("0s", Some(0)),
+            ("60s", Some(60_000)),
+            ("5m", Some(300_000)),
+            ("2h", Some(7_200_000)),
+            ("7d", Some(604_800_000)),
+            ("99999999999999999999999d", Some(u64::MAX)),
+            ("1h30m", None),
+            ("10", None),
+            (" 10s", None),
+            ("-1s", None),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(wire_millis(text), expected, "{text}");
         }
     }
 

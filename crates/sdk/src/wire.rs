@@ -2,7 +2,7 @@ use std::io::Write;
 
 use idempotency_catalog::KeyOptions;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::Error;
 
@@ -27,7 +27,7 @@ pub const MAX_KEY_LEN: usize = 2_048;
 /// assert!(err.to_string().starts_with("invalid batch item at index: "), "{err}");
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[non_exhaustive]
 pub struct WireItem {
@@ -35,9 +35,10 @@ pub struct WireItem {
     pub index: u64,
     /// The task to trigger.
     pub task: String,
-    /// The payload, if any.
+    /// The payload, if any, as JSON text: serialized once, when the item was made (as
+    /// the reference SDK does), and sent as it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub payload: Option<Value>,
+    pub payload: Option<Box<RawValue>>,
     /// The options, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub options: Option<WireOptions>,
@@ -58,8 +59,17 @@ pub struct WireOptions {
     pub idempotency_key_options: Option<KeyOptions>,
 }
 
+impl PartialEq for WireItem {
+    fn eq(&self, other: &Self) -> bool {
+        self.index == other.index
+            && self.task == other.task
+            && self.payload.as_deref().map(RawValue::get) == other.payload.as_deref().map(RawValue::get)
+            && self.options == other.options
+    }
+}
+
 impl WireItem {
-    pub(crate) fn new(index: usize, task: &str, payload: Option<Value>, options: Option<WireOptions>) -> Self {
+    pub(crate) fn new(index: usize, task: &str, payload: Option<Box<RawValue>>, options: Option<WireOptions>) -> Self {
         WireItem { index: index as u64, task: task.to_owned(), payload, options }
     }
 

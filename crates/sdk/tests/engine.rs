@@ -34,6 +34,10 @@ fn a_repeat_within_the_ttl_is_cached_and_after_it_is_new() {
     now.fetch_add(59, Ordering::Relaxed);
     let second = engine.trigger(&batch).unwrap().remove(0);
     assert!(second.cached && second.id == first.id);
+    // The server's rule: expired only when `expiresAt < now`, so at exactly the TTL
+    // the run is still the answer.
+    now.fetch_add(1, Ordering::Relaxed);
+    assert!(engine.trigger(&batch).unwrap()[0].cached);
     now.fetch_add(1, Ordering::Relaxed);
     let third = engine.trigger(&batch).unwrap().remove(0);
     assert!(!third.cached && third.id != first.id);
@@ -45,7 +49,7 @@ fn the_default_ttl_is_thirty_days() {
     let (engine, now) = clocked();
     let batch = one_item(&sdk, sdk.create_key("k", Scope::Global), None);
     engine.trigger(&batch).unwrap();
-    now.fetch_add(30 * 86_400 - 1, Ordering::Relaxed);
+    now.fetch_add(30 * 86_400, Ordering::Relaxed);
     assert!(engine.trigger(&batch).unwrap()[0].cached);
     now.fetch_add(1, Ordering::Relaxed);
     assert!(!engine.trigger(&batch).unwrap()[0].cached);

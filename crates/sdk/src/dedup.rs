@@ -1,0 +1,346 @@
+//! The engine's deduplication state: which run holds each (task, key) and until when.
+//!
+//! Laid out for millions of keys: a `hashbrown::HashTable` of 4-byte slot numbers
+//! (foldhash), the slots themselves in one vector (task id, key as 32 bytes, run id,
+//! expiry), and one first-in-first-out queue of slots per distinct TTL, from which
+//! expired entries are pruned: each entry is queued once and popped once, so pruning
+//! costs nothing per trigger beyond what expired.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::hash::BuildHasher;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use idempotency_catalog::Digest;
+
+use crate::run::RunId;
+
+/// An idempotency key as the engine keeps it: a digest as 32 bytes, and anything else
+/// sent as the key (the wire format allows any string) as it was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StoredKey {
+    Digest(Digest),
+    Raw(Box<str>),
+}
+
+/// A key being looked up, borrowed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum KeyRef<'a> {
+    Digest(Digest),
+    Raw(&'a str),
+}
+
+impl<'a> KeyRef<'a> {
+    /// The key of a wire item: 64 lowercase hex characters are a digest, and the same
+    /// string always gives the same key.
+    pub(crate) fn from_wire(key: &'a str) -> Self {
+        match key.parse::<Digest>() {
+            Ok(digest) => KeyRef::Digest(digest),
+            Err(_) => KeyRef::Raw(key),
+        }
+    }
+
+    pub(crate) fn to_stored(self) -> StoredKey {
+        match self {
+            KeyRef::Digest(digest) => StoredKey::Digest(digest),
+            KeyRef::Raw(raw) => StoredKey::Raw(raw.into()),
+        }
+    }
+}
+
+impl StoredKey {
+    pub(crate) fn as_key_ref(&self) -> KeyRef<'_> {
+        match self {
+            StoredKey::Digest(digest) => KeyRef::Digest(*digest),
+            StoredKey::Raw(raw) => KeyRef::Raw(raw),
+        }
+    }
+
+    /// The key as it was sent.
+    pub(crate) fn text(&self) -> Cow<'_, str> {
+        match self {
+            StoredKey::Digest(digest) => Cow::Owned(digest.to_hex_string()),
+            StoredKey::Raw(raw) => Cow::Borrowed(raw),
+        }
+    }
+}
+
+/// Milliseconds since the engine clock's origin.
+pub(crate) type Millis = u64;
+
+#[derive(Debug)]
+struct Slot {
+    task: u32,
+    key: StoredKey,
+    run: RunId,
+    /// The entry is expired once this is before now (the server's `expiresAt < now`).
+    expires_at: Millis,
+}
+
+/// What a trigger found for its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// A live entry: this run is the answer.
+    Cached(RunId),
+    /// None: the new run now holds the key.
+    Claimed,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Dedup {
+    table: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    /// Per TTL, the slots in the order their entries were made, with the run that made
+    /// each: a slot reused or renewed since is recognised by its run and skipped.
+    queues: Vec<(Millis, VecDeque<(u32, RunId)>)>,
+    live: usize,
+}
+
+impl Dedup {
+    /// Entries held (expired ones not yet pruned included).
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// Room for `additional` more entries without growing.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        self.table.reserve(additional, |&slot| rehash(hasher, slots, slot));
+        self.slots.reserve(additional.saturating_sub(self.free.len()));
+    }
+
+    /// The live, unexpired run of `(task, key)`, or, when there is none, records that
+    /// `run` holds it for `ttl` from `now` (a TTL of zero records nothing: the key
+    /// expires at once).
+    pub(crate) fn claim(&mut self, task: u32, key: KeyRef<'_>, now: Millis, ttl: Millis, run: RunId) -> Claim {
+        let hash = hash(&self.hasher, task, key);
+        let slots = &self.slots;
+        let hasher = &self.hasher;
+        let found =
+            self.table.entry(hash, |&slot| matches(slots, slot, task, key), |&slot| rehash(hasher, slots, slot));
+        let expires_at = now.saturating_add(ttl);
+        match found {
+            Entry::Occupied(entry) => {
+                let at = *entry.get();
+                let Some(held) = self.slots.get_mut(at as usize).and_then(Option::as_mut) else {
+                    return Claim::Claimed;
+                };
+                if held.expires_at >= now {
+                    return Claim::Cached(held.run);
+                }
+                if ttl == 0 {
+                    // Expired, and the new run does not hold the key either.
+                    entry.remove();
+                    self.vacate(at);
+                    return Claim::Claimed;
+                }
+                held.run = run;
+                held.expires_at = expires_at;
+                self.enqueue(ttl, at, run);
+                Claim::Claimed
+            }
+            Entry::Vacant(_) if ttl == 0 => Claim::Claimed,
+            Entry::Vacant(vacant) => {
+                let slot = Slot { task, key: key.to_stored(), run, expires_at };
+                let at = match self.free.pop() {
+                    Some(at) => {
+                        if let Some(free) = self.slots.get_mut(at as usize) {
+                            *free = Some(slot);
+                        }
+                        at
+                    }
+                    None => {
+                        // Slot numbers are 32 bits: past four billion live keys the
+                        // entry is not kept, which only means a repeat makes a new run.
+                        let Ok(at) = u32::try_from(self.slots.len()) else { return Claim::Claimed };
+                        self.slots.push(Some(slot));
+                        at
+                    }
+                };
+                vacant.insert(at);
+                self.live += 1;
+                self.enqueue(ttl, at, run);
+                Claim::Claimed
+            }
+        }
+    }
+
+    /// Forgets the entry of `(task, key)` if `run` holds it (a run that ended in a way
+    /// that releases its key); whether it did.
+    pub(crate) fn release(&mut self, task: u32, key: KeyRef<'_>, run: RunId) -> bool {
+        self.remove_if(task, key, |slot| slot.run == run)
+    }
+
+    /// Forgets the entry of `(task, key)`; whether there was one that had not expired.
+    pub(crate) fn reset(&mut self, task: u32, key: KeyRef<'_>, now: Millis) -> bool {
+        let mut unexpired = false;
+        self.remove_if(task, key, |slot| {
+            unexpired = slot.expires_at >= now;
+            true
+        }) && unexpired
+    }
+
+    fn remove_if(&mut self, task: u32, key: KeyRef<'_>, keep_if: impl FnOnce(&Slot) -> bool) -> bool {
+        let hash = hash(&self.hasher, task, key);
+        let slots = &self.slots;
+        let Ok(entry) = self.table.find_entry(hash, |&slot| matches(slots, slot, task, key)) else { return false };
+        let at = *entry.get();
+        match self.slots.get(at as usize).and_then(Option::as_ref) {
+            Some(slot) if keep_if(slot) => {
+                entry.remove();
+                self.vacate(at);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Drops every entry that expired before `now`, oldest first in each TTL's queue.
+    pub(crate) fn prune(&mut self, now: Millis) {
+        for q in 0..self.queues.len() {
+            while let Some(&(at, run)) = self.queues.get(q).and_then(|(_, queue)| queue.front()) {
+                match self.slots.get(at as usize).and_then(Option::as_ref) {
+                    // Reused or renewed since it was queued: its newer entry is queued too.
+                    Some(slot) if slot.run != run => {}
+                    Some(slot) if slot.expires_at < now => {
+                        let hash = hash(&self.hasher, slot.task, slot.key.as_key_ref());
+                        if let Ok(entry) = self.table.find_entry(hash, |&other| other == at) {
+                            entry.remove();
+                        }
+                        self.vacate(at);
+                    }
+                    // The oldest entry of this TTL is live: so are the rest.
+                    Some(_) => break,
+                    None => {}
+                }
+                if let Some((_, queue)) = self.queues.get_mut(q) {
+                    queue.pop_front();
+                }
+            }
+        }
+    }
+
+    fn vacate(&mut self, at: u32) {
+        if let Some(slot) = self.slots.get_mut(at as usize) {
+            *slot = None;
+            self.free.push(at);
+            self.live -= 1;
+        }
+    }
+
+    fn enqueue(&mut self, ttl: Millis, at: u32, run: RunId) {
+        // A process uses a handful of TTLs, usually the same one for a whole batch.
+        let queue = match self.queues.iter().position(|(t, _)| *t == ttl) {
+            Some(q) => self.queues.get_mut(q),
+            None => {
+                self.queues.push((ttl, VecDeque::new()));
+                self.queues.last_mut()
+            }
+        };
+        if let Some((_, queue)) = queue {
+            queue.push_back((at, run));
+        }
+    }
+}
+
+fn hash(hasher: &DefaultHashBuilder, task: u32, key: KeyRef<'_>) -> u64 {
+    match key {
+        KeyRef::Digest(digest) => hasher.hash_one((task, digest.as_bytes())),
+        KeyRef::Raw(raw) => hasher.hash_one((task, raw)),
+    }
+}
+
+fn matches(slots: &[Option<Slot>], at: u32, task: u32, key: KeyRef<'_>) -> bool {
+    slots
+        .get(at as usize)
+        .and_then(Option::as_ref)
+        .is_some_and(|slot| slot.task == task && slot.key.as_key_ref() == key)
+}
+
+/// The hash of the entry in `at`, as it was inserted; a table that grows moves entries
+/// by it.
+fn rehash(hasher: &DefaultHashBuilder, slots: &[Option<Slot>], at: u32) -> u64 {
+    slots.get(at as usize).and_then(Option::as_ref).map_or(0, |slot| hash(hasher, slot.task, slot.key.as_key_ref()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(i: u32) -> KeyRef<'static> {
+        let mut bytes = [0; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        KeyRef::Digest(Digest::from_bytes(bytes))
+    }
+
+    #[test]
+    fn expiry_is_strictly_after_the_ttl() {
+        let mut dedup = Dedup::default();
+        assert_eq!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1)), Claim::Claimed);
+        // At exactly the TTL the run is still the answer; a millisecond later it is not.
+        assert_eq!(dedup.claim(0, key(1), 61_000, 60_000, RunId::new(2)), Claim::Cached(RunId::new(1)));
+        assert_eq!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 61_002, 60_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
+    }
+
+    #[test]
+    fn a_zero_ttl_never_holds_the_key() {
+        let mut dedup = Dedup::default();
+        for run in 1..=3 {
+            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run)), Claim::Claimed);
+        }
+        assert_eq!(dedup.len(), 0);
+    }
+
+    #[test]
+    fn pruning_frees_exactly_the_expired_entries_and_slots_are_reused() {
+        let mut dedup = Dedup::default();
+        for i in 0..1_000 {
+            dedup.claim(0, key(i), 0, 1_000, RunId::new(u64::from(i)));
+        }
+        for i in 1_000..1_500 {
+            dedup.claim(0, key(i), 500, 1_000, RunId::new(u64::from(i)));
+        }
+        dedup.prune(1_001); // the first thousand expired at 1,000
+        assert_eq!(dedup.len(), 500);
+        assert!(
+            (1_000..1_500).all(|i| matches!(dedup.claim(0, key(i), 1_001, 1_000, RunId::new(0)), Claim::Cached(_)))
+        );
+        for i in 2_000..3_000 {
+            dedup.claim(0, key(i), 1_001, 1_000, RunId::new(u64::from(i)));
+        }
+        assert_eq!(dedup.slots.len(), 1_500, "freed slots were reused");
+    }
+
+    #[test]
+    fn a_renewed_entry_is_not_pruned_by_its_old_queue_place() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        // Expired at 1,001 and claimed again by run 2, until 2,001.
+        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2)), Claim::Claimed);
+        dedup.prune(1_500);
+        assert_eq!(dedup.claim(0, key(1), 1_500, 1_000, RunId::new(3)), Claim::Cached(RunId::new(2)));
+    }
+
+    #[test]
+    fn release_only_forgets_the_key_of_the_run_that_holds_it() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        assert!(!dedup.release(0, key(1), RunId::new(9)));
+        assert!(dedup.release(0, key(1), RunId::new(1)));
+        assert_eq!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2)), Claim::Claimed);
+    }
+
+    #[test]
+    fn tasks_and_raw_keys_are_separate_keys() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        assert_eq!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2)), Claim::Claimed);
+        dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(3));
+        assert_eq!(dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
+    }
+}
