@@ -24,7 +24,11 @@ use crate::error::{Error, shown};
 /// assert_eq!(err.to_string(), r#"invalid digest "5E78": expected 64 characters, found 4"#);
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
+// Aligned to 8: an enum that holds a digest beside a one-byte tag (a key that may be a
+// digest or text) then keeps it at offset 8 instead of 1, where copying it stalled on
+// store forwarding. A digest is 32 bytes either way.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(align(8))]
 pub struct Digest([u8; 32]);
 
 impl Digest {

@@ -232,6 +232,7 @@ impl Dedup {
         }
     }
 
+    #[inline]
     fn enqueue(&mut self, ttl: Millis, at: u32, run: RunId) {
         // A process uses a handful of TTLs, usually the same one for a whole batch.
         let queue = match self.queues.iter().position(|(t, _)| *t == ttl) {

@@ -238,6 +238,7 @@ impl LocalEngine {
         let mut state = self.state.lock();
         state.dedup.prune(now);
         state.dedup.reserve(len);
+        state.runs.reserve(len);
         let task = state.tasks.id(task);
         let mut handles = Vec::with_capacity(len);
         for item in items {
@@ -245,6 +246,18 @@ impl LocalEngine {
         }
         state.trim();
         handles
+    }
+
+    /// How many keys the engine holds for deduplication. Expired keys are dropped as
+    /// later triggers come, so this follows the keys still live, not the history.
+    pub fn key_count(&self) -> usize {
+        self.state.lock().dedup.len()
+    }
+
+    /// How many run records the engine keeps (all of them, unless
+    /// [`with_max_runs`](Self::with_max_runs) caps them).
+    pub fn runs_retained(&self) -> usize {
+        self.state.lock().runs.len()
     }
 
     /// How many runs the engine has created.

@@ -6,7 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use idempotency_catalog::UnboundedCatalog;
-use idempotency_sdk::{Error, ItemOptions, LocalEngine, ResetTarget, RunContext, Scope, Sdk, Ttl};
+use std::num::NonZeroUsize;
+
+use idempotency_sdk::{
+    Error, ItemOptions, LocalEngine, ResetTarget, RunContext, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
+};
 
 fn clocked() -> (LocalEngine, Arc<AtomicU64>) {
     let now = Arc::new(AtomicU64::new(1_000_000));
@@ -134,4 +138,121 @@ fn a_key_over_2048_characters_is_refused_naming_the_item() {
     let err = engine.trigger_items(&[item]).unwrap_err();
     assert!(matches!(err, Error::KeyTooLong { index: 3, len: 2_049 }));
     assert!(engine.runs().is_empty(), "nothing is triggered");
+}
+
+fn wire(task: &str, key: &str, ttl: Option<&str>) -> WireItem {
+    let mut options = serde_json::json!({ "idempotencyKey": key });
+    if let Some(ttl) = ttl {
+        options["idempotencyKeyTTL"] = ttl.into();
+    }
+    WireItem::from_json(&serde_json::json!({ "index": 0, "task": task, "options": options }).to_string()).unwrap()
+}
+
+#[test]
+fn on_the_wire_0s_expires_at_once_and_forms_outside_the_grammar_get_thirty_days() {
+    let (engine, now) = clocked();
+    // The server's grammar, ^(\d+)([smhd])$: "0s" is valid and keeps nothing.
+    let zero = wire("task", "zero", Some("0s"));
+    assert!(!engine.trigger_items(std::slice::from_ref(&zero)).unwrap()[0].cached);
+    assert!(!engine.trigger_items(std::slice::from_ref(&zero)).unwrap()[0].cached);
+    for (key, ttl) in [("a", "1h30m"), ("b", "10"), ("c", " 5s")] {
+        let item = wire("task", key, Some(ttl));
+        assert!(!engine.trigger_items(std::slice::from_ref(&item)).unwrap()[0].cached);
+    }
+    now.fetch_add(30 * 86_400, Ordering::Relaxed);
+    for key in ["a", "b", "c"] {
+        let item = wire("task", key, Some("1h30m"));
+        assert!(engine.trigger_items(std::slice::from_ref(&item)).unwrap()[0].cached, "{key} within 30 days");
+    }
+    now.fetch_add(1, Ordering::Relaxed);
+    let item = wire("task", "a", Some("1h30m"));
+    assert!(!engine.trigger_items(&[item]).unwrap()[0].cached);
+}
+
+#[test]
+fn reset_of_a_64_character_string_tries_it_as_it_is_then_derived_in_its_scope() {
+    let run = RunContext::new("run_abc123", 1);
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new())).with_run(run.clone());
+    let engine = LocalEngine::new();
+
+    // A digest string, with the scope it was created in: found as it is.
+    let created = sdk.create_key("k", Scope::Global);
+    let hex = created.to_string();
+    engine.trigger(&one_item(&sdk, &created, None)).unwrap();
+    let target = ResetTarget::Raw { parts: &[hex.as_str()], scope: Scope::Run, run: Some(&run) };
+    assert!(engine.reset_key("task", target).unwrap());
+    assert!(!engine.trigger(&one_item(&sdk, &created, None)).unwrap()[0].cached);
+
+    // 64 characters of key material: not found as it is, then found derived.
+    let material = "k".repeat(64);
+    let derived = sdk.create_key(material.as_str(), Scope::Global);
+    engine.trigger(&one_item(&sdk, &derived, None)).unwrap();
+    let target = ResetTarget::Raw { parts: &[material.as_str()], scope: Scope::Global, run: None };
+    assert!(engine.reset_key("task", target).unwrap());
+    assert!(!engine.trigger(&one_item(&sdk, &derived, None)).unwrap()[0].cached);
+
+    // Without the run a run-scoped key needs, a 64-character string is tried as it is,
+    // rather than refused.
+    let target = ResetTarget::Raw { parts: &[material.as_str()], scope: Scope::Run, run: None };
+    assert!(!engine.reset_key("task", target).unwrap());
+}
+
+#[test]
+fn a_run_that_fails_or_expires_releases_its_key_and_one_that_succeeds_or_is_cancelled_does_not() {
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+    let engine = LocalEngine::new();
+    let cases = [
+        (RunStatus::Pending, false),
+        (RunStatus::Executing, false),
+        (RunStatus::Succeeded, false),
+        (RunStatus::Cancelled, false),
+        (RunStatus::Failed, true),
+        (RunStatus::SystemFailure, true),
+        (RunStatus::Crashed, true),
+        (RunStatus::Interrupted, true),
+        (RunStatus::TimedOut, true),
+        (RunStatus::Expired, true),
+    ];
+    for (status, releases) in cases {
+        let batch = one_item(&sdk, sdk.create_key(status.as_str(), Scope::Global), None);
+        let first = engine.trigger(&batch).unwrap()[0];
+        engine.set_status(first.id, status).unwrap();
+        assert_eq!(engine.run(first.id).unwrap().status, status);
+        let again = engine.trigger(&batch).unwrap()[0];
+        assert_eq!(again.cached, !releases, "{status}");
+        assert_eq!(again.id == first.id, !releases, "{status}");
+    }
+    let err = engine.set_status(RunId::new(9_999), RunStatus::Failed).unwrap_err();
+    assert!(matches!(err, Error::UnknownRun { id } if id == RunId::new(9_999)));
+    assert_eq!(err.to_string(), "unknown run run_00009999: the engine never created it, or no longer keeps its record");
+}
+
+#[test]
+fn expired_keys_are_pruned_as_later_triggers_come() {
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+    let (engine, now) = clocked();
+    let mut batch = sdk.batch("task", 3_000);
+    for i in 0..3_000 {
+        let key = idempotency_sdk::IdempotencyKey::derive(["k", &i.to_string()], Scope::Global, None);
+        batch.item(None, ItemOptions::new().key(key).ttl("1s".parse().unwrap()));
+    }
+    engine.trigger_owned(batch.build().unwrap()).unwrap();
+    assert_eq!(engine.key_count(), 3_000);
+    now.fetch_add(2, Ordering::Relaxed);
+    engine.trigger(&one_item(&sdk, sdk.create_key("later", Scope::Global), None)).unwrap();
+    assert_eq!(engine.key_count(), 1, "the 3,000 expired keys were dropped");
+}
+
+#[test]
+fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_keys() {
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+    let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(3).unwrap());
+    let batches: Vec<_> = (0..5).map(|i| one_item(&sdk, sdk.create_key(i.to_string(), Scope::Global), None)).collect();
+    let ids: Vec<RunId> = batches.iter().map(|b| engine.trigger(b).unwrap()[0].id).collect();
+    assert_eq!(engine.run_count(), 5);
+    let kept: Vec<RunId> = engine.runs().iter().map(|r| r.id).collect();
+    assert_eq!(kept, ids[2..]);
+    assert!(engine.run(ids[0]).is_none());
+    let again = engine.trigger(&batches[0]).unwrap()[0];
+    assert!(again.cached && again.id == ids[0]);
 }
