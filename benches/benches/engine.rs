@@ -6,14 +6,17 @@
 //! return a handle. `trigger/raw_hashbrown` inserts the same N (task id, digest) pairs
 //! into a new `hashbrown::HashMap` (foldhash) with a run number, sized to N as the
 //! engine sizes its table: the floor of "remember which run holds each key". Both
-//! allocate inside the timed part, and drop outside it.
+//! allocate inside the timed part, and drop outside it. `trigger/raw_hashbrown_and_records`
+//! also pushes, per item, the least a run record can hold (task id, the key's options,
+//! no payload) into a vector sized to N: the floor of any engine that records a run
+//! per item.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest};
+use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, KeyOptions};
 use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
 use serde_json::json;
 
@@ -40,6 +43,7 @@ fn trigger(c: &mut Criterion) {
         let keys = &all[..n];
         let built = batch(&sdk, keys);
         let pairs: Vec<(u32, Digest)> = keys.iter().map(|key| (0, key.digest())).collect();
+        let options: Vec<KeyOptions> = keys.iter().filter_map(|key| key.options().cloned()).collect();
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(BenchmarkId::new("engine", n), |b| {
             b.iter_batched(
@@ -60,6 +64,21 @@ fn trigger(c: &mut Criterion) {
                         map.insert(*pair, run as u64);
                     }
                     map
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        group.bench_function(BenchmarkId::new("raw_hashbrown_and_records", n), |b| {
+            b.iter_batched(
+                || (),
+                |()| {
+                    let mut map = hashbrown::HashMap::<(u32, Digest), u64>::with_capacity(n);
+                    let mut records: Vec<(u32, Option<KeyOptions>)> = Vec::with_capacity(n);
+                    for (run, (pair, options)) in pairs.iter().zip(&options).enumerate() {
+                        map.insert(*pair, run as u64);
+                        records.push((pair.0, Some(options.clone())));
+                    }
+                    (map, records)
                 },
                 BatchSize::PerIteration,
             )
