@@ -29,11 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let state = after.saturating_sub(before).saturating_sub(handle_bytes);
     println!("| items | engine state, bytes | per item | handles returned, per item |");
     println!("|---:|---:|---:|---:|");
-    println!(
-        "| {items} | {state} | {:.1} | {} |",
-        state as f64 / items as f64,
-        std::mem::size_of::<RunHandle>()
-    );
+    println!("| {items} | {state} | {:.1} | {} |", state as f64 / items as f64, std::mem::size_of::<RunHandle>());
     assert_eq!((engine.run_count(), engine.key_count()), (items as u64, items));
     Ok(())
 }
