@@ -50,8 +50,9 @@ impl Error {
 }
 
 /// How an error message shows an offending input: quoted with escapes, and cut to its
-/// first 64 characters so that a hostile value cannot flood a log line.
-pub(crate) fn shown(value: &str) -> String {
+/// first 64 characters so that a hostile value cannot flood a log line. Shared with the
+/// SDK crate, so that both quote values the same way.
+pub fn shown(value: &str) -> String {
     match value.char_indices().nth(SHOWN_CHARS) {
         None => format!("{value:?}"),
         Some((cut, _)) => {

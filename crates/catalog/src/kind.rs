@@ -30,6 +30,7 @@ pub(crate) const DEFAULT_CEILING: NonZeroUsize =
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum CatalogKind {
     /// [`LruCatalog`](crate::LruCatalog): fixed capacity, least recently used entry
     /// evicted.

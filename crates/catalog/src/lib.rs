@@ -75,3 +75,9 @@ pub use lru::LruCatalog;
 pub use scope::Scope;
 pub use telemetry::{EvictionListener, RemovalCause, Stats};
 pub use unbounded::UnboundedCatalog;
+
+/// Not public API: what the SDK crate shares with this one.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::error::shown;
+}

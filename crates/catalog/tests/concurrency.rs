@@ -59,6 +59,7 @@ fn counters_add_up_under_contention_for_every_kind() {
             // All four batches fit while their reservations are live.
             CatalogKind::BatchScaled | CatalogKind::Unbounded => assert_eq!(lost, 0, "{kind}"),
             CatalogKind::Lru => assert!(lost > 0),
+            other => panic!("a kind this test does not know: {other}"),
         }
         match kind {
             // Each batch's keys were released when it ended.
@@ -67,6 +68,7 @@ fn counters_add_up_under_contention_for_every_kind() {
                 assert_eq!((stats.len, stats.capacity, stats.evicted), (1_000, Some(1_000), 0), "{kind}");
             }
             CatalogKind::Lru => assert_eq!((stats.len, stats.capacity), (1_000, Some(1_000)), "{kind}"),
+            other => panic!("a kind this test does not know: {other}"),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::wire::{WireItem, WireOptions, write_ndjson};
 /// What a batch does when items end up without their key options (a bare digest the
 /// catalog no longer knew).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum LossPolicy {
     /// Build the batch and say nothing (the report still counts the loss).
     Ignore,
@@ -52,12 +53,14 @@ impl ItemOptions {
     }
 
     /// Sets the key: an [`IdempotencyKey`], a raw string or a list (see [`KeyInput`]).
+    #[must_use]
     pub fn key(mut self, key: impl Into<KeyInput>) -> Self {
         self.key = Some(key.into());
         self
     }
 
     /// Sets how long the key deduplicates; the server's default is [`Ttl::DEFAULT`].
+    #[must_use]
     pub fn ttl(mut self, ttl: Ttl) -> Self {
         self.ttl = Some(ttl);
         self
@@ -260,7 +263,7 @@ impl<'a> BatchBuilder<'a> {
                         lost: report.without_options,
                         items: report.items,
                         kind: report.catalog_kind,
-                        capacity: report.catalog_capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string()),
+                        capacity: report.catalog_capacity,
                         remedy: remedy(report.catalog_kind),
                     });
                 }

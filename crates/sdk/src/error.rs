@@ -47,7 +47,8 @@ pub enum Error {
     },
     /// Items lost their key options, under [`LossPolicy::Fail`](crate::LossPolicy::Fail).
     #[error(
-        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {capacity}); nothing was sent; {remedy}"
+        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {}); nothing was sent; {remedy}",
+        capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string())
     )]
     OptionsLost {
         /// Items without options.
@@ -56,8 +57,8 @@ pub enum Error {
         items: usize,
         /// The catalog's kind.
         kind: idempotency_catalog::CatalogKind,
-        /// The catalog's capacity, or `unbounded`.
-        capacity: String,
+        /// The catalog's capacity; `None` when unbounded.
+        capacity: Option<usize>,
         /// What to change.
         remedy: &'static str,
     },
@@ -86,14 +87,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-/// How an error message shows an offending input: quoted with escapes, and cut to its
-/// first 64 characters.
-pub(crate) fn shown(value: &str) -> String {
-    match value.char_indices().nth(64) {
-        None => format!("{value:?}"),
-        Some((cut, _)) => format!("{:?}… ({} characters)", &value[..cut], value.chars().count()),
-    }
-}
+pub(crate) use idempotency_catalog::__private::shown;
 
 #[cfg(test)]
 mod tests {

@@ -69,6 +69,9 @@ impl<T: KeyParts + ?Sized> KeyParts for &T {
 /// catalog to find them. A key resolved from a bare digest string has options only if
 /// the catalog still knew them.
 ///
+/// Two keys are equal when their digests are: the same key with and without known
+/// options is the same key (equality and hashing look at the digest alone).
+///
 /// # Examples
 ///
 /// ```
@@ -79,8 +82,10 @@ impl<T: KeyParts + ?Sized> KeyParts for &T {
 /// // SHA-256 of "a-b-run_abc123", as the reference SDK computes it.
 /// assert!(key.digest().to_string().starts_with("db6543a7"));
 /// assert_eq!(key.options().map(|o| (o.key(), o.scope())), Some(("a-b", Scope::Run)));
+/// let bare = IdempotencyKey::from_digest(key.digest(), None);
+/// assert_eq!(bare, key); // the same key, options known or not
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 pub struct IdempotencyKey {
     digest: Digest,
     options: Option<KeyOptions>,
@@ -145,6 +150,20 @@ impl IdempotencyKey {
     /// The original key and scope, when known.
     pub fn options(&self) -> Option<&KeyOptions> {
         self.options.as_ref()
+    }
+}
+
+impl PartialEq for IdempotencyKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.digest == other.digest
+    }
+}
+
+impl Eq for IdempotencyKey {}
+
+impl std::hash::Hash for IdempotencyKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.digest.hash(state);
     }
 }
 

@@ -27,6 +27,7 @@ use crate::key::IdempotencyKey;
 /// # let _ = (typed, raw);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum KeyInput {
     /// A key made by this SDK; it carries its own options.
     Key(IdempotencyKey),

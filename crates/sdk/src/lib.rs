@@ -63,7 +63,9 @@ pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
 pub use engine::{LocalEngine, ResetTarget};
 pub use error::Error;
-pub use idempotency_catalog::{Catalog, Digest, KeyOptions, Scope};
+/// The catalog crate, re-exported so that one dependency is enough.
+pub use idempotency_catalog as catalog;
+pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope};
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
 pub use run::{RunHandle, RunId, RunRecord, RunStatus, RunView};

@@ -94,6 +94,7 @@ impl Sdk {
     }
 
     /// The same SDK with another [`LossPolicy`].
+    #[must_use]
     pub fn with_loss_policy(mut self, policy: LossPolicy) -> Self {
         self.loss_policy = policy;
         self
