@@ -1,4 +1,5 @@
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::io::Write;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
@@ -89,27 +90,33 @@ impl ItemOptions {
 /// assert_eq!(third.options().unwrap().key(), "item-2");
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
+///
+/// A builder owns what it needs (a handle to the SDK and its reservation), so it can
+/// be moved into a spawned task and held across an `.await`: it is `Send + Sync +
+/// 'static`. Building a very large batch is CPU work (hashing and registering keys);
+/// in an async service, add its items on a blocking thread (`spawn_blocking`) rather
+/// than on the runtime's workers.
 #[derive(Debug)]
-pub struct BatchBuilder<'a> {
-    sdk: &'a Sdk,
+pub struct BatchBuilder {
+    sdk: Sdk,
     task: String,
     batch_key: Option<KeyInput>,
     /// Items, their keys resolved as they were added.
     entries: Vec<Entry>,
     /// The first item whose key did not resolve; `build` reports it.
     failed: Option<Error>,
-    room: Reservation<'a>,
+    room: Reservation<'static>,
     /// The catalog's eviction count when the batch opened: keys created for it since
     /// then may have been evicted before `build` resolves them.
     evictions_at_open: u64,
 }
 
-impl<'a> BatchBuilder<'a> {
-    pub(crate) fn new(sdk: &'a Sdk, task: String, expected_items: usize) -> Self {
+impl BatchBuilder {
+    pub(crate) fn new(sdk: &Sdk, task: String, expected_items: usize) -> Self {
         let evictions_at_open = sdk.catalog().stats().evicted;
-        let room = sdk.catalog().reserve(expected_items);
+        let room = Reservation::shared(Arc::clone(sdk.catalog()), expected_items);
         BatchBuilder {
-            sdk,
+            sdk: sdk.clone(),
             task,
             batch_key: None,
             entries: Vec::with_capacity(expected_items),
@@ -121,11 +128,8 @@ impl<'a> BatchBuilder<'a> {
 
     /// Where this batch registers the keys it makes: the run's reservation inside a
     /// run (the keys outlive the batch), else the batch's own.
-    fn keys(&self) -> Keys<'a> {
-        match self.sdk.run() {
-            Some(_) => self.sdk.keys(),
-            None => Keys::new(self.sdk.catalog().as_ref(), Some(self.room.id())),
-        }
+    fn keys(&self) -> Keys<'_> {
+        keys(&self.sdk, &self.room)
     }
 
     /// Gives the batch a key. Items without a key of their own (none, or an empty
@@ -218,7 +222,7 @@ impl<'a> BatchBuilder<'a> {
         if let Some(error) = self.failed.take() {
             return Err(error);
         }
-        let keys = self.keys();
+        let keys = keys(&self.sdk, &self.room);
         let run = self.sdk.run();
         if let Some(batch_key) = &self.batch_key {
             let head = flattened(batch_key);
@@ -270,6 +274,15 @@ impl<'a> BatchBuilder<'a> {
             }
         }
         Ok(Batch { task: self.task, entries: self.entries, report })
+    }
+}
+
+/// Where a batch registers the keys it makes: the run's reservation inside a run (the
+/// keys outlive the batch), else the batch's own.
+fn keys<'b>(sdk: &'b Sdk, room: &Reservation<'static>) -> Keys<'b> {
+    match sdk.run() {
+        Some(_) => sdk.keys(),
+        None => Keys::new(sdk.catalog().as_ref(), Some(room.id())),
     }
 }
 

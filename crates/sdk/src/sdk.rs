@@ -142,7 +142,7 @@ impl Sdk {
     /// catalog can hold them. Keys the batch itself makes (from raw strings, lists or
     /// the batch key) are held by the run, or outside a run by the batch until it is
     /// built.
-    pub fn batch(&self, task: impl Into<String>, expected_items: usize) -> BatchBuilder<'_> {
+    pub fn batch(&self, task: impl Into<String>, expected_items: usize) -> BatchBuilder {
         BatchBuilder::new(self, task.into(), expected_items)
     }
 }
