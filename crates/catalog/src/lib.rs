@@ -26,7 +26,11 @@
 //! `RUST_LOG=idempotency_catalog=warn`).
 //!
 //! Configure with [`CatalogBuilder`], or from the environment: [`ENV_KIND`],
-//! [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`]. The crate has no cargo features.
+//! [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`].
+//!
+//! The crate has no cargo features. `serde` is not optional: digests and key options
+//! exist to travel in the wire format, and [`Stats`] serializes for status endpoints;
+//! every user of the crate has `serde` in its tree already.
 //!
 //! # Examples
 //!

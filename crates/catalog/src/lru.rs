@@ -100,6 +100,16 @@ mod tests {
     }
 
     #[test]
+    fn stats_serialize_as_an_object_of_their_fields() {
+        let catalog = LruCatalog::with_capacity(1).unwrap();
+        catalog.register(digest(1), KeyOptions::new("a", Scope::Run));
+        catalog.register(digest(2), KeyOptions::new("b", Scope::Run));
+        let json = serde_json::to_value(catalog.stats()).unwrap();
+        assert_eq!((json["registered"].as_u64(), json["evicted"].as_u64()), (Some(2), Some(1)));
+        assert_eq!((json["capacity"].as_u64(), json["len"].as_u64()), (Some(1), Some(1)));
+    }
+
+    #[test]
     fn a_lookup_refreshes_recency() {
         let catalog = LruCatalog::with_capacity(2).unwrap();
         catalog.register(digest(1), KeyOptions::new("a", Scope::Run));

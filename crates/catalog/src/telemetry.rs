@@ -1,6 +1,8 @@
 //! What a catalog tells its users: counters, removal causes and the eviction listener
 //! hook. The `tracing` events and their rate limiting are in `events`.
 
+use serde::Serialize;
+
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
 
@@ -87,6 +89,9 @@ where
 /// A snapshot of a catalog's counters, taken under its lock so that they agree:
 /// `registered - evicted - released - removed - cleared == len`.
 ///
+/// Serializes as an object of its fields (`{"registered":2,…,"capacity":null,…}`), for
+/// a status endpoint or a log line.
+///
 /// # Examples
 ///
 /// ```
@@ -100,7 +105,7 @@ where
 /// assert_eq!(stats.registered - stats.evicted - stats.released - stats.removed - stats.cleared, stats.len as u64);
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Registrations of a digest that was not held.

@@ -1,6 +1,6 @@
 use std::hash::BuildHasher;
-use std::sync::Arc;
 use std::io::Write;
+use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 

@@ -1,6 +1,7 @@
 use std::fmt;
 
 use idempotency_catalog::{Digest, KeyOptions, Scope};
+use serde::{Deserialize, Serialize};
 
 use crate::context::RunContext;
 use crate::message::Message;
@@ -72,6 +73,12 @@ impl<T: KeyParts + ?Sized> KeyParts for &T {
 /// Two keys are equal when their digests are: the same key with and without known
 /// options is the same key (equality and hashing look at the digest alone).
 ///
+/// A key serializes with its options, so that it can travel through a payload or a
+/// queue without depending on a catalog to find them again:
+/// `{"digest":"<64 lowercase hex>","options":{"key":"item-42","scope":"global"}}`
+/// (`options` left out when unknown). Deserializing checks both: a digest that is not
+/// 64 lowercase hex characters, an unknown scope or an unknown field is an error.
+///
 /// # Examples
 ///
 /// ```
@@ -84,10 +91,18 @@ impl<T: KeyParts + ?Sized> KeyParts for &T {
 /// assert_eq!(key.options().map(|o| (o.key(), o.scope())), Some(("a-b", Scope::Run)));
 /// let bare = IdempotencyKey::from_digest(key.digest(), None);
 /// assert_eq!(bare, key); // the same key, options known or not
+///
+/// let json = serde_json::to_string(&key)?;
+/// assert!(json.ends_with(r#""options":{"key":"a-b","scope":"run"}}"#));
+/// let back: IdempotencyKey = serde_json::from_str(&json)?;
+/// assert_eq!(back.options(), key.options());
+/// # Ok::<(), serde_json::Error>(())
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct IdempotencyKey {
     digest: Digest,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     options: Option<KeyOptions>,
 }
 
@@ -188,6 +203,35 @@ mod tests {
 
     fn sha256_hex(s: &str) -> String {
         Digest::from_bytes(Sha256::digest(s.as_bytes()).into()).to_string()
+    }
+
+    #[test]
+    fn serde_round_trips_with_and_without_options_and_refuses_bad_input() {
+        let run = RunContext::new("r", 7);
+        for key in [
+            IdempotencyKey::derive(["order", "7"], Scope::Attempt, Some(&run)),
+            IdempotencyKey::derive(["x".repeat(100).as_str()], Scope::Global, None),
+            IdempotencyKey::from_digest(Digest::from_bytes([9; 32]), None),
+        ] {
+            let json = serde_json::to_string(&key).unwrap();
+            let back: IdempotencyKey = serde_json::from_str(&json).unwrap();
+            assert_eq!((back.digest(), back.options()), (key.digest(), key.options()), "{json}");
+        }
+        let bare = serde_json::to_string(&IdempotencyKey::from_digest(Digest::from_bytes([0; 32]), None)).unwrap();
+        assert_eq!(bare, format!(r#"{{"digest":"{}"}}"#, "0".repeat(64)));
+
+        let hex = "ab".repeat(32);
+        let bad = [
+            (format!(r#"{{"digest":"{}"}}"#, hex.to_uppercase()), "invalid digest"),
+            (r#"{"digest":"abc"}"#.to_owned(), "invalid digest"),
+            (format!(r#"{{"digest":"{hex}","options":{{"key":"k","scope":"forever"}}}}"#), "unknown variant `forever`"),
+            (format!(r#"{{"digest":"{hex}","extra":1}}"#), "unknown field `extra`"),
+            (r#"{"options":{"key":"k","scope":"run"}}"#.to_owned(), "missing field `digest`"),
+        ];
+        for (json, expected) in bad {
+            let err = serde_json::from_str::<IdempotencyKey>(&json).unwrap_err().to_string();
+            assert!(err.contains(expected), "{json}: {err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
 use crate::error::{Error, shown};
 
 /// How long an idempotency key deduplicates: a whole number of seconds, minutes, hours
@@ -23,6 +25,15 @@ use crate::error::{Error, shown};
 /// assert_eq!(ttl.to_string(), "7d");
 /// assert_eq!(Ttl::default().to_string(), "30d");
 /// assert!("1h30m".parse::<Ttl>().is_err());
+///
+/// // From and to `Duration`: whole seconds only, in the largest unit that is exact.
+/// assert_eq!(Ttl::try_from(Duration::from_secs(7_200))?.to_string(), "2h");
+/// assert!(Ttl::try_from(Duration::from_millis(1_500)).is_err());
+/// assert_eq!(Duration::from(ttl), Duration::from_secs(604_800));
+///
+/// // Serde uses the wire's string form.
+/// assert_eq!(serde_json::to_string(&ttl).unwrap(), r#""7d""#);
+/// assert!(serde_json::from_str::<Ttl>(r#""0s""#).is_err());
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -112,6 +123,48 @@ pub(crate) fn wire_millis(text: &str) -> Option<u64> {
     Some(amount.saturating_mul(unit.seconds()).saturating_mul(1_000))
 }
 
+impl From<Ttl> for Duration {
+    fn from(ttl: Ttl) -> Self {
+        ttl.duration()
+    }
+}
+
+impl TryFrom<Duration> for Ttl {
+    type Error = Error;
+
+    /// A whole number of seconds from 1, written in the largest unit that divides it
+    /// exactly (`7200s` becomes `2h`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidTtl`] for a duration below one second or with a fraction of a
+    /// second: the wire grammar cannot say it.
+    fn try_from(duration: Duration) -> Result<Self, Error> {
+        let seconds = duration.as_secs();
+        if seconds == 0 || duration.subsec_nanos() != 0 {
+            return Err(Error::InvalidTtl { value: shown(&format!("{duration:?}")) });
+        }
+        let unit = [Unit::Days, Unit::Hours, Unit::Minutes]
+            .into_iter()
+            .find(|unit| seconds.is_multiple_of(unit.seconds()))
+            .unwrap_or(Unit::Seconds);
+        Ok(Ttl { amount: seconds / unit.seconds(), unit })
+    }
+}
+
+impl Serialize for Ttl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ttl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for Ttl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{}", self.amount, self.unit.suffix())
@@ -128,6 +181,31 @@ mod tests {
             let ttl: Ttl = text.parse().unwrap();
             assert_eq!(ttl.duration().as_secs(), secs, "{text}");
             assert_eq!(ttl.to_string().parse::<Ttl>().unwrap(), ttl);
+        }
+    }
+
+    #[test]
+    fn durations_convert_exactly_or_are_refused() {
+        for (secs, text) in
+            [(1, "1s"), (59, "59s"), (60, "1m"), (90, "90s"), (3_600, "1h"), (86_400, "1d"), (90_000, "25h")]
+        {
+            let ttl = Ttl::try_from(Duration::from_secs(secs)).unwrap();
+            assert_eq!((ttl.to_string().as_str(), Duration::from(ttl)), (text, Duration::from_secs(secs)));
+        }
+        for bad in [Duration::ZERO, Duration::from_millis(999), Duration::from_millis(1_001)] {
+            let err = Ttl::try_from(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid ttl "), "{err}");
+        }
+    }
+
+    #[test]
+    fn serde_uses_the_wire_form_and_refuses_what_parsing_refuses() {
+        for text in ["60s", "5m", "2h", "7d"] {
+            let ttl: Ttl = serde_json::from_str(&format!("{text:?}")).unwrap();
+            assert_eq!(serde_json::to_string(&ttl).unwrap(), format!("{text:?}"));
+        }
+        for bad in [r#""0s""#, r#""1h30m""#, "60", "null"] {
+            assert!(serde_json::from_str::<Ttl>(bad).is_err(), "{bad}");
         }
     }
 
