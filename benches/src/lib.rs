@@ -1,1 +1,7 @@
 //! Benchmarks only: see `benches/`.
+
+/// The workspace README, compiled and run as a doctest so that its examples stay true.
+/// (Here, in the unpublished crate, since the README is outside the published ones.)
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct WorkspaceReadmeDoctests;

@@ -85,3 +85,8 @@ pub use unbounded::UnboundedCatalog;
 pub mod __private {
     pub use crate::error::shown;
 }
+
+/// The crate's README, compiled and run as a doctest so that its example stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -72,3 +72,8 @@ pub use run::{RunHandle, RunId, RunRecord, RunStatus, RunView};
 pub use sdk::Sdk;
 pub use ttl::Ttl;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};
+
+/// The crate's README, compiled and run as a doctest so that its example stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
