@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::kind::{DEFAULT_BASE, DEFAULT_CEILING};
-use crate::store::{Policy, Store, delegate_catalog};
+use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
 /// The default kind: a base capacity for free entries, plus what live runs and
@@ -76,7 +76,7 @@ impl BatchScaledCatalog {
                 format!("expected at least the capacity, {capacity}"),
             )
         })?;
-        Ok(Self::from_parts(base, max, None, false))
+        Ok(Self::from_parts(base, max, None, false, DEFAULT_NAME))
     }
 
     pub(crate) fn from_parts(
@@ -84,8 +84,9 @@ impl BatchScaledCatalog {
         max: NonZeroUsize,
         listener: Option<Arc<dyn EvictionListener>>,
         log_keys: bool,
+        name: &str,
     ) -> Self {
-        BatchScaledCatalog { store: Store::new(Policy::Scaled { base, max }, listener, log_keys) }
+        BatchScaledCatalog { store: Store::new(Policy::Scaled { base, max }, listener, log_keys, name) }
     }
 }
 
@@ -93,7 +94,7 @@ impl Default for BatchScaledCatalog {
     /// Base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000), ceiling
     /// [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY) (1,000,000).
     fn default() -> Self {
-        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, None, false)
+        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, None, false, DEFAULT_NAME)
     }
 }
 

@@ -28,9 +28,15 @@
 //! Configure with [`CatalogBuilder`], or from the environment: [`ENV_KIND`],
 //! [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`].
 //!
-//! The crate has no cargo features. `serde` is not optional: digests and key options
-//! exist to travel in the wire format, and [`Stats`] serializes for status endpoints;
-//! every user of the crate has `serde` in its tree already.
+//! # Features
+//!
+//! | feature | default | what it adds | cost |
+//! |---|---|---|---|
+//! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
+//!
+//! `serde` is not optional: digests and key options exist to travel in the wire format,
+//! and [`Stats`] serializes for status endpoints; every user of the crate has `serde` in
+//! its tree already.
 //!
 //! # Examples
 //!
@@ -62,6 +68,7 @@ mod global;
 mod key_options;
 mod kind;
 mod lru;
+mod meter;
 mod scope;
 mod store;
 mod telemetry;

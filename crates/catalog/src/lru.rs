@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use crate::error::Error;
 use crate::kind::DEFAULT_BASE;
-use crate::store::{Policy, Store, delegate_catalog};
+use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
 /// A catalog with a fixed capacity that evicts the least recently used entry when full:
@@ -53,15 +53,16 @@ impl LruCatalog {
     pub fn with_capacity(capacity: usize) -> Result<Self, Error> {
         let capacity = NonZeroUsize::new(capacity)
             .ok_or_else(|| Error::config("LruCatalog::with_capacity capacity", "0", "expected at least 1"))?;
-        Ok(Self::from_parts(capacity, None, false))
+        Ok(Self::from_parts(capacity, None, false, DEFAULT_NAME))
     }
 
     pub(crate) fn from_parts(
         capacity: NonZeroUsize,
         listener: Option<Arc<dyn EvictionListener>>,
         log_keys: bool,
+        name: &str,
     ) -> Self {
-        LruCatalog { store: Store::new(Policy::Fixed(capacity), listener, log_keys) }
+        LruCatalog { store: Store::new(Policy::Fixed(capacity), listener, log_keys, name) }
     }
 }
 
@@ -69,7 +70,7 @@ impl Default for LruCatalog {
     /// A catalog of [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000) entries, the
     /// reference SDK's figure.
     fn default() -> Self {
-        Self::from_parts(DEFAULT_BASE, None, false)
+        Self::from_parts(DEFAULT_BASE, None, false, DEFAULT_NAME)
     }
 }
 

@@ -21,6 +21,7 @@ use crate::digest::Digest;
 use crate::events::{self, EvictionLog, ListenerSlot, WarnContext};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
+use crate::meter::Meter;
 use crate::telemetry::{EvictionListener, RemovalCause, Stats};
 
 /// How the capacity moves.
@@ -60,6 +61,7 @@ pub(crate) struct Store {
     state: Mutex<State>,
     listener: ListenerSlot,
     log_keys: bool,
+    meter: Meter,
 }
 
 #[derive(Debug)]
@@ -191,6 +193,10 @@ impl State {
         room.saturating_sub(available)
     }
 
+    fn reserved(&self) -> usize {
+        self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.room))
+    }
+
     fn warn_context(&self, policy: Policy) -> WarnContext {
         WarnContext {
             kind: policy.kind(),
@@ -201,7 +207,10 @@ impl State {
 }
 
 impl Store {
-    pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
+    /// A store whose metrics carry the label `catalog="name"`.
+    pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool, name: &str) -> Self {
+        let meter = Meter::new(policy.kind(), name);
+        meter.publish(0, (policy != Policy::Unbounded).then_some(policy.free_capacity().get()), 0);
         Store {
             policy,
             state: Mutex::new(State {
@@ -213,7 +222,17 @@ impl Store {
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
+            meter,
         }
+    }
+
+    /// Sets the metrics gauges from `state` (nothing without the `metrics` feature).
+    #[inline]
+    fn publish(&self, state: &State) {
+        #[cfg(feature = "metrics")]
+        self.meter.publish(state.len(), state.capacity(self.policy), state.reserved());
+        #[cfg(not(feature = "metrics"))]
+        let _ = state;
     }
 
     pub(crate) fn kind(&self) -> CatalogKind {
@@ -236,14 +255,20 @@ impl Store {
         } else {
             state.counters.replaced += 1;
         }
+        self.meter.registered(u64::from(new));
+        self.meter.replaced(u64::from(!new));
+        self.publish(&state);
         let Some(evicted) = evicted else { return };
         state.counters.evicted += 1;
+        self.meter.evicted(1);
         let due = state.log.record(1);
         let ctx = state.warn_context(self.policy);
         drop(state);
 
         if self.listener.wants_entries() {
+            let before = self.listener.panics();
             self.listener.notify(ctx.kind, [&evicted], RemovalCause::Capacity);
+            self.meter.listener_panicked(self.listener.panics() - before);
         }
         if let Some(summary) = due {
             events::warn_capacity(ctx, summary, Some(&evicted), self.log_keys);
@@ -264,6 +289,8 @@ impl Store {
             Some(_) => counters.hits += 1,
             None => counters.misses += 1,
         }
+        self.meter.hit(u64::from(found.is_some()));
+        self.meter.missed(u64::from(found.is_none()));
         found
     }
 
@@ -272,6 +299,8 @@ impl Store {
         let State { free, holds, counters, .. } = &mut *state;
         let removed = free.pop(digest).or_else(|| holds.iter_mut().find_map(|hold| hold.entries.pop(digest)));
         counters.removed += u64::from(removed.is_some());
+        self.meter.removed(u64::from(removed.is_some()));
+        self.publish(&state);
         removed
     }
 
@@ -282,6 +311,8 @@ impl Store {
             state.holds.iter_mut().map(|hold| std::mem::replace(&mut hold.entries, LruCache::unbounded())).collect();
         let cleared = old_held.iter().fold(old_free.len(), |len, map| len + map.len());
         state.counters.cleared += cleared as u64;
+        self.meter.cleared(cleared as u64);
+        self.publish(&state);
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
@@ -315,7 +346,7 @@ impl Store {
         Stats {
             len: state.len(),
             capacity: state.capacity(self.policy),
-            reserved: state.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.room)),
+            reserved: state.reserved(),
             listener_panics: self.listener.panics(),
             ..state.counters
         }
@@ -327,6 +358,7 @@ impl Store {
         let id = ReservationId::new(state.next_id);
         state.next_id += 1;
         state.holds.push(Hold { id, room, entries: LruCache::unbounded() });
+        self.publish(&state);
         (id, shortfall)
     }
 
@@ -350,6 +382,8 @@ impl Store {
             released += u64::from(state.free.push(digest, options).is_some());
         }
         state.counters.released += released;
+        self.meter.released(released);
+        self.publish(&state);
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy);
         drop(state);
@@ -380,6 +414,9 @@ fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
     // costs nothing until it is used.
     if cap.get() <= PREALLOCATE_UP_TO { LruCache::new(cap) } else { LruCache::sparse(cap) }
 }
+
+/// The `catalog` label of a catalog built without a name.
+pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// About 1.2 MB of map at most, allocated when a catalog is built.
 const PREALLOCATE_UP_TO: usize = 65_536;

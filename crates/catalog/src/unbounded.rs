@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use crate::store::{Policy, Store, delegate_catalog};
+use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
 /// A catalog that never evicts: the reference SDK's behaviour since 4.5, where every
@@ -39,11 +39,11 @@ pub struct UnboundedCatalog {
 impl UnboundedCatalog {
     /// An empty catalog.
     pub fn new() -> Self {
-        Self::from_parts(None, false)
+        Self::from_parts(None, false, DEFAULT_NAME)
     }
 
-    pub(crate) fn from_parts(listener: Option<Arc<dyn EvictionListener>>, log_keys: bool) -> Self {
-        UnboundedCatalog { store: Store::new(Policy::Unbounded, listener, log_keys) }
+    pub(crate) fn from_parts(listener: Option<Arc<dyn EvictionListener>>, log_keys: bool, name: &str) -> Self {
+        UnboundedCatalog { store: Store::new(Policy::Unbounded, listener, log_keys, name) }
     }
 }
 

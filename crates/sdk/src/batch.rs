@@ -257,6 +257,7 @@ impl BatchBuilder {
         report.catalog_kind = catalog.kind();
         report.catalog_capacity = stats.capacity;
         report.shortfall = self.room.shortfall();
+        crate::meter::batch_built(report.items, report.without_options);
 
         if report.without_options > 0 {
             match self.sdk.loss_policy() {

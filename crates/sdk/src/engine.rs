@@ -245,6 +245,8 @@ impl LocalEngine {
             handles.push(state.trigger(task, item, now));
         }
         state.trim();
+        drop(state);
+        crate::meter::answered(&handles);
         handles
     }
 

@@ -18,8 +18,14 @@
 //! | the wire format, NDJSON | [`WireItem`], [`WireOptions`] |
 //! | running batches in-process | [`LocalEngine`], [`RunId`], [`RunStatus`], [`RunView`] |
 //!
-//! The crate has no cargo features. Its `tracing` events (a batch that lost options, an
-//! unreadable TTL) come from `idempotency_sdk::batch` and `idempotency_sdk::engine`.
+//! Its `tracing` events (a batch that lost options, unreadable TTLs) come from
+//! `idempotency_sdk::batch` and `idempotency_sdk::engine`.
+//!
+//! # Features
+//!
+//! | feature | default | what it adds | cost |
+//! |---|---|---|---|
+//! | `metrics` | no | counters on the [`metrics`](https://docs.rs/metrics) facade (batch items, items without options, cached answers) and the catalog's own metrics (`idempotency-catalog/metrics`); names in `docs/telemetry.md` | the `metrics` crate; an atomic add per batch and per trigger |
 //!
 //! # Examples
 //!
@@ -54,6 +60,7 @@ mod error;
 mod key;
 mod key_input;
 mod message;
+mod meter;
 mod run;
 mod sdk;
 mod ttl;
