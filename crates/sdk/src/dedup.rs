@@ -184,13 +184,13 @@ impl Dedup {
         }) && unexpired
     }
 
-    fn remove_if(&mut self, task: u32, key: KeyRef<'_>, keep_if: impl FnOnce(&Slot) -> bool) -> bool {
+    fn remove_if(&mut self, task: u32, key: KeyRef<'_>, when: impl FnOnce(&Slot) -> bool) -> bool {
         let hash = hash(&self.hasher, task, key);
         let slots = &self.slots;
         let Ok(entry) = self.table.find_entry(hash, |&slot| matches(slots, slot, task, key)) else { return false };
         let at = *entry.get();
         match self.slots.get(at as usize).and_then(Option::as_ref) {
-            Some(slot) if keep_if(slot) => {
+            Some(slot) if when(slot) => {
                 entry.remove();
                 self.vacate(at);
                 true
