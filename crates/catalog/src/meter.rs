@@ -114,15 +114,13 @@ counters! {
 impl Meter {
     /// Sets the gauges: entries held, the capacity (`+Inf` when unbounded) and the room
     /// live reservations asked for.
+    /// Only with the feature: the store computes the values only then.
+    #[cfg(feature = "metrics")]
     #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(crate) fn publish(&self, len: usize, capacity: Option<usize>, reserved: usize) {
-        #[cfg(feature = "metrics")]
-        {
-            self.handles.entries.set(len as f64);
-            self.handles.capacity.set(capacity.map_or(f64::INFINITY, |c| c as f64));
-            self.handles.reserved.set(reserved as f64);
-        }
+        self.handles.entries.set(len as f64);
+        self.handles.capacity.set(capacity.map_or(f64::INFINITY, |c| c as f64));
+        self.handles.reserved.set(reserved as f64);
     }
 }
 

@@ -174,16 +174,18 @@ impl State {
         match policy {
             Policy::Fixed(cap) => Some(cap.get()),
             Policy::Unbounded => None,
-            Policy::Scaled { base, max } => {
-                let held = self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.footprint()));
-                Some(base.get().saturating_add(held).min(max.get()))
-            }
+            Policy::Scaled { base, max } => Some(base.get().saturating_add(self.footprint()).min(max.get())),
         }
+    }
+
+    /// The room every live reservation takes: its room or its entries, whichever is more.
+    fn footprint(&self) -> usize {
+        self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.footprint()))
     }
 
     /// How many of `room` entries will not fit beside what every live reservation holds.
     fn shortfall(&self, policy: Policy, room: usize) -> usize {
-        let others = self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.footprint()));
+        let others = self.footprint();
         let available = match policy {
             Policy::Unbounded => return 0,
             // Every reservation fills the same fixed map.
@@ -209,9 +211,7 @@ impl State {
 impl Store {
     /// A store whose metrics carry the label `catalog="name"`.
     pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool, name: &str) -> Self {
-        let meter = Meter::new(policy.kind(), name);
-        meter.publish(0, (policy != Policy::Unbounded).then_some(policy.free_capacity().get()), 0);
-        Store {
+        let store = Store {
             policy,
             state: Mutex::new(State {
                 free: new_map(policy.free_capacity()),
@@ -222,8 +222,11 @@ impl Store {
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
-            meter,
-        }
+            meter: Meter::new(policy.kind(), name),
+        };
+        // The gauges start at the empty catalog's values, not at zero.
+        store.publish(&store.state.lock());
+        store
     }
 
     /// Sets the metrics gauges from `state` (nothing without the `metrics` feature).
