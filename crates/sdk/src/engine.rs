@@ -134,7 +134,8 @@ struct Incoming<'a> {
     payload: Option<Box<RawValue>>,
 }
 
-const DEFAULT_TTL: Millis = 30 * 86_400 * 1_000;
+/// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
+const DEFAULT_TTL: Millis = Ttl::DEFAULT.duration().as_secs() * 1_000;
 
 impl LocalEngine {
     /// An engine on the system clock.

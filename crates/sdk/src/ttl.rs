@@ -75,7 +75,7 @@ impl Ttl {
     pub const DEFAULT: Ttl = Ttl { amount: 30, unit: Unit::Days };
 
     /// The TTL as a duration.
-    pub fn duration(self) -> Duration {
+    pub const fn duration(self) -> Duration {
         Duration::from_secs(self.amount * self.unit.seconds())
     }
 }
