@@ -64,6 +64,8 @@ pub struct CatalogBuilder {
     listener: Option<Arc<dyn EvictionListener>>,
     log_keys: bool,
     name: Option<String>,
+    #[cfg(feature = "redis")]
+    redis: Option<crate::fleet::Redis>,
 }
 
 /// The variables as read, checked only when they decide a setting.
@@ -126,6 +128,27 @@ impl CatalogBuilder {
         self
     }
 
+    /// Puts the catalog in front of Redis (feature `redis`): [`build`](Self::build)
+    /// returns a [`RedisCatalog`](crate::RedisCatalog) whose local catalog follows the
+    /// other settings. What the local catalog drops for room is then counted as
+    /// released, not evicted: Redis keeps it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::{CatalogBuilder, RedisBuilder};
+    ///
+    /// let redis = RedisBuilder::from_env().build()?; // IDEMPOTENCY_REDIS_URL, …
+    /// let catalog = CatalogBuilder::from_env().redis(redis).build()?;
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
+        self.redis = Some(redis);
+        self
+    }
+
     /// Whether eviction warnings show the evicted entry's original key beside its
     /// digest. Off by default: keys often hold emails or order numbers.
     #[must_use]
@@ -169,16 +192,20 @@ impl CatalogBuilder {
         let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, ENV_CAPACITY);
         let (listener, log_keys) = (self.listener.clone(), self.log_keys);
         let name = self.name.as_deref().unwrap_or(DEFAULT_NAME);
-        Ok(match kind {
+        #[cfg(feature = "redis")]
+        let backed = self.redis.is_some();
+        #[cfg(not(feature = "redis"))]
+        let backed = false;
+        let local: Arc<dyn Catalog> = match kind {
             CatalogKind::Lru => {
                 code_only(self.max_capacity, MAX_CAPACITY)?;
                 let capacity = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
-                Arc::new(LruCatalog::from_parts(capacity, listener, log_keys, name))
+                Arc::new(LruCatalog::from_parts(capacity, listener, log_keys, name).backed(backed))
             }
             CatalogKind::Unbounded => {
                 code_only(self.capacity, CAPACITY)?;
                 code_only(self.max_capacity, MAX_CAPACITY)?;
-                Arc::new(UnboundedCatalog::from_parts(listener, log_keys, name))
+                Arc::new(UnboundedCatalog::from_parts(listener, log_keys, name).backed(backed))
             }
             CatalogKind::BatchScaled => {
                 let base = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
@@ -193,9 +220,14 @@ impl CatalogBuilder {
                     Some((max, _)) => max,
                     None => DEFAULT_CEILING.max(base),
                 };
-                Arc::new(BatchScaledCatalog::from_parts(base, max, listener, log_keys, name))
+                Arc::new(BatchScaledCatalog::from_parts(base, max, listener, log_keys, name).backed(backed))
             }
-        })
+        };
+        #[cfg(feature = "redis")]
+        if let Some(redis) = &self.redis {
+            return Ok(Arc::new(crate::fleet::RedisCatalog::new(local, redis)));
+        }
+        Ok(local)
     }
 }
 

@@ -55,11 +55,19 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// summary of any evictions not yet reported, as [`flush`](Self::flush) does.
     fn clear(&self);
 
-    /// Writes the summary of evictions not yet reported. Ending a reservation,
+    /// Writes what is pending: the summary of evictions not yet reported, and, for a
+    /// catalog on a shared store (`RedisCatalog`, feature
+    /// `redis`), the registrations not yet sent. Ending a reservation,
     /// [`clear`](Self::clear) and dropping the catalog do it too; a catalog that is
     /// never dropped, such as the process-global [`default_catalog`](crate::default_catalog),
     /// should be flushed before the process exits so that its last evictions reach the log.
-    fn flush(&self);
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`](crate::Error::Redis) when the shared store could not be written;
+    /// the registrations stay queued (up to a bound, see [`Stats::unshared`]) and are
+    /// sent again at the next flush. A catalog that lives in this process never fails.
+    fn flush(&self) -> Result<(), crate::Error>;
 
     /// How many entries are held.
     fn len(&self) -> usize;

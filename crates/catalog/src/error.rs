@@ -35,6 +35,17 @@ pub enum Error {
         /// What is accepted.
         reason: String,
     },
+    /// An operation on Redis failed (feature `redis`): it could not be reached within
+    /// the connect timeout, did not answer in time, or refused the command.
+    #[error("redis at {url}: cannot {operation}: {message}")]
+    Redis {
+        /// The server's URL, any password replaced by `***`.
+        url: String,
+        /// What was being done: `connect`, `claim keys`, …
+        operation: &'static str,
+        /// The server's or the connection's message.
+        message: String,
+    },
     /// The process-global default catalog was set after it had been used.
     #[error("the default catalog is already in use ({kind}); call `set_default_catalog` before the first use")]
     DefaultCatalogInUse {

@@ -62,6 +62,25 @@ impl ListenerSlot {
     }
 }
 
+impl ListenerSlot {
+    /// Calls the listener's `on_fault`, with the same panic rule as evictions.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn notify_fault(&self, fault: &crate::telemetry::Fault) {
+        let Some(listener) = self.listener.as_deref() else { return };
+        if self.disabled.load(Ordering::Relaxed) {
+            return;
+        }
+        let call = catch_unwind(AssertUnwindSafe(|| listener.on_fault(fault)));
+        if call.is_err() && !self.disabled.swap(true, Ordering::Relaxed) {
+            self.panics.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                store = %fault.store,
+                "eviction listener panicked on a fault; it is disabled and faults are still counted and logged"
+            );
+        }
+    }
+}
+
 impl fmt::Debug for ListenerSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ListenerSlot")
@@ -188,6 +207,41 @@ pub(crate) fn warn_capacity(
         key,
         remedy,
         "{message}"
+    );
+}
+
+/// Emits the warning for failed operations on a shared store: the first at once,
+/// later ones summarised by the same rule as evictions. `last` is the most recent.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn warn_fault(summary: EvictionSummary, last: &crate::telemetry::Fault) {
+    let message = if summary.first {
+        "shared store failed: operations on it are failing; later failures are summarised"
+    } else {
+        "shared store failed: more failed operations since the last warning"
+    };
+    // Every field is documented in `docs/telemetry.md`.
+    tracing::warn!(
+        store = %last.store,
+        operation = last.operation,
+        fault = last.kind.as_str(),
+        error = %last.message,
+        faults = summary.count,
+        total_faults = summary.total,
+        "{message}"
+    );
+}
+
+/// Emits the warning for registrations that never reached the shared store: queued
+/// while it failed, then dropped because the queue was full.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+pub(crate) fn warn_unshared(summary: EvictionSummary, store: &str, queue: usize) {
+    tracing::warn!(
+        store,
+        unshared = summary.count,
+        total_unshared = summary.total,
+        queue,
+        remedy = "bring the shared store back; other workers cannot resolve these digests",
+        "shared store unreachable for long: idempotency key metadata dropped from the write queue"
     );
 }
 

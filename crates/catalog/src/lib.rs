@@ -33,6 +33,7 @@
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
+//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on a Redis server (or Valkey), with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate, without default features; a round trip per 1,024 registrations and per local miss |
 //!
 //! `serde` is not optional: digests and key options exist to travel in the wire format,
 //! and [`Stats`] serializes for status endpoints; every user of the crate has `serde` in
@@ -64,6 +65,8 @@ mod catalog;
 mod digest;
 mod error;
 mod events;
+#[cfg(feature = "redis")]
+mod fleet;
 mod global;
 mod key_options;
 mod kind;
@@ -79,12 +82,17 @@ pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_CAPACITY};
 pub use catalog::{Catalog, Reservation, ReservationId};
 pub use digest::Digest;
 pub use error::Error;
+#[cfg(feature = "redis")]
+pub use fleet::{
+    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
+    ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_URL, Redis, RedisBuilder, RedisCatalog, RedisConnection,
+};
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;
 pub use kind::{CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
 pub use lru::LruCatalog;
 pub use scope::Scope;
-pub use telemetry::{EvictionListener, RemovalCause, Stats};
+pub use telemetry::{EvictionListener, Fault, FaultKind, RemovalCause, Stats};
 pub use unbounded::UnboundedCatalog;
 
 /// Not public API: what the SDK crate shares with this one.

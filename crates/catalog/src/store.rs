@@ -62,6 +62,9 @@ pub(crate) struct Store {
     listener: ListenerSlot,
     log_keys: bool,
     meter: Meter,
+    /// A shared store keeps every entry (fleet mode): what this one drops for room is
+    /// released, not lost.
+    pub(crate) backed: bool,
 }
 
 #[derive(Debug)]
@@ -223,6 +226,7 @@ impl Store {
             listener: ListenerSlot::new(listener),
             log_keys,
             meter: Meter::new(policy.kind(), name),
+            backed: false,
         };
         // The gauges start at the empty catalog's values, not at zero.
         store.publish(&store.state.lock());
@@ -262,6 +266,11 @@ impl Store {
         self.meter.replaced(u64::from(!new));
         self.publish(&state);
         let Some(evicted) = evicted else { return };
+        if self.backed {
+            state.counters.released += 1;
+            self.meter.released(1);
+            return;
+        }
         state.counters.evicted += 1;
         self.meter.evicted(1);
         let due = state.log.record(1);
@@ -427,6 +436,16 @@ const PREALLOCATE_UP_TO: usize = 65_536;
 /// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
 macro_rules! delegate_catalog {
     ($ty:ty) => {
+        impl $ty {
+            /// The same catalog in front of a shared store, which keeps every entry:
+            /// entries it drops for room count as released, not evicted.
+            #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+            pub(crate) fn backed(mut self, backed: bool) -> Self {
+                self.store.backed = backed;
+                self
+            }
+        }
+
         impl $crate::Catalog for $ty {
             fn register(&self, digest: $crate::Digest, options: $crate::KeyOptions) {
                 self.store.register(None, digest, options)
@@ -448,8 +467,9 @@ macro_rules! delegate_catalog {
             fn clear(&self) {
                 self.store.clear()
             }
-            fn flush(&self) {
-                self.store.flush()
+            fn flush(&self) -> Result<(), $crate::Error> {
+                self.store.flush();
+                Ok(())
             }
             fn len(&self) -> usize {
                 self.store.len()

@@ -75,6 +75,54 @@ impl RemovalCause {
 pub trait EvictionListener: Send + Sync {
     /// Called once per evicted entry with the options it held and why it left.
     fn on_evict(&self, digest: &Digest, options: &KeyOptions, cause: RemovalCause);
+
+    /// Called once per failed operation on a shared store (feature `redis`): the
+    /// error, timeout or rejection, counted in [`Stats::faults`] and covered by a
+    /// warning. Does nothing unless implemented; a closure listener sees evictions only.
+    fn on_fault(&self, fault: &Fault) {
+        let _ = fault;
+    }
+}
+
+/// A failed operation on a shared store: what was being done, what kind of failure,
+/// and the store's message. See [`EvictionListener::on_fault`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Fault {
+    /// The store, as its URL with any password redacted.
+    pub store: String,
+    /// What was being done: `connect`, `write catalog entries`, `claim keys`, …
+    pub operation: &'static str,
+    /// What kind of failure.
+    pub kind: FaultKind,
+    /// The store's or the connection's message.
+    pub message: String,
+}
+
+/// What kind of failure a [`Fault`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FaultKind {
+    /// The store could not be reached, or the connection broke.
+    Unreachable,
+    /// The store did not answer within the timeout.
+    Timeout,
+    /// The store refused a write because it is at its memory limit (`OOM`).
+    OutOfMemory,
+    /// Any other error the store answered with.
+    Rejected,
+}
+
+impl FaultKind {
+    /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Unreachable => "unreachable",
+            FaultKind::Timeout => "timeout",
+            FaultKind::OutOfMemory => "out-of-memory",
+            FaultKind::Rejected => "rejected",
+        }
+    }
 }
 
 impl<F> EvictionListener for F
@@ -136,4 +184,12 @@ pub struct Stats {
     pub reserved: usize,
     /// Eviction listener calls that panicked (the listener is disabled after the first).
     pub listener_panics: u64,
+    /// Operations on the shared store that failed (feature `redis`): errors, timeouts,
+    /// out-of-memory rejections. Each is passed to [`EvictionListener::on_fault`] and
+    /// covered by a warning. Always 0 for a catalog that lives in this process.
+    pub faults: u64,
+    /// Registrations that never reached the shared store: queued while it failed, and
+    /// dropped, oldest first, once the queue was full. Each is covered by a warning.
+    /// Always 0 for a catalog that lives in this process.
+    pub unshared: u64,
 }

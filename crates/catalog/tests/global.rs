@@ -55,9 +55,9 @@ fn the_default_is_replaceable_before_first_use_and_its_flush_reports_every_evict
     // Rate limiting held some back (the first, then 10): the default is never dropped,
     // so only a flush writes the rest.
     assert!(evicted_in_log() < 49, "{}", evicted_in_log());
-    default_catalog().unwrap().flush();
+    default_catalog().unwrap().flush().unwrap();
     assert_eq!(evicted_in_log(), 49);
     // Nothing is reported twice.
-    default_catalog().unwrap().flush();
+    default_catalog().unwrap().flush().unwrap();
     assert_eq!(evicted_in_log(), 49);
 }
