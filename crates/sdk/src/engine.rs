@@ -83,18 +83,30 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 pub struct LocalEngine {
     state: Mutex<State>,
     clock: Clock,
+    /// Where keys are claimed when they are shared with other processes; `None`: in
+    /// `state.dedup`, in this process.
+    #[cfg(feature = "redis")]
+    shared: Option<crate::shared_dedup::SharedDedup>,
 }
 
 #[derive(Default)]
 struct State {
     tasks: Tasks,
     dedup: Dedup,
-    /// The retained runs, oldest first; `runs[0]` has the id `first`.
-    runs: VecDeque<Run>,
+    /// The retained runs, oldest first; `runs[0]` has the id `first`. On a shared
+    /// store, ids taken by items answered from cache leave gaps (`None`).
+    runs: VecDeque<Option<Run>>,
     first: u64,
     /// The id of the next run.
     next: u64,
+    /// Runs created, and how many of them are retained.
+    created: u64,
+    retained: usize,
     max_runs: Option<NonZeroUsize>,
+    /// On a shared store: the runs of claims whose answer was lost with the
+    /// connection. A later trigger that finds one of them holding its key creates it.
+    #[cfg(feature = "redis")]
+    unconfirmed: std::collections::HashSet<RunId>,
 }
 
 /// Task names, each stored once and referred to by a number.
@@ -145,7 +157,48 @@ impl LocalEngine {
 
     /// An engine on `clock`, the time since some fixed origin: lets tests move time.
     pub fn with_clock(clock: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
-        LocalEngine { state: Mutex::new(State { next: 1, first: 1, ..State::default() }), clock: Box::new(clock) }
+        LocalEngine {
+            state: Mutex::new(State { next: 1, first: 1, ..State::default() }),
+            clock: Box::new(clock),
+            #[cfg(feature = "redis")]
+            shared: None,
+        }
+    }
+
+    /// An engine whose keys are claimed on Redis (feature `redis`), shared with every
+    /// engine on the same server and prefix: a key triggered by two processes makes
+    /// one run. Run records stay in the process that created them; run ids are unique
+    /// across the fleet (`engine << 40 | sequence`, the engine numbered by the server).
+    ///
+    /// Expiry follows Redis's clock, the same for every process, not this engine's
+    /// [`with_clock`](Self::with_clock); [`key_count`](Self::key_count) counts only
+    /// keys held in memory (0 here). When Redis fails, triggers fail with
+    /// [`Error::Catalog`] naming the URL instead of creating runs that might be
+    /// duplicates; the connection is made again at the next call.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error, naming the URL, when the server cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_sdk::LocalEngine;
+    /// use idempotency_sdk::catalog::RedisBuilder;
+    ///
+    /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").build()?;
+    /// let engine = LocalEngine::on_redis(&redis)?;
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn on_redis(redis: &idempotency_catalog::Redis) -> Result<Self, Error> {
+        let (shared, engine) = crate::shared_dedup::SharedDedup::connect(redis)?;
+        let first = engine << crate::shared_dedup::ENGINE_SHIFT | 1;
+        Ok(LocalEngine {
+            state: Mutex::new(State { next: first, first, ..State::default() }),
+            shared: Some(shared),
+            ..Self::new()
+        })
     }
 
     /// The same engine keeping at most `max_runs` run records, the newest: older
@@ -177,7 +230,7 @@ impl LocalEngine {
     /// engines that can fail.
     pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
         let items = batch.entries().map(|(key, ttl, payload)| incoming(key, ttl, payload.map(ToOwned::to_owned)));
-        Ok(self.run_items(batch.task(), batch.len(), items))
+        self.run_items(batch.task(), batch.len(), items)
     }
 
     /// Triggers every item of `batch`, moving the payloads into the run records.
@@ -188,7 +241,7 @@ impl LocalEngine {
     pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
         let (task, len) = (batch.task().to_owned(), batch.len());
         let items = batch.into_entries().map(|(key, ttl, payload)| incoming(key.as_ref(), ttl, payload));
-        Ok(self.run_items(&task, len, items))
+        self.run_items(&task, len, items)
     }
 
     /// Triggers wire items, as received from elsewhere (see [`WireItem::from_json`]).
@@ -224,7 +277,7 @@ impl LocalEngine {
                 }
             });
             let task = group.first().map_or("", |item| item.task.as_str());
-            handles.extend(self.run_items(task, group.len(), incoming));
+            handles.extend(self.run_items(task, group.len(), incoming)?);
         }
         if unreadable > 0 {
             tracing::warn!(
@@ -236,7 +289,18 @@ impl LocalEngine {
         Ok(handles)
     }
 
-    fn run_items<'a>(&self, task: &str, len: usize, items: impl Iterator<Item = Incoming<'a>>) -> Vec<RunHandle> {
+    fn run_items<'a>(
+        &self,
+        task: &str,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>>,
+    ) -> Result<Vec<RunHandle>, Error> {
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            let handles = self.run_shared(shared, task, len, items)?;
+            crate::meter::answered(&handles);
+            return Ok(handles);
+        }
         let now = millis((self.clock)());
         let mut state = self.state.lock();
         state.dedup.prune(now);
@@ -250,7 +314,67 @@ impl LocalEngine {
         state.trim();
         drop(state);
         crate::meter::answered(&handles);
-        handles
+        Ok(handles)
+    }
+
+    /// Triggers on a shared store: claims in pipelines of `CHUNK`, without holding the
+    /// engine's lock over the network. Each chunk takes one run id per item first; the
+    /// ids of items answered from cache stay unused.
+    #[cfg(feature = "redis")]
+    fn run_shared<'a>(
+        &self,
+        shared: &crate::shared_dedup::SharedDedup,
+        task: &str,
+        len: usize,
+        mut items: impl Iterator<Item = Incoming<'a>>,
+    ) -> Result<Vec<RunHandle>, Error> {
+        use crate::shared_dedup::CHUNK;
+        let mut handles = Vec::with_capacity(len);
+        let mut chunk = Vec::with_capacity(len.min(CHUNK));
+        loop {
+            chunk.extend(items.by_ref().take(CHUNK));
+            if chunk.is_empty() {
+                return Ok(handles);
+            }
+            let base = {
+                let mut state = self.state.lock();
+                let base = state.next;
+                state.next += chunk.len() as u64;
+                base
+            };
+            let requests: Vec<_> = (base..)
+                .zip(&chunk)
+                .filter_map(|(id, item)| item.key.map(|key| (key, item.ttl, RunId::new(id))))
+                .collect();
+            let answers = match shared.claim(task, &requests) {
+                Ok(answers) => answers,
+                Err(err) => {
+                    // Some of these claims may have reached Redis: their runs are
+                    // created if a later trigger finds them holding their keys.
+                    let mut state = self.state.lock();
+                    if state.unconfirmed.len() < MAX_UNCONFIRMED {
+                        state.unconfirmed.extend(requests.iter().map(|&(_, _, run)| run));
+                    }
+                    return Err(err);
+                }
+            };
+            let mut answers = answers.into_iter();
+            let mut state = self.state.lock();
+            let task = state.tasks.id(task);
+            for (id, item) in (base..).zip(chunk.drain(..)) {
+                let held = if item.key.is_some() { answers.next().flatten() } else { None };
+                let (id, cached) = match held {
+                    Some(held) if !state.unconfirmed.remove(&held) => (held, true),
+                    Some(held) => (held, false),
+                    None => (RunId::new(id), false),
+                };
+                if !cached {
+                    state.put(id, run(task, item));
+                }
+                handles.push(RunHandle { id, cached });
+            }
+            state.trim();
+        }
     }
 
     /// How many keys the engine holds for deduplication. Expired keys are dropped as
@@ -262,13 +386,12 @@ impl LocalEngine {
     /// How many run records the engine keeps (all of them, unless
     /// [`with_max_runs`](Self::with_max_runs) caps them).
     pub fn runs_retained(&self) -> usize {
-        self.state.lock().runs.len()
+        self.state.lock().retained
     }
 
     /// How many runs the engine has created.
     pub fn run_count(&self) -> u64 {
-        let state = self.state.lock();
-        state.next - 1
+        self.state.lock().created
     }
 
     /// The run `id`, copied out, if its record is retained.
@@ -300,8 +423,10 @@ impl LocalEngine {
     /// ```
     pub fn for_each_run(&self, mut f: impl FnMut(RunView<'_>)) {
         let state = self.state.lock();
-        for (offset, run) in state.runs.iter().enumerate() {
-            f(RunView { id: RunId::new(state.first + offset as u64), task: state.tasks.name(run.task), run });
+        for (id, run) in (state.first..).zip(&state.runs) {
+            if let Some(run) = run {
+                f(RunView { id: RunId::new(id), task: state.tasks.name(run.task), run });
+            }
         }
     }
 
@@ -323,15 +448,20 @@ impl LocalEngine {
     /// dropped by [`with_max_runs`](Self::with_max_runs)).
     pub fn set_status(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
         let mut state = self.state.lock();
-        let State { runs, first, dedup, .. } = &mut *state;
+        let State { runs, first, dedup, tasks, .. } = &mut *state;
         let run = id.get().checked_sub(*first).and_then(|at| runs.get_mut(usize::try_from(at).ok()?));
-        let run = run.ok_or(Error::UnknownRun { id })?;
+        let run = run.and_then(Option::as_mut).ok_or(Error::UnknownRun { id })?;
         run.status = status;
-        if status.releases_key()
-            && let Some(key) = &run.key
-        {
-            dedup.release(run.task, key.as_key_ref(), id);
+        let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) else { return Ok(()) };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            let (task, key) = (tasks.name(run.task).to_owned(), key.clone());
+            drop(state);
+            shared.release(&task, key.as_key_ref(), id)?;
+            return Ok(());
         }
+        let _ = tasks; // named on a shared store only
+        dedup.release(run.task, key.as_key_ref(), id);
         Ok(())
     }
 
@@ -357,6 +487,18 @@ impl LocalEngine {
             },
             ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
         };
+        #[cfg(feature = "redis")]
+        if let Some(shared) = &self.shared {
+            if let Some(verbatim) = verbatim
+                && shared.reset(task, KeyRef::from_wire(verbatim))?
+            {
+                return Ok(true);
+            }
+            return match derived {
+                Some(digest) => shared.reset(task, KeyRef::Digest(digest)),
+                None => Ok(false),
+            };
+        }
         let now = millis((self.clock)());
         let mut state = self.state.lock();
         let Some(task) = state.tasks.find(task) else { return Ok(false) };
@@ -390,29 +532,56 @@ impl State {
         {
             return RunHandle { id: cached, cached: true };
         }
-        self.runs.push_back(Run {
-            task,
-            status: RunStatus::Pending,
-            key: item.key.map(KeyRef::to_stored),
-            options: item.options,
-            payload: item.payload,
-        });
+        self.runs.push_back(Some(run(task, item)));
         self.next += 1;
+        self.created += 1;
+        self.retained += 1;
         RunHandle { id, cached: false }
+    }
+
+    /// Records run `id`, in its place: after the gaps left by ids that were not used,
+    /// or in a gap (a run whose claim was confirmed late).
+    #[cfg(feature = "redis")]
+    fn put(&mut self, id: RunId, run: Run) {
+        let Some(at) = id.get().checked_sub(self.first).and_then(|at| usize::try_from(at).ok()) else { return };
+        while self.runs.len() <= at {
+            self.runs.push_back(None);
+        }
+        if let Some(slot) = self.runs.get_mut(at) {
+            self.retained += usize::from(slot.is_none());
+            self.created += u64::from(slot.is_none());
+            *slot = Some(run);
+        }
     }
 
     /// Drops the oldest records past the cap.
     fn trim(&mut self) {
         let Some(max) = self.max_runs else { return };
-        let excess = self.runs.len().saturating_sub(max.get());
-        self.runs.drain(..excess);
-        self.first += excess as u64;
+        while self.retained > max.get() {
+            let Some(oldest) = self.runs.pop_front() else { return };
+            self.retained -= usize::from(oldest.is_some());
+            self.first += 1;
+        }
     }
 
     fn view(&self, id: RunId) -> Option<RunView<'_>> {
         let at = usize::try_from(id.get().checked_sub(self.first)?).ok()?;
-        let run = self.runs.get(at)?;
+        let run = self.runs.get(at)?.as_ref()?;
         Some(RunView { id, task: self.tasks.name(run.task), run })
+    }
+}
+
+/// How many unconfirmed claims an engine remembers: a few failed chunks' worth.
+#[cfg(feature = "redis")]
+const MAX_UNCONFIRMED: usize = 1_000_000;
+
+fn run(task: u32, item: Incoming<'_>) -> Run {
+    Run {
+        task,
+        status: RunStatus::Pending,
+        key: item.key.map(KeyRef::to_stored),
+        options: item.options,
+        payload: item.payload,
     }
 }
 
@@ -426,8 +595,8 @@ impl fmt::Debug for LocalEngine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.state.lock();
         f.debug_struct("LocalEngine")
-            .field("runs", &(state.next - 1))
-            .field("retained", &state.runs.len())
+            .field("runs", &state.created)
+            .field("retained", &state.retained)
             .field("keys", &state.dedup.len())
             .finish_non_exhaustive()
     }

@@ -63,6 +63,8 @@ mod message;
 mod meter;
 mod run;
 mod sdk;
+#[cfg(feature = "redis")]
+mod shared_dedup;
 mod ttl;
 mod wire;
 

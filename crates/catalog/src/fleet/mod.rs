@@ -211,8 +211,7 @@ impl RedisBuilder {
             })?,
             (None, None) => DEFAULT_REDIS_CATALOG_TTL,
         };
-        let connect_timeout =
-            positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
+        let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
         let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
         let redis = Redis {
             shared: Arc::new(Shared {

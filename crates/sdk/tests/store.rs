@@ -1,0 +1,116 @@
+//! One suite for both dedup stores: the engine's semantics must not depend on where
+//! keys are claimed. The in-memory store runs it always; the Redis store (feature
+//! `redis`) runs it against a `redis-server` started for the test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
+
+#[cfg(feature = "redis")]
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use idempotency_catalog::UnboundedCatalog;
+use idempotency_sdk::{Batch, ItemOptions, LocalEngine, ResetTarget, RunStatus, Scope, Sdk, Ttl, WireItem};
+
+fn sdk() -> Sdk {
+    Sdk::new(Arc::new(UnboundedCatalog::new()))
+}
+
+fn batch(sdk: &Sdk, task: &str, keys: &[&str], ttl: &str) -> Batch {
+    let mut batch = sdk.batch(task, keys.len());
+    for key in keys {
+        batch.item(None, ItemOptions::new().key(sdk.create_key(*key, Scope::Global)).ttl(ttl.parse::<Ttl>().unwrap()));
+    }
+    batch.build().unwrap()
+}
+
+fn wire(key: &str, ttl: &str) -> WireItem {
+    let line = format!(
+        r#"{{"index":0,"task":"wire-task","options":{{"idempotencyKey":"{key}","idempotencyKeyTTL":"{ttl}"}}}}"#
+    );
+    WireItem::from_json(&line).unwrap()
+}
+
+/// Every scenario, each in tasks of its own so that they do not see each other's keys.
+fn suite(engine: &LocalEngine) {
+    let sdk = sdk();
+
+    // A repeat within the TTL is the same run; duplicates inside one batch too.
+    let b = batch(&sdk, "repeat", &["a", "b", "a"], "1h");
+    let first = engine.trigger(&b).unwrap();
+    assert!(!first[0].cached && !first[1].cached, "{first:?}");
+    assert!(first[2].cached && first[2].id == first[0].id, "a duplicate in one batch shares its run: {first:?}");
+    let again = engine.trigger(&b).unwrap();
+    assert!(again.iter().all(|h| h.cached));
+    assert_eq!(again.iter().map(|h| h.id).collect::<Vec<_>>(), first.iter().map(|h| h.id).collect::<Vec<_>>());
+    let record = engine.run(first[0].id).unwrap();
+    assert_eq!((record.idempotency_key.as_deref(), record.idempotency_key_scope), (Some("a"), Some(Scope::Global)));
+
+    // Tasks are separate key spaces.
+    let other = engine.trigger(&batch(&sdk, "repeat-elsewhere", &["a"], "1h")).unwrap();
+    assert!(!other[0].cached && other[0].id != first[0].id);
+
+    // A run that ends in failure releases its key; one that succeeds does not.
+    let b = batch(&sdk, "outcomes", &["failed", "succeeded"], "1h");
+    let runs = engine.trigger(&b).unwrap();
+    engine.set_status(runs[0].id, RunStatus::Failed).unwrap();
+    engine.set_status(runs[1].id, RunStatus::Succeeded).unwrap();
+    let after = engine.trigger(&b).unwrap();
+    assert!(!after[0].cached && after[0].id != runs[0].id, "{after:?}");
+    assert!(after[1].cached && after[1].id == runs[1].id, "{after:?}");
+    // Releasing again with the old run does not drop the new run's key.
+    engine.set_status(runs[0].id, RunStatus::Crashed).unwrap();
+    assert!(engine.trigger(&b).unwrap()[0].cached);
+
+    // Reset forgets the key, once.
+    let key = sdk.create_key("reset-me", Scope::Global);
+    let b = batch(&sdk, "reset", &["reset-me"], "1h");
+    let before = engine.trigger(&b).unwrap()[0];
+    assert!(engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
+    assert!(!engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
+    let fresh = engine.trigger(&b).unwrap()[0];
+    assert!(!fresh.cached && fresh.id != before.id);
+
+    // The server's TTL grammar: `0s` never holds the key; an unreadable TTL is 30 days.
+    let zero = wire("zero-ttl", "0s");
+    assert!(!engine.trigger_items(std::slice::from_ref(&zero)).unwrap()[0].cached);
+    assert!(!engine.trigger_items(std::slice::from_ref(&zero)).unwrap()[0].cached);
+    let odd = wire("odd-ttl", "1 week");
+    let first = engine.trigger_items(std::slice::from_ref(&odd)).unwrap()[0];
+    let again = engine.trigger_items(&[odd]).unwrap()[0];
+    assert!(!first.cached && again.cached && again.id == first.id);
+
+    // Expiry: cached within the TTL, a new run once it has passed.
+    let b = batch(&sdk, "expiry", &["short"], "1s");
+    let first = engine.trigger(&b).unwrap()[0];
+    assert!(engine.trigger(&b).unwrap()[0].cached);
+    std::thread::sleep(Duration::from_millis(1_100));
+    let later = engine.trigger(&b).unwrap()[0];
+    assert!(!later.cached && later.id != first.id);
+
+    // The runs created (repeat 2, elsewhere 1, outcomes 3, reset 2, zero TTL 2, odd
+    // TTL 1, expiry 2), each retained and readable; ids of cached answers left no run.
+    let mut ids = Vec::new();
+    engine.for_each_run(|run| ids.push(run.id()));
+    assert_eq!((ids.len(), engine.run_count(), engine.runs_retained()), (13, 13, 13));
+    assert!(ids.iter().all(|&id| engine.run(id).is_some()));
+}
+
+#[test]
+fn the_in_memory_store_passes_the_suite() {
+    suite(&LocalEngine::new());
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn the_redis_store_passes_the_suite() {
+    use idempotency_catalog::RedisBuilder;
+    let server = support::RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).prefix("suite:").build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    suite(&engine);
+    // Keys are under the prefix, one per (task, key) still held.
+    assert!(server.count("suite:run:*") > 0);
+    assert_eq!(server.count("suite:run:*") + server.count("suite:engines"), server.count("*"));
+    assert_eq!(redis.faults(), 0);
+}
