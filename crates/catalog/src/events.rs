@@ -222,8 +222,8 @@ pub(crate) fn warn_fault(summary: EvictionSummary, last: &crate::telemetry::Faul
     // Every field is documented in `docs/telemetry.md`.
     tracing::warn!(
         store = %last.store,
-        operation = last.operation,
-        fault = last.kind.as_str(),
+        operation = %last.operation,
+        fault = %last.kind.as_str(),
         error = %last.message,
         faults = summary.count,
         total_faults = summary.total,

@@ -3,7 +3,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Redis, fault_kind};
+use super::{Redis, describe};
 use crate::error::Error;
 use crate::telemetry::FaultKind;
 
@@ -67,9 +67,9 @@ impl RedisConnection {
                     state.down = None;
                 }
                 Err(err) => {
-                    let message = err.to_string();
+                    let (kind, message) = describe(&err);
                     state.down = Some((Instant::now() + RECONNECT_AFTER, message.clone()));
-                    return Err(self.redis.fault(operation, fault_kind(&err), message));
+                    return Err(self.redis.fault(operation, kind, message));
                 }
             }
         }
@@ -82,7 +82,8 @@ impl RedisConnection {
             if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() {
                 state.conn = None;
             }
-            self.redis.fault(operation, fault_kind(&err), err.to_string())
+            let (kind, message) = describe(&err);
+            self.redis.fault(operation, kind, message)
         })
     }
 }

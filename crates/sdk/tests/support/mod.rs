@@ -61,6 +61,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// The server's process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     /// Kills the server at once (`SIGKILL`): nothing is saved beyond what the
     /// persistence settings already wrote.
     pub(crate) fn kill(&mut self) {

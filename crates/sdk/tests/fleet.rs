@@ -1,0 +1,310 @@
+//! Fleet mode against a real `redis-server` (feature `redis`): several processes on one
+//! dedup store and one catalog, and what happens when Redis dies or fills up.
+//!
+//! The multi-process tests run this test binary again as workers: a worker is a test
+//! (`worker_*`) that does nothing unless `FLEET_WORKER` is set in its environment.
+#![cfg(feature = "redis")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
+
+mod support;
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::io;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use idempotency_catalog::{
+    CatalogBuilder, CatalogKind, Digest, EvictionListener, Fault, FaultKind, KeyOptions, RedisBuilder, RemovalCause,
+};
+use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, Scope, Sdk, Ttl};
+use serde_json::json;
+use support::RedisServer;
+
+const WORKER: &str = "FLEET_WORKER";
+
+/// Starts the worker test `name` of this binary in a new process, with `args`.
+fn worker(name: &str, args: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(WORKER, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// The lines a worker printed after `marker`.
+fn results(child: Child, marker: &str) -> Vec<String> {
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stdout));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The first line follows libtest's `test worker_… ... ` on the same line.
+    text.lines().filter_map(|l| l.split_once(marker)).map(|(_, rest)| rest.to_owned()).collect()
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+}
+
+/// A worker's fan-out: 10,000 keys `item-<i>` in scope global, created in a run and
+/// triggered on the shared store, starting at the same instant as the others.
+#[test]
+fn worker_fanout() {
+    let Ok(args) = std::env::var(WORKER) else { return };
+    let (url, start) = args.split_once(' ').unwrap();
+    let redis = RedisBuilder::new(url).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_fleet", 1));
+    let mut batch = sdk.batch("child-task", 10_000);
+    for i in 0..10_000 {
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        batch.item(json!({ "i": i }), ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
+    }
+    let batch = batch.build().unwrap();
+    let wait = start.parse::<u64>().unwrap().saturating_sub(now_ms());
+    std::thread::sleep(Duration::from_millis(wait));
+    let handles = engine.trigger_owned(batch).unwrap();
+    let cached = handles.iter().filter(|h| h.cached).count();
+    let mut with_key = 0;
+    engine.for_each_run(|run| with_key += usize::from(run.idempotency_key_scope() == Some(Scope::Global)));
+    drop(sdk);
+    catalog.flush().unwrap();
+    println!("RESULT {} {cached} {with_key}", engine.run_count());
+}
+
+#[test]
+fn four_processes_fanning_out_the_same_keys_make_each_run_once() {
+    let server = RedisServer::start(&[]);
+    let start = now_ms() + 1_500;
+    let workers: Vec<Child> = (0..4).map(|_| worker("worker_fanout", &format!("{} {start}", server.url()))).collect();
+    let (mut runs, mut cached, mut with_key) = (0, 0, 0);
+    for child in workers {
+        let line = results(child, "RESULT ").pop().unwrap();
+        let n: Vec<usize> = line.split(' ').map(|n| n.parse().unwrap()).collect();
+        runs += n[0];
+        cached += n[1];
+        with_key += n[2];
+    }
+    assert_eq!((runs, cached), (10_000, 30_000));
+    assert_eq!(with_key, runs, "every run shows its key and scope");
+    assert_eq!(server.count("idempotency:run:*"), 10_000);
+    assert_eq!(server.count("idempotency:key:*"), 10_000);
+}
+
+/// A worker that mints keys and prints their digests.
+#[test]
+fn worker_keys() {
+    let Ok(args) = std::env::var(WORKER) else { return };
+    let (url, n) = args.split_once(' ').unwrap();
+    let redis = RedisBuilder::new(url).build().unwrap();
+    let sdk = Sdk::new(CatalogBuilder::new().redis(redis).build().unwrap());
+    for i in 0..n.parse::<usize>().unwrap() {
+        println!("DIGEST {}", sdk.create_key(["item", &i.to_string()], Scope::Global));
+    }
+    sdk.catalog().flush().unwrap();
+}
+
+#[test]
+fn keys_minted_by_one_process_resolve_with_their_options_in_another() {
+    let server = RedisServer::start(&[]);
+    let digests = results(worker("worker_keys", &format!("{} 3000", server.url())), "DIGEST ");
+    assert_eq!(digests.len(), 3_000);
+
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let shared = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(100).redis(redis).build().unwrap());
+    let alone = Sdk::new(CatalogBuilder::new().build().unwrap());
+    for (i, digest) in digests.iter().enumerate() {
+        let input = KeyInput::from(digest.as_str());
+        let key = shared.resolve(&input).unwrap().unwrap();
+        let options = key.options().unwrap_or_else(|| panic!("digest {i} did not resolve"));
+        assert_eq!((options.key(), options.scope()), (format!("item-{i}").as_str(), Scope::Global));
+        assert!(alone.resolve(&input).unwrap().unwrap().options().is_none());
+    }
+    let stats = shared.catalog().stats();
+    assert_eq!((stats.hits, stats.misses, stats.faults), (3_000, 0, 0));
+    // The local LRU of 100 dropped most of them again: released, not lost.
+    assert_eq!((stats.evicted, stats.released, stats.len), (0, 2_900, 100));
+}
+
+/// Records the kinds of faults it is told about.
+#[derive(Clone, Default)]
+struct Faults(Arc<Mutex<Vec<FaultKind>>>);
+
+impl EvictionListener for Faults {
+    fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
+    fn on_fault(&self, fault: &Fault) {
+        self.0.lock().unwrap().push(fault.kind);
+    }
+}
+
+thread_local! {
+    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+struct ThreadSink;
+
+impl io::Write for ThreadSink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `f` and returns the WARN lines it printed (one global subscriber writing into
+/// a per-thread buffer, as in the catalog's telemetry tests).
+fn warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        tracing_subscriber::fmt().with_ansi(false).with_writer(|| ThreadSink).init();
+    });
+    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
+    let out = f();
+    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
+    let lines = String::from_utf8(bytes).unwrap().lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect();
+    (out, lines)
+}
+
+fn big_batch(items: usize) -> idempotency_sdk::Batch {
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
+    let mut batch = sdk.batch("child-task", items);
+    for i in 0..items {
+        batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
+    }
+    batch.build().unwrap()
+}
+
+#[test]
+fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
+    // Every claim on disk before it is answered: dedup survives the restart.
+    let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
+    let url = server.url();
+    let redis = RedisBuilder::new(&url).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let batch = big_batch(300_000);
+
+    let killed = Arc::new(AtomicBool::new(false));
+    let killer = {
+        let (pid, mut probe, killed) = (server.pid(), server.client(), Arc::clone(&killed));
+        std::thread::spawn(move || {
+            // Once the first pipeline of claims has landed, mid-batch.
+            while redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap() < 10_000 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+            killed.store(true, Ordering::SeqCst);
+        })
+    };
+    let err = engine.trigger(&batch).expect_err("the batch outran the kill: make it larger");
+    killer.join().unwrap();
+    assert!(killed.load(Ordering::SeqCst));
+    let message = err.to_string();
+    assert!(message.starts_with(&format!("redis at {url}: cannot claim keys: ")), "{message}");
+    let before = engine.run_count();
+    assert!(before >= 10_000 && before < 300_000, "{before}");
+
+    // While it is down, triggers fail rather than make runs that may be duplicates.
+    assert!(engine.trigger(&batch).is_err());
+    assert_eq!(engine.run_count(), before);
+
+    server.restart();
+    std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
+    let handles = engine.trigger(&batch).unwrap();
+    // Every key has exactly one run, and every answer names a run of this engine.
+    assert_eq!(engine.run_count(), 300_000);
+    let mut keys = HashSet::new();
+    engine.for_each_run(|run| assert!(keys.insert(run.idempotency_key().unwrap().into_owned())));
+    assert_eq!(keys.len(), 300_000);
+    assert!(handles.iter().all(|h| engine.run(h.id).is_some()));
+    assert_eq!(handles.iter().filter(|h| !h.cached).count() as u64, 300_000 - before);
+    assert!(redis.faults() >= 2);
+}
+
+#[test]
+fn while_redis_is_down_the_local_catalog_serves_and_queued_writes_go_out_when_it_returns() {
+    let mut server = RedisServer::start(&[]);
+    let faults = Faults::default();
+    let redis = RedisBuilder::new(server.url()).listener(faults.clone()).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let (before, during) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
+    catalog.register(before, KeyOptions::new("before", Scope::Global));
+    catalog.flush().unwrap();
+
+    server.kill();
+    let (err, lines) = warnings(|| {
+        assert_eq!(catalog.get(&before).map(|o| o.key().to_owned()).as_deref(), Some("before"));
+        catalog.register(during, KeyOptions::new("during", Scope::Run));
+        assert!(engine.trigger(&big_batch(10)).unwrap_err().to_string().contains(&server.url()));
+        catalog.flush().unwrap_err()
+    });
+    assert!(err.to_string().starts_with(&format!("redis at {}: cannot ", server.url())), "{err}");
+    assert!(!lines.is_empty() && lines[0].contains("shared store failed"), "{lines:?}");
+    assert!(lines[0].contains("fault=unreachable"), "{lines:?}");
+    let stats = catalog.stats();
+    assert!(stats.faults >= 2 && stats.faults == redis.faults());
+    assert_eq!(faults.0.lock().unwrap().len() as u64, stats.faults);
+    assert_eq!(stats.unshared, 0, "queued, not dropped");
+
+    server.restart();
+    std::thread::sleep(Duration::from_millis(300));
+    catalog.flush().unwrap();
+    let elsewhere = CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build().unwrap();
+    assert_eq!(elsewhere.get(&during).map(|o| o.key().to_owned()).as_deref(), Some("during"));
+}
+
+#[test]
+fn redis_at_maxmemory_is_counted_warned_and_fails_the_trigger() {
+    let server = RedisServer::start(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
+    let faults = Faults::default();
+    let redis = RedisBuilder::new(server.url()).listener(faults.clone()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    let batch = big_batch(100_000);
+    let (err, lines) = warnings(|| engine.trigger(&batch).unwrap_err());
+    assert!(err.to_string().contains("OOM"), "{err}");
+    assert!(lines.iter().any(|l| l.contains("fault=out-of-memory")), "{lines:?}");
+    assert!(faults.0.lock().unwrap().contains(&FaultKind::OutOfMemory));
+
+    for i in 0..2_000u32 {
+        let mut bytes = [0; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        catalog.register(Digest::from_bytes(bytes), KeyOptions::new("k", Scope::Global));
+    }
+    assert!(catalog.flush().unwrap_err().to_string().contains("OOM"));
+    assert_eq!(catalog.len(), 1_000, "the local catalog keeps serving its base");
+    assert!(catalog.stats().faults >= 3);
+}
+
+#[test]
+fn claims_whose_answer_was_lost_become_runs_at_the_next_trigger() {
+    let server = RedisServer::start(&["--enable-debug-command", "local"]);
+    let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(100)).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let batch = big_batch(1_000);
+    // The server stalls past the engine's timeout, then runs the claims all the same:
+    // they hold their keys for runs the engine never heard of.
+    let mut stall = server.client();
+    let staller = std::thread::spawn(move || redis::cmd("DEBUG").arg("SLEEP").arg("0.5").query::<()>(&mut stall));
+    std::thread::sleep(Duration::from_millis(50));
+    let err = engine.trigger(&batch).unwrap_err();
+    assert!(err.to_string().contains("cannot claim keys"), "{err}");
+    staller.join().unwrap().unwrap();
+    assert_eq!(server.count("idempotency:run:*"), 1_000, "the claims landed");
+    assert_eq!(engine.run_count(), 0);
+
+    std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
+    let handles = engine.trigger(&batch).unwrap();
+    assert!(
+        handles.iter().all(|h| !h.cached && engine.run(h.id).is_some()),
+        "no answer names a run that does not exist"
+    );
+    assert_eq!(engine.run_count(), 1_000);
+    assert!(engine.trigger(&batch).unwrap().iter().all(|h| h.cached));
+}
