@@ -17,6 +17,19 @@
 //! stdout), `--ndjson PATH` (write the batch request). Without any option it runs every
 //! kind with typed keys, digest keys, and digest keys created first. Warnings go to stderr (`RUST_LOG` filters them; default
 //! `warn`).
+//!
+//! Fleet mode (feature `redis`, see docs/fleet.md): `--redis URL` puts the dedup store
+//! and the catalog on Redis, so that several processes share them; `runs` then counts
+//! the runs this process created and `cached` the items answered with an existing run
+//! (possibly another process's). `--digests-from FILE` builds the batch from the digest
+//! strings in FILE, one per line (as the `keys` example prints them), instead of
+//! creating keys: a digest minted by another process resolves through the shared
+//! catalog, or visibly does not without it.
+//!
+//! ```text
+//! cargo run --release -p idempotency-sdk --features redis --example keys -- --items 5000 --redis redis://127.0.0.1:6379 > d.txt
+//! cargo run --release -p idempotency-sdk --features redis --example fanout -- --digests-from d.txt --redis redis://127.0.0.1:6379 --json
+//! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -50,6 +63,8 @@ struct Args {
     keys_first: bool,
     json: bool,
     ndjson: Option<std::path::PathBuf>,
+    redis: Option<String>,
+    digests_from: Option<std::path::PathBuf>,
     any: bool,
 }
 
@@ -63,6 +78,8 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
         keys_first: false,
         json: false,
         ndjson: None,
+        redis: None,
+        digests_from: None,
         any: false,
     };
     let mut parser = lexopt::Parser::from_env();
@@ -82,9 +99,11 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
             Long("keys-first") => args.keys_first = true,
             Long("json") => args.json = true,
             Long("ndjson") => args.ndjson = Some(parser.value()?.into()),
+            Long("redis") => args.redis = Some(parser.value()?.string()?),
+            Long("digests-from") => args.digests_from = Some(parser.value()?.into()),
             Long("help") | Short('h') => {
                 println!(
-                    "usage: fanout [--items N] [--catalog lru|unbounded|batch-scaled] [--capacity N] [--key-form typed|digest] [--keys-first] [--json] [--ndjson PATH]"
+                    "usage: fanout [--items N] [--catalog lru|unbounded|batch-scaled] [--capacity N] [--key-form typed|digest] [--keys-first] [--json] [--ndjson PATH] [--redis URL] [--digests-from FILE]"
                 );
                 std::process::exit(0);
             }
@@ -109,39 +128,59 @@ struct Outcome {
     capacity: Option<usize>,
 }
 
-/// Inside a run, creates `items` keys and adds them to a batch (as each is created, or
-/// all first), builds the batch and triggers it on a fresh local engine; then ends the
-/// run.
+/// Where the keys come from.
+enum Source {
+    /// Created here: `items` keys `item-<i>`, in `form`, as each is added or all first.
+    Create { items: usize, form: KeyForm, keys_first: bool },
+    /// Digest strings, made elsewhere.
+    Digests(Vec<String>),
+}
+
+/// Inside a run, creates the keys (or takes the digests) and adds them to a batch,
+/// builds the batch and triggers it on a fresh engine (on Redis with `shared`); then
+/// ends the run.
 fn fan_out(
     catalog: Arc<dyn Catalog>,
-    items: usize,
-    form: KeyForm,
-    keys_first: bool,
+    source: Source,
     ndjson: Option<&std::path::Path>,
+    shared: Option<&Shared>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
     let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_fanout", 1));
     let ttl: Ttl = "7d".parse()?;
-    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global);
-    let options = |key: IdempotencyKey| match form {
-        KeyForm::Typed => ItemOptions::new().key(key).ttl(ttl),
-        KeyForm::Digest => ItemOptions::new().key(key.to_string()).ttl(ttl),
+    let items = match &source {
+        Source::Create { items, .. } => *items,
+        Source::Digests(digests) => digests.len(),
     };
-    let created: Vec<IdempotencyKey> = if keys_first { (0..items).map(create).collect() } else { Vec::new() };
     let mut batch = sdk.batch("child-task", items);
-    let mut created = created.into_iter();
-    for i in 0..items {
-        let key = match created.next() {
-            Some(key) => key,
-            None => create(i),
-        };
-        batch.item(json!({ "i": i }), options(key));
+    match source {
+        Source::Create { items, form, keys_first } => {
+            let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global);
+            let options = |key: IdempotencyKey| match form {
+                KeyForm::Typed => ItemOptions::new().key(key).ttl(ttl),
+                KeyForm::Digest => ItemOptions::new().key(key.to_string()).ttl(ttl),
+            };
+            let created: Vec<IdempotencyKey> = if keys_first { (0..items).map(create).collect() } else { Vec::new() };
+            let mut created = created.into_iter();
+            for i in 0..items {
+                let key = match created.next() {
+                    Some(key) => key,
+                    None => create(i),
+                };
+                batch.item(json!({ "i": i }), options(key));
+            }
+        }
+        Source::Digests(digests) => {
+            for (i, digest) in digests.into_iter().enumerate() {
+                batch.item(json!({ "i": i }), ItemOptions::new().key(digest).ttl(ttl));
+            }
+        }
     }
     let batch = batch.build()?;
     let capacity = catalog.capacity();
     if let Some(path) = ndjson {
         batch.write_ndjson(std::io::BufWriter::new(std::fs::File::create(path)?))?;
     }
-    let engine = LocalEngine::new();
+    let engine = engine(shared)?;
     let handles = engine.trigger_owned(batch)?;
     // Read in place: a million-run engine copies nothing to be counted.
     let (mut runs, mut with_key) = (0, 0);
@@ -164,14 +203,58 @@ fn fan_out(
     })
 }
 
-fn build(kind: Option<CatalogKind>, capacity: Option<usize>) -> Result<Arc<dyn Catalog>, idempotency_catalog::Error> {
+fn build(
+    kind: Option<CatalogKind>,
+    capacity: Option<usize>,
+    shared: Option<&Shared>,
+) -> Result<Arc<dyn Catalog>, idempotency_catalog::Error> {
     let builder = match kind {
         Some(kind) => CatalogBuilder::new().kind(kind),
         None => CatalogBuilder::from_env(),
     };
-    match capacity {
-        Some(capacity) => builder.capacity(capacity).build(),
+    let builder = match capacity {
+        Some(capacity) => builder.capacity(capacity),
+        None => builder,
+    };
+    match shared {
+        Some(shared) => on_redis(builder, shared).build(),
         None => builder.build(),
+    }
+}
+
+/// The Redis handle in fleet mode; without the feature, a type with no value.
+#[cfg(feature = "redis")]
+type Shared = idempotency_catalog::Redis;
+#[cfg(not(feature = "redis"))]
+type Shared = std::convert::Infallible;
+
+#[cfg(feature = "redis")]
+fn connect(url: &str) -> Result<Shared, Box<dyn std::error::Error>> {
+    Ok(idempotency_catalog::RedisBuilder::from_env().url(url).build()?)
+}
+
+#[cfg(not(feature = "redis"))]
+fn connect(_: &str) -> Result<Shared, Box<dyn std::error::Error>> {
+    Err("--redis needs the `redis` feature: cargo run --release -p idempotency-sdk --features redis --example fanout -- --redis URL".into())
+}
+
+#[cfg(feature = "redis")]
+fn on_redis(builder: CatalogBuilder, shared: &Shared) -> CatalogBuilder {
+    builder.redis(shared.clone())
+}
+
+#[cfg(not(feature = "redis"))]
+fn on_redis(_: CatalogBuilder, shared: &Shared) -> CatalogBuilder {
+    match *shared {}
+}
+
+fn engine(shared: Option<&Shared>) -> Result<LocalEngine, idempotency_sdk::Error> {
+    match shared {
+        #[cfg(feature = "redis")]
+        Some(shared) => LocalEngine::on_redis(shared),
+        #[cfg(not(feature = "redis"))]
+        Some(shared) => match *shared {},
+        None => Ok(LocalEngine::new()),
     }
 }
 
@@ -181,6 +264,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
 
+    let shared = args.redis.as_deref().map(connect).transpose()?;
     if !args.any {
         println!(
             "{:<13} {:<19} {:>6} {:>6} {:>16} {:>19} {:>10} {:>17}",
@@ -188,7 +272,8 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         );
         for kind in CatalogKind::ALL {
             for (form, keys_first) in [(KeyForm::Typed, false), (KeyForm::Digest, false), (KeyForm::Digest, true)] {
-                let o = fan_out(build(Some(kind), None)?, args.items, form, keys_first, None)?;
+                let source = Source::Create { items: args.items, form, keys_first };
+                let o = fan_out(build(Some(kind), None, None)?, source, None, None)?;
                 println!(
                     "{:<13} {:<19} {:>6} {:>6} {:>16} {:>19} {:>10} {:>17}",
                     kind.as_str(),
@@ -205,8 +290,16 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
 
-    let catalog = build(args.catalog, args.capacity)?;
-    let o = fan_out(catalog, args.items, args.key_form, args.keys_first, args.ndjson.as_deref())?;
+    let catalog = build(args.catalog, args.capacity, shared.as_ref())?;
+    let source = match &args.digests_from {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read {}: {err}", path.display()))?;
+            Source::Digests(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_owned).collect())
+        }
+        None => Source::Create { items: args.items, form: args.key_form, keys_first: args.keys_first },
+    };
+    let o = fan_out(Arc::clone(&catalog), source, args.ndjson.as_deref(), shared.as_ref())?;
+    catalog.flush()?;
     if args.json {
         let out = json!({
             "items": o.items,
