@@ -3,6 +3,7 @@
 //! stopped when dropped.
 
 #![allow(dead_code)] // each test binary uses part of it
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support may; library code may not
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
