@@ -226,8 +226,10 @@ impl LocalEngine {
     ///
     /// # Errors
     ///
-    /// None today: a built batch's keys are always valid. The `Result` leaves room for
-    /// engines that can fail.
+    /// On a shared store ([`on_redis`](Self::on_redis)), the Redis error naming the
+    /// URL; items are claimed 10,000 at a time, and the runs of the chunks claimed
+    /// before the failure exist (a later trigger answers them as cached). In memory,
+    /// none: a built batch's keys are always valid.
     pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
         let items = batch.entries().map(|(key, ttl, payload)| incoming(key, ttl, payload.map(ToOwned::to_owned)));
         self.run_items(batch.task(), batch.len(), items)
@@ -251,6 +253,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
+    /// On a shared store, as [`trigger`](Self::trigger).
     pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
         for item in items {
             item.validate()?;
@@ -378,7 +381,8 @@ impl LocalEngine {
     }
 
     /// How many keys the engine holds for deduplication. Expired keys are dropped as
-    /// later triggers come, so this follows the keys still live, not the history.
+    /// later triggers come, so this follows the keys still live, not the history. On a
+    /// shared store the keys are in Redis, and this is 0.
     pub fn key_count(&self) -> usize {
         self.state.lock().dedup.len()
     }

@@ -91,7 +91,9 @@ impl RedisCatalog {
         let due = {
             let mut queue = self.queue.lock();
             queue.push_back((digest, options));
-            queue.len() >= SEND_AT
+            // At each multiple: while Redis fails, one attempt per `SEND_AT`
+            // registrations, not one per registration.
+            queue.len().is_multiple_of(SEND_AT)
         };
         if due {
             // Counted and warned inside; the entries wait for the next send.
@@ -145,7 +147,13 @@ impl RedisCatalog {
         let key = entry_key(self.redis().prefix(), digest);
         let value: Option<String> =
             self.conn.run("read a catalog entry", |conn| ::redis::cmd("GET").arg(&key).query(conn)).ok()?;
-        let options = decode(&value?)?;
+        let value = value?;
+        let Some(options) = decode(&value) else {
+            // Not written by this crate: someone else's key under our prefix.
+            let message = format!("unreadable entry {key}: {}", crate::error::shown(&value));
+            let _ = self.redis().fault("read a catalog entry", crate::telemetry::FaultKind::Rejected, message);
+            return None;
+        };
         self.local.register(*digest, options.clone());
         self.shared_hits.fetch_add(1, Ordering::Relaxed);
         Some(options)

@@ -222,7 +222,7 @@ impl RedisBuilder {
                 connect_timeout,
                 io_timeout,
                 faults: AtomicU64::new(0),
-                log: Mutex::new(EvictionLog::new()),
+                log: Mutex::new((EvictionLog::new(), None)),
                 listener: ListenerSlot::new(self.listener),
             }),
         };
@@ -330,7 +330,8 @@ struct Shared {
     connect_timeout: Duration,
     io_timeout: Duration,
     faults: AtomicU64,
-    log: Mutex<EvictionLog>,
+    /// When failures are worth a line, and the latest, for the summary at drop.
+    log: Mutex<(EvictionLog, Option<Fault>)>,
     listener: ListenerSlot,
 }
 
@@ -387,7 +388,11 @@ impl Redis {
         let fault = Fault { store: shared.url.clone(), operation, kind, message };
         shared.faults.fetch_add(1, Ordering::Relaxed);
         shared.listener.notify_fault(&fault);
-        let due = shared.log.lock().record(1);
+        let due = {
+            let mut log = shared.log.lock();
+            log.1 = Some(fault.clone());
+            log.0.record(1)
+        };
         if let Some(summary) = due {
             events::warn_fault(summary, &fault);
         }
@@ -427,14 +432,9 @@ fn fault_kind(err: &::redis::RedisError) -> FaultKind {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(summary) = self.log.get_mut().flush() {
-            let fault = Fault {
-                store: self.url.clone(),
-                operation: "(summary)",
-                kind: FaultKind::Rejected,
-                message: "failures since the last warning".to_owned(),
-            };
-            events::warn_fault(summary, &fault);
+        let (log, last) = self.log.get_mut();
+        if let (Some(summary), Some(last)) = (log.flush(), last.as_ref()) {
+            events::warn_fault(summary, last);
         }
     }
 }
