@@ -114,3 +114,89 @@ fn the_redis_store_passes_the_suite() {
     assert_eq!(server.count("suite:run:*") + server.count("suite:engines"), server.count("*"));
     assert_eq!(redis.faults(), 0);
 }
+
+/// One step of the model test.
+#[cfg(feature = "redis")]
+#[derive(Clone, Debug)]
+enum Op {
+    /// A batch of keys (by number, repeats allowed) for one of two tasks.
+    Trigger { task: u8, keys: Vec<u8> },
+    /// Sets the status of the n-th run created (modulo how many there are).
+    Status { run: usize, failed: bool },
+    /// Resets a key of a task.
+    Reset { task: u8, key: u8 },
+}
+
+/// Any sequence of triggers, outcomes and resets gives the same answers on Redis as in
+/// memory: the same items cached, answered by the same runs (matched by the order they
+/// were created in), and the same resets found.
+#[cfg(feature = "redis")]
+#[test]
+fn redis_and_memory_agree_on_any_sequence() {
+    use std::collections::HashMap;
+
+    use idempotency_catalog::RedisBuilder;
+    use idempotency_sdk::{RunHandle, RunId};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let server = support::RedisServer::start(&[]);
+    let op = prop_oneof![
+        4 => (0..2u8, prop::collection::vec(0..6u8, 1..6)).prop_map(|(task, keys)| Op::Trigger { task, keys }),
+        2 => (any::<usize>(), any::<bool>()).prop_map(|(run, failed)| Op::Status { run, failed }),
+        1 => (0..2u8, 0..6u8).prop_map(|(task, key)| Op::Reset { task, key }),
+    ];
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
+    let result = runner.run(&prop::collection::vec(op, 1..40), |ops| {
+        // A key space of its own for each case (shrinking included).
+        let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let redis = RedisBuilder::new(server.url()).prefix(format!("model{n}:")).build().unwrap();
+        let engines = [LocalEngine::new(), LocalEngine::on_redis(&redis).unwrap()];
+        // Per engine: its run ids in the order they were created.
+        let mut created: [Vec<RunId>; 2] = [Vec::new(), Vec::new()];
+        let mut order: [HashMap<RunId, usize>; 2] = [HashMap::new(), HashMap::new()];
+        let sdk = sdk();
+        for op in &ops {
+            match op {
+                Op::Trigger { task, keys } => {
+                    let names: Vec<String> = keys.iter().map(|k| format!("k{k}")).collect();
+                    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                    let batch = batch(&sdk, &format!("task{task}"), &names, "1h");
+                    let mut answers: [Vec<(bool, usize)>; 2] = [Vec::new(), Vec::new()];
+                    for (e, engine) in engines.iter().enumerate() {
+                        for RunHandle { id, cached, .. } in engine.trigger(&batch).unwrap() {
+                            if !cached {
+                                order[e].insert(id, created[e].len());
+                                created[e].push(id);
+                            }
+                            answers[e].push((cached, order[e][&id]));
+                        }
+                    }
+                    prop_assert_eq!(&answers[0], &answers[1], "{:?}", op);
+                }
+                Op::Status { run, failed } if !created[0].is_empty() => {
+                    prop_assert_eq!(created[0].len(), created[1].len());
+                    let n = run % created[0].len();
+                    let status = if *failed { RunStatus::Failed } else { RunStatus::Succeeded };
+                    for (e, engine) in engines.iter().enumerate() {
+                        engine.set_status(created[e][n], status).unwrap();
+                    }
+                }
+                Op::Status { .. } => {}
+                Op::Reset { task, key } => {
+                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global);
+                    let task = format!("task{task}");
+                    let found: Vec<bool> =
+                        engines.iter().map(|e| e.reset_key(&task, ResetTarget::Key(&key)).unwrap()).collect();
+                    prop_assert_eq!(found[0], found[1], "{:?}", op);
+                }
+            }
+        }
+        prop_assert_eq!(engines[0].run_count(), engines[1].run_count());
+        Ok(())
+    });
+    if let Err(err) = result {
+        panic!("{err}");
+    }
+}
