@@ -308,3 +308,24 @@ fn claims_whose_answer_was_lost_become_runs_at_the_next_trigger() {
     assert_eq!(engine.run_count(), 1_000);
     assert!(engine.trigger(&batch).unwrap().iter().all(|h| h.cached));
 }
+
+#[test]
+fn a_server_that_never_answers_fails_the_startup_within_the_timeouts_naming_the_url() {
+    // Accepts connections (the kernel does, from the backlog) and never answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("redis://:secret@{}/", silent.local_addr().unwrap());
+    let faults = Faults::default();
+    let started = std::time::Instant::now();
+    let err = RedisBuilder::new(&url)
+        .connect_timeout(Duration::from_millis(300))
+        .io_timeout(Duration::from_millis(300))
+        .listener(faults.clone())
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let shown = url.replace(":secret@", ":***@");
+    assert!(err.starts_with(&format!("redis at {shown}: cannot connect: ")), "{err}");
+    assert!(!err.contains("secret"));
+    assert_eq!(*faults.0.lock().unwrap(), [FaultKind::Timeout]);
+}
