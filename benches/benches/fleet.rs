@@ -15,7 +15,7 @@
 
 #![allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure; library code may not
 
-#[path = "../../crates/sdk/tests/support/mod.rs"]
+#[path = "../../crates/sdk/tests/support/redis_server.rs"]
 mod support;
 
 use std::hint::black_box;

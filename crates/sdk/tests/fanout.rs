@@ -5,9 +5,9 @@
 //! says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-use std::cell::RefCell;
-use std::io;
-use std::sync::{Arc, Once};
+mod support;
+
+use std::sync::Arc;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
 use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, LossPolicy, RunContext, Scope, Sdk};
@@ -77,10 +77,10 @@ fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evict
         for items in [3_000, 6_235] {
             let catalog = catalog(kind);
             let sdk = in_run(Arc::clone(&catalog));
-            let (batch, text) = captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
+            let (batch, text) = support::captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
             let report = *batch.unwrap().report();
             assert_eq!((report.with_options, report.without_options, report.evictions), (items, 0, 0), "{kind}");
-            let (_, text_at_end) = captured(|| drop(sdk));
+            let (_, text_at_end) = support::captured(|| drop(sdk));
             assert!(!text.contains(" WARN ") && !text_at_end.contains(" WARN "), "{text}{text_at_end}");
             // The run ended: the catalog is back to its base, by releases, not evictions.
             let stats = catalog.stats();
@@ -95,7 +95,7 @@ fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evict
 fn outside_a_run_digest_keys_added_as_created_keep_every_option_though_the_catalog_evicts() {
     let catalog = catalog(CatalogKind::default());
     let sdk = Sdk::new(Arc::clone(&catalog));
-    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
+    let (batch, text) = support::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
     let report = *batch.unwrap().report();
     assert_eq!((report.with_options, report.without_options), (6_235, 0));
     // Outside a run the base is an LRU of 1,000: the catalog did drop keys, and said so.
@@ -103,41 +103,12 @@ fn outside_a_run_digest_keys_added_as_created_keep_every_option_though_the_catal
     assert!(text.contains("catalog full") && text.contains("Sdk::with_run"), "{text}");
 }
 
-thread_local! {
-    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-}
-
-/// Writes into this thread's capture buffer, if one is open.
-struct ThreadSink;
-
-impl io::Write for ThreadSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `f` and returns what a global fmt subscriber printed on this thread. (A scoped
-/// subscriber in parallel tests can miss events: `tracing` caches callsite interest
-/// across threads.)
-fn captured<R>(f: impl FnOnce() -> R) -> (R, String) {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| tracing_subscriber::fmt().with_ansi(false).with_writer(|| ThreadSink).init());
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    let out = f();
-    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    (out, String::from_utf8(bytes).unwrap())
-}
-
 #[test]
 fn digest_keys_created_first_under_an_lru_of_1000_lose_exactly_the_oldest_and_warn() {
     // The reference SDK's 4.4 behaviour, in its bug report's order, even inside a run:
     // a fixed LRU cannot hold a run's keys.
     let sdk = in_run(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
-    let (batch, text) = captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::KeysFirst));
+    let (batch, text) = support::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::KeysFirst));
     let batch = batch.unwrap();
     let report = batch.report();
     assert_eq!((report.with_options, report.without_options, report.shortfall), (1_000, 5_235, 5_235));

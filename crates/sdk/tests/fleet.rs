@@ -8,12 +8,10 @@
 
 mod support;
 
-use std::cell::RefCell;
 use std::collections::HashSet;
-use std::io;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idempotency_catalog::{
@@ -21,7 +19,7 @@ use idempotency_catalog::{
 };
 use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, Scope, Sdk, Ttl};
 use serde_json::json;
-use support::RedisServer;
+use support::redis_server::RedisServer;
 
 const WORKER: &str = "FLEET_WORKER";
 
@@ -141,34 +139,10 @@ impl EvictionListener for Faults {
     }
 }
 
-thread_local! {
-    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-}
-
-struct ThreadSink;
-
-impl io::Write for ThreadSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `f` and returns the WARN lines it printed (one global subscriber writing into
-/// a per-thread buffer, as in the catalog's telemetry tests).
+/// Runs `f` and returns the WARN lines it printed.
 fn warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing_subscriber::fmt().with_ansi(false).with_writer(|| ThreadSink).init();
-    });
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    let out = f();
-    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    let lines = String::from_utf8(bytes).unwrap().lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect();
-    (out, lines)
+    let (out, text) = support::captured(f);
+    (out, text.lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect())
 }
 
 fn big_batch(items: usize) -> idempotency_sdk::Batch {

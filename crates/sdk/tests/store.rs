@@ -105,7 +105,7 @@ fn the_in_memory_store_passes_the_suite() {
 #[test]
 fn the_redis_store_passes_the_suite() {
     use idempotency_catalog::RedisBuilder;
-    let server = support::RedisServer::start(&[]);
+    let server = support::redis_server::RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).prefix("suite:").build().unwrap();
     let engine = LocalEngine::on_redis(&redis).unwrap();
     suite(&engine);
@@ -140,7 +140,7 @@ fn redis_and_memory_agree_on_any_sequence() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let server = support::RedisServer::start(&[]);
+    let server = support::redis_server::RedisServer::start(&[]);
     let op = prop_oneof![
         4 => (0..2u8, prop::collection::vec(0..6u8, 1..6)).prop_map(|(task, keys)| Op::Trigger { task, keys }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(run, failed)| Op::Status { run, failed }),
