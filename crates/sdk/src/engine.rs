@@ -547,7 +547,11 @@ impl State {
     /// or in a gap (a run whose claim was confirmed late).
     #[cfg(feature = "redis")]
     fn put(&mut self, id: RunId, run: Run) {
-        let Some(at) = id.get().checked_sub(self.first).and_then(|at| usize::try_from(at).ok()) else { return };
+        let Some(at) = id.get().checked_sub(self.first).and_then(|at| usize::try_from(at).ok()) else {
+            // Older than every retained record (`with_max_runs`): created, not kept.
+            self.created += 1;
+            return;
+        };
         while self.runs.len() <= at {
             self.runs.push_back(None);
         }
