@@ -11,7 +11,6 @@ use std::cell::RefCell;
 use std::io;
 use std::sync::Once;
 
-
 thread_local! {
     static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
 }
