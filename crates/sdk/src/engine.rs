@@ -226,7 +226,7 @@ impl LocalEngine {
     ///
     /// # Errors
     ///
-    /// On a shared store ([`on_redis`](Self::on_redis)), the Redis error naming the
+    /// On a shared store (`on_redis`, feature `redis`), the Redis error naming the
     /// URL; items are claimed 10,000 at a time, and the runs of the chunks claimed
     /// before the failure exist (a later trigger answers them as cached). In memory,
     /// none: a built batch's keys are always valid.
