@@ -42,6 +42,15 @@ impl SharedDedup {
         let conn = redis.connection();
         let counter = format!("{}engines", redis.prefix());
         let engine: u64 = conn.run("number this engine", |conn| ::redis::cmd("INCR").arg(&counter).query(conn))?;
+        // Past this, ids would lose the engine's high bits and could collide.
+        if engine >= 1 << (u64::BITS - ENGINE_SHIFT) {
+            return Err(idempotency_catalog::Error::Redis {
+                url: redis.url().to_owned(),
+                operation: "number this engine",
+                message: format!("{counter} is {engine}, past the 16,777,215 engines that run ids can tell apart; delete it once no claim made before is live"),
+            }
+            .into());
+        }
         Ok((SharedDedup { conn }, engine))
     }
 

@@ -303,3 +303,21 @@ fn a_server_that_never_answers_fails_the_startup_within_the_timeouts_naming_the_
     assert!(!err.contains("secret"));
     assert_eq!(*faults.0.lock().unwrap(), [FaultKind::Timeout]);
 }
+
+#[test]
+fn an_engine_number_past_what_run_ids_hold_is_refused_rather_than_reused() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let mut conn = server.client();
+    redis::cmd("SET").arg("idempotency:engines").arg((1u64 << 24) - 2).query::<()>(&mut conn).unwrap();
+    let last = LocalEngine::on_redis(&redis).unwrap(); // engine 16,777,215: the last
+    let first = engine_first_id(&last);
+    assert_eq!(first >> 40, (1 << 24) - 1);
+    let err = LocalEngine::on_redis(&redis).unwrap_err().to_string();
+    assert!(err.contains("idempotency:engines is 16777216, past the 16,777,215 engines"), "{err}");
+}
+
+/// The id of the first run `engine` creates.
+fn engine_first_id(engine: &LocalEngine) -> u64 {
+    engine.trigger(&big_batch(1)).unwrap()[0].id.get()
+}
