@@ -26,9 +26,9 @@ const MAX_QUEUED: usize = 100_000;
 /// process-local catalog in front.
 ///
 /// - **Writes are pipelined**: a registration goes to the local catalog at once and
-///   into a queue, sent in one round trip when a reservation (run or batch) ends, when
-///   [`flush`](Catalog::flush) is called (a built batch does), and past 1,024 queued
-///   registrations. Each entry is `SET <prefix>key:<digest> <scope>:<key> PX <ttl>`:
+///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
+///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
+///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest> <scope>:<key> PX <ttl>`:
 ///   one key per command, so Redis Cluster and Valkey work.
 /// - **A local miss costs one round trip** (`GET`); what it finds is kept locally.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
@@ -63,10 +63,10 @@ pub struct RedisCatalog {
 }
 
 impl RedisCatalog {
-    /// `local` in front of the Redis behind `redis`. Build `local` with
-    /// [`CatalogBuilder::redis`](crate::CatalogBuilder::redis) instead, so that what it
-    /// drops for room counts as released.
-    pub fn new(local: Arc<dyn Catalog>, redis: &Redis) -> Self {
+    /// `local` in front of the Redis behind `redis`; see
+    /// [`CatalogBuilder::redis`](crate::CatalogBuilder::redis), which builds `local` so
+    /// that what it drops for room counts as released.
+    pub(crate) fn new(local: Arc<dyn Catalog>, redis: &Redis) -> Self {
         RedisCatalog {
             local,
             conn: redis.connection(),

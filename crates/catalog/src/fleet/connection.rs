@@ -17,7 +17,9 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 /// [`Error::Redis`] naming the URL. Operations on one connection take turns.
 ///
 /// For stores built on the handle, such as the SDK's dedup store: see
-/// [`run`](Self::run).
+/// [`run`](Self::run). It passes the [`redis`](https://docs.rs/redis) crate's own
+/// connection, so a store written against it uses the same `redis` version as this
+/// crate (1.x).
 pub struct RedisConnection {
     redis: Redis,
     state: Mutex<State>,
