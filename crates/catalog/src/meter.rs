@@ -20,6 +20,8 @@ mod names {
     pub(super) const ENTRIES: &str = "idempotency_catalog_entries";
     pub(super) const CAPACITY: &str = "idempotency_catalog_capacity_entries";
     pub(super) const RESERVED: &str = "idempotency_catalog_reserved_entries";
+    pub(super) const FAULTS: &str = "idempotency_catalog_faults_total";
+    pub(super) const UNSHARED: &str = "idempotency_catalog_unshared_total";
 }
 
 #[cfg(feature = "metrics")]
@@ -144,5 +146,38 @@ fn describe() {
         metrics::describe_gauge!(ENTRIES, Unit::Count, "entries held");
         metrics::describe_gauge!(CAPACITY, Unit::Count, "entries that fit before the next registration evicts");
         metrics::describe_gauge!(RESERVED, Unit::Count, "entries asked for by live reservations");
+        metrics::describe_counter!(
+            FAULTS,
+            Unit::Count,
+            "fleet mode: failed operations on Redis, by fault: unreachable, timeout, out-of-memory, rejected"
+        );
+        metrics::describe_counter!(
+            UNSHARED,
+            Unit::Count,
+            "fleet mode: registrations dropped from a full write queue while Redis failed"
+        );
     });
+}
+
+/// Fleet mode: a failed operation on Redis. Looked up per call: faults are rare, and a
+/// handle may fail before any catalog is built on it.
+#[cfg(feature = "redis")]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn fault(kind: crate::telemetry::FaultKind) {
+    #[cfg(feature = "metrics")]
+    {
+        describe();
+        metrics::counter!(names::FAULTS, "fault" => kind.as_str()).increment(1);
+    }
+}
+
+/// Fleet mode: registrations dropped from a full write queue.
+#[cfg(feature = "redis")]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn unshared(n: u64) {
+    #[cfg(feature = "metrics")]
+    {
+        describe();
+        metrics::counter!(names::UNSHARED).increment(n);
+    }
 }

@@ -136,6 +136,7 @@ impl RedisCatalog {
         };
         if dropped > 0 {
             self.unshared.fetch_add(dropped, Ordering::Relaxed);
+            crate::meter::unshared(dropped);
             let due = self.unshared_log.lock().record(dropped);
             if let Some(summary) = due {
                 events::warn_unshared(summary, self.redis().url(), queued);

@@ -387,6 +387,7 @@ impl Redis {
         let shared = &self.shared;
         let fault = Fault { store: shared.url.clone(), operation, kind, message };
         shared.faults.fetch_add(1, Ordering::Relaxed);
+        crate::meter::fault(kind);
         shared.listener.notify_fault(&fault);
         let due = {
             let mut log = shared.log.lock();
@@ -503,5 +504,46 @@ mod tests {
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_PREFIX "a b": expected 1 to 128 bytes"#), "{err}");
         let err = RedisBuilder::new("redis://h").connect_timeout(Duration::ZERO).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid RedisBuilder::connect_timeout "0ns": expected at least 1 ms"#);
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn faults_are_counted_on_the_metrics_facade_by_kind() {
+        use std::collections::HashMap;
+
+        use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+        /// Keeps every counter, by name and labels.
+        #[derive(Default)]
+        struct Counters(parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+        impl Recorder for Counters {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                Counter::from_arc(Arc::clone(self.0.lock().entry(name).or_default()))
+            }
+            fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+                Gauge::noop()
+            }
+            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+                Histogram::noop()
+            }
+        }
+
+        let counters = Counters::default();
+        // Nothing listens on port 1: two refused connects.
+        metrics::with_local_recorder(&counters, || {
+            for _ in 0..2 {
+                RedisBuilder::new("redis://127.0.0.1:1").build().unwrap_err();
+            }
+        });
+        let seen = counters.0.lock();
+        let unreachable =
+            seen.get("idempotency_catalog_faults_total{fault=unreachable}").map(|c| c.load(Ordering::Relaxed));
+        assert_eq!(unreachable, Some(2), "{:?}", seen.keys().collect::<Vec<_>>());
     }
 }
