@@ -77,14 +77,8 @@ impl RedisCatalog {
         }
     }
 
-    /// The Redis handle.
-    pub fn redis(&self) -> &Redis {
+    fn redis(&self) -> &Redis {
         self.conn.redis()
-    }
-
-    /// The process-local catalog in front.
-    pub fn local(&self) -> &Arc<dyn Catalog> {
-        &self.local
     }
 
     fn enqueue(&self, digest: Digest, options: KeyOptions) {
