@@ -15,9 +15,6 @@
 
 #![allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure; library code may not
 
-#[path = "../../crates/sdk/tests/support/redis_server.rs"]
-mod support;
-
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +31,7 @@ const TTL_30_DAYS_MS: u64 = 30 * 86_400 * 1_000;
 const CATALOG_TTL_MS: u64 = 86_400 * 1_000;
 
 fn fan_out(c: &mut Criterion) {
-    let server = support::RedisServer::start(&[]);
+    let server = testkit::RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).build().unwrap_or_else(|err| panic!("{err}"));
     let (mut conn, mut admin) = (server.client(), server.client());
     let mut flush = move || redis::cmd("FLUSHALL").query::<()>(&mut admin).unwrap_or_default();

@@ -2,10 +2,8 @@
 //! and the eviction listener's guarantees.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-use std::cell::RefCell;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use idempotency_catalog::{
@@ -37,46 +35,14 @@ fn fill_held(reservation: &Reservation<'_>, range: std::ops::Range<u32>) {
     }
 }
 
-thread_local! {
-    static CAPTURED: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
-}
-
-/// Writes into this thread's capture buffer, if one is open; discards otherwise.
-struct ThreadSink;
-
-impl io::Write for ThreadSink {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        CAPTURED.with(|c| c.borrow_mut().as_mut().map(|out| out.extend_from_slice(buf)));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Runs `f` and returns the lines a fmt subscriber printed for WARN and above.
 fn log_lines(f: impl FnOnce()) -> Vec<String> {
-    all_lines(f).into_iter().filter(|l| l.contains(" WARN ") || l.contains(" ERROR ")).collect()
+    testkit::warnings(f).1
 }
 
-/// Runs `f` and returns every line a fmt subscriber printed, DEBUG and above.
-///
-/// One global subscriber writes into a per-thread buffer. Scoped subscribers
-/// (`with_default`) in parallel tests race with `tracing`'s callsite interest cache and
-/// can miss a test's first events, so they are not used here.
+/// Runs `f` and returns every line a fmt subscriber printed.
 fn all_lines(f: impl FnOnce()) -> Vec<String> {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(|| ThreadSink)
-            .init();
-    });
-    CAPTURED.with(|c| *c.borrow_mut() = Some(Vec::new()));
-    f();
-    let bytes = CAPTURED.with(|c| c.borrow_mut().take()).unwrap_or_default();
-    String::from_utf8(bytes).unwrap().lines().map(str::to_owned).collect()
+    testkit::captured(f).1.lines().map(str::to_owned).collect()
 }
 
 fn field(line: &str, name: &str) -> Option<u64> {

@@ -5,8 +5,6 @@
 //! says so.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-mod support;
-
 use std::sync::Arc;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
@@ -77,10 +75,10 @@ fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evict
         for items in [3_000, 6_235] {
             let catalog = catalog(kind);
             let sdk = in_run(Arc::clone(&catalog));
-            let (batch, text) = support::captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
+            let (batch, text) = testkit::captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
             let report = *batch.unwrap().report();
             assert_eq!((report.with_options, report.without_options, report.evictions), (items, 0, 0), "{kind}");
-            let (_, text_at_end) = support::captured(|| drop(sdk));
+            let (_, text_at_end) = testkit::captured(|| drop(sdk));
             assert!(!text.contains(" WARN ") && !text_at_end.contains(" WARN "), "{text}{text_at_end}");
             // The run ended: the catalog is back to its base, by releases, not evictions.
             let stats = catalog.stats();
@@ -95,7 +93,7 @@ fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evict
 fn outside_a_run_digest_keys_added_as_created_keep_every_option_though_the_catalog_evicts() {
     let catalog = catalog(CatalogKind::default());
     let sdk = Sdk::new(Arc::clone(&catalog));
-    let (batch, text) = support::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
+    let (batch, text) = testkit::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
     let report = *batch.unwrap().report();
     assert_eq!((report.with_options, report.without_options), (6_235, 0));
     // Outside a run the base is an LRU of 1,000: the catalog did drop keys, and said so.
@@ -108,7 +106,7 @@ fn digest_keys_created_first_under_an_lru_of_1000_lose_exactly_the_oldest_and_wa
     // The reference SDK's 4.4 behaviour, in its bug report's order, even inside a run:
     // a fixed LRU cannot hold a run's keys.
     let sdk = in_run(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).build().unwrap());
-    let (batch, text) = support::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::KeysFirst));
+    let (batch, text) = testkit::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::KeysFirst));
     let batch = batch.unwrap();
     let report = batch.report();
     assert_eq!((report.with_options, report.without_options, report.shortfall), (1_000, 5_235, 5_235));

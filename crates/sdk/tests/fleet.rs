@@ -6,8 +6,6 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-mod support;
-
 use std::collections::HashSet;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +17,7 @@ use idempotency_catalog::{
 };
 use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, Scope, Sdk, Ttl};
 use serde_json::json;
-use support::redis_server::RedisServer;
+use testkit::{RedisServer, warnings};
 
 const WORKER: &str = "FLEET_WORKER";
 
@@ -137,12 +135,6 @@ impl EvictionListener for Faults {
     fn on_fault(&self, fault: &Fault) {
         self.0.lock().unwrap().push(fault.kind);
     }
-}
-
-/// Runs `f` and returns the WARN lines it printed.
-fn warnings<T>(f: impl FnOnce() -> T) -> (T, Vec<String>) {
-    let (out, text) = support::captured(f);
-    (out, text.lines().filter(|l| l.contains(" WARN ")).map(str::to_owned).collect())
 }
 
 fn big_batch(items: usize) -> idempotency_sdk::Batch {

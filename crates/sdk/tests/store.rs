@@ -3,9 +3,6 @@
 //! `redis`) runs it against a `redis-server` started for the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-#[cfg(feature = "redis")]
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,7 +102,7 @@ fn the_in_memory_store_passes_the_suite() {
 #[test]
 fn the_redis_store_passes_the_suite() {
     use idempotency_catalog::RedisBuilder;
-    let server = support::redis_server::RedisServer::start(&[]);
+    let server = testkit::RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).prefix("suite:").build().unwrap();
     let engine = LocalEngine::on_redis(&redis).unwrap();
     suite(&engine);
@@ -140,7 +137,7 @@ fn redis_and_memory_agree_on_any_sequence() {
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
-    let server = support::redis_server::RedisServer::start(&[]);
+    let server = testkit::RedisServer::start(&[]);
     let op = prop_oneof![
         4 => (0..2u8, prop::collection::vec(0..6u8, 1..6)).prop_map(|(task, keys)| Op::Trigger { task, keys }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(run, failed)| Op::Status { run, failed }),
