@@ -111,6 +111,9 @@ pub enum FaultKind {
     OutOfMemory,
     /// Any other error the store answered with.
     Rejected,
+    /// A value under one of this crate's keys that it did not write: foreign or
+    /// corrupt data, never taken as data.
+    Foreign,
 }
 
 impl FaultKind {
@@ -121,6 +124,7 @@ impl FaultKind {
             FaultKind::Timeout => "timeout",
             FaultKind::OutOfMemory => "out-of-memory",
             FaultKind::Rejected => "rejected",
+            FaultKind::Foreign => "foreign",
         }
     }
 }

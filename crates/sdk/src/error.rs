@@ -80,7 +80,21 @@ pub enum Error {
     #[error("unknown run {id}: the engine never created it, or no longer keeps its record")]
     UnknownRun {
         /// The run asked for.
-        id: crate::run::RunId,
+        id: crate::engine::RunId,
+    },
+    /// A string that should hold a run id does not.
+    #[error("invalid run id {value}: expected `run_` followed by a number or by 48 lowercase hex characters")]
+    InvalidRunId {
+        /// The input, quoted and cut to 64 characters.
+        value: String,
+    },
+    /// A string that should name a run status does not.
+    #[error(
+        "invalid run status {value}: expected one of `pending`, `executing`, `succeeded`, `failed`, `system-failure`, `crashed`, `interrupted`, `timed-out`, `expired`, `cancelled`"
+    )]
+    InvalidRunStatus {
+        /// The input, quoted and cut to 64 characters.
+        value: String,
     },
     /// Writing the batch request failed.
     #[error("cannot write the batch request: {0}")]

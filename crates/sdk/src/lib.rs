@@ -55,30 +55,25 @@
 
 mod batch;
 mod context;
-mod dedup;
 mod engine;
 mod error;
 mod key;
 mod key_input;
 mod message;
 mod meter;
-mod run;
 mod sdk;
-#[cfg(feature = "redis")]
-mod shared_dedup;
 mod ttl;
 mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
-pub use engine::{LocalEngine, ResetTarget};
+pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
 pub use error::Error;
 /// The catalog crate, re-exported so that one dependency is enough.
 pub use idempotency_catalog as catalog;
 pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope};
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
-pub use run::{RunHandle, RunId, RunRecord, RunStatus, RunView};
 pub use sdk::Sdk;
 pub use ttl::Ttl;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};

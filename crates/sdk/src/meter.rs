@@ -25,7 +25,7 @@ pub(crate) fn batch_built(items: usize, without_options: usize) {
 /// The engine answered: count the handles that name a run that already existed.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn answered(handles: &[crate::run::RunHandle]) {
+pub(crate) fn answered(handles: &[crate::engine::RunHandle]) {
     #[cfg(feature = "metrics")]
     {
         describe();

@@ -217,7 +217,7 @@ fn a_run_that_fails_or_expires_releases_its_key_and_one_that_succeeds_or_is_canc
         let batch = one_item(&sdk, sdk.create_key(status.as_str(), Scope::Global), None);
         let first = engine.trigger(&batch).unwrap()[0];
         engine.set_status(first.id, status).unwrap();
-        assert_eq!(engine.run(first.id).unwrap().status, status);
+        assert_eq!(engine.run(first.id).unwrap().unwrap().status, status);
         let again = engine.trigger(&batch).unwrap()[0];
         assert_eq!(again.cached, !releases, "{status}");
         assert_eq!(again.id == first.id, !releases, "{status}");
@@ -252,7 +252,7 @@ fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_key
     assert_eq!(engine.run_count(), 5);
     let kept: Vec<RunId> = engine.runs().iter().map(|r| r.id).collect();
     assert_eq!(kept, ids[2..]);
-    assert!(engine.run(ids[0]).is_none());
+    assert!(engine.run(ids[0]).unwrap().is_none());
     let again = engine.trigger(&batches[0]).unwrap()[0];
     assert!(again.cached && again.id == ids[0]);
 }

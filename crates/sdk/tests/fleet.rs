@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use idempotency_catalog::{
     CatalogBuilder, CatalogKind, Digest, EvictionListener, Fault, FaultKind, KeyOptions, RedisBuilder, RemovalCause,
 };
-use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, Scope, Sdk, Ttl};
+use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, RunHandle, RunId, Scope, Sdk, Ttl};
 use serde_json::json;
 use testkit::{RedisServer, warnings};
 
@@ -87,7 +87,8 @@ fn four_processes_fanning_out_the_same_keys_make_each_run_once() {
     }
     assert_eq!((runs, cached), (10_000, 30_000));
     assert_eq!(with_key, runs, "every run shows its key and scope");
-    assert_eq!(server.count("idempotency:run:*"), 10_000);
+    // One claim per key, each holding its run's record; one catalog entry per key.
+    assert_eq!(server.count("idempotency:claim:*"), 10_000);
     assert_eq!(server.count("idempotency:key:*"), 10_000);
 }
 
@@ -137,6 +138,15 @@ impl EvictionListener for Faults {
     }
 }
 
+/// Every handle names a run every process can read: read here, in one round trip.
+fn assert_readable(engine: &LocalEngine, handles: &[RunHandle]) {
+    let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
+    let records = engine.read_runs(&ids).unwrap();
+    let unreadable = records.iter().filter(|r| r.is_none()).count();
+    assert_eq!(unreadable, 0, "{unreadable} of {} answers name a run with no record", handles.len());
+}
+
+/// `items` keys `item-<i>` in scope global, each once, for task `child-task`.
 fn big_batch(items: usize) -> idempotency_sdk::Batch {
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
     let mut batch = sdk.batch("child-task", items);
@@ -171,7 +181,7 @@ fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
     killer.join().unwrap();
     assert!(killed.load(Ordering::SeqCst));
     let message = err.to_string();
-    assert!(message.starts_with(&format!("redis at {url}: cannot claim keys: ")), "{message}");
+    assert!(message.starts_with(&format!("redis at {url}: cannot create runs: ")), "{message}");
     let before = engine.run_count();
     assert!((10_000..300_000).contains(&before), "{before}");
 
@@ -182,13 +192,13 @@ fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
     server.restart();
     std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
     let handles = engine.trigger(&batch).unwrap();
-    // Every key has exactly one run, and every answer names a run of this engine.
+    // Every key has exactly one run, every answer is readable, and the runs whose
+    // answer the kill lost are this engine's again: it counts every run it made.
     assert_eq!(engine.run_count(), 300_000);
     let mut keys = HashSet::new();
     engine.for_each_run(|run| assert!(keys.insert(run.idempotency_key().unwrap().into_owned())));
     assert_eq!(keys.len(), 300_000);
-    assert!(handles.iter().all(|h| engine.run(h.id).is_some()));
-    assert_eq!(handles.iter().filter(|h| !h.cached).count() as u64, 300_000 - before);
+    assert_readable(&engine, &handles);
     assert!(redis.faults() >= 2);
 }
 
@@ -249,30 +259,32 @@ fn redis_at_maxmemory_is_counted_warned_and_fails_the_trigger() {
 }
 
 #[test]
-fn claims_whose_answer_was_lost_become_runs_at_the_next_trigger() {
+fn runs_whose_answer_was_lost_answer_the_next_trigger_and_are_counted_by_their_engine() {
     let server = RedisServer::start(&["--enable-debug-command", "local"]);
     let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(100)).build().unwrap();
     let engine = LocalEngine::on_redis(&redis).unwrap();
     let batch = big_batch(1_000);
-    // The server stalls past the engine's timeout, then runs the claims all the same:
-    // they hold their keys for runs the engine never heard of.
+    // The server stalls past the engine's timeout, then creates the runs all the same:
+    // they hold their keys, with their records, for runs the engine never heard of.
     let mut stall = server.client();
     let staller = std::thread::spawn(move || redis::cmd("DEBUG").arg("SLEEP").arg("0.5").query::<()>(&mut stall));
     std::thread::sleep(Duration::from_millis(50));
     let err = engine.trigger(&batch).unwrap_err();
-    assert!(err.to_string().contains("cannot claim keys"), "{err}");
+    assert!(err.to_string().contains("cannot create runs"), "{err}");
     staller.join().unwrap().unwrap();
-    assert_eq!(server.count("idempotency:run:*"), 1_000, "the claims landed");
+    assert_eq!(server.count("idempotency:claim:*"), 1_000, "the runs were created");
     assert_eq!(engine.run_count(), 0);
 
     std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
     let handles = engine.trigger(&batch).unwrap();
-    assert!(
-        handles.iter().all(|h| !h.cached && engine.run(h.id).is_some()),
-        "no answer names a run that does not exist"
-    );
+    // They existed before this trigger, so they are cached; they are this engine's, so
+    // it records them.
+    assert!(handles.iter().all(|h| h.cached));
+    assert_readable(&engine, &handles);
     assert_eq!(engine.run_count(), 1_000);
-    assert!(engine.trigger(&batch).unwrap().iter().all(|h| h.cached));
+    let again = engine.trigger(&batch).unwrap();
+    assert_eq!(again.iter().map(|h| h.id).collect::<Vec<_>>(), handles.iter().map(|h| h.id).collect::<Vec<_>>());
+    assert_eq!(engine.run_count(), 1_000);
 }
 
 #[test]
@@ -294,22 +306,4 @@ fn a_server_that_never_answers_fails_the_startup_within_the_timeouts_naming_the_
     assert!(err.starts_with(&format!("redis at {shown}: cannot connect: ")), "{err}");
     assert!(!err.contains("secret"));
     assert_eq!(*faults.0.lock().unwrap(), [FaultKind::Timeout]);
-}
-
-#[test]
-fn an_engine_number_past_what_run_ids_hold_is_refused_rather_than_reused() {
-    let server = RedisServer::start(&[]);
-    let redis = RedisBuilder::new(server.url()).build().unwrap();
-    let mut conn = server.client();
-    redis::cmd("SET").arg("idempotency:engines").arg((1u64 << 24) - 2).query::<()>(&mut conn).unwrap();
-    let last = LocalEngine::on_redis(&redis).unwrap(); // engine 16,777,215: the last
-    let first = engine_first_id(&last);
-    assert_eq!(first >> 40, (1 << 24) - 1);
-    let err = LocalEngine::on_redis(&redis).unwrap_err().to_string();
-    assert!(err.contains("idempotency:engines is 16777216, past the 16,777,215 engines"), "{err}");
-}
-
-/// The id of the first run `engine` creates.
-fn engine_first_id(engine: &LocalEngine) -> u64 {
-    engine.trigger(&big_batch(1)).unwrap()[0].id.get()
 }

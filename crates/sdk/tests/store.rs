@@ -40,7 +40,7 @@ fn suite(engine: &LocalEngine) {
     let again = engine.trigger(&b).unwrap();
     assert!(again.iter().all(|h| h.cached));
     assert_eq!(again.iter().map(|h| h.id).collect::<Vec<_>>(), first.iter().map(|h| h.id).collect::<Vec<_>>());
-    let record = engine.run(first[0].id).unwrap();
+    let record = engine.run(first[0].id).unwrap().unwrap();
     assert_eq!((record.idempotency_key.as_deref(), record.idempotency_key_scope), (Some("a"), Some(Scope::Global)));
 
     // Tasks are separate key spaces.
@@ -90,7 +90,7 @@ fn suite(engine: &LocalEngine) {
     let mut ids = Vec::new();
     engine.for_each_run(|run| ids.push(run.id()));
     assert_eq!((ids.len(), engine.run_count(), engine.runs_retained()), (13, 13, 13));
-    assert!(ids.iter().all(|&id| engine.run(id).is_some()));
+    assert!(ids.iter().all(|&id| engine.run(id).unwrap().is_some()));
 }
 
 #[test]
@@ -106,9 +106,10 @@ fn the_redis_store_passes_the_suite() {
     let redis = RedisBuilder::new(server.url()).prefix("suite:").build().unwrap();
     let engine = LocalEngine::on_redis(&redis).unwrap();
     suite(&engine);
-    // Keys are under the prefix, one per (task, key) still held.
-    assert!(server.count("suite:run:*") > 0);
-    assert_eq!(server.count("suite:run:*") + server.count("suite:engines"), server.count("*"));
+    // Everything is under the prefix: claims (one per key still held, its run's record
+    // as its value) and the records of runs that hold no key.
+    assert!(server.count("suite:claim:*") > 0 && server.count("suite:run:*") > 0);
+    assert_eq!(server.count("suite:claim:*") + server.count("suite:run:*"), server.count("*"));
     assert_eq!(redis.faults(), 0);
 }
 

@@ -41,6 +41,13 @@ impl RedisConnection {
         &self.redis
     }
 
+    /// Counts, reports and warns about a failure a store built on this connection
+    /// found itself (such as a foreign value under one of its keys), exactly as a
+    /// failed operation is; the error to return.
+    pub fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
+        self.redis.fault(operation, kind, message)
+    }
+
     /// Runs `f` on the connection, connecting first if needed. `operation` names what
     /// `f` does in errors and warnings (`claim keys`, `read a catalog entry`).
     ///

@@ -365,6 +365,12 @@ impl Redis {
         self.shared.catalog_ttl
     }
 
+    /// How long the SDK engine keeps a run record on Redis once its key is no longer
+    /// held (placeholder until the builder sets it).
+    pub fn run_ttl(&self) -> Duration {
+        Duration::from_secs(24 * 60 * 60)
+    }
+
     /// Failed operations so far, of everything built on this handle.
     pub fn faults(&self) -> u64 {
         self.shared.faults.load(Ordering::Relaxed)

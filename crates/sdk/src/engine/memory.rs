@@ -1,4 +1,5 @@
-//! The engine's deduplication state: which run holds each (task, key) and until when.
+//! The in-memory store: which run holds each (task, key) and until when, in this
+//! process.
 //!
 //! Laid out for millions of keys: a `hashbrown::HashTable` of 4-byte slot numbers
 //! (foldhash), the slots themselves in one vector (task id, key as 32 bytes, run id,
@@ -6,65 +7,13 @@
 //! expired entries are pruned: each entry is queued once and popped once, so pruning
 //! costs nothing per trigger beyond what expired.
 
-use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
+use super::key::{KeyRef, StoredKey};
+use super::run::RunId;
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
-use idempotency_catalog::Digest;
-
-use crate::run::RunId;
-
-/// An idempotency key as the engine keeps it: a digest as 32 bytes, and anything else
-/// sent as the key (the wire format allows any string) as it was sent.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum StoredKey {
-    Digest(Digest),
-    Raw(Box<str>),
-}
-
-/// A key being looked up, borrowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum KeyRef<'a> {
-    Digest(Digest),
-    Raw(&'a str),
-}
-
-impl<'a> KeyRef<'a> {
-    /// The key of a wire item: 64 lowercase hex characters are a digest, and the same
-    /// string always gives the same key.
-    pub(crate) fn from_wire(key: &'a str) -> Self {
-        match key.parse::<Digest>() {
-            Ok(digest) => KeyRef::Digest(digest),
-            Err(_) => KeyRef::Raw(key),
-        }
-    }
-
-    pub(crate) fn to_stored(self) -> StoredKey {
-        match self {
-            KeyRef::Digest(digest) => StoredKey::Digest(digest),
-            KeyRef::Raw(raw) => StoredKey::Raw(raw.into()),
-        }
-    }
-}
-
-impl StoredKey {
-    pub(crate) fn as_key_ref(&self) -> KeyRef<'_> {
-        match self {
-            StoredKey::Digest(digest) => KeyRef::Digest(*digest),
-            StoredKey::Raw(raw) => KeyRef::Raw(raw),
-        }
-    }
-
-    /// The key as it was sent.
-    pub(crate) fn text(&self) -> Cow<'_, str> {
-        match self {
-            StoredKey::Digest(digest) => Cow::Owned(digest.to_hex_string()),
-            StoredKey::Raw(raw) => Cow::Borrowed(raw),
-        }
-    }
-}
 
 /// Milliseconds since the engine clock's origin.
 pub(crate) type Millis = u64;
@@ -270,6 +219,8 @@ fn rehash(hasher: &DefaultHashBuilder, slots: &[Option<Slot>], at: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use idempotency_catalog::Digest;
+
     use super::*;
 
     fn key(i: u32) -> KeyRef<'static> {

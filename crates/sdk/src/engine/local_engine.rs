@@ -1,0 +1,585 @@
+use std::fmt;
+use std::num::NonZeroUsize;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use idempotency_catalog::{Digest, Scope};
+use parking_lot::Mutex;
+
+use super::incoming::{Incoming, millis};
+use super::key::KeyRef;
+use super::log::Log;
+use super::memory::{Claim, Dedup};
+use super::run::{Run, RunHandle, RunId, RunRecord, RunStatus, RunView};
+use super::shared::{Answer, NewRun, SharedStore};
+use crate::batch::Batch;
+use crate::context::RunContext;
+use crate::error::Error;
+use crate::key::IdempotencyKey;
+use crate::key_input::is_digest_length;
+use crate::ttl::Ttl;
+use crate::wire::WireItem;
+
+/// What to reset: which key's cached run to forget.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ResetTarget<'a> {
+    /// A key made by the SDK.
+    Key(&'a IdempotencyKey),
+    /// Key material with the scope it was created in, and the run context when the
+    /// scope needs it (`run`: the run id; `attempt`: run id and attempt number).
+    ///
+    /// As in the reference SDK (4.5 and later), one string of 64 characters is first
+    /// tried as it is (it may be a digest already), and only when nothing is found is
+    /// the key derived from it in `scope` tried.
+    Raw {
+        /// The key material's parts.
+        parts: &'a [&'a str],
+        /// The scope it was created with.
+        scope: Scope,
+        /// The run it was created in.
+        run: Option<&'a RunContext>,
+    },
+    /// A digest, as 32 bytes.
+    Digest(Digest),
+}
+
+type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
+
+/// The embedded engine: triggers batches in-process, deduplicates by (task, key) within
+/// the key's TTL with the reference server's rules, and records every run.
+///
+/// - A key is expired only once its TTL has passed (`expiresAt < now`): at exactly the
+///   TTL the run is still the answer. Wire TTLs follow the server's grammar
+///   (`^(\d+)([smhd])$`; `"0s"` expires the key at once); other forms get the default
+///   of 30 days.
+/// - A run that ends in failure or expires releases its key ([`RunStatus::releases_key`]);
+///   see [`set_status`](Self::set_status).
+/// - Expired keys are pruned as later triggers come, at a cost proportional to what
+///   expired: memory follows the live keys, not the history.
+/// - Run records are compact (the task as a number, the key as 32 bytes), can be read
+///   in place ([`for_each_run`](Self::for_each_run)) or one at a time
+///   ([`run`](Self::run)), and can be capped ([`with_max_runs`](Self::with_max_runs)).
+///
+/// With feature `redis`, [`on_redis`](Self::on_redis) puts keys and run records on a
+/// Redis shared by every worker of a fleet.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{ItemOptions, LocalEngine, RunStatus, Scope, Sdk};
+///
+/// let sdk = Sdk::from_env()?;
+/// let engine = LocalEngine::new();
+/// let key = sdk.create_key("order-7", Scope::Global);
+/// let mut batch = sdk.batch("charge", 1);
+/// batch.item(None, ItemOptions::new().key(&key));
+/// let batch = batch.build()?;
+///
+/// let first = engine.trigger(&batch)?;
+/// let again = engine.trigger(&batch)?;
+/// assert!(!first[0].cached && again[0].cached && first[0].id == again[0].id);
+/// assert_eq!(engine.run(first[0].id)?.unwrap().idempotency_key.as_deref(), Some("order-7"));
+///
+/// // A failed run releases its key: the next trigger makes a new run.
+/// engine.set_status(first[0].id, RunStatus::Failed)?;
+/// assert!(!engine.trigger(&batch)?[0].cached);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+pub struct LocalEngine {
+    state: Mutex<State>,
+    clock: Clock,
+    /// Where keys are claimed and runs recorded when they are shared with other
+    /// processes; `None`: in `state.dedup`, in this process.
+    shared: Option<Box<dyn SharedStore>>,
+    /// Whether run records on the shared store keep their payload.
+    share_payloads: bool,
+}
+
+#[derive(Default)]
+struct State {
+    log: Log,
+    /// The keys, when they are held in this process.
+    dedup: Dedup,
+}
+
+impl LocalEngine {
+    /// An engine on the system clock.
+    pub fn new() -> Self {
+        Self::with_clock(|| SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default())
+    }
+
+    /// An engine on `clock`, the time since some fixed origin: lets tests move time.
+    pub fn with_clock(clock: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
+        LocalEngine { state: Mutex::new(State::default()), clock: Box::new(clock), shared: None, share_payloads: false }
+    }
+
+    /// An engine whose keys and runs live on a shared store.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // without it, only tests have one
+    pub(crate) fn on_shared(shared: Box<dyn SharedStore>) -> Self {
+        LocalEngine { shared: Some(shared), ..Self::new() }
+    }
+
+    /// An engine whose keys are claimed, and runs recorded, on Redis (feature
+    /// `redis`), shared with every engine on the same server and prefix: a key
+    /// triggered by two processes makes one run, and every process reads every run.
+    ///
+    /// - **A claim and its run are one step**: the run's record is the value of its
+    ///   key's claim, written by one `SET … NX GET`, so no key is ever held by a run
+    ///   that was never recorded, whatever fails. A cached answer carries the record
+    ///   of the run that holds the key.
+    /// - **Runs are readable from every process**: [`run`](Self::run),
+    ///   [`read_runs`](Self::read_runs), [`set_status`](Self::set_status) and
+    ///   [`reset_key`](Self::reset_key) work for any run of the fleet. A record lives
+    ///   as long as its key is held, then, once its run releases the key or the key is
+    ///   reset, for [`Redis::run_ttl`](idempotency_catalog::Redis::run_ttl) (30 days
+    ///   by default), as does the record of a run without a key or with a TTL of `0s`.
+    ///   Records hold the task, the key, its options, the status and when the run was
+    ///   created; payloads only with [`with_payloads_on_redis`](Self::with_payloads_on_redis).
+    /// - **Ids never name two runs**, even after Redis loses its data: an id is where
+    ///   the record lives (a hash of task and key) and a number drawn from a random
+    ///   base this engine picked at creation, never from state on the server.
+    /// - [`for_each_run`](Self::for_each_run), [`run_count`](Self::run_count) and
+    ///   [`with_max_runs`](Self::with_max_runs) concern the runs this engine created,
+    ///   as it recorded them (another process's status changes show in
+    ///   [`run`](Self::run), not there).
+    ///
+    /// Expiry follows Redis's clock, the same for every process, not this engine's
+    /// [`with_clock`](Self::with_clock); [`key_count`](Self::key_count) counts only
+    /// keys held in memory (0 here). When Redis fails, the call fails with
+    /// [`Error::Catalog`] naming the URL and the Redis key at fault, after recording
+    /// the runs whose creation Redis confirmed; the connection is made again at the
+    /// next call.
+    ///
+    /// # Errors
+    ///
+    /// The Redis error, naming the URL, when the server cannot be reached or refuses
+    /// the engine's scripts (an ACL user without `EVALSHA` or `SCRIPT LOAD`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_sdk::LocalEngine;
+    /// use idempotency_sdk::catalog::RedisBuilder;
+    ///
+    /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").build()?;
+    /// let engine = LocalEngine::on_redis(&redis)?;
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    #[cfg(feature = "redis")]
+    pub fn on_redis(redis: &idempotency_catalog::Redis) -> Result<Self, Error> {
+        Ok(Self::on_shared(Box::new(super::redis::RedisStore::connect(redis)?)))
+    }
+
+    /// The same engine keeping each run's payload in its record on Redis too, for
+    /// every process to read (feature `redis`). Off by default: a payload is the
+    /// caller's data, possibly large, and the other promises do not need it.
+    #[cfg(feature = "redis")]
+    #[must_use]
+    pub fn with_payloads_on_redis(mut self) -> Self {
+        self.share_payloads = true;
+        self
+    }
+
+    /// The same engine keeping at most `max_runs` run records, the newest: older
+    /// records are dropped (their keys still deduplicate until they expire). By
+    /// default every record is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::num::NonZeroUsize;
+    /// use idempotency_sdk::LocalEngine;
+    ///
+    /// let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(10_000).unwrap());
+    /// # let _ = engine;
+    /// ```
+    #[must_use]
+    pub fn with_max_runs(self, max_runs: NonZeroUsize) -> Self {
+        self.state.lock().log.max_runs = Some(max_runs);
+        self
+    }
+
+    /// Triggers every item of `batch`, returning one handle per item, in order. The
+    /// payloads are copied into the run records; [`trigger_owned`](Self::trigger_owned)
+    /// moves them instead.
+    ///
+    /// # Errors
+    ///
+    /// On a shared store (`on_redis`, feature `redis`), the Redis error naming the
+    /// URL. Items are sent 10,000 at a time; the runs whose creation was confirmed
+    /// before the failure are recorded, and every run that was created, confirmed or
+    /// not, answers later triggers as cached, readable from every process. In memory,
+    /// none: a built batch's keys are always valid.
+    pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
+        let items =
+            batch.entries().map(|(key, ttl, payload)| Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned)));
+        self.run_items(batch.task(), batch.len(), items)
+    }
+
+    /// Triggers every item of `batch`, moving the payloads into the run records.
+    ///
+    /// # Errors
+    ///
+    /// As [`trigger`](Self::trigger).
+    pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
+        let (task, len) = (batch.task().to_owned(), batch.len());
+        let items = batch.into_entries().map(|(key, ttl, payload)| Incoming::from_batch(key.as_ref(), ttl, payload));
+        self.run_items(&task, len, items)
+    }
+
+    /// Triggers wire items, as received from elsewhere (see [`WireItem::from_json`]).
+    /// A TTL outside the server's grammar gets the default of 30 days, as on the
+    /// server, and one warning per call says how many.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
+    /// On a shared store, as [`trigger`](Self::trigger).
+    pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
+        for item in items {
+            item.validate()?;
+        }
+        let mut unreadable = 0usize;
+        let mut handles = Vec::with_capacity(items.len());
+        // Items of one task in a row are triggered together.
+        let mut result = Ok(());
+        for group in items.chunk_by(|a, b| a.task == b.task) {
+            let incoming: Vec<Incoming<'_>> =
+                group.iter().map(|item| Incoming::from_wire(item, &mut unreadable)).collect();
+            let task = group.first().map_or("", |item| item.task.as_str());
+            match self.run_items(task, group.len(), incoming.into_iter()) {
+                Ok(group) => handles.extend(group),
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                items = unreadable,
+                default = %Ttl::DEFAULT,
+                "unreadable idempotency key ttl; the server's default applies"
+            );
+        }
+        result.map(|()| handles)
+    }
+
+    fn run_items<'a>(
+        &self,
+        task: &str,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>>,
+    ) -> Result<Vec<RunHandle>, Error> {
+        let handles = match &self.shared {
+            Some(shared) => self.run_shared(shared.as_ref(), task, len, items)?,
+            None => self.run_in_memory(task, len, items),
+        };
+        crate::meter::answered(&handles);
+        Ok(handles)
+    }
+
+    fn run_in_memory<'a>(&self, task: &str, len: usize, items: impl Iterator<Item = Incoming<'a>>) -> Vec<RunHandle> {
+        let now = millis((self.clock)());
+        let mut state = self.state.lock();
+        let State { log, dedup } = &mut *state;
+        dedup.prune(now);
+        dedup.reserve(len);
+        log.reserve(len);
+        let task = log.tasks.id(task);
+        let mut handles = Vec::with_capacity(len);
+        for item in items {
+            let id = RunId::new(log.next());
+            if let Some(key) = item.key
+                && let Claim::Cached(cached) = dedup.claim(task, key, now, item.ttl, id)
+            {
+                handles.push(RunHandle { id: cached, cached: true });
+                continue;
+            }
+            log.push(run(task, item));
+            handles.push(RunHandle { id, cached: false });
+        }
+        log.trim();
+        handles
+    }
+
+    /// Triggers on a shared store, a chunk at a time, without holding the engine's
+    /// lock over the store's calls. Each chunk takes one run number per item first;
+    /// the numbers of items answered from cache stay unused.
+    fn run_shared<'a>(
+        &self,
+        shared: &dyn SharedStore,
+        task: &str,
+        len: usize,
+        mut items: impl Iterator<Item = Incoming<'a>>,
+    ) -> Result<Vec<RunHandle>, Error> {
+        let mut handles = Vec::with_capacity(len);
+        let mut chunk: Vec<Incoming<'a>> = Vec::with_capacity(len.min(shared.chunk()));
+        loop {
+            chunk.extend(items.by_ref().take(shared.chunk()));
+            if chunk.is_empty() {
+                return Ok(handles);
+            }
+            let first = self.state.lock().log.take(chunk.len());
+            let runs: Vec<NewRun<'_>> = (first..)
+                .zip(&chunk)
+                .map(|(number, item)| NewRun {
+                    id: shared.id(number, task, item.key),
+                    key: item.key,
+                    ttl: item.ttl,
+                    options: item.options.as_ref(),
+                    payload: item.payload.as_deref().filter(|_| self.share_payloads),
+                })
+                .collect();
+            let created = shared.create(task, &runs, millis((self.clock)()));
+            let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
+            drop(runs);
+            let mut state = self.state.lock();
+            let log = &mut state.log;
+            let task_id = log.tasks.id(task);
+            for (((number, id), item), answer) in (first..).zip(ids).zip(chunk.drain(..)).zip(created.answers) {
+                match answer {
+                    Answer::Created => {
+                        log.put(number, id.tag(), run(task_id, item));
+                        handles.push(RunHandle { id, cached: false });
+                    }
+                    Answer::Cached(held) => {
+                        // A run of this engine whose answer was lost in an earlier call:
+                        // it exists, so it is cached, and it belongs in the log.
+                        if let Some(earlier) = shared.number(held)
+                            && log.is_gap(earlier)
+                            && shared.id(earlier, task, item.key) == held
+                        {
+                            log.put(earlier, held.tag(), run(task_id, item));
+                        }
+                        handles.push(RunHandle { id: held, cached: true });
+                    }
+                    Answer::Failed => {}
+                }
+            }
+            log.trim();
+            drop(state);
+            if let Some(err) = created.error {
+                return Err(err);
+            }
+        }
+    }
+
+    /// How many keys the engine holds for deduplication. Expired keys are dropped as
+    /// later triggers come, so this follows the keys still live, not the history. On a
+    /// shared store the keys are in Redis, and this is 0.
+    pub fn key_count(&self) -> usize {
+        self.state.lock().dedup.len()
+    }
+
+    /// How many run records the engine keeps (all of them, unless
+    /// [`with_max_runs`](Self::with_max_runs) caps them).
+    pub fn runs_retained(&self) -> usize {
+        self.state.lock().log.retained()
+    }
+
+    /// How many runs the engine has created.
+    pub fn run_count(&self) -> u64 {
+        self.state.lock().log.created()
+    }
+
+    /// The run `id`, copied out, if its record is retained. On a shared store, read
+    /// from the store: any run of the fleet, as it is now.
+    ///
+    /// # Errors
+    ///
+    /// On a shared store, the Redis error naming the URL, or naming the Redis key
+    /// when its value is not a record this crate wrote. In memory, none.
+    pub fn run(&self, id: RunId) -> Result<Option<RunRecord>, Error> {
+        Ok(self.read_runs(&[id])?.pop().flatten())
+    }
+
+    /// The runs `ids`, in order, copied out; `None` for a run that has no retained
+    /// record. On a shared store, one round trip for all of them.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, RunId, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// let mut batch = sdk.batch("child-task", 2);
+    /// for i in 0..2 {
+    ///     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
+    /// }
+    /// let engine = LocalEngine::new();
+    /// let handles = engine.trigger_owned(batch.build()?)?;
+    /// let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
+    /// let runs = engine.read_runs(&ids)?;
+    /// assert_eq!(runs[1].as_ref().and_then(|r| r.idempotency_key.as_deref()), Some("item-1"));
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn read_runs(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+        if let Some(shared) = &self.shared {
+            return shared.read(ids);
+        }
+        let state = self.state.lock();
+        Ok(ids.iter().map(|&id| state.view(id).map(|view| view.to_record())).collect())
+    }
+
+    /// Calls `f` with every retained run, oldest first, in place under the engine's
+    /// lock: reading a million runs copies nothing. `f` must not call back into the
+    /// engine.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// let mut batch = sdk.batch("child-task", 3);
+    /// for i in 0..3 {
+    ///     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
+    /// }
+    /// let engine = LocalEngine::new();
+    /// engine.trigger_owned(batch.build()?)?;
+    /// let mut with_key = 0;
+    /// engine.for_each_run(|run| with_key += usize::from(run.idempotency_key_scope().is_some()));
+    /// assert_eq!(with_key, 3);
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn for_each_run(&self, mut f: impl FnMut(RunView<'_>)) {
+        let state = self.state.lock();
+        for (number, tag, run) in state.log.iter() {
+            let id = self.id_of(number, tag);
+            f(RunView { id, task: state.log.tasks.name(run.task), run });
+        }
+    }
+
+    /// The id of this engine's run `number`, whose record was kept with `tag`.
+    fn id_of(&self, number: u64, tag: u128) -> RunId {
+        match &self.shared {
+            Some(shared) => RunId::fleet(tag, shared.nonce(number)),
+            None => RunId::new(number),
+        }
+    }
+
+    /// Every retained run, copied out, oldest first. Convenient for tests and small
+    /// engines; for many runs, [`for_each_run`](Self::for_each_run) copies nothing.
+    pub fn runs(&self) -> Vec<RunRecord> {
+        let mut records = Vec::new();
+        self.for_each_run(|run| records.push(run.to_record()));
+        records
+    }
+
+    /// Sets the status of run `id`. A status that ends a run in failure, or expiry,
+    /// releases its key as the reference server does: the next trigger with that key
+    /// makes a new run. Any status may follow any other.
+    ///
+    /// On a shared store the change and the release are one step on the store, for
+    /// any run of the fleet, and this engine's own record changes only once the store
+    /// has taken it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownRun`] when the engine has no record of `id` (never created, or
+    /// dropped by [`with_max_runs`](Self::with_max_runs); on a shared store, no
+    /// process has a record of it). On a shared store, the Redis error naming the
+    /// URL; nothing has changed then, here or on the store.
+    pub fn set_status(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
+        if let Some(shared) = &self.shared {
+            if !shared.set_status(id, status)? {
+                return Err(Error::UnknownRun { id });
+            }
+            let mut state = self.state.lock();
+            if let Some(number) = shared.number(id).filter(|&n| self.id_of(n, state.log.tag(n)) == id)
+                && let Some(run) = state.log.get_mut(number)
+            {
+                run.status = status;
+            }
+            return Ok(());
+        }
+        let mut state = self.state.lock();
+        let State { log, dedup } = &mut *state;
+        let run = log.get_mut(id.nonce()).filter(|_| !id.is_fleet()).ok_or(Error::UnknownRun { id })?;
+        run.status = status;
+        if let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) {
+            dedup.release(run.task, key.as_key_ref(), id);
+        }
+        Ok(())
+    }
+
+    /// Forgets the cached run of `task` for a key, so that the next trigger with it
+    /// creates a new run. Returns whether there was one to forget. The run's record
+    /// stays.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::ScopeNeedsRun`] when a raw key's scope needs a run context that was not
+    /// given (unless the key is one 64-character string, which is then tried as it is).
+    /// On a shared store, the Redis error naming the URL.
+    pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
+        // A 64-character string may be a digest already: tried as it is first.
+        let verbatim = match target {
+            ResetTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
+            _ => None,
+        };
+        let derived = match target {
+            ResetTarget::Key(key) => Some(key.digest()),
+            ResetTarget::Digest(digest) => Some(digest),
+            ResetTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
+                Some(_) => None,
+                None => return Err(Error::ScopeNeedsRun { scope }),
+            },
+            ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
+        };
+        let keys = verbatim.map(KeyRef::from_wire).into_iter().chain(derived.map(KeyRef::Digest));
+        if let Some(shared) = &self.shared {
+            for key in keys {
+                if shared.reset(task, key)? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        let now = millis((self.clock)());
+        let mut state = self.state.lock();
+        let Some(task) = state.log.tasks.find(task) else { return Ok(false) };
+        Ok(keys.into_iter().any(|key| state.dedup.reset(task, key, now)))
+    }
+}
+
+impl State {
+    /// Run `id` of this in-memory engine, in place.
+    fn view(&self, id: RunId) -> Option<RunView<'_>> {
+        let run = self.log.get(id.nonce()).filter(|_| !id.is_fleet())?;
+        Some(RunView { id, task: self.log.tasks.name(run.task), run })
+    }
+}
+
+fn run(task: u32, item: Incoming<'_>) -> Run {
+    Run {
+        task,
+        status: RunStatus::Pending,
+        key: item.key.map(KeyRef::to_stored),
+        options: item.options,
+        payload: item.payload,
+    }
+}
+
+impl Default for LocalEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LocalEngine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state.lock();
+        f.debug_struct("LocalEngine")
+            .field("runs", &state.log.created())
+            .field("retained", &state.log.retained())
+            .field("keys", &state.dedup.len())
+            .field("shared", &self.shared)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,228 @@
+//! The runs an engine created, in the order it numbered them, with the task names they
+//! refer to by number.
+
+use std::collections::{HashMap, VecDeque};
+use std::num::NonZeroUsize;
+
+use super::run::Run;
+
+/// Task names, each stored once and referred to by a number.
+#[derive(Default)]
+pub(crate) struct Tasks {
+    names: Vec<Box<str>>,
+    ids: HashMap<Box<str>, u32>,
+}
+
+impl Tasks {
+    pub(crate) fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    pub(crate) fn find(&self, name: &str) -> Option<u32> {
+        self.ids.get(name).copied()
+    }
+
+    #[expect(clippy::expect_used, reason = "an invariant: every task id was made by `id`")]
+    pub(crate) fn name(&self, id: u32) -> &str {
+        // A bug must not show runs under an empty task name: fail loudly instead.
+        self.names.get(id as usize).expect("every stored task id names a task")
+    }
+}
+
+/// The retained runs, oldest first, by number (from 1): `runs[0]` is number `first`.
+/// On a shared store, numbers taken by items answered from cache leave gaps (`None`),
+/// and each place keeps the tag of its run's fleet id beside it.
+pub(crate) struct Log {
+    pub(crate) tasks: Tasks,
+    runs: VecDeque<Option<Run>>,
+    /// On a shared store, beside each place of `runs`; empty in memory, where ids are
+    /// the numbers themselves.
+    tags: VecDeque<u128>,
+    first: u64,
+    /// The number of the next run.
+    next: u64,
+    /// Runs created, and how many of them are retained.
+    created: u64,
+    retained: usize,
+    pub(crate) max_runs: Option<NonZeroUsize>,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Log {
+            tasks: Tasks::default(),
+            runs: VecDeque::new(),
+            tags: VecDeque::new(),
+            first: 1,
+            next: 1,
+            created: 0,
+            retained: 0,
+            max_runs: None,
+        }
+    }
+}
+
+impl Log {
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        self.runs.reserve(additional);
+    }
+
+    /// The number the next run created in memory takes.
+    pub(crate) fn next(&self) -> u64 {
+        self.next
+    }
+
+    /// Records a run made in memory, numbered [`next`](Self::next).
+    pub(crate) fn push(&mut self, run: Run) {
+        self.runs.push_back(Some(run));
+        self.next += 1;
+        self.created += 1;
+        self.retained += 1;
+    }
+
+    /// Takes `n` numbers for runs to be created on a shared store; the first of them.
+    pub(crate) fn take(&mut self, n: usize) -> u64 {
+        let first = self.next;
+        self.next += n as u64;
+        first
+    }
+
+    /// Records run number `number`, made on a shared store, in its place (after the
+    /// gaps of numbers not used, or in a gap: a run whose answer came late). Whether a
+    /// place took it.
+    pub(crate) fn put(&mut self, number: u64, tag: u128, run: Run) -> bool {
+        if number >= self.next {
+            return false;
+        }
+        let Some(at) = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok()) else {
+            // Older than every retained record (`with_max_runs`): created, not kept.
+            self.created += 1;
+            return false;
+        };
+        while self.runs.len() <= at {
+            self.runs.push_back(None);
+            self.tags.push_back(0);
+        }
+        match (self.runs.get_mut(at), self.tags.get_mut(at)) {
+            (Some(slot @ None), Some(place)) => {
+                *slot = Some(run);
+                *place = tag;
+                self.retained += 1;
+                self.created += 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether number `number` was taken and no run is recorded under it: a run whose
+    /// creation was not confirmed, or a number an item answered from cache left unused.
+    pub(crate) fn is_gap(&self, number: u64) -> bool {
+        if number >= self.next {
+            return false;
+        }
+        let at = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok());
+        // Places past the end are gaps that were never pushed.
+        at.is_some_and(|at| self.runs.get(at).is_none_or(Option::is_none))
+    }
+
+    pub(crate) fn get(&self, number: u64) -> Option<&Run> {
+        let at = usize::try_from(number.checked_sub(self.first)?).ok()?;
+        self.runs.get(at)?.as_ref()
+    }
+
+    pub(crate) fn get_mut(&mut self, number: u64) -> Option<&mut Run> {
+        let at = usize::try_from(number.checked_sub(self.first)?).ok()?;
+        self.runs.get_mut(at)?.as_mut()
+    }
+
+    /// The tag recorded beside run `number` (0 in memory).
+    pub(crate) fn tag(&self, number: u64) -> u128 {
+        let at = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok());
+        at.and_then(|at| self.tags.get(at).copied()).unwrap_or(0)
+    }
+
+    /// Every retained run with its number and tag, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u128, &Run)> + '_ {
+        let tags = self.tags.iter().copied().chain(std::iter::repeat(0));
+        (self.first..).zip(tags).zip(&self.runs).filter_map(|((n, tag), run)| Some((n, tag, run.as_ref()?)))
+    }
+
+    pub(crate) fn created(&self) -> u64 {
+        self.created
+    }
+
+    pub(crate) fn retained(&self) -> usize {
+        self.retained
+    }
+
+    /// Drops the oldest records past the cap.
+    pub(crate) fn trim(&mut self) {
+        let Some(max) = self.max_runs else { return };
+        while self.retained > max.get() {
+            let Some(oldest) = self.runs.pop_front() else { return };
+            self.tags.pop_front();
+            self.retained -= usize::from(oldest.is_some());
+            self.first += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::run::RunStatus;
+
+    fn run(task: u32) -> Run {
+        Run { task, status: RunStatus::Pending, key: None, options: None, payload: None }
+    }
+
+    #[test]
+    fn shared_numbers_leave_gaps_that_a_late_answer_can_fill_once() {
+        let mut log = Log::default();
+        let first = log.take(3);
+        assert_eq!(first, 1);
+        assert!(log.put(1, 11, run(0)));
+        assert!(log.put(3, 33, run(0)), "number 2 was answered from cache: a gap");
+        assert!(log.is_gap(2) && !log.is_gap(1) && !log.is_gap(4));
+        assert!(log.put(2, 22, run(0)));
+        assert!(!log.put(2, 22, run(0)), "a place takes one run");
+        assert!(!log.put(4, 44, run(0)), "a number never taken");
+        assert_eq!((log.created(), log.retained()), (3, 3));
+        let seen: Vec<(u64, u128)> = log.iter().map(|(n, tag, _)| (n, tag)).collect();
+        assert_eq!(seen, [(1, 11), (2, 22), (3, 33)]);
+    }
+
+    #[test]
+    fn trimming_keeps_the_newest_and_their_tags() {
+        let mut log = Log { max_runs: NonZeroUsize::new(2), ..Log::default() };
+        log.take(4);
+        for n in [1, 2, 4] {
+            log.put(n, u128::from(n) * 10, run(0));
+        }
+        log.trim();
+        assert_eq!(log.retained(), 2);
+        let seen: Vec<(u64, u128)> = log.iter().map(|(n, tag, _)| (n, tag)).collect();
+        assert_eq!(seen, [(2, 20), (4, 40)]);
+        assert!(log.get(1).is_none() && log.get(2).is_some());
+        assert!(!log.put(1, 10, run(0)), "older than every retained record");
+        assert_eq!(log.created(), 4);
+    }
+
+    #[test]
+    fn runs_made_in_memory_are_numbered_in_order() {
+        let mut log = Log::default();
+        for _ in 0..3 {
+            let n = log.next();
+            log.push(run(0));
+            assert!(log.get(n).is_some());
+        }
+        assert_eq!(log.iter().map(|(n, tag, _)| (n, tag)).collect::<Vec<_>>(), [(1, 0), (2, 0), (3, 0)]);
+    }
+}

@@ -1,0 +1,15 @@
+//! The embedded engine: what triggering a batch does, with the reference server's
+//! rules, in this process or on a store shared by a fleet.
+
+mod incoming;
+mod key;
+mod local_engine;
+mod log;
+mod memory;
+#[cfg(feature = "redis")]
+mod redis;
+mod run;
+mod shared;
+
+pub use local_engine::{LocalEngine, ResetTarget};
+pub use run::{RunHandle, RunId, RunRecord, RunStatus, RunView};
