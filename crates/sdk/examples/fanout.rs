@@ -20,8 +20,9 @@
 //!
 //! Fleet mode (feature `redis`, see docs/fleet.md): `--redis URL` puts the dedup store
 //! and the catalog on Redis, so that several processes share them; `runs` then counts
-//! the runs this process created and `cached` the items answered with an existing run
-//! (possibly another process's). `--digests-from FILE` builds the batch from the digest
+//! the runs this process created, `cached` the items answered with an existing run
+//! (possibly another process's), and `cached_without_record` the cached answers whose
+//! run this process cannot read (the promise is 0). `--digests-from FILE` builds the batch from the digest
 //! strings in FILE, one per line (as the `keys` example prints them), instead of
 //! creating keys: a digest minted by another process resolves through the shared
 //! catalog, or visibly does not without it.
@@ -35,7 +36,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk, Ttl};
+use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, RunId, Scope, Sdk, Ttl};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -120,6 +121,8 @@ struct Outcome {
     runs_with_key: usize,
     runs_without_key: usize,
     cached: usize,
+    /// Cached answers whose run this process cannot read (0 is the promise).
+    cached_without_record: usize,
     /// Entries the catalog dropped while they may still have been needed (each warned).
     evicted: u64,
     /// Entries released when the batch and the run ended (expected, not warned).
@@ -182,6 +185,9 @@ fn fan_out(
     }
     let engine = engine(shared)?;
     let handles = engine.trigger_owned(batch)?;
+    // Every cached answer must name a run this process can read, wherever it was made.
+    let cached: Vec<RunId> = handles.iter().filter(|h| h.cached).map(|h| h.id).collect();
+    let cached_without_record = engine.read_runs(&cached)?.iter().filter(|r| r.is_none()).count();
     // Read in place: a million-run engine copies nothing to be counted.
     let (mut runs, mut with_key) = (0, 0);
     engine.for_each_run(|run| {
@@ -195,7 +201,8 @@ fn fan_out(
         runs,
         runs_with_key: with_key,
         runs_without_key: runs - with_key,
-        cached: handles.iter().filter(|h| h.cached).count(),
+        cached: cached.len(),
+        cached_without_record,
         evicted: stats.evicted,
         released: stats.released,
         kind: catalog.kind(),
@@ -307,6 +314,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
             "runs_with_key": o.runs_with_key,
             "runs_without_key": o.runs_without_key,
             "cached": o.cached,
+            "cached_without_record": o.cached_without_record,
             "evicted": o.evicted,
             "released": o.released,
             "catalog_kind": o.kind.as_str(),

@@ -293,6 +293,8 @@ impl RedisStore {
                     Value::Okay => Answer::Created,
                     Value::SimpleString(ref ok) if ok == "OK" => Answer::Created,
                     Value::BulkString(held) => match Self::parse(&claim(), &held, run.id.tag()) {
+                        // Sent again after a lost answer: this very run holds the key.
+                        Ok((id, _)) if id == run.id => Answer::Created,
                         Ok((id, _)) => Answer::Cached(id),
                         Err(why) => failures.add(FaultKind::Foreign, why),
                     },

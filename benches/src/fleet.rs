@@ -1,0 +1,126 @@
+//! The fleet fan-out, both sides, for the criterion bench (`benches/fleet.rs`) and the
+//! interleaved ratio (`benches/fleet_ratio.rs`): a 100,000-item fan-out through the
+//! SDK on Redis, and a raw `redis` pipeline sending what the SDK sent before a claim
+//! carried its run's record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idempotency_catalog::{CatalogBuilder, Redis, RedisBuilder};
+use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+
+/// Items in one fan-out.
+pub const ITEMS: usize = 100_000;
+/// The SDK's pipeline sizes: catalog writes, claims.
+const CATALOG_PIPELINE: usize = 1_024;
+const CLAIM_PIPELINE: usize = 10_000;
+const TTL_30_DAYS_MS: u64 = 30 * 86_400 * 1_000;
+const CATALOG_TTL_MS: u64 = 86_400 * 1_000;
+
+/// Both sides of the fan-out against one server, with everything the raw side sends
+/// prepared beforehand.
+pub struct Workload {
+    redis: Redis,
+    conn: redis::Connection,
+    names: Vec<String>,
+    run: RunContext,
+    /// Catalog entries and claims, as the raw side sends them.
+    entries: Vec<(String, String)>,
+    claims: Vec<(String, u64)>,
+}
+
+impl Workload {
+    /// The workload against the server at `url`.
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached.
+    #[allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure
+    pub fn new(url: &str) -> Self {
+        let redis = RedisBuilder::new(url).build().unwrap_or_else(|err| panic!("{err}"));
+        let conn = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let names: Vec<String> = (0..ITEMS).map(|i| i.to_string()).collect();
+        let run = RunContext::new("run_bench", 1);
+        let keys: Vec<IdempotencyKey> =
+            names.iter().map(|i| IdempotencyKey::derive(["item", i.as_str()], Scope::Global, Some(&run))).collect();
+        let entries = keys
+            .iter()
+            .zip(&names)
+            .map(|(key, i)| (format!("idempotency:key:{key}"), format!("global:item-{i}")))
+            .collect();
+        let claims = keys
+            .iter()
+            .enumerate()
+            .map(|(n, key)| (format!("idempotency:run:10:child-task:{key}"), (1 << 40) + n as u64 + 1))
+            .collect();
+        Workload { redis, conn, names, run, entries, claims }
+    }
+
+    #[allow(clippy::unwrap_used)]
+    fn flush(&mut self) {
+        redis::cmd("FLUSHALL").query::<()>(&mut self.conn).unwrap();
+    }
+
+    /// The SDK's fan-out on an emptied server: inside a run, creates every key
+    /// (registered, sent 1,024 to a pipeline), adds it to a batch, builds the batch and
+    /// triggers it on the Redis engine, then ends the run. The time of all that.
+    ///
+    /// # Panics
+    ///
+    /// When a Redis call fails, or an item was not a new run.
+    #[allow(clippy::panic)]
+    pub fn sdk(&mut self) -> Duration {
+        self.flush();
+        let catalog = CatalogBuilder::new().redis(self.redis.clone()).build().unwrap_or_else(|err| panic!("{err}"));
+        let engine = LocalEngine::on_redis(&self.redis).unwrap_or_else(|err| panic!("{err}"));
+        let started = Instant::now();
+        let sdk = Sdk::new(Arc::clone(&catalog)).with_run(self.run.clone());
+        let mut batch = sdk.batch("child-task", ITEMS);
+        for i in &self.names {
+            batch.item(None, ItemOptions::new().key(sdk.create_key(["item", i.as_str()], Scope::Global)));
+        }
+        let batch = batch.build().unwrap_or_else(|err| panic!("{err}"));
+        let handles = engine.trigger_owned(batch).unwrap_or_else(|err| panic!("{err}"));
+        drop(sdk); // the run ends: its last registrations are sent
+        let elapsed = started.elapsed();
+        assert_eq!(handles.iter().filter(|h| !h.cached).count(), ITEMS);
+        elapsed
+    }
+
+    /// The raw side on an emptied server: the catalog entries and the claims, in
+    /// pipelines of the SDK's sizes. The time of the sends.
+    ///
+    /// # Panics
+    ///
+    /// When a Redis call fails, or a claim was held already.
+    #[allow(clippy::panic)]
+    pub fn raw(&mut self) -> Duration {
+        self.flush();
+        let started = Instant::now();
+        for chunk in self.entries.chunks(CATALOG_PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (key, value) in chunk {
+                pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(CATALOG_TTL_MS).ignore();
+            }
+            pipe.query::<()>(&mut self.conn).unwrap_or_else(|err| panic!("{err}"));
+        }
+        let mut claimed = 0;
+        for chunk in self.claims.chunks(CLAIM_PIPELINE) {
+            let mut pipe = redis::pipe();
+            for (key, run) in chunk {
+                pipe.cmd("SET").arg(key).arg(*run).arg("NX").arg("GET").arg("PX").arg(TTL_30_DAYS_MS);
+            }
+            let held: Vec<Option<u64>> = pipe.query(&mut self.conn).unwrap_or_else(|err| panic!("{err}"));
+            claimed += held.iter().filter(|h| h.is_none()).count();
+        }
+        let elapsed = started.elapsed();
+        assert_eq!(claimed, ITEMS);
+        elapsed
+    }
+}
+
+impl std::fmt::Debug for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workload").field("redis", &self.redis).field("items", &self.names.len()).finish_non_exhaustive()
+    }
+}
