@@ -583,3 +583,100 @@ impl fmt::Debug for LocalEngine {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use idempotency_catalog::UnboundedCatalog;
+
+    use super::*;
+    use crate::batch::ItemOptions;
+    use crate::engine::shared::fake::{FakeStore, Faults};
+    use crate::sdk::Sdk;
+
+    /// An engine on a fake shared store sending `chunk` items a call, and the store.
+    fn on_fake(chunk: usize) -> (LocalEngine, Arc<FakeStore>) {
+        let store = Arc::new(FakeStore::new(chunk));
+        (LocalEngine::on_shared(Box::new(Arc::clone(&store))), store)
+    }
+
+    fn batch(keys: std::ops::Range<usize>) -> Batch {
+        let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+        let mut batch = sdk.batch("task", keys.len());
+        for i in keys {
+            batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
+        }
+        batch.build().unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn an_item_failing_part_way_records_what_was_created_and_stops_the_trigger() {
+        let (engine, store) = on_fake(4);
+        store.faults.lock().item = Some(2);
+        let err = engine.trigger(&batch(0..10)).unwrap_err().to_string();
+        assert!(err.contains("injected"), "{err}");
+        // The first call's other three items were created and recorded; nothing more sent.
+        assert_eq!((engine.run_count(), *store.calls.lock()), (3, 1));
+        *store.faults.lock() = Faults::default();
+        let handles = engine.trigger(&batch(0..10)).unwrap();
+        let cached: Vec<bool> = handles.iter().map(|h| h.cached).collect();
+        assert_eq!(cached, [true, true, false, true, false, false, false, false, false, false]);
+        assert_eq!(engine.run_count(), 10);
+        let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
+        assert!(engine.read_runs(&ids).unwrap().iter().all(Option::is_some));
+    }
+
+    #[test]
+    fn runs_whose_answers_were_lost_are_cached_next_time_and_counted_once() {
+        let (engine, store) = on_fake(100);
+        store.faults.lock().lose_answers = true;
+        assert!(engine.trigger(&batch(0..5)).is_err());
+        assert_eq!(engine.run_count(), 0, "no answer, no record here");
+        store.faults.lock().lose_answers = false;
+        let handles = engine.trigger(&batch(0..6)).unwrap();
+        assert!(handles[..5].iter().all(|h| h.cached) && !handles[5].cached);
+        // The five are this engine's runs: back in its log, in their places.
+        assert_eq!(engine.run_count(), 6);
+        let mut seen = Vec::new();
+        engine.for_each_run(|run| seen.push(run.id()));
+        assert_eq!(seen, handles.iter().map(|h| h.id).collect::<Vec<_>>());
+        engine.trigger(&batch(0..6)).unwrap();
+        assert_eq!(engine.run_count(), 6, "counted once");
+    }
+
+    #[test]
+    fn a_status_change_the_store_refuses_changes_nothing_here() {
+        let (engine, store) = on_fake(100);
+        let run = engine.trigger(&batch(0..1)).unwrap()[0];
+        store.faults.lock().status = true;
+        assert!(engine.set_status(run.id, RunStatus::Failed).is_err());
+        assert_eq!(engine.runs()[0].status, RunStatus::Pending);
+        assert!(engine.trigger(&batch(0..1)).unwrap()[0].cached, "the key is still held");
+        store.faults.lock().status = false;
+        engine.set_status(run.id, RunStatus::Failed).unwrap();
+        assert_eq!(engine.runs()[0].status, RunStatus::Failed);
+        assert_eq!(engine.run(run.id).unwrap().map(|r| r.status), Some(RunStatus::Failed));
+        assert!(!engine.trigger(&batch(0..1)).unwrap()[0].cached);
+        let unknown = RunId::fleet(7, 7);
+        assert!(
+            matches!(engine.set_status(unknown, RunStatus::Failed), Err(Error::UnknownRun { id }) if id == unknown)
+        );
+    }
+
+    #[test]
+    fn a_shared_engine_numbers_its_runs_apart_from_the_items_it_was_answered_for() {
+        let (engine, _) = on_fake(3);
+        let first = engine.trigger(&batch(0..4)).unwrap();
+        let again = engine.trigger(&batch(2..7)).unwrap();
+        assert_eq!(again[0].id, first[2].id);
+        assert_eq!(engine.run_count(), 7);
+        // Each id read back through the store and through the log agrees.
+        let mut from_log = Vec::new();
+        engine.for_each_run(|run| from_log.push((run.id(), run.idempotency_key().map(|k| k.into_owned()))));
+        let ids: Vec<RunId> = from_log.iter().map(|(id, _)| *id).collect();
+        let from_store: Vec<_> =
+            engine.read_runs(&ids).unwrap().into_iter().map(|r| r.unwrap().idempotency_key).collect();
+        assert_eq!(from_log.into_iter().map(|(_, k)| k).collect::<Vec<_>>(), from_store);
+    }
+}

@@ -86,3 +86,158 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     /// record stays. Whether a key was held.
     fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error>;
 }
+
+/// A shared store in memory, with faults to order: what the engine does when a store
+/// fails part-way, tested without a server.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::HashMap;
+
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// What to break.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub(crate) struct Faults {
+        /// The item (by its place in the call) that fails, applied to nothing.
+        pub(crate) item: Option<usize>,
+        /// Apply every item, then lose every answer.
+        pub(crate) lose_answers: bool,
+        /// Refuse status changes, applying nothing.
+        pub(crate) status: bool,
+    }
+
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeStore {
+        chunk: usize,
+        pub(crate) faults: Mutex<Faults>,
+        /// Which run holds each (task, key), and every record.
+        claims: Mutex<HashMap<(String, String), RunId>>,
+        records: Mutex<HashMap<RunId, RunRecord>>,
+        pub(crate) calls: Mutex<usize>,
+    }
+
+    impl FakeStore {
+        pub(crate) fn new(chunk: usize) -> Self {
+            FakeStore { chunk, ..FakeStore::default() }
+        }
+    }
+
+    /// So that a test keeps the store it gives the engine.
+    impl<T: SharedStore> SharedStore for std::sync::Arc<T> {
+        fn chunk(&self) -> usize {
+            (**self).chunk()
+        }
+        fn tag(&self, number: u64, task: &str, key: Option<KeyRef<'_>>) -> u128 {
+            (**self).tag(number, task, key)
+        }
+        fn nonce(&self, number: u64) -> u64 {
+            (**self).nonce(number)
+        }
+        fn number(&self, id: RunId) -> Option<u64> {
+            (**self).number(id)
+        }
+        fn create(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Created {
+            (**self).create(task, runs, now)
+        }
+        fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+            (**self).read(ids)
+        }
+        fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
+            (**self).set_status(id, status)
+        }
+        fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
+            (**self).reset(task, key)
+        }
+    }
+
+    fn fault(operation: &'static str) -> Error {
+        idempotency_catalog::Error::Redis { url: "fake://".into(), operation, message: "injected".into() }.into()
+    }
+
+    impl SharedStore for FakeStore {
+        fn chunk(&self) -> usize {
+            self.chunk
+        }
+
+        fn tag(&self, number: u64, task: &str, key: Option<KeyRef<'_>>) -> u128 {
+            // Distinct per key, and per number for runs without a key.
+            let text = key.map_or_else(|| format!("#{number}"), |k| k.text().into_owned());
+            1 + u128::from(text.len() as u64)
+                + task.len() as u128 * 1_000
+                + text.bytes().map(u128::from).sum::<u128>() * 1_000_000
+        }
+
+        fn nonce(&self, number: u64) -> u64 {
+            number + 5_000
+        }
+
+        fn number(&self, id: RunId) -> Option<u64> {
+            id.nonce().checked_sub(5_000)
+        }
+
+        fn create(&self, task: &str, runs: &[NewRun<'_>], _now: Millis) -> Created {
+            *self.calls.lock() += 1;
+            let faults = *self.faults.lock();
+            let mut answers = Vec::new();
+            let mut error = None;
+            for (at, run) in runs.iter().enumerate() {
+                if faults.item == Some(at) {
+                    answers.push(Answer::Failed);
+                    error = Some(fault("create runs"));
+                    continue;
+                }
+                let held = run.key.filter(|_| run.ttl > 0).map(|key| (task.to_owned(), key.text().into_owned()));
+                let answer = match held.as_ref().and_then(|k| self.claims.lock().get(k).copied()) {
+                    Some(id) => Answer::Cached(id),
+                    None => {
+                        if let Some(k) = held {
+                            self.claims.lock().insert(k, run.id);
+                        }
+                        let record = RunRecord {
+                            id: run.id,
+                            task: task.to_owned(),
+                            idempotency_key: run
+                                .options
+                                .map(|o| o.key().to_owned())
+                                .or_else(|| run.key.map(|k| k.text().into_owned())),
+                            idempotency_key_scope: run.options.map(KeyOptions::scope),
+                            payload: None,
+                            status: RunStatus::Pending,
+                        };
+                        self.records.lock().insert(run.id, record);
+                        Answer::Created
+                    }
+                };
+                answers.push(if faults.lose_answers { Answer::Failed } else { answer });
+            }
+            if faults.lose_answers {
+                error = Some(fault("create runs"));
+            }
+            Created { answers, error }
+        }
+
+        fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+            let records = self.records.lock();
+            Ok(ids.iter().map(|id| records.get(id).cloned()).collect())
+        }
+
+        fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
+            if self.faults.lock().status {
+                return Err(fault("change a run's status"));
+            }
+            let mut records = self.records.lock();
+            let Some(record) = records.get_mut(&id) else { return Ok(false) };
+            record.status = status;
+            if status.releases_key() {
+                self.claims.lock().retain(|_, held| *held != id);
+            }
+            Ok(true)
+        }
+
+        fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
+            Ok(self.claims.lock().remove(&(task.to_owned(), key.text().into_owned())).is_some())
+        }
+    }
+}
