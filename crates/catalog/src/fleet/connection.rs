@@ -3,7 +3,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::{Redis, describe};
+use super::Redis;
+use super::fault::describe;
 use crate::error::Error;
 use crate::telemetry::FaultKind;
 

@@ -1,0 +1,33 @@
+//! How a failed Redis operation counts: its [`FaultKind`] and message.
+
+use crate::telemetry::FaultKind;
+
+/// How a Redis error counts, and its message: for an error the server answered, its
+/// code and details, and for a pipeline how many of its commands failed (not each of
+/// them: at `maxmemory`, that would be thousands of lines).
+pub(super) fn describe(err: &::redis::RedisError) -> (FaultKind, String) {
+    let answered = err.clone().into_server_errors();
+    let Some((index, first)) = answered.as_deref().and_then(<[_]>::first) else {
+        return (fault_kind(err), err.to_string());
+    };
+    let kind = if first.code() == "OOM" { FaultKind::OutOfMemory } else { FaultKind::Rejected };
+    let details = first.details().map(|d| format!(" {d}")).unwrap_or_default();
+    let failed = answered.as_deref().map_or(1, <[_]>::len);
+    let message = match failed {
+        1 if *index == 0 => format!("{}{details}", first.code()),
+        _ => format!("{}{details} ({failed} commands of the pipeline failed, the first at {index})", first.code()),
+    };
+    (kind, message)
+}
+
+fn fault_kind(err: &::redis::RedisError) -> FaultKind {
+    if err.code() == Some("OOM") {
+        FaultKind::OutOfMemory
+    } else if err.is_timeout() {
+        FaultKind::Timeout
+    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+        FaultKind::Unreachable
+    } else {
+        FaultKind::Rejected
+    }
+}

@@ -1,0 +1,181 @@
+//! [`Redis`]: the handle every catalog and engine on one server shares, with its fault
+//! counter, listener and warnings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::builder::RedisBuilder;
+use super::connection::RedisConnection;
+use crate::error::Error;
+use crate::events::{self, EvictionLog, ListenerSlot};
+use crate::telemetry::{Fault, FaultKind};
+
+/// A handle on one Redis server, shared by the catalogs and engines built on it: its
+/// URL (shown with any password redacted), key prefix and timeouts, and one fault
+/// counter, listener and rate-limited warning for all of them. Cheap to clone.
+///
+/// # Examples
+///
+/// ```no_run
+/// use idempotency_catalog::{Catalog, CatalogBuilder, Redis};
+///
+/// // IDEMPOTENCY_REDIS_URL, _PREFIX, _CATALOG_TTL; `None` when no URL is set.
+/// if let Some(redis) = Redis::from_env()? {
+///     let catalog = CatalogBuilder::from_env().redis(redis.clone()).build()?;
+///     assert_eq!(catalog.stats().faults, 0);
+/// }
+/// # Ok::<(), idempotency_catalog::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Redis {
+    pub(super) shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    pub(super) client: ::redis::Client,
+    pub(super) url: String,
+    pub(super) prefix: String,
+    pub(super) catalog_ttl: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) io_timeout: Duration,
+    pub(super) faults: AtomicU64,
+    /// When failures are worth a line, and the latest, for the summary at drop.
+    pub(super) log: Mutex<(EvictionLog, Option<Fault>)>,
+    pub(super) listener: ListenerSlot,
+}
+
+impl Redis {
+    /// The handle configured by the environment, connected; `None` when
+    /// [`ENV_REDIS_URL`](crate::ENV_REDIS_URL) is not set.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisBuilder::build`].
+    pub fn from_env() -> Result<Option<Redis>, Error> {
+        let builder = RedisBuilder::from_env();
+        if !builder.has_url() {
+            return Ok(None);
+        }
+        builder.build().map(Some)
+    }
+
+    /// The server's URL, any password replaced by `***`.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The prefix of every key written.
+    pub fn prefix(&self) -> &str {
+        &self.shared.prefix
+    }
+
+    /// How long a catalog entry lives in Redis.
+    pub fn catalog_ttl(&self) -> Duration {
+        self.shared.catalog_ttl
+    }
+
+    /// Failed operations so far, of everything built on this handle.
+    pub fn faults(&self) -> u64 {
+        self.shared.faults.load(Ordering::Relaxed)
+    }
+
+    /// A new connection, opened at its first use and opened again after an error.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection::new(self.clone())
+    }
+
+    pub(super) fn open(&self) -> ::redis::RedisResult<::redis::Connection> {
+        let conn = self.shared.client.get_connection_with_timeout(self.shared.connect_timeout)?;
+        conn.set_read_timeout(Some(self.shared.io_timeout))?;
+        conn.set_write_timeout(Some(self.shared.io_timeout))?;
+        Ok(conn)
+    }
+
+    /// Counts, reports and warns about a failed operation; the error to return.
+    pub(super) fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
+        let shared = &self.shared;
+        let fault = Fault { store: shared.url.clone(), operation, kind, message };
+        shared.faults.fetch_add(1, Ordering::Relaxed);
+        crate::meter::fault(kind);
+        shared.listener.notify_fault(&fault);
+        let due = {
+            let mut log = shared.log.lock();
+            log.1 = Some(fault.clone());
+            log.0.record(1)
+        };
+        if let Some(summary) = due {
+            events::warn_fault(summary, &fault);
+        }
+        Error::Redis { url: fault.store, operation, message: fault.message }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let (log, last) = self.log.get_mut();
+        if let (Some(summary), Some(last)) = (log.flush(), last.as_ref()) {
+            events::warn_fault(summary, last);
+        }
+    }
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.shared.url)
+            .field("prefix", &self.shared.prefix)
+            .field("catalog_ttl", &self.shared.catalog_ttl)
+            .field("faults", &self.faults())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn faults_are_counted_on_the_metrics_facade_by_kind() {
+        use std::collections::HashMap;
+
+        use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+        /// Keeps every counter, by name and labels.
+        #[derive(Default)]
+        struct Counters(parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+        impl Recorder for Counters {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                Counter::from_arc(Arc::clone(self.0.lock().entry(name).or_default()))
+            }
+            fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+                Gauge::noop()
+            }
+            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+                Histogram::noop()
+            }
+        }
+
+        let counters = Counters::default();
+        // Nothing listens on port 1: two refused connects.
+        metrics::with_local_recorder(&counters, || {
+            for _ in 0..2 {
+                RedisBuilder::new("redis://127.0.0.1:1").build().unwrap_err();
+            }
+        });
+        let seen = counters.0.lock();
+        let unreachable =
+            seen.get("idempotency_catalog_faults_total{fault=unreachable}").map(|c| c.load(Ordering::Relaxed));
+        assert_eq!(unreachable, Some(2), "{:?}", seen.keys().collect::<Vec<_>>());
+    }
+}
