@@ -9,7 +9,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::handle::{Redis, Shared};
-use super::url::redacted;
+use super::url::{Secrets, redacted};
 use crate::error::Error;
 use crate::events::{EvictionLog, ListenerSlot};
 use crate::telemetry::EvictionListener;
@@ -83,7 +83,8 @@ pub struct RedisBuilder {
     env: Env,
 }
 
-#[derive(Clone, Debug, Default)]
+/// The variables as read: never printed, since the URL may hold a password.
+#[derive(Clone, Default)]
 struct Env {
     url: Option<String>,
     prefix: Option<String>,
@@ -183,10 +184,12 @@ impl RedisBuilder {
             }
         };
         let shown_url = redacted(&url);
+        let secrets = Secrets::of(&url);
         let client = ::redis::Client::open(url.as_str()).map_err(|err| Error::InvalidConfig {
             source_name: url_source,
             value: crate::error::shown(&shown_url),
-            reason: format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err})"),
+            reason: secrets
+                .scrub(&format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err})")),
         })?;
         let prefix = match (self.prefix, self.env.prefix) {
             (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
@@ -210,6 +213,7 @@ impl RedisBuilder {
             shared: Arc::new(Shared {
                 client,
                 url: shown_url,
+                secrets,
                 prefix,
                 catalog_ttl,
                 connect_timeout,
@@ -270,7 +274,7 @@ fn parse_ttl(raw: &str) -> Option<Duration> {
 impl fmt::Debug for RedisBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBuilder")
-            .field("url", &self.url.as_deref().map(redacted))
+            .field("url", &self.url.as_ref().or(self.env.url.as_ref()).map(|url| redacted(url)))
             .field("prefix", &self.prefix)
             .field("catalog_ttl", &self.catalog_ttl)
             .field("connect_timeout", &self.connect_timeout)
@@ -302,7 +306,7 @@ mod tests {
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "": not set"#), "{err}");
         let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "http://:secret@host")])).build().unwrap_err();
         let err = err.to_string();
-        assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "http://:***@host": expected redis://"#), "{err}");
+        assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "http://***@host": expected redis://"#), "{err}");
         let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://h"), (ENV_REDIS_PREFIX, "a b")]))
             .build()
             .unwrap_err()

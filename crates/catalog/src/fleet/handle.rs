@@ -10,6 +10,7 @@ use parking_lot::Mutex;
 
 use super::builder::RedisBuilder;
 use super::connection::RedisConnection;
+use super::url::Secrets;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
 use crate::telemetry::{Fault, FaultKind};
@@ -38,6 +39,7 @@ pub struct Redis {
 pub(super) struct Shared {
     pub(super) client: ::redis::Client,
     pub(super) url: String,
+    pub(super) secrets: Secrets,
     pub(super) prefix: String,
     pub(super) catalog_ttl: Duration,
     pub(super) connect_timeout: Duration,
@@ -98,6 +100,8 @@ impl Redis {
     /// Counts, reports and warns about a failed operation; the error to return.
     pub(super) fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
         let shared = &self.shared;
+        // Belt and braces: the redis crate's messages might echo what it was given.
+        let message = shared.secrets.scrub(&message);
         let fault = Fault { store: shared.url.clone(), operation, kind, message };
         shared.faults.fetch_add(1, Ordering::Relaxed);
         crate::meter::fault(kind);
@@ -134,11 +138,10 @@ impl fmt::Debug for Redis {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "metrics"))]
 mod tests {
     use super::*;
 
-    #[cfg(feature = "metrics")]
     #[test]
     fn faults_are_counted_on_the_metrics_facade_by_kind() {
         use std::collections::HashMap;
