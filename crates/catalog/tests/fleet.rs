@@ -4,9 +4,9 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use idempotency_catalog::RedisBuilder;
+use idempotency_catalog::{CatalogBuilder, Digest, KeyOptions, RedisBuilder, Scope};
 use proptest::prelude::*;
 use testkit::RedisServer;
 
@@ -159,4 +159,39 @@ fn reserved_characters_in_a_password_never_show() {
             assert_hidden(&everything_shown(url), password, &written);
         }
     }
+}
+
+/// A server that accepts connections (the kernel does, from the backlog) and never
+/// answers.
+fn silent() -> std::net::TcpListener {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap()
+}
+
+#[test]
+fn a_silent_server_fails_the_build_within_the_connect_timeout() {
+    let listener = silent();
+    let addr = listener.local_addr().unwrap();
+    // Each form adds a command to redis-rs's handshake: AUTH, SELECT, CLIENT SETINFO.
+    for url in [format!("redis://{addr}/"), format!("redis://:pw@{addr}/"), format!("redis://app:pw@{addr}/3")] {
+        let started = Instant::now();
+        let err = RedisBuilder::new(&url).connect_timeout(Duration::from_millis(500)).build().unwrap_err();
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(700), "{url}: {elapsed:?}");
+        let err = err.to_string();
+        assert!(err.ends_with(": cannot connect: no answer within 500ms"), "{err}");
+    }
+}
+
+#[test]
+fn a_database_number_in_the_url_is_selected() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(format!("{}3", server.url())).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis).build().unwrap();
+    catalog.register(Digest::from_bytes([3; 32]), KeyOptions::new("in-db-3", Scope::Global));
+    catalog.flush().unwrap();
+    let mut conn = server.client();
+    redis::cmd("SELECT").arg(3).query::<()>(&mut conn).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("idempotency:key:*").query(&mut conn).unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(server.count("idempotency:key:*"), 0, "nothing in db 0");
 }

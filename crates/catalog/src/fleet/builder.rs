@@ -3,15 +3,14 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use ::redis::IntoConnectionInfo;
 
-use super::handle::{Redis, Shared};
+use super::connection;
+use super::handle::{Redis, Settings};
 use super::url::{Secrets, redacted};
 use crate::error::Error;
-use crate::events::{EvictionLog, ListenerSlot};
 use crate::telemetry::EvictionListener;
 
 /// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`,
@@ -185,7 +184,7 @@ impl RedisBuilder {
         };
         let shown_url = redacted(&url);
         let secrets = Secrets::of(&url);
-        let client = ::redis::Client::open(url.as_str()).map_err(|err| Error::InvalidConfig {
+        let info = url.as_str().into_connection_info().map_err(|err| Error::InvalidConfig {
             source_name: url_source,
             value: crate::error::shown(&shown_url),
             reason: secrets
@@ -209,26 +208,24 @@ impl RedisBuilder {
         };
         let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
         let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
-        let redis = Redis {
-            shared: Arc::new(Shared {
-                client,
-                url: shown_url,
-                secrets,
-                prefix,
-                catalog_ttl,
-                connect_timeout,
-                io_timeout,
-                faults: AtomicU64::new(0),
-                log: Mutex::new((EvictionLog::new(), None)),
-                listener: ListenerSlot::new(self.listener),
-            }),
-        };
-        // Fail at startup, not at the first batch.
-        redis.connection().run("connect", |conn| ::redis::cmd("PING").query::<()>(conn))?;
+        let db = info.redis_settings().db();
+        // Without `db` and the library name, redis-rs's handshake is one command at most
+        // (see `connection::open`).
+        let handshake = info.redis_settings().clone().set_db(0).set_skip_set_lib_name();
+        let info = info.set_redis_settings(handshake);
+        let settings = Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, connect_timeout, io_timeout };
+        let redis = Redis::new(settings, self.listener);
+        // Fail at startup, not at the first batch, and within the connect timeout.
+        let deadline = Instant::now() + connect_timeout;
+        let mut conn =
+            connection::open(&redis, deadline).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
+        ::redis::cmd("PING").query::<()>(&mut conn).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
         Ok(redis)
     }
 }
 
+/// The operation that fails when the server cannot be reached or refuses the handshake.
+const CONNECT: &str = "connect";
 const URL: &str = "RedisBuilder::url";
 const PREFIX: &str = "RedisBuilder::prefix";
 const CATALOG_TTL: &str = "RedisBuilder::catalog_ttl";

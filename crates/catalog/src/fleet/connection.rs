@@ -1,6 +1,9 @@
 use std::fmt;
+use std::io;
+use std::net::ToSocketAddrs;
 use std::time::{Duration, Instant};
 
+use ::redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisResult};
 use parking_lot::Mutex;
 
 use super::Redis;
@@ -64,13 +67,19 @@ impl RedisConnection {
                 let message = format!("not reconnected yet: {why}");
                 return Err(self.redis.fault(operation, FaultKind::Unreachable, message));
             }
-            match self.redis.open() {
+            let settings = self.redis.settings();
+            let opened = open(&self.redis, Instant::now() + settings.connect_timeout).and_then(|conn| {
+                conn.set_read_timeout(Some(settings.io_timeout))?;
+                conn.set_write_timeout(Some(settings.io_timeout))?;
+                Ok(conn)
+            });
+            match opened {
                 Ok(conn) => {
                     state.conn = Some(conn);
                     state.down = None;
                 }
                 Err(err) => {
-                    let (kind, message) = describe(&err);
+                    let (kind, message) = describe(&err, settings.connect_timeout);
                     state.down = Some((Instant::now() + RECONNECT_AFTER, message.clone()));
                     return Err(self.redis.fault(operation, kind, message));
                 }
@@ -85,9 +94,57 @@ impl RedisConnection {
             if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() {
                 state.conn = None;
             }
-            let (kind, message) = describe(&err);
-            self.redis.fault(operation, kind, message)
+            self.redis.failed(operation, &err, self.redis.settings().io_timeout)
         })
+    }
+}
+
+/// Opens a connection to `redis` by `deadline`, and leaves the time left as its read
+/// and write timeouts.
+///
+/// redis-rs applies the time left at the start of its handshake to each read, and reads
+/// one answer per command of its handshake (`AUTH`, `SELECT`, two `CLIENT SETINFO`): a
+/// server that accepts and never answers took four times the timeout. So the
+/// handshake is cut to one command (`AUTH`, or `HELLO` with RESP3; the builder takes
+/// out `db` and the library name), `SELECT` is sent here under the deadline, and the
+/// addresses of a name share it rather than each getting all of it.
+pub(super) fn open(redis: &Redis, deadline: Instant) -> RedisResult<Connection> {
+    let settings = redis.settings();
+    let mut conn = connect(&settings.info, deadline)?;
+    until(&conn, deadline)?;
+    if settings.db != 0 {
+        ::redis::cmd("SELECT").arg(settings.db).query::<()>(&mut conn)?;
+    }
+    Ok(conn)
+}
+
+fn connect(info: &ConnectionInfo, deadline: Instant) -> RedisResult<Connection> {
+    let ConnectionAddr::Tcp(host, port) = info.addr() else {
+        return Client::open(info.clone())?.get_connection_with_timeout(remaining(deadline)?);
+    };
+    let mut last = None;
+    for addr in (host.as_str(), *port).to_socket_addrs()? {
+        let one = info.clone().set_addr(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()));
+        match Client::open(one)?.get_connection_with_timeout(remaining(deadline)?) {
+            Ok(conn) => return Ok(conn),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")).into()))
+}
+
+/// Sets `conn`'s timeouts to what is left until `deadline`.
+pub(super) fn until(conn: &Connection, deadline: Instant) -> RedisResult<()> {
+    let left = remaining(deadline)?;
+    conn.set_read_timeout(Some(left))?;
+    conn.set_write_timeout(Some(left))
+}
+
+/// The time left until `deadline`, or a timeout error when none is.
+fn remaining(deadline: Instant) -> RedisResult<Duration> {
+    match deadline.checked_duration_since(Instant::now()) {
+        Some(left) if !left.is_zero() => Ok(left),
+        _ => Err(io::Error::from(io::ErrorKind::TimedOut).into()),
     }
 }
 

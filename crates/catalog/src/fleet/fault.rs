@@ -1,14 +1,21 @@
 //! How a failed Redis operation counts: its [`FaultKind`] and message.
 
+use std::time::Duration;
+
 use crate::telemetry::FaultKind;
 
 /// How a Redis error counts, and its message: for an error the server answered, its
 /// code and details, and for a pipeline how many of its commands failed (not each of
-/// them: at `maxmemory`, that would be thousands of lines).
-pub(super) fn describe(err: &::redis::RedisError) -> (FaultKind, String) {
+/// them: at `maxmemory`, that would be thousands of lines). `timeout` is the one that
+/// was in force, named when it ran out.
+pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKind, String) {
     let answered = err.clone().into_server_errors();
     let Some((index, first)) = answered.as_deref().and_then(<[_]>::first) else {
-        return (fault_kind(err), err.to_string());
+        let kind = fault_kind(err);
+        // The OS says "Resource temporarily unavailable": say what happened.
+        let message =
+            if kind == FaultKind::Timeout { format!("no answer within {timeout:?}") } else { err.to_string() };
+        return (kind, message);
     };
     let kind = if first.code() == "OOM" { FaultKind::OutOfMemory } else { FaultKind::Rejected };
     let details = first.details().map(|d| format!(" {d}")).unwrap_or_default();

@@ -10,10 +10,11 @@ use parking_lot::Mutex;
 
 use super::builder::RedisBuilder;
 use super::connection::RedisConnection;
+use super::fault::describe;
 use super::url::Secrets;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
-use crate::telemetry::{Fault, FaultKind};
+use crate::telemetry::{EvictionListener, Fault, FaultKind};
 
 /// A handle on one Redis server, shared by the catalogs and engines built on it: its
 /// URL (shown with any password redacted), key prefix and timeouts, and one fault
@@ -33,24 +34,43 @@ use crate::telemetry::{Fault, FaultKind};
 /// ```
 #[derive(Clone)]
 pub struct Redis {
-    pub(super) shared: Arc<Shared>,
+    shared: Arc<Shared>,
 }
 
-pub(super) struct Shared {
-    pub(super) client: ::redis::Client,
+/// What a handle was built with, checked.
+pub(super) struct Settings {
+    /// How to connect: the URL as the redis crate reads it, with `db` taken out (see
+    /// `connection::open`).
+    pub(super) info: ::redis::ConnectionInfo,
+    pub(super) db: i64,
+    /// The URL as shown, password redacted.
     pub(super) url: String,
     pub(super) secrets: Secrets,
     pub(super) prefix: String,
     pub(super) catalog_ttl: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) io_timeout: Duration,
-    pub(super) faults: AtomicU64,
+}
+
+struct Shared {
+    settings: Settings,
+    faults: AtomicU64,
     /// When failures are worth a line, and the latest, for the summary at drop.
-    pub(super) log: Mutex<(EvictionLog, Option<Fault>)>,
-    pub(super) listener: ListenerSlot,
+    log: Mutex<(EvictionLog, Option<Fault>)>,
+    listener: ListenerSlot,
 }
 
 impl Redis {
+    pub(super) fn new(settings: Settings, listener: Option<Arc<dyn EvictionListener>>) -> Self {
+        let shared = Shared {
+            settings,
+            faults: AtomicU64::new(0),
+            log: Mutex::new((EvictionLog::new(), None)),
+            listener: ListenerSlot::new(listener),
+        };
+        Redis { shared: Arc::new(shared) }
+    }
+
     /// The handle configured by the environment, connected; `None` when
     /// [`ENV_REDIS_URL`](crate::ENV_REDIS_URL) is not set.
     ///
@@ -67,17 +87,17 @@ impl Redis {
 
     /// The server's URL, any password replaced by `***`.
     pub fn url(&self) -> &str {
-        &self.shared.url
+        &self.shared.settings.url
     }
 
     /// The prefix of every key written.
     pub fn prefix(&self) -> &str {
-        &self.shared.prefix
+        &self.shared.settings.prefix
     }
 
     /// How long a catalog entry lives in Redis.
     pub fn catalog_ttl(&self) -> Duration {
-        self.shared.catalog_ttl
+        self.shared.settings.catalog_ttl
     }
 
     /// Failed operations so far, of everything built on this handle.
@@ -90,19 +110,23 @@ impl Redis {
         RedisConnection::new(self.clone())
     }
 
-    pub(super) fn open(&self) -> ::redis::RedisResult<::redis::Connection> {
-        let conn = self.shared.client.get_connection_with_timeout(self.shared.connect_timeout)?;
-        conn.set_read_timeout(Some(self.shared.io_timeout))?;
-        conn.set_write_timeout(Some(self.shared.io_timeout))?;
-        Ok(conn)
+    pub(super) fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// Counts, reports and warns about `err`, which `operation` met with `timeout` in
+    /// force; the error to return.
+    pub(super) fn failed(&self, operation: &'static str, err: &::redis::RedisError, timeout: Duration) -> Error {
+        let (kind, message) = describe(err, timeout);
+        self.fault(operation, kind, message)
     }
 
     /// Counts, reports and warns about a failed operation; the error to return.
     pub(super) fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
         let shared = &self.shared;
         // Belt and braces: the redis crate's messages might echo what it was given.
-        let message = shared.secrets.scrub(&message);
-        let fault = Fault { store: shared.url.clone(), operation, kind, message };
+        let message = shared.settings.secrets.scrub(&message);
+        let fault = Fault { store: shared.settings.url.clone(), operation, kind, message };
         shared.faults.fetch_add(1, Ordering::Relaxed);
         crate::meter::fault(kind);
         shared.listener.notify_fault(&fault);
@@ -130,9 +154,9 @@ impl Drop for Shared {
 impl fmt::Debug for Redis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redis")
-            .field("url", &self.shared.url)
-            .field("prefix", &self.shared.prefix)
-            .field("catalog_ttl", &self.shared.catalog_ttl)
+            .field("url", &self.shared.settings.url)
+            .field("prefix", &self.shared.settings.prefix)
+            .field("catalog_ttl", &self.shared.settings.catalog_ttl)
             .field("faults", &self.faults())
             .finish_non_exhaustive()
     }
