@@ -245,6 +245,43 @@ pub(crate) fn warn_unshared(summary: EvictionSummary, store: &str, queue: usize)
     );
 }
 
+/// Emits the warning for an evicting `maxmemory-policy` that the builder was told to
+/// accept.
+#[cfg(feature = "redis")]
+pub(crate) fn evicting_policy_accepted(store: &str, policy: &str) {
+    tracing::warn!(
+        store = %store,
+        maxmemory_policy = %policy,
+        remedy = "CONFIG SET maxmemory-policy noeviction",
+        "evicting maxmemory-policy accepted: an evicted claim runs its key twice"
+    );
+}
+
+/// Emits the warning for a server whose persistence may lose claims; `cost` says what.
+#[cfg(feature = "redis")]
+pub(crate) fn weak_persistence(store: &str, appendonly: &str, appendfsync: &str, save: &str, cost: &str) {
+    tracing::warn!(
+        store = %store,
+        appendonly = %appendonly,
+        appendfsync = %appendfsync,
+        save = ?save,
+        remedy = "CONFIG SET appendonly yes and CONFIG SET appendfsync always, unless duplicates after a crash are acceptable",
+        "{cost}"
+    );
+}
+
+/// Emits the warning for settings the connection's user may not read.
+#[cfg(feature = "redis")]
+pub(crate) fn configuration_unchecked(store: &str, unchecked: &str, error: &str) {
+    tracing::warn!(
+        store = %store,
+        unchecked = %unchecked,
+        error = %error,
+        remedy = "make sure of maxmemory-policy noeviction, appendonly yes and appendfsync always, or allow this user INFO and CONFIG GET",
+        "redis configuration not checked: the server would not tell"
+    );
+}
+
 /// Emits the event for entries released when a reservation ended: expected, so
 /// below `WARN`.
 pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {

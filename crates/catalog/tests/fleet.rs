@@ -4,9 +4,13 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{CatalogBuilder, Digest, KeyOptions, RedisBuilder, Scope};
+use idempotency_catalog::{
+    CatalogBuilder, Digest, Error, EvictionListener, Fault, FaultKind, KeyOptions, Redis, RedisBuilder, RemovalCause,
+    Scope,
+};
 use proptest::prelude::*;
 use testkit::RedisServer;
 
@@ -194,4 +198,189 @@ fn a_database_number_in_the_url_is_selected() {
     let keys: Vec<String> = redis::cmd("KEYS").arg("idempotency:key:*").query(&mut conn).unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(server.count("idempotency:key:*"), 0, "nothing in db 0");
+}
+
+/// Builds a handle on `url`, with the `WARN` lines the build printed.
+fn build_warned(builder: RedisBuilder) -> (Result<Redis, Error>, Vec<String>) {
+    testkit::warnings(|| builder.build())
+}
+
+/// Persistence that loses nothing a claim was answered with.
+const DURABLE: [&str; 4] = ["--appendonly", "yes", "--appendfsync", "always"];
+
+#[test]
+fn an_evicting_policy_is_refused_naming_the_policy_and_the_fix() {
+    let server = RedisServer::start(&["--maxmemory-policy", "allkeys-lru"]);
+    let faults = Faults::default();
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()).listener(faults.clone()));
+    let err = built.unwrap_err().to_string();
+    assert!(
+        err.starts_with(&format!("redis at {}: cannot accept the server's configuration: ", server.url())),
+        "{err}"
+    );
+    assert!(err.contains("maxmemory-policy is allkeys-lru"), "{err}");
+    assert!(err.contains("CONFIG SET maxmemory-policy noeviction"), "{err}");
+    assert!(err.contains("RedisBuilder::allow_evicting_policy"), "{err}");
+    assert!(faults.kinds().is_empty(), "a refusal is not a fault");
+    assert!(lines.iter().all(|l| !l.contains("maxmemory")), "{lines:?}");
+}
+
+#[test]
+fn an_evicting_policy_explicitly_accepted_builds_with_one_warning() {
+    let server = RedisServer::start(&[&DURABLE[..], &["--maxmemory-policy", "volatile-lru"]].concat());
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()).allow_evicting_policy());
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("evicting maxmemory-policy accepted"), "{lines:?}");
+    assert!(lines[0].contains("maxmemory_policy=volatile-lru"), "{lines:?}");
+    assert!(lines[0].contains(&format!("store={}", server.url())), "{lines:?}");
+}
+
+#[test]
+fn persistence_off_is_one_warning_saying_a_restart_forgets_every_claim() {
+    let server = RedisServer::start(&[]);
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert!(line.contains("a restart forgets every claim"), "{line}");
+    assert!(line.contains(&format!("store={} appendonly=no appendfsync=everysec save=\"\"", server.url())), "{line}");
+}
+
+#[test]
+fn snapshots_alone_are_one_warning_naming_the_last_snapshot() {
+    let server = RedisServer::start(&["--save", "3600 1"]);
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("since the last snapshot"), "{lines:?}");
+    assert!(lines[0].contains(r#"save="3600 1""#), "{lines:?}");
+}
+
+#[test]
+fn appendfsync_everysec_is_one_warning_naming_the_second() {
+    let server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "everysec"]);
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("a crash may lose up to a second of claims"), "{lines:?}");
+    assert!(lines[0].contains("appendonly=yes appendfsync=everysec"), "{lines:?}");
+}
+
+#[test]
+fn appendfsync_always_is_nothing_to_say() {
+    let server = RedisServer::start(&DURABLE);
+    let (built, lines) = build_warned(RedisBuilder::new(server.url()));
+    built.unwrap();
+    assert_eq!(lines, Vec::<String>::new());
+}
+
+/// `server` with a user `app`, password `pw`, allowed everything but `denied`.
+fn acl_user(server: &RedisServer, denied: &[&str]) -> String {
+    let mut conn = server.client();
+    let mut cmd = redis::cmd("ACL");
+    cmd.arg("SETUSER").arg("app").arg("on").arg(">pw").arg("~*").arg("&*").arg("+@all");
+    for command in denied {
+        cmd.arg(format!("-{command}"));
+    }
+    cmd.query::<()>(&mut conn).unwrap();
+    server.url().replace("redis://", "redis://app:pw@")
+}
+
+#[test]
+fn a_user_without_config_builds_with_one_warning_naming_what_was_not_checked() {
+    let server = RedisServer::start(&DURABLE);
+    let (built, lines) = build_warned(RedisBuilder::new(acl_user(&server, &["config"])));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("redis configuration not checked"), "{lines:?}");
+    assert!(lines[0].contains("unchecked=appendfsync error="), "{lines:?}");
+    assert!(lines[0].contains("NOPERM"), "{lines:?}");
+
+    // Without AOF the verdict does not depend on what CONFIG would say: one warning.
+    let server = RedisServer::start(&[]);
+    let (built, lines) = build_warned(RedisBuilder::new(acl_user(&server, &["config"])));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("no append-only file"), "{lines:?}");
+}
+
+#[test]
+fn a_user_without_config_or_info_builds_with_one_warning_naming_both_settings() {
+    let server = RedisServer::start(&DURABLE);
+    let (built, lines) = build_warned(RedisBuilder::new(acl_user(&server, &["config", "info"])));
+    built.unwrap();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("unchecked=maxmemory-policy, appendonly error="), "{lines:?}");
+    assert!(!lines[0].contains(":pw@"), "{lines:?}");
+}
+
+#[test]
+fn a_server_that_refuses_the_credentials_fails_the_build_at_once_naming_the_url() {
+    let server = RedisServer::start(&[]);
+    // Set once started: the harness's readiness probe sends PING without AUTH.
+    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("right-password").query::<()>(&mut server.client()).unwrap();
+    for (url, says) in [
+        (server.url().replace("redis://", "redis://:wrong-password@"), "the server refused the user and password"),
+        (server.url().replace("redis://", "redis://app:wrong-password@"), "the server refused the user and password"),
+        (server.url(), "NOAUTH"),
+    ] {
+        let faults = Faults::default();
+        let started = Instant::now();
+        let err = RedisBuilder::new(&url).listener(faults.clone()).build().unwrap_err().to_string();
+        assert!(started.elapsed() < Duration::from_millis(500), "{:?}", started.elapsed());
+        assert!(err.contains("cannot connect: ") && err.contains(says), "{err}");
+        assert!(
+            err.starts_with(&format!(
+                "redis at {}",
+                if url.contains('@') { url.replace("wrong-password", "***") } else { server.url() }
+            )),
+            "{err}"
+        );
+        assert!(!err.contains("wrong-password"), "{err}");
+        assert_eq!(faults.kinds(), [FaultKind::Rejected], "one attempt, not a retry loop");
+    }
+}
+
+/// A listener that records the kind of every fault.
+#[derive(Clone, Default)]
+struct Faults(Arc<Mutex<Vec<FaultKind>>>);
+
+impl Faults {
+    fn kinds(&self) -> Vec<FaultKind> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+impl EvictionListener for Faults {
+    fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
+    fn on_fault(&self, fault: &Fault) {
+        self.0.lock().unwrap().push(fault.kind);
+    }
+}
+
+#[test]
+fn a_server_that_stalls_after_the_handshake_fails_the_build_within_the_connect_timeout() {
+    // Answers the first command (PING) and nothing after: the checks share the deadline.
+    let listener = silent();
+    let url = format!("redis://{}/", listener.local_addr().unwrap());
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut buf = [0; 512];
+        let _ = stream.read(&mut buf).unwrap();
+        std::thread::sleep(Duration::from_millis(400));
+        stream.write_all(b"+PONG\r\n").unwrap();
+        let _ = stream.read(&mut buf);
+        std::thread::sleep(Duration::from_millis(800));
+    });
+    let faults = Faults::default();
+    let started = Instant::now();
+    let built = RedisBuilder::new(&url).connect_timeout(Duration::from_millis(500)).listener(faults.clone()).build();
+    let elapsed = started.elapsed();
+    let err = built.unwrap_err().to_string();
+    assert!(elapsed < Duration::from_millis(700), "{elapsed:?}");
+    assert!(err.ends_with("cannot check the server's configuration: no answer within 500ms"), "{err}");
+    assert_eq!(faults.kinds(), [FaultKind::Timeout]);
+    server.join().unwrap();
 }

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use ::redis::IntoConnectionInfo;
 
-use super::connection;
 use super::handle::{Redis, Settings};
 use super::url::{Secrets, redacted};
+use super::{checks, connection};
 use crate::error::Error;
 use crate::telemetry::EvictionListener;
 
@@ -79,6 +79,7 @@ pub struct RedisBuilder {
     connect_timeout: Option<Duration>,
     io_timeout: Option<Duration>,
     listener: Option<Arc<dyn EvictionListener>>,
+    allow_evicting_policy: bool,
     env: Env,
 }
 
@@ -162,14 +163,36 @@ impl RedisBuilder {
         self
     }
 
-    /// Checks every setting and connects once.
+    /// Accepts a server whose `maxmemory-policy` evicts (anything but `noeviction`):
+    /// **duplicates possible**. Redis may then evict claims, and a key whose claim was
+    /// evicted runs again when it is triggered again; catalog entries may vanish too.
+    /// Without this call [`build`](Self::build) refuses such a server; with it, `build`
+    /// warns once.
+    #[must_use]
+    pub fn allow_evicting_policy(mut self) -> Self {
+        self.allow_evicting_policy = true;
+        self
+    }
+
+    /// Checks every setting, connects once and checks the server's configuration, all
+    /// within the connect timeout:
+    ///
+    /// | server | `build` |
+    /// |---|---|
+    /// | `maxmemory-policy` other than `noeviction` | error, unless [`allow_evicting_policy`](Self::allow_evicting_policy) (then one `WARN`) |
+    /// | no append-only file (`appendonly no`), or `appendfsync` `everysec` or `no` | one `WARN` saying what a crash or restart may cost |
+    /// | `appendonly yes`, `appendfsync always` | nothing to say |
+    /// | the user may not read `INFO` or `CONFIG` (ACLs, managed services) | one `WARN` naming what was not checked |
     ///
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] naming the variable or method and the bad value (no
     /// URL, a URL that does not parse, an empty prefix or one with spaces, a TTL or
-    /// timeout of zero or not in the grammar); [`Error::Redis`] when the server cannot
-    /// be reached within the connect timeout or refuses the connection.
+    /// timeout of zero or not in the grammar); [`Error::Redis`] naming the URL when the
+    /// server cannot be reached or does not answer within the connect timeout, refuses
+    /// the credentials (operation `connect`), or has an evicting `maxmemory-policy`
+    /// (operation `accept the server's configuration`; not counted as a fault, since
+    /// nothing failed).
     pub fn build(self) -> Result<Redis, Error> {
         let (url, url_source) = match (self.url, self.env.url) {
             (Some(url), _) => (url, URL),
@@ -220,6 +243,7 @@ impl RedisBuilder {
         let mut conn =
             connection::open(&redis, deadline).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
         ::redis::cmd("PING").query::<()>(&mut conn).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
+        checks::startup(&redis, &mut conn, deadline, self.allow_evicting_policy)?;
         Ok(redis)
     }
 }
@@ -277,6 +301,7 @@ impl fmt::Debug for RedisBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("listener", &self.listener.is_some())
+            .field("allow_evicting_policy", &self.allow_evicting_policy)
             .finish_non_exhaustive()
     }
 }

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use ::redis::ErrorKind;
+
 use crate::telemetry::FaultKind;
 
 /// How a Redis error counts, and its message: for an error the server answered, its
@@ -12,9 +14,15 @@ pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKi
     let answered = err.clone().into_server_errors();
     let Some((index, first)) = answered.as_deref().and_then(<[_]>::first) else {
         let kind = fault_kind(err);
-        // The OS says "Resource temporarily unavailable": say what happened.
-        let message =
-            if kind == FaultKind::Timeout { format!("no answer within {timeout:?}") } else { err.to_string() };
+        let message = if kind == FaultKind::Timeout {
+            // The OS says "Resource temporarily unavailable": say what happened.
+            format!("no answer within {timeout:?}")
+        } else if err.kind() == ErrorKind::AuthenticationFailed {
+            // redis-rs's own words: "Password authentication failed- AuthenticationFailed".
+            "the server refused the user and password in the URL".to_owned()
+        } else {
+            err.to_string()
+        };
         return (kind, message);
     };
     let kind = if first.code() == "OOM" { FaultKind::OutOfMemory } else { FaultKind::Rejected };

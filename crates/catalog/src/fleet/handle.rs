@@ -114,6 +114,11 @@ impl Redis {
         &self.shared.settings
     }
 
+    /// `text` without the URL's password in any form.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.shared.settings.secrets.scrub(text)
+    }
+
     /// Counts, reports and warns about `err`, which `operation` met with `timeout` in
     /// force; the error to return.
     pub(super) fn failed(&self, operation: &'static str, err: &::redis::RedisError, timeout: Duration) -> Error {

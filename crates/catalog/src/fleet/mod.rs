@@ -7,6 +7,7 @@
 
 mod builder;
 mod catalog;
+mod checks;
 mod connection;
 mod fault;
 mod handle;
