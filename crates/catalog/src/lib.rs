@@ -85,7 +85,8 @@ pub use error::Error;
 #[cfg(feature = "redis")]
 pub use fleet::{
     DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
-    ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_URL, Redis, RedisBuilder, RedisCatalog, RedisConnection,
+    DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL, ENV_REDIS_URL, Redis,
+    RedisBuilder, RedisCatalog, RedisConnection,
 };
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;

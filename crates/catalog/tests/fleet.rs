@@ -384,3 +384,20 @@ fn a_server_that_stalls_after_the_handshake_fails_the_build_within_the_connect_t
     assert_eq!(faults.kinds(), [FaultKind::Timeout]);
     server.join().unwrap();
 }
+
+#[test]
+fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() {
+    let server = RedisServer::start(&DURABLE);
+    let env = |name: &str| (name == idempotency_catalog::ENV_REDIS_RUN_TTL).then(|| "2h".to_owned());
+    let hour = Duration::from_secs(3_600);
+    let redis = RedisBuilder::from_env_with(env).url(server.url()).build().unwrap();
+    assert_eq!(redis.run_ttl(), 2 * hour);
+    let redis = RedisBuilder::from_env_with(env).url(server.url()).run_ttl(hour).build().unwrap();
+    assert_eq!(redis.run_ttl(), hour);
+    assert!(format!("{redis:?}").contains("run_ttl: 3600s"), "{redis:?}");
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    assert_eq!(redis.run_ttl(), idempotency_catalog::DEFAULT_REDIS_RUN_TTL);
+    assert_eq!(idempotency_catalog::DEFAULT_REDIS_RUN_TTL, Duration::from_secs(30 * 86_400));
+    let err = RedisBuilder::new(server.url()).run_ttl(Duration::ZERO).build().unwrap_err().to_string();
+    assert_eq!(err, r#"invalid RedisBuilder::run_ttl "0ns": expected at least 1 ms"#);
+}

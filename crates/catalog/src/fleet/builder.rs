@@ -22,6 +22,10 @@ pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
 /// followed by `s`, `m`, `h` or `d`, such as `24h`.
 pub const ENV_REDIS_CATALOG_TTL: &str = "IDEMPOTENCY_REDIS_CATALOG_TTL";
 
+/// The variable that sets how long the SDK engine keeps a run record on Redis when its
+/// key's TTL is shorter, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `30d`.
+pub const ENV_REDIS_RUN_TTL: &str = "IDEMPOTENCY_REDIS_RUN_TTL";
+
 /// The default key prefix.
 pub const DEFAULT_REDIS_PREFIX: &str = "idempotency:";
 /// How long a catalog entry lives in Redis by default: a day. A shared entry exists so
@@ -32,6 +36,10 @@ pub const DEFAULT_REDIS_PREFIX: &str = "idempotency:";
 /// (`docs/fleet.md` has the bytes per entry). Raise it when digests are stored and
 /// resolved later.
 pub const DEFAULT_REDIS_CATALOG_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long the SDK engine keeps a run record on Redis by default when its key's TTL
+/// is shorter: 30 days, the reference's default key TTL. A record always lives at least
+/// as long as the claim on its key, so a cached answer names a run that can be read.
+pub const DEFAULT_REDIS_RUN_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60);
 /// How long connecting may take by default, at startup and when reconnecting.
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command or pipeline may wait for its answer by default.
@@ -45,6 +53,7 @@ pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// | URL | [`url`](Self::url) | [`ENV_REDIS_URL`] | none: required |
 /// | key prefix | [`prefix`](Self::prefix) | [`ENV_REDIS_PREFIX`] | [`DEFAULT_REDIS_PREFIX`] |
 /// | catalog entry TTL | [`catalog_ttl`](Self::catalog_ttl) | [`ENV_REDIS_CATALOG_TTL`] | [`DEFAULT_REDIS_CATALOG_TTL`] (a day) |
+/// | run record TTL | [`run_ttl`](Self::run_ttl) | [`ENV_REDIS_RUN_TTL`] | [`DEFAULT_REDIS_RUN_TTL`] (30 days) |
 /// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
 /// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
 ///
@@ -76,6 +85,7 @@ pub struct RedisBuilder {
     url: Option<String>,
     prefix: Option<String>,
     catalog_ttl: Option<Duration>,
+    run_ttl: Option<Duration>,
     connect_timeout: Option<Duration>,
     io_timeout: Option<Duration>,
     listener: Option<Arc<dyn EvictionListener>>,
@@ -89,6 +99,7 @@ struct Env {
     url: Option<String>,
     prefix: Option<String>,
     catalog_ttl: Option<String>,
+    run_ttl: Option<String>,
 }
 
 impl RedisBuilder {
@@ -98,8 +109,8 @@ impl RedisBuilder {
     }
 
     /// A builder that falls back on the process environment ([`ENV_REDIS_URL`],
-    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`]) for every setting no builder
-    /// call makes.
+    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`], [`ENV_REDIS_RUN_TTL`]) for every
+    /// setting no builder call makes.
     pub fn from_env() -> Self {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
@@ -110,6 +121,7 @@ impl RedisBuilder {
             url: lookup(ENV_REDIS_URL),
             prefix: lookup(ENV_REDIS_PREFIX),
             catalog_ttl: lookup(ENV_REDIS_CATALOG_TTL),
+            run_ttl: lookup(ENV_REDIS_RUN_TTL),
         };
         RedisBuilder { env, ..Self::default() }
     }
@@ -138,6 +150,33 @@ impl RedisBuilder {
     #[must_use]
     pub fn catalog_ttl(mut self, ttl: Duration) -> Self {
         self.catalog_ttl = Some(ttl);
+        self
+    }
+
+    /// How long the SDK engine keeps a run record on Redis when its key's TTL is
+    /// shorter. A record always lives at least as long as the claim on its key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// let env = |name: &str| (name == "IDEMPOTENCY_REDIS_RUN_TTL").then(|| "30 days".to_owned());
+    /// let err = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").build().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"invalid IDEMPOTENCY_REDIS_RUN_TTL "30 days": expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`"#
+    /// );
+    ///
+    /// // The builder call wins: the variable is not read, and the build goes on to connect.
+    /// let week = Duration::from_secs(7 * 86_400);
+    /// let err = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").run_ttl(week).build().unwrap_err();
+    /// assert!(err.to_string().contains("cannot connect"), "{err}");
+    /// ```
+    #[must_use]
+    pub fn run_ttl(mut self, ttl: Duration) -> Self {
+        self.run_ttl = Some(ttl);
         self
     }
 
@@ -218,17 +257,9 @@ impl RedisBuilder {
             (None, Some(prefix)) => checked_prefix(prefix, ENV_REDIS_PREFIX)?,
             (None, None) => DEFAULT_REDIS_PREFIX.to_owned(),
         };
-        let catalog_ttl = match (self.catalog_ttl, self.env.catalog_ttl) {
-            (Some(ttl), _) => positive(ttl, CATALOG_TTL)?,
-            (None, Some(raw)) => parse_ttl(&raw).ok_or_else(|| {
-                Error::config(
-                    ENV_REDIS_CATALOG_TTL,
-                    &raw,
-                    "expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`",
-                )
-            })?,
-            (None, None) => DEFAULT_REDIS_CATALOG_TTL,
-        };
+        let catalog_ttl = ttl(self.catalog_ttl, CATALOG_TTL, self.env.catalog_ttl, ENV_REDIS_CATALOG_TTL)?;
+        let catalog_ttl = catalog_ttl.unwrap_or(DEFAULT_REDIS_CATALOG_TTL);
+        let run_ttl = ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, ENV_REDIS_RUN_TTL)?.unwrap_or(DEFAULT_REDIS_RUN_TTL);
         let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
         let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
         let db = info.redis_settings().db();
@@ -236,7 +267,8 @@ impl RedisBuilder {
         // (see `connection::open`).
         let handshake = info.redis_settings().clone().set_db(0).set_skip_set_lib_name();
         let info = info.set_redis_settings(handshake);
-        let settings = Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, connect_timeout, io_timeout };
+        let settings =
+            Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
         let redis = Redis::new(settings, self.listener);
         // Fail at startup, not at the first batch, and within the connect timeout.
         let deadline = Instant::now() + connect_timeout;
@@ -253,6 +285,7 @@ const CONNECT: &str = "connect";
 const URL: &str = "RedisBuilder::url";
 const PREFIX: &str = "RedisBuilder::prefix";
 const CATALOG_TTL: &str = "RedisBuilder::catalog_ttl";
+const RUN_TTL: &str = "RedisBuilder::run_ttl";
 const CONNECT_TIMEOUT: &str = "RedisBuilder::connect_timeout";
 const IO_TIMEOUT: &str = "RedisBuilder::io_timeout";
 
@@ -273,6 +306,22 @@ fn positive(duration: Duration, source: &'static str) -> Result<Duration, Error>
         return Err(Error::config(source, format!("{duration:?}"), "expected at least 1 ms"));
     }
     Ok(duration)
+}
+
+/// A TTL from the builder call (`method`), else from the variable `var`, else `None`.
+fn ttl(
+    call: Option<Duration>,
+    method: &'static str,
+    raw: Option<String>,
+    var: &'static str,
+) -> Result<Option<Duration>, Error> {
+    match (call, raw) {
+        (Some(ttl), _) => positive(ttl, method).map(Some),
+        (None, Some(raw)) => parse_ttl(&raw).map(Some).ok_or_else(|| {
+            Error::config(var, &raw, "expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`")
+        }),
+        (None, None) => Ok(None),
+    }
 }
 
 /// A TTL in the reference grammar, `^(\d+)([smhd])$`, from 1.
@@ -298,6 +347,7 @@ impl fmt::Debug for RedisBuilder {
             .field("url", &self.url.as_ref().or(self.env.url.as_ref()).map(|url| redacted(url)))
             .field("prefix", &self.prefix)
             .field("catalog_ttl", &self.catalog_ttl)
+            .field("run_ttl", &self.run_ttl)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("listener", &self.listener.is_some())

@@ -25,7 +25,7 @@ use crate::telemetry::{EvictionListener, Fault, FaultKind};
 /// ```no_run
 /// use idempotency_catalog::{Catalog, CatalogBuilder, Redis};
 ///
-/// // IDEMPOTENCY_REDIS_URL, _PREFIX, _CATALOG_TTL; `None` when no URL is set.
+/// // IDEMPOTENCY_REDIS_URL, _PREFIX, _CATALOG_TTL, _RUN_TTL; `None` when no URL is set.
 /// if let Some(redis) = Redis::from_env()? {
 ///     let catalog = CatalogBuilder::from_env().redis(redis.clone()).build()?;
 ///     assert_eq!(catalog.stats().faults, 0);
@@ -48,6 +48,7 @@ pub(super) struct Settings {
     pub(super) secrets: Secrets,
     pub(super) prefix: String,
     pub(super) catalog_ttl: Duration,
+    pub(super) run_ttl: Duration,
     pub(super) connect_timeout: Duration,
     pub(super) io_timeout: Duration,
 }
@@ -98,6 +99,13 @@ impl Redis {
     /// How long a catalog entry lives in Redis.
     pub fn catalog_ttl(&self) -> Duration {
         self.shared.settings.catalog_ttl
+    }
+
+    /// How long the SDK engine keeps a run record on Redis when its key's TTL is
+    /// shorter; a record always lives at least as long as the claim on its key. See
+    /// [`RedisBuilder::run_ttl`].
+    pub fn run_ttl(&self) -> Duration {
+        self.shared.settings.run_ttl
     }
 
     /// Failed operations so far, of everything built on this handle.
@@ -162,6 +170,7 @@ impl fmt::Debug for Redis {
             .field("url", &self.shared.settings.url)
             .field("prefix", &self.shared.settings.prefix)
             .field("catalog_ttl", &self.shared.settings.catalog_ttl)
+            .field("run_ttl", &self.shared.settings.run_ttl)
             .field("faults", &self.faults())
             .finish_non_exhaustive()
     }

@@ -15,7 +15,7 @@ mod url;
 
 pub use self::builder::{
     DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
-    ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_URL, RedisBuilder,
+    DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL, ENV_REDIS_URL, RedisBuilder,
 };
 pub use self::catalog::RedisCatalog;
 pub use self::connection::RedisConnection;
