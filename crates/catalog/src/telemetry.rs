@@ -111,16 +111,22 @@ pub enum FaultKind {
     OutOfMemory,
     /// Any other error the store answered with.
     Rejected,
+    /// A value under one of this crate's keys that it did not write: foreign or
+    /// corrupt data (another application's key under the prefix, a value copied from
+    /// another key, one of the wrong type or size). Never used as data.
+    Foreign,
 }
 
 impl FaultKind {
-    /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`.
+    /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`,
+    /// `foreign`; the `fault` label of `idempotency_catalog_faults_total`.
     pub const fn as_str(self) -> &'static str {
         match self {
             FaultKind::Unreachable => "unreachable",
             FaultKind::Timeout => "timeout",
             FaultKind::OutOfMemory => "out-of-memory",
             FaultKind::Rejected => "rejected",
+            FaultKind::Foreign => "foreign",
         }
     }
 }

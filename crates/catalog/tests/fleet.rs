@@ -401,3 +401,25 @@ fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() 
     let err = RedisBuilder::new(server.url()).run_ttl(Duration::ZERO).build().unwrap_err().to_string();
     assert_eq!(err, r#"invalid RedisBuilder::run_ttl "0ns": expected at least 1 ms"#);
 }
+
+#[test]
+fn a_fault_reported_by_a_store_on_the_handle_counts_reports_and_warns_like_a_failed_operation() {
+    let server = RedisServer::start(&DURABLE);
+    let url = acl_user(&server, &[]);
+    let faults = Faults::default();
+    let redis = RedisBuilder::new(&url).listener(faults.clone()).build().unwrap();
+    let conn = redis.connection();
+    let (err, lines) = testkit::warnings(|| {
+        let message = "foreign value under myapp:count: \"pw\"".to_owned();
+        conn.fault("read a count", FaultKind::Foreign, message)
+    });
+    let Error::Redis { url: shown, operation, message } = &err else { panic!("{err:?}") };
+    assert_eq!((shown.as_str(), *operation), (redis.url(), "read a count"));
+    assert_eq!(message, "foreign value under myapp:count: \"***\"", "scrubbed of the password");
+    assert_eq!(redis.faults(), 1);
+    assert_eq!(faults.kinds(), [FaultKind::Foreign]);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("operation=read a count fault=foreign"), "{lines:?}");
+    // The connection is kept, and works.
+    conn.run("ping", |c| redis::cmd("PING").query::<()>(c)).unwrap();
+}

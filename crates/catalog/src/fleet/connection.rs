@@ -36,6 +36,32 @@ struct State {
 }
 
 impl RedisConnection {
+    /// Counts, reports to the handle's listener and warns about a failure that
+    /// [`run`](Self::run) cannot see, exactly as it does for a failed operation, and
+    /// returns the [`Error::Redis`] to return. For stores built on the handle that get
+    /// an answer they cannot use, such as a value under one of their keys that they did
+    /// not write ([`FaultKind::Foreign`]): `message` should name the Redis key, and show
+    /// the value quoted and cut short, so that a hostile value cannot flood a log line.
+    /// The message is scrubbed of the URL's password; the connection is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
+    ///
+    /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
+    ///     let raw: Option<String> = conn.run("read a count", |c| redis::cmd("GET").arg(key).query(c))?;
+    ///     let Some(raw) = raw else { return Ok(None) };
+    ///     raw.parse().map(Some).map_err(|_| {
+    ///         let message = format!("foreign value under {key}: {raw:?}");
+    ///         conn.fault("read a count", FaultKind::Foreign, message)
+    ///     })
+    /// }
+    /// ```
+    pub fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
+        self.redis.fault(operation, kind, message)
+    }
+
     pub(super) fn new(redis: Redis) -> Self {
         RedisConnection { redis, state: Mutex::new(State { conn: None, down: None }) }
     }

@@ -25,7 +25,12 @@ pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKi
         };
         return (kind, message);
     };
-    let kind = if first.code() == "OOM" { FaultKind::OutOfMemory } else { FaultKind::Rejected };
+    let kind = match first.code() {
+        "OOM" => FaultKind::OutOfMemory,
+        // A key of ours holds a hash, a list…: someone else wrote it.
+        "WRONGTYPE" => FaultKind::Foreign,
+        _ => FaultKind::Rejected,
+    };
     let details = first.details().map(|d| format!(" {d}")).unwrap_or_default();
     let failed = answered.as_deref().map_or(1, <[_]>::len);
     let message = match failed {
