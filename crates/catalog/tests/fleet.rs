@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{
-    CatalogBuilder, Digest, Error, EvictionListener, Fault, FaultKind, KeyOptions, Redis, RedisBuilder, RemovalCause,
-    Scope,
+    Catalog, CatalogBuilder, Digest, Error, EvictionListener, Fault, FaultKind, KeyOptions, Redis, RedisBuilder,
+    RemovalCause, Scope,
 };
 use proptest::prelude::*;
 use testkit::RedisServer;
@@ -422,4 +422,94 @@ fn a_fault_reported_by_a_store_on_the_handle_counts_reports_and_warns_like_a_fai
     assert!(lines[0].contains("operation=read a count fault=foreign"), "{lines:?}");
     // The connection is kept, and works.
     conn.run("ping", |c| redis::cmd("PING").query::<()>(c)).unwrap();
+}
+
+/// A catalog on `server` that has seen nothing yet: every `get` asks Redis.
+fn fresh_catalog(server: &RedisServer) -> Arc<dyn Catalog> {
+    CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build().unwrap()
+}
+
+fn entry_key(digest: &Digest) -> String {
+    format!("idempotency:key:{digest}")
+}
+
+/// What a fresh catalog makes of the value under `digest`'s key: its answer, its
+/// faults, and its warnings.
+fn read_back(server: &RedisServer, digest: &Digest) -> (Option<KeyOptions>, u64, Vec<String>) {
+    let catalog = fresh_catalog(server);
+    let (found, lines) = testkit::warnings(|| catalog.get(digest));
+    (found, catalog.stats().faults, lines)
+}
+
+#[test]
+fn entries_written_by_one_catalog_are_read_by_another() {
+    let server = RedisServer::start(&DURABLE);
+    let digest = Digest::from_bytes([42; 32]);
+    let writer = fresh_catalog(&server);
+    writer.register(digest, KeyOptions::new("item-42", Scope::Global));
+    writer.flush().unwrap();
+    let raw: String = redis::cmd("GET").arg(entry_key(&digest)).query(&mut server.client()).unwrap();
+    let (check, rest) = raw.split_once(':').unwrap();
+    assert_eq!((check.len(), rest), (8, "global:item-42"), "readable with redis-cli: {raw}");
+    let (found, faults, lines) = read_back(&server, &digest);
+    assert_eq!(found, Some(KeyOptions::new("item-42", Scope::Global)));
+    assert_eq!((faults, lines.len()), (0, 0), "{lines:?}");
+
+    // Longer than the server accepts, and than readers take: kept local, not sent.
+    let long = Digest::from_bytes([43; 32]);
+    writer.register(long, KeyOptions::new(&"k".repeat(2_049), Scope::Global));
+    writer.flush().unwrap();
+    assert_eq!(server.count("idempotency:key:*"), 1);
+    assert!(writer.get(&long).is_some());
+}
+
+#[test]
+fn foreign_values_are_misses_counted_and_warned_naming_the_key() {
+    let server = RedisServer::start(&DURABLE);
+    let mut raw = server.client();
+    let (written, elsewhere) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
+    let writer = fresh_catalog(&server);
+    writer.register(written, KeyOptions::new("item-1", Scope::Global));
+    writer.flush().unwrap();
+    let copied: String = redis::cmd("GET").arg(entry_key(&written)).query(&mut raw).unwrap();
+
+    type Put = Box<dyn Fn(&mut redis::Connection, &str)>;
+    let cases: [(&str, Put, &str); 4] = [
+        (
+            "the old format",
+            Box::new(|c, k| redis::cmd("SET").arg(k).arg("global:item-999").query(c).unwrap()),
+            "not <check>:<scope>:<key>",
+        ),
+        (
+            "another digest's value",
+            Box::new(move |c, k| redis::cmd("SET").arg(k).arg(&copied).query(c).unwrap()),
+            "written for another digest",
+        ),
+        (
+            "5 MB",
+            Box::new(|c, k| redis::cmd("SET").arg(k).arg(vec![b'x'; 5 << 20]).query(c).unwrap()),
+            "more than 8209 bytes",
+        ),
+        (
+            "a hash",
+            Box::new(|c, k| redis::cmd("HSET").arg(k).arg("scope").arg("global").query(c).unwrap()),
+            "WRONGTYPE",
+        ),
+    ];
+    for (case, put, why) in cases {
+        let key = entry_key(&elsewhere);
+        redis::cmd("DEL").arg(&key).query::<()>(&mut raw).unwrap();
+        put(&mut raw, &key);
+        let (found, faults, lines) = read_back(&server, &elsewhere);
+        assert_eq!(found, None, "{case}");
+        assert_eq!(faults, 1, "{case}");
+        assert_eq!(lines.len(), 1, "{case}: {lines:?}");
+        let line = &lines[0];
+        assert!(
+            line.contains("fault=foreign") && line.contains(&format!("foreign value under {key}")),
+            "{case}: {line}"
+        );
+        assert!(line.contains(why), "{case}: {line}");
+        assert!(line.len() < 1_000, "{case}: a hostile value does not flood the line: {} bytes", line.len());
+    }
 }
