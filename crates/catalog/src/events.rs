@@ -354,6 +354,57 @@ mod tests {
         assert!(waited.is_some(), "no line within {CLOCK_EVERY} evictions of the interval");
     }
 
+    /// Counts its `on_fault` calls, and panics in them if asked to.
+    #[derive(Default)]
+    struct OnFault {
+        calls: AtomicU64,
+        panics: bool,
+    }
+
+    impl EvictionListener for OnFault {
+        fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
+        #[allow(clippy::panic)] // the failure under test
+        fn on_fault(&self, fault: &crate::telemetry::Fault) {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.panics {
+                panic!("listener bug on {}", fault.operation);
+            }
+        }
+    }
+
+    fn notify_three_faults(listener: &Arc<OnFault>) -> (ListenerSlot, String) {
+        let slot = ListenerSlot::new(Some(Arc::clone(listener) as Arc<dyn EvictionListener>));
+        let fault = crate::telemetry::Fault {
+            store: "redis://127.0.0.1:6379/".to_owned(),
+            operation: "connect",
+            kind: crate::telemetry::FaultKind::Timeout,
+            message: "no answer within 2s".to_owned(),
+        };
+        let ((), logged) = testkit::captured(|| (0..3).for_each(|_| slot.notify_fault(&fault)));
+        (slot, logged)
+    }
+
+    #[test]
+    fn on_fault_sees_every_fault_and_a_listener_that_returns_stays_enabled() {
+        let listener = Arc::new(OnFault::default());
+        let (slot, logged) = notify_three_faults(&listener);
+        assert_eq!(listener.calls.load(Ordering::Relaxed), 3);
+        assert_eq!(slot.panics(), 0);
+        assert!(slot.wants_entries(), "still enabled");
+        assert!(!logged.contains("ERROR"), "{logged}");
+    }
+
+    #[test]
+    fn a_panicking_on_fault_is_disabled_counted_once_and_reported_once() {
+        let listener = Arc::new(OnFault { panics: true, ..OnFault::default() });
+        let (slot, logged) = notify_three_faults(&listener);
+        assert_eq!(listener.calls.load(Ordering::Relaxed), 1, "disabled after the first panic");
+        assert_eq!(slot.panics(), 1);
+        assert!(!slot.wants_entries());
+        assert_eq!(logged.matches(" ERROR ").count(), 1, "{logged}");
+        assert!(logged.contains("eviction listener panicked on a fault"), "{logged}");
+    }
+
     #[test]
     fn bulk_records_jump_past_several_powers() {
         let mut log = EvictionLog::new();

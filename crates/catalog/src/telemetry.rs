@@ -189,6 +189,8 @@ pub struct Stats {
     /// Entries asked for by live reservations.
     pub reserved: usize,
     /// Eviction listener calls that panicked (the listener is disabled after the first).
+    /// In fleet mode this includes the `on_fault` calls of the listener given to
+    /// `RedisBuilder::listener` (feature `redis`).
     pub listener_panics: u64,
     /// Operations on the shared store that failed (feature `redis`): errors, timeouts,
     /// out-of-memory rejections. Each is passed to [`EvictionListener::on_fault`] and

@@ -513,3 +513,29 @@ fn foreign_values_are_misses_counted_and_warned_naming_the_key() {
         assert!(line.len() < 1_000, "{case}: a hostile value does not flood the line: {} bytes", line.len());
     }
 }
+
+/// A listener whose `on_fault` always panics.
+struct Panicking;
+
+impl EvictionListener for Panicking {
+    fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
+    fn on_fault(&self, _: &Fault) {
+        panic!("listener bug");
+    }
+}
+
+#[test]
+fn a_fault_listener_that_panics_is_counted_once_in_the_catalog_stats() {
+    let mut server = RedisServer::start(&DURABLE);
+    let redis = RedisBuilder::new(server.url()).listener(Panicking).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis).build().unwrap();
+    server.kill();
+    let ((), lines) = testkit::warnings(|| {
+        for i in 0..3 {
+            assert_eq!(catalog.get(&Digest::from_bytes([i; 32])), None);
+        }
+    });
+    let stats = catalog.stats();
+    assert_eq!((stats.faults, stats.listener_panics), (3, 1));
+    assert_eq!(lines.iter().filter(|l| l.contains(" ERROR ")).count(), 1, "{lines:?}");
+}

@@ -296,6 +296,8 @@ impl Catalog for RedisCatalog {
         stats.hits += shared_hits;
         stats.misses = stats.misses.saturating_sub(shared_hits);
         stats.faults = self.redis().faults();
+        // The handle's listener sees the faults: its panics are this catalog's too.
+        stats.listener_panics += self.redis().listener_panics();
         stats.unshared = self.unshared.load(Ordering::Relaxed);
         stats
     }

@@ -113,6 +113,11 @@ impl Redis {
         self.shared.faults.load(Ordering::Relaxed)
     }
 
+    /// Calls of the handle's listener that panicked (it is disabled after the first).
+    pub(super) fn listener_panics(&self) -> u64 {
+        self.shared.listener.panics()
+    }
+
     /// A new connection, opened at its first use and opened again after an error.
     pub fn connection(&self) -> RedisConnection {
         RedisConnection::new(self.clone())
