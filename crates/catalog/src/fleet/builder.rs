@@ -21,7 +21,6 @@ pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
 /// The variable that sets how long a catalog entry lives in Redis: a whole number
 /// followed by `s`, `m`, `h` or `d`, such as `24h`.
 pub const ENV_REDIS_CATALOG_TTL: &str = "IDEMPOTENCY_REDIS_CATALOG_TTL";
-
 /// The variable that sets how long the SDK engine keeps a run record on Redis when its
 /// key's TTL is shorter, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `30d`.
 pub const ENV_REDIS_RUN_TTL: &str = "IDEMPOTENCY_REDIS_RUN_TTL";
@@ -57,8 +56,9 @@ pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
 /// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
 ///
-/// [`build`](Self::build) checks every value and connects once, so a server that
-/// cannot be reached fails at startup, within the connect timeout, naming its URL.
+/// [`build`](Self::build) checks every value, connects once and checks the server's
+/// configuration, so a server that cannot be reached, refuses the credentials or may
+/// evict claims fails at startup, within the connect timeout, naming its URL.
 ///
 /// # Examples
 ///
@@ -246,11 +246,15 @@ impl RedisBuilder {
         };
         let shown_url = redacted(&url);
         let secrets = Secrets::of(&url);
-        let info = url.as_str().into_connection_info().map_err(|err| Error::InvalidConfig {
-            source_name: url_source,
-            value: crate::error::shown(&shown_url),
-            reason: secrets
-                .scrub(&format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err})")),
+        let info = url.as_str().into_connection_info().map_err(|err| {
+            // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
+            let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
+            let reason = format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}");
+            Error::InvalidConfig {
+                source_name: url_source,
+                value: crate::error::shown(&shown_url),
+                reason: secrets.scrub(&reason),
+            }
         })?;
         let prefix = match (self.prefix, self.env.prefix) {
             (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
@@ -262,11 +266,7 @@ impl RedisBuilder {
         let run_ttl = ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, ENV_REDIS_RUN_TTL)?.unwrap_or(DEFAULT_REDIS_RUN_TTL);
         let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
         let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
-        let db = info.redis_settings().db();
-        // Without `db` and the library name, redis-rs's handshake is one command at most
-        // (see `connection::open`).
-        let handshake = info.redis_settings().clone().set_db(0).set_skip_set_lib_name();
-        let info = info.set_redis_settings(handshake);
+        let (info, db) = connection::one_command_handshake(info);
         let settings =
             Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
         let redis = Redis::new(settings, self.listener);

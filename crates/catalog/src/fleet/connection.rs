@@ -21,7 +21,7 @@ const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 /// [`Error::Redis`] naming the URL. Operations on one connection take turns.
 ///
 /// For stores built on the handle, such as the SDK's dedup store: see
-/// [`run`](Self::run). It passes the [`redis`](https://docs.rs/redis) crate's own
+/// [`run`](Self::run) and [`fault`](Self::fault). `run` passes the [`redis`](https://docs.rs/redis) crate's own
 /// connection, so a store written against it uses the same `redis` version as this
 /// crate (1.x).
 pub struct RedisConnection {
@@ -36,32 +36,6 @@ struct State {
 }
 
 impl RedisConnection {
-    /// Counts, reports to the handle's listener and warns about a failure that
-    /// [`run`](Self::run) cannot see, exactly as it does for a failed operation, and
-    /// returns the [`Error::Redis`] to return. For stores built on the handle that get
-    /// an answer they cannot use, such as a value under one of their keys that they did
-    /// not write ([`FaultKind::Foreign`]): `message` should name the Redis key, and show
-    /// the value quoted and cut short, so that a hostile value cannot flood a log line.
-    /// The message is scrubbed of the URL's password; the connection is kept.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
-    ///
-    /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
-    ///     let raw: Option<String> = conn.run("read a count", |c| redis::cmd("GET").arg(key).query(c))?;
-    ///     let Some(raw) = raw else { return Ok(None) };
-    ///     raw.parse().map(Some).map_err(|_| {
-    ///         let message = format!("foreign value under {key}: {raw:?}");
-    ///         conn.fault("read a count", FaultKind::Foreign, message)
-    ///     })
-    /// }
-    /// ```
-    pub fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
-        self.redis.fault(operation, kind, message)
-    }
-
     pub(super) fn new(redis: Redis) -> Self {
         RedisConnection { redis, state: Mutex::new(State { conn: None, down: None }) }
     }
@@ -123,6 +97,32 @@ impl RedisConnection {
             self.redis.failed(operation, &err, self.redis.settings().io_timeout)
         })
     }
+
+    /// Counts, reports to the handle's listener and warns about a failure that
+    /// [`run`](Self::run) cannot see, exactly as it does for a failed operation, and
+    /// returns the [`Error::Redis`] to return. For stores built on the handle that get
+    /// an answer they cannot use, such as a value under one of their keys that they did
+    /// not write ([`FaultKind::Foreign`]): `message` should name the Redis key, and show
+    /// the value quoted and cut short, so that a hostile value cannot flood a log line.
+    /// The message is scrubbed of the URL's password; the connection is kept.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
+    ///
+    /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
+    ///     let raw: Option<String> = conn.run("read a count", |c| redis::cmd("GET").arg(key).query(c))?;
+    ///     let Some(raw) = raw else { return Ok(None) };
+    ///     raw.parse().map(Some).map_err(|_| {
+    ///         let message = format!("foreign value under {key}: {raw:?}");
+    ///         conn.fault("read a count", FaultKind::Foreign, message)
+    ///     })
+    /// }
+    /// ```
+    pub fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
+        self.redis.fault(operation, kind, message)
+    }
 }
 
 /// Opens a connection to `redis` by `deadline`, and leaves the time left as its read
@@ -131,9 +131,9 @@ impl RedisConnection {
 /// redis-rs applies the time left at the start of its handshake to each read, and reads
 /// one answer per command of its handshake (`AUTH`, `SELECT`, two `CLIENT SETINFO`): a
 /// server that accepts and never answers took four times the timeout. So the
-/// handshake is cut to one command (`AUTH`, or `HELLO` with RESP3; the builder takes
-/// out `db` and the library name), `SELECT` is sent here under the deadline, and the
-/// addresses of a name share it rather than each getting all of it.
+/// handshake is cut to one command ([`one_command_handshake`]), `SELECT` is sent here
+/// under the deadline, and the addresses of a name share it rather than each getting
+/// all of it.
 pub(super) fn open(redis: &Redis, deadline: Instant) -> RedisResult<Connection> {
     let settings = redis.settings();
     let mut conn = connect(&settings.info, deadline)?;
@@ -142,6 +142,16 @@ pub(super) fn open(redis: &Redis, deadline: Instant) -> RedisResult<Connection> 
         ::redis::cmd("SELECT").arg(settings.db).query::<()>(&mut conn)?;
     }
     Ok(conn)
+}
+
+/// `info` without the database number (returned, for [`open`] to select) and the
+/// library name: redis-rs's handshake is then `AUTH`, or `HELLO` with RESP3, or nothing.
+/// Its retry of `AUTH` without the user name, for servers before 6.0, is the one case
+/// left where a server that answers and then stalls costs twice the time left.
+pub(super) fn one_command_handshake(info: ConnectionInfo) -> (ConnectionInfo, i64) {
+    let db = info.redis_settings().db();
+    let handshake = info.redis_settings().clone().set_db(0).set_skip_set_lib_name();
+    (info.set_redis_settings(handshake), db)
 }
 
 fn connect(info: &ConnectionInfo, deadline: Instant) -> RedisResult<Connection> {
