@@ -100,6 +100,16 @@ pub struct Fault {
 }
 
 /// What kind of failure a [`Fault`] is.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::FaultKind;
+///
+/// // The `fault` label of `idempotency_catalog_faults_total` (feature `metrics`).
+/// assert_eq!(FaultKind::Foreign.as_str(), "foreign");
+/// assert_eq!(FaultKind::OutOfMemory.as_str(), "out-of-memory");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FaultKind {

@@ -207,6 +207,17 @@ impl RedisBuilder {
     /// evicted runs again when it is triggered again; catalog entries may vanish too.
     /// Without this call [`build`](Self::build) refuses such a server; with it, `build`
     /// warns once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// // A cache shared with other applications, which must evict: a rare second run
+    /// // of a key is acceptable here.
+    /// let redis = RedisBuilder::new("redis://cache.internal:6379").allow_evicting_policy().build()?;
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
     #[must_use]
     pub fn allow_evicting_policy(mut self) -> Self {
         self.allow_evicting_policy = true;
@@ -384,6 +395,8 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_PREFIX "a b": expected 1 to 128 bytes"#), "{err}");
+        let builder = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://:s3cret@h")]));
+        assert!(format!("{builder:?}").contains(r#"url: Some("redis://:***@h")"#), "{builder:?}");
         let err = RedisBuilder::new("redis://h").connect_timeout(Duration::ZERO).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid RedisBuilder::connect_timeout "0ns": expected at least 1 ms"#);
     }

@@ -86,7 +86,8 @@ impl Redis {
         builder.build().map(Some)
     }
 
-    /// The server's URL, any password replaced by `***`.
+    /// The server's URL as every message shows it: any password replaced by `***`,
+    /// query parameters other than `db`, `protocol` and `user` dropped.
     pub fn url(&self) -> &str {
         &self.shared.settings.url
     }
