@@ -36,7 +36,9 @@ pub enum Error {
         reason: String,
     },
     /// An operation on Redis failed (feature `redis`): it could not be reached within
-    /// the connect timeout, did not answer in time, or refused the command.
+    /// the connect timeout, did not answer in time, refused the command or the
+    /// credentials, or answered with a value this crate did not write; or, at startup,
+    /// its configuration was refused (an evicting `maxmemory-policy`).
     #[error("redis at {url}: cannot {operation}: {message}")]
     Redis {
         /// The server's URL, any password replaced by `***`.

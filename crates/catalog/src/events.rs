@@ -245,6 +245,43 @@ pub(crate) fn warn_unshared(summary: EvictionSummary, store: &str, queue: usize)
     );
 }
 
+/// Emits the warning for an evicting `maxmemory-policy` that the builder was told to
+/// accept.
+#[cfg(feature = "redis")]
+pub(crate) fn evicting_policy_accepted(store: &str, policy: &str) {
+    tracing::warn!(
+        store = %store,
+        maxmemory_policy = %policy,
+        remedy = "CONFIG SET maxmemory-policy noeviction",
+        "evicting maxmemory-policy accepted: an evicted claim runs its key twice"
+    );
+}
+
+/// Emits the warning for a server whose persistence may lose claims; `cost` says what.
+#[cfg(feature = "redis")]
+pub(crate) fn weak_persistence(store: &str, appendonly: &str, appendfsync: &str, save: &str, cost: &str) {
+    tracing::warn!(
+        store = %store,
+        appendonly = %appendonly,
+        appendfsync = %appendfsync,
+        save = ?save,
+        remedy = "CONFIG SET appendonly yes and CONFIG SET appendfsync always, unless duplicates after a crash are acceptable",
+        "{cost}"
+    );
+}
+
+/// Emits the warning for settings the connection's user may not read.
+#[cfg(feature = "redis")]
+pub(crate) fn configuration_unchecked(store: &str, unchecked: &str, error: &str) {
+    tracing::warn!(
+        store = %store,
+        unchecked = %unchecked,
+        error = %error,
+        remedy = "make sure of maxmemory-policy noeviction, appendonly yes and appendfsync always, or allow this user INFO and CONFIG GET",
+        "redis configuration not checked: the server would not tell"
+    );
+}
+
 /// Emits the event for entries released when a reservation ended: expected, so
 /// below `WARN`.
 pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {
@@ -315,6 +352,57 @@ mod tests {
         let later = start + SUMMARY_INTERVAL;
         let waited = (1..=CLOCK_EVERY).find(|_| log.record_with(1, || later).is_some());
         assert!(waited.is_some(), "no line within {CLOCK_EVERY} evictions of the interval");
+    }
+
+    /// Counts its `on_fault` calls, and panics in them if asked to.
+    #[derive(Default)]
+    struct OnFault {
+        calls: AtomicU64,
+        panics: bool,
+    }
+
+    impl EvictionListener for OnFault {
+        fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
+        #[allow(clippy::panic)] // the failure under test
+        fn on_fault(&self, fault: &crate::telemetry::Fault) {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            if self.panics {
+                panic!("listener bug on {}", fault.operation);
+            }
+        }
+    }
+
+    fn notify_three_faults(listener: &Arc<OnFault>) -> (ListenerSlot, String) {
+        let slot = ListenerSlot::new(Some(Arc::clone(listener) as Arc<dyn EvictionListener>));
+        let fault = crate::telemetry::Fault {
+            store: "redis://127.0.0.1:6379/".to_owned(),
+            operation: "connect",
+            kind: crate::telemetry::FaultKind::Timeout,
+            message: "no answer within 2s".to_owned(),
+        };
+        let ((), logged) = testkit::captured(|| (0..3).for_each(|_| slot.notify_fault(&fault)));
+        (slot, logged)
+    }
+
+    #[test]
+    fn on_fault_sees_every_fault_and_a_listener_that_returns_stays_enabled() {
+        let listener = Arc::new(OnFault::default());
+        let (slot, logged) = notify_three_faults(&listener);
+        assert_eq!(listener.calls.load(Ordering::Relaxed), 3);
+        assert_eq!(slot.panics(), 0);
+        assert!(slot.wants_entries(), "still enabled");
+        assert!(!logged.contains("ERROR"), "{logged}");
+    }
+
+    #[test]
+    fn a_panicking_on_fault_is_disabled_counted_once_and_reported_once() {
+        let listener = Arc::new(OnFault { panics: true, ..OnFault::default() });
+        let (slot, logged) = notify_three_faults(&listener);
+        assert_eq!(listener.calls.load(Ordering::Relaxed), 1, "disabled after the first panic");
+        assert_eq!(slot.panics(), 1);
+        assert!(!slot.wants_entries());
+        assert_eq!(logged.matches(" ERROR ").count(), 1, "{logged}");
+        assert!(logged.contains("eviction listener panicked on a fault"), "{logged}");
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
-//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on a Redis server (or Valkey), with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate, without default features; a round trip per 1,024 registrations and per local miss |
+//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on a Redis server (or Valkey), with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate, without default features, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, three at startup to check the server's configuration |
 //!
 //! `serde` is not optional: digests and key options exist to travel in the wire format,
 //! and [`Stats`] serializes for status endpoints; every user of the crate has `serde` in
@@ -85,7 +85,8 @@ pub use error::Error;
 #[cfg(feature = "redis")]
 pub use fleet::{
     DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
-    ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_URL, Redis, RedisBuilder, RedisCatalog, RedisConnection,
+    DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL, ENV_REDIS_URL, Redis,
+    RedisBuilder, RedisCatalog, RedisConnection,
 };
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;

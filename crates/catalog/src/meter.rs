@@ -149,7 +149,7 @@ fn describe() {
         metrics::describe_counter!(
             FAULTS,
             Unit::Count,
-            "fleet mode: failed operations on Redis, by fault: unreachable, timeout, out-of-memory, rejected"
+            "fleet mode: failed operations on Redis, by fault: unreachable, timeout, out-of-memory, rejected, foreign"
         );
         metrics::describe_counter!(
             UNSHARED,

@@ -100,6 +100,16 @@ pub struct Fault {
 }
 
 /// What kind of failure a [`Fault`] is.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::FaultKind;
+///
+/// // The `fault` label of `idempotency_catalog_faults_total` (feature `metrics`).
+/// assert_eq!(FaultKind::Foreign.as_str(), "foreign");
+/// assert_eq!(FaultKind::OutOfMemory.as_str(), "out-of-memory");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum FaultKind {
@@ -112,12 +122,14 @@ pub enum FaultKind {
     /// Any other error the store answered with.
     Rejected,
     /// A value under one of this crate's keys that it did not write: foreign or
-    /// corrupt data, never taken as data.
+    /// corrupt data (another application's key under the prefix, a value copied from
+    /// another key, one of the wrong type or size). Never used as data.
     Foreign,
 }
 
 impl FaultKind {
-    /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`.
+    /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`,
+    /// `foreign`; the `fault` label of `idempotency_catalog_faults_total`.
     pub const fn as_str(self) -> &'static str {
         match self {
             FaultKind::Unreachable => "unreachable",
@@ -187,6 +199,8 @@ pub struct Stats {
     /// Entries asked for by live reservations.
     pub reserved: usize,
     /// Eviction listener calls that panicked (the listener is disabled after the first).
+    /// In fleet mode this includes the `on_fault` calls of the listener given to
+    /// `RedisBuilder::listener` (feature `redis`).
     pub listener_panics: u64,
     /// Operations on the shared store that failed (feature `redis`): errors, timeouts,
     /// out-of-memory rejections. Each is passed to [`EvictionListener::on_fault`] and

@@ -133,7 +133,9 @@ fn connections_killed_every_50_ms_leave_no_key_held_without_a_run() {
     }
     stop.store(true, Ordering::SeqCst);
     let kills = killer.join().unwrap();
-    assert!(kills > 0 && failed > 0, "the faults happened: {kills} kills, {failed} failed triggers");
+    // A killed connection is opened again and the pipeline sent again, which must be
+    // harmless; a kill during that second attempt fails the trigger.
+    assert!(kills > 0, "the faults happened: {kills} kills, {failed} failed triggers");
     a_fresh_engine_finds_every_key_held_once(&server, 20_000);
 }
 
@@ -193,7 +195,7 @@ fn redis_paused_past_the_command_timeout_fails_the_trigger_and_orphans_nothing()
     let err = engine.trigger(&batch).unwrap_err().to_string();
     pauser.join().unwrap();
     assert!(err.starts_with(&format!("redis at {}: cannot create runs: ", server.url())), "{err}");
-    assert!(err.contains("timed out") || err.contains("Resource temporarily unavailable"), "{err}");
+    assert!(err.ends_with("no answer within 300ms"), "{err}");
     std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
     a_fresh_engine_finds_every_key_held_once(&server, 100_000);
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use sha2::{Digest as _, Sha256};
 
 use super::{Redis, RedisConnection};
 use crate::catalog::{Catalog, Reservation, ReservationId};
@@ -13,11 +14,20 @@ use crate::events::{self, EvictionLog};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::scope::Scope;
-use crate::telemetry::Stats;
+use crate::telemetry::{FaultKind, Stats};
 
 /// Past this many queued registrations, the next registration sends them: one round
 /// trip per this many keys while a batch is built.
 const SEND_AT: usize = 1_024;
+/// The longest key an entry holds, in characters: the server refuses a longer
+/// idempotency key, and so does the SDK (`MAX_KEY_LEN`).
+const MAX_KEY_CHARS: usize = 2_048;
+/// How many bytes of SHA-256 an entry's check keeps (shown as twice as many hex digits).
+const CHECK_BYTES: usize = 4;
+/// The longest value an entry can have: check, longest scope, longest key in UTF-8.
+const MAX_VALUE_BYTES: usize = 2 * CHECK_BYTES + ":attempt:".len() + 4 * MAX_KEY_CHARS;
+const READ: &str = "read a catalog entry";
+
 /// At most this many registrations wait while Redis fails (about 100 bytes each);
 /// older ones are dropped past it, counted in [`Stats::unshared`] and warned about.
 const MAX_QUEUED: usize = 100_000;
@@ -28,8 +38,15 @@ const MAX_QUEUED: usize = 100_000;
 /// - **Writes are pipelined**: a registration goes to the local catalog at once and
 ///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
 ///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
-///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest> <scope>:<key> PX <ttl>`:
-///   one key per command, so Redis Cluster and Valkey work.
+///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest>
+///   <check>:<scope>:<key> PX <ttl>`: one key per command, so Redis Cluster and Valkey
+///   work. A key over 2,048 characters, which the server refuses, stays local.
+/// - **Values cannot lie.** `<check>` is 8 hex digits of SHA-256 over the digest, scope
+///   and key: a value that does not parse, was written for another digest (copied, or
+///   another application's) or holds a key over 2,048 characters is never used. It is
+///   a miss, counted in [`Stats::faults`] as [`FaultKind::Foreign`] and warned about,
+///   naming the Redis key. The check guards against mistakes, not against someone who
+///   may write to the server.
 /// - **A local miss costs one round trip** (`GET`); what it finds is kept locally.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
 ///   room is counted as released, never evicted: Redis keeps it.
@@ -103,13 +120,18 @@ impl RedisCatalog {
         }
         let redis = self.conn.redis();
         let ttl = u64::try_from(redis.catalog_ttl().as_millis()).unwrap_or(u64::MAX);
-        let result = self.conn.run("write catalog entries", |conn| {
-            let mut pipe = ::redis::pipe();
-            for (digest, options) in &batch {
-                pipe.cmd("SET").arg(entry_key(redis.prefix(), digest)).arg(encode(options)).arg("PX").arg(ttl).ignore();
-            }
-            pipe.query::<()>(conn)
-        });
+        // Readers refuse a longer key, and so does the server: it stays local.
+        let shared: Vec<_> =
+            batch.iter().filter(|(_, options)| options.key().chars().count() <= MAX_KEY_CHARS).collect();
+        if shared.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = ::redis::pipe();
+        for (digest, options) in shared {
+            let value = encode(digest, options);
+            pipe.cmd("SET").arg(entry_key(redis.prefix(), digest)).arg(value).arg("PX").arg(ttl).ignore();
+        }
+        let result = self.conn.run("write catalog entries", |conn| pipe.query::<()>(conn));
         if result.is_err() {
             self.requeue(batch);
         }
@@ -140,14 +162,31 @@ impl RedisCatalog {
 
     fn fetch(&self, digest: &Digest) -> Option<KeyOptions> {
         let key = entry_key(self.redis().prefix(), digest);
-        let value: Option<String> =
-            self.conn.run("read a catalog entry", |conn| ::redis::cmd("GET").arg(&key).query(conn)).ok()?;
-        let value = value?;
-        let Some(options) = decode(&value) else {
-            // Not written by this crate: someone else's key under our prefix.
-            let message = format!("unreadable entry {key}: {}", crate::error::shown(&value));
-            let _ = self.redis().fault("read a catalog entry", crate::telemetry::FaultKind::Rejected, message);
-            return None;
+        // GETRANGE rather than GET: a huge foreign value costs one byte more than the
+        // longest entry, not its size. A missing key reads as empty.
+        let read = self.conn.run(READ, |conn| {
+            let value = ::redis::cmd("GETRANGE").arg(&key).arg(0).arg(MAX_VALUE_BYTES).query::<Vec<u8>>(conn);
+            match value {
+                Err(err) if err.code() == Some("WRONGTYPE") => Ok(Err(err.to_string())),
+                value => value.map(Ok),
+            }
+        });
+        let value = match read.ok()? {
+            Ok(value) if value.is_empty() => return None,
+            Ok(value) => value,
+            Err(why) => {
+                let _ = self.conn.fault(READ, FaultKind::Foreign, format!("foreign value under {key}: {why}"));
+                return None;
+            }
+        };
+        let options = match decode(digest, &value) {
+            Ok(options) => options,
+            Err(why) => {
+                let message = format!("foreign value under {key}: {} ({why})", preview(&value));
+                // Counted and warned inside; a foreign value is a miss, never options.
+                let _ = self.conn.fault(READ, FaultKind::Foreign, message);
+                return None;
+            }
         };
         self.local.register(*digest, options.clone());
         self.shared_hits.fetch_add(1, Ordering::Relaxed);
@@ -160,14 +199,49 @@ fn entry_key(prefix: &str, digest: &Digest) -> String {
     format!("{prefix}key:{digest}")
 }
 
-/// An entry's value: `<scope>:<key>`, readable with `redis-cli`.
-fn encode(options: &KeyOptions) -> String {
-    format!("{}:{}", options.scope(), options.key())
+/// An entry's value: `<check>:<scope>:<key>`, readable with `redis-cli`
+/// (`0c3e5a7f:global:item-42`).
+fn encode(digest: &Digest, options: &KeyOptions) -> String {
+    format!("{}:{}:{}", check(digest, options.scope(), options.key()), options.scope(), options.key())
 }
 
-fn decode(value: &str) -> Option<KeyOptions> {
-    let (scope, key) = value.split_once(':')?;
-    Some(KeyOptions::new(key, scope.parse::<Scope>().ok()?))
+/// The options in `value`, if it is an entry written for `digest`; else why not.
+fn decode(digest: &Digest, value: &[u8]) -> Result<KeyOptions, &'static str> {
+    const NOT_AN_ENTRY: &str = "not <check>:<scope>:<key>";
+    if value.len() > MAX_VALUE_BYTES {
+        return Err("longer than any entry");
+    }
+    let value = std::str::from_utf8(value).map_err(|_| "not UTF-8")?;
+    let (written, rest) = value.split_once(':').ok_or(NOT_AN_ENTRY)?;
+    let (scope, key) = rest.split_once(':').ok_or(NOT_AN_ENTRY)?;
+    let scope = scope.parse::<Scope>().map_err(|_| NOT_AN_ENTRY)?;
+    if key.chars().count() > MAX_KEY_CHARS {
+        return Err("a key over 2048 characters");
+    }
+    if written != check(digest, scope, key) {
+        return Err("written for another digest, or altered");
+    }
+    Ok(KeyOptions::new(key, scope))
+}
+
+/// The first bytes of SHA-256 over the digest, scope and key, in hex: binds a value to
+/// the key it is stored under. The scope never holds `:`, so the input is unambiguous.
+fn check(digest: &Digest, scope: Scope, key: &str) -> String {
+    let hash =
+        Sha256::new().chain_update(digest.as_bytes()).chain_update(scope.as_str()).chain_update(":").chain_update(key);
+    hash.finalize().get(..CHECK_BYTES).map(hex::encode).unwrap_or_default()
+}
+
+/// A foreign value as a message shows it: quoted, escaped and cut.
+fn preview(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    if value.len() > MAX_VALUE_BYTES {
+        // Only a prefix was read: its length would mislead.
+        let start: String = text.chars().take(64).collect();
+        format!("{}… (more than {MAX_VALUE_BYTES} bytes)", crate::error::shown(&start))
+    } else {
+        crate::error::shown(&text)
+    }
 }
 
 impl Catalog for RedisCatalog {
@@ -220,6 +294,8 @@ impl Catalog for RedisCatalog {
         stats.hits += shared_hits;
         stats.misses = stats.misses.saturating_sub(shared_hits);
         stats.faults = self.redis().faults();
+        // The handle's listener sees the faults: its panics are this catalog's too.
+        stats.listener_panics += self.redis().listener_panics();
         stats.unshared = self.unshared.load(Ordering::Relaxed);
         stats
     }
@@ -264,11 +340,49 @@ mod tests {
 
     #[test]
     fn entries_read_back_as_written() {
-        for (key, scope) in [("item-42", Scope::Global), ("a:b:c", Scope::Run), ("", Scope::Attempt)] {
+        let digest = Digest::from_bytes([7; 32]);
+        for (key, scope) in [("item-42", Scope::Global), ("a:b:c", Scope::Run), ("", Scope::Attempt), ("é", Scope::Run)]
+        {
             let options = KeyOptions::new(key, scope);
-            assert_eq!(decode(&encode(&options)), Some(options));
+            let value = encode(&digest, &options);
+            assert_eq!(decode(&digest, value.as_bytes()), Ok(options), "{value}");
         }
-        assert_eq!(decode("nonsense"), None);
-        assert_eq!(decode("world:item"), None);
+        let longest = KeyOptions::new(&"\u{10FFFF}".repeat(MAX_KEY_CHARS), Scope::Attempt);
+        let value = encode(&digest, &longest);
+        assert_eq!(value.len(), MAX_VALUE_BYTES);
+        assert_eq!(decode(&digest, value.as_bytes()), Ok(longest));
+    }
+
+    #[test]
+    fn a_value_is_readable_and_bound_to_its_digest() {
+        let (one, other) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
+        let value = encode(&one, &KeyOptions::new("item-42", Scope::Global));
+        let (check, rest) = value.split_once(':').unwrap();
+        assert_eq!((check.len(), rest), (8, "global:item-42"));
+        assert!(check.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(decode(&other, value.as_bytes()), Err("written for another digest, or altered"));
+        let altered = value.replace("item-42", "item-43");
+        assert_eq!(decode(&one, altered.as_bytes()), Err("written for another digest, or altered"));
+        let rescoped = value.replace("global", "run");
+        assert_eq!(decode(&one, rescoped.as_bytes()), Err("written for another digest, or altered"));
+    }
+
+    #[test]
+    fn foreign_values_are_refused_with_a_reason() {
+        let digest = Digest::from_bytes([7; 32]);
+        for (value, why) in [
+            (&b"global:item-999"[..], "not <check>:<scope>:<key>"),
+            (b"nonsense", "not <check>:<scope>:<key>"),
+            (b"00000000:world:item", "not <check>:<scope>:<key>"),
+            (b"00000000:global:item", "written for another digest, or altered"),
+            (b"\xff\xfe", "not UTF-8"),
+        ] {
+            assert_eq!(decode(&digest, value), Err(why), "{value:?}");
+        }
+        let long = KeyOptions::new(&"k".repeat(MAX_KEY_CHARS + 1), Scope::Global);
+        assert_eq!(decode(&digest, encode(&digest, &long).as_bytes()), Err("a key over 2048 characters"));
+        let huge = vec![b'a'; MAX_VALUE_BYTES + 1];
+        assert_eq!(decode(&digest, &huge), Err("longer than any entry"));
+        assert!(preview(&huge).ends_with("… (more than 8209 bytes)"), "{}", preview(&huge));
     }
 }

@@ -101,9 +101,13 @@ return 1
 
 /// Frees a claim, keeping its record under its run's key, if the claim still holds
 /// the record read before. KEYS: claim, run. ARGV: the record, the TTL of a released
-/// record. Answers 1, or 0 when the claim changed meanwhile.
+/// record. Answers 1, or 0 when the claim changed meanwhile. Sent again after a lost
+/// answer, it finds the record moved already, and answers 1 again.
 const RESET: &str = r"
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
+  return 0
+end
 redis.call('DEL', KEYS[1])
 if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2]) end
 return 1

@@ -1,0 +1,416 @@
+//! [`RedisBuilder`]: the settings of a [`Redis`] handle, from code or the environment,
+//! checked before it connects.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ::redis::IntoConnectionInfo;
+
+use super::handle::{Redis, Settings};
+use super::url::{Secrets, redacted};
+use super::{checks, connection};
+use crate::error::Error;
+use crate::telemetry::EvictionListener;
+
+/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`,
+/// `rediss://…`, or `redis+unix:///path/to/socket`.
+pub const ENV_REDIS_URL: &str = "IDEMPOTENCY_REDIS_URL";
+/// The variable that sets the prefix of every Redis key this crate and the SDK write.
+pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
+/// The variable that sets how long a catalog entry lives in Redis: a whole number
+/// followed by `s`, `m`, `h` or `d`, such as `24h`.
+pub const ENV_REDIS_CATALOG_TTL: &str = "IDEMPOTENCY_REDIS_CATALOG_TTL";
+/// The variable that sets how long the SDK engine keeps a run record on Redis when its
+/// key's TTL is shorter, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `30d`.
+pub const ENV_REDIS_RUN_TTL: &str = "IDEMPOTENCY_REDIS_RUN_TTL";
+
+/// The default key prefix.
+pub const DEFAULT_REDIS_PREFIX: &str = "idempotency:";
+/// How long a catalog entry lives in Redis by default: a day. A shared entry exists so
+/// that a digest minted by one worker shows its key in another; that happens while the
+/// fan-out that minted it is being processed, which the reference platform bounds far
+/// below a day (its runs time out, its batches are triggered at once). A day covers
+/// retries and slow queues with room, and bounds Redis at a day of keys
+/// (`docs/fleet.md` has the bytes per entry). Raise it when digests are stored and
+/// resolved later.
+pub const DEFAULT_REDIS_CATALOG_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long, at least, the SDK engine keeps a run record on Redis by default: a day. A
+/// record also lives as long as its key is held (30 days by default, the item's TTL),
+/// since a cached answer must name a run that can be read; this bounds the records of
+/// runs that hold no key (no key, a TTL of `0s`, a key released or reset) and of keys
+/// held for less. Records exist so that every worker and dashboard reads a run while it
+/// is processed, which, as for catalog entries, the reference platform bounds far below
+/// a day. At the default, a key held a day or more costs one command to claim; a
+/// shorter one, a script that also writes the record apart (`docs/fleet.md`).
+pub const DEFAULT_REDIS_RUN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// How long connecting may take by default, at startup and when reconnecting.
+pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a command or pipeline may wait for its answer by default.
+pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Builds a [`Redis`] handle from code, from the environment, or both: a builder call
+/// wins over the variable for its setting, and the variable over the default.
+///
+/// | setting | builder | variable | default |
+/// |---|---|---|---|
+/// | URL | [`url`](Self::url) | [`ENV_REDIS_URL`] | none: required |
+/// | key prefix | [`prefix`](Self::prefix) | [`ENV_REDIS_PREFIX`] | [`DEFAULT_REDIS_PREFIX`] |
+/// | catalog entry TTL | [`catalog_ttl`](Self::catalog_ttl) | [`ENV_REDIS_CATALOG_TTL`] | [`DEFAULT_REDIS_CATALOG_TTL`] (a day) |
+/// | run record TTL, at least | [`run_ttl`](Self::run_ttl) | [`ENV_REDIS_RUN_TTL`] | [`DEFAULT_REDIS_RUN_TTL`] (a day) |
+/// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
+/// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
+///
+/// [`build`](Self::build) checks every value, connects once and checks the server's
+/// configuration, so a server that cannot be reached, refuses the credentials or may
+/// evict claims fails at startup, within the connect timeout, naming its URL.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::RedisBuilder;
+///
+/// let env = |name: &str| match name {
+///     "IDEMPOTENCY_REDIS_URL" => Some("redis://:hunter2@127.0.0.1:1/".to_owned()),
+///     "IDEMPOTENCY_REDIS_CATALOG_TTL" => Some("1 day".to_owned()),
+///     _ => None,
+/// };
+/// let err = RedisBuilder::from_env_with(env).build().unwrap_err().to_string();
+/// assert_eq!(
+///     err,
+///     r#"invalid IDEMPOTENCY_REDIS_CATALOG_TTL "1 day": expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`"#
+/// );
+///
+/// // Nothing listens on port 1: the error names the URL, with the password hidden.
+/// let err = RedisBuilder::from_env_with(env).catalog_ttl(std::time::Duration::from_secs(60)).build().unwrap_err();
+/// assert!(err.to_string().starts_with("redis at redis://:***@127.0.0.1:1/: cannot connect: "), "{err}");
+/// ```
+#[derive(Clone, Default)]
+pub struct RedisBuilder {
+    url: Option<String>,
+    prefix: Option<String>,
+    catalog_ttl: Option<Duration>,
+    run_ttl: Option<Duration>,
+    connect_timeout: Option<Duration>,
+    io_timeout: Option<Duration>,
+    listener: Option<Arc<dyn EvictionListener>>,
+    allow_evicting_policy: bool,
+    env: Env,
+}
+
+/// The variables as read: never printed, since the URL may hold a password.
+#[derive(Clone, Default)]
+struct Env {
+    url: Option<String>,
+    prefix: Option<String>,
+    catalog_ttl: Option<String>,
+    run_ttl: Option<String>,
+}
+
+impl RedisBuilder {
+    /// A builder for the server at `url`; the environment is not read.
+    pub fn new(url: impl Into<String>) -> Self {
+        RedisBuilder { url: Some(url.into()), ..Self::default() }
+    }
+
+    /// A builder that falls back on the process environment ([`ENV_REDIS_URL`],
+    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`], [`ENV_REDIS_RUN_TTL`]) for every
+    /// setting no builder call makes.
+    pub fn from_env() -> Self {
+        Self::from_env_with(|name| std::env::var(name).ok())
+    }
+
+    /// As [`from_env`](Self::from_env), reading variables through `lookup`.
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let env = Env {
+            url: lookup(ENV_REDIS_URL),
+            prefix: lookup(ENV_REDIS_PREFIX),
+            catalog_ttl: lookup(ENV_REDIS_CATALOG_TTL),
+            run_ttl: lookup(ENV_REDIS_RUN_TTL),
+        };
+        RedisBuilder { env, ..Self::default() }
+    }
+
+    /// Whether a URL is set, by a builder call or the environment: whether fleet mode
+    /// is asked for.
+    pub fn has_url(&self) -> bool {
+        self.url.is_some() || self.env.url.is_some()
+    }
+
+    /// The server's URL.
+    #[must_use]
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.url = Some(url.into());
+        self
+    }
+
+    /// The prefix of every key written: lets several applications share one server.
+    #[must_use]
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = Some(prefix.into());
+        self
+    }
+
+    /// How long a catalog entry lives in Redis after it was last written.
+    #[must_use]
+    pub fn catalog_ttl(mut self, ttl: Duration) -> Self {
+        self.catalog_ttl = Some(ttl);
+        self
+    }
+
+    /// How long the SDK engine keeps a run record on Redis when its key's TTL is
+    /// shorter. A record always lives at least as long as the claim on its key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// let env = |name: &str| (name == "IDEMPOTENCY_REDIS_RUN_TTL").then(|| "30 days".to_owned());
+    /// let err = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").build().unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"invalid IDEMPOTENCY_REDIS_RUN_TTL "30 days": expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`"#
+    /// );
+    ///
+    /// // The builder call wins: the variable is not read, and the build goes on to connect.
+    /// let week = Duration::from_secs(7 * 86_400);
+    /// let err = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").run_ttl(week).build().unwrap_err();
+    /// assert!(err.to_string().contains("cannot connect"), "{err}");
+    /// ```
+    #[must_use]
+    pub fn run_ttl(mut self, ttl: Duration) -> Self {
+        self.run_ttl = Some(ttl);
+        self
+    }
+
+    /// How long connecting may take, at startup and when reconnecting.
+    #[must_use]
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a command or pipeline may wait for its answer.
+    #[must_use]
+    pub fn io_timeout(mut self, timeout: Duration) -> Self {
+        self.io_timeout = Some(timeout);
+        self
+    }
+
+    /// The listener whose [`on_fault`](EvictionListener::on_fault) sees every failed
+    /// operation of everything built on this handle (catalogs and engines).
+    #[must_use]
+    pub fn listener(mut self, listener: impl EvictionListener + 'static) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Accepts a server whose `maxmemory-policy` evicts (anything but `noeviction`):
+    /// **duplicates possible**. Redis may then evict claims, and a key whose claim was
+    /// evicted runs again when it is triggered again; catalog entries may vanish too.
+    /// Without this call [`build`](Self::build) refuses such a server; with it, `build`
+    /// warns once.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// // A cache shared with other applications, which must evict: a rare second run
+    /// // of a key is acceptable here.
+    /// let redis = RedisBuilder::new("redis://cache.internal:6379").allow_evicting_policy().build()?;
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    #[must_use]
+    pub fn allow_evicting_policy(mut self) -> Self {
+        self.allow_evicting_policy = true;
+        self
+    }
+
+    /// Checks every setting, connects once and checks the server's configuration, all
+    /// within the connect timeout:
+    ///
+    /// | server | `build` |
+    /// |---|---|
+    /// | `maxmemory-policy` other than `noeviction` | error, unless [`allow_evicting_policy`](Self::allow_evicting_policy) (then one `WARN`) |
+    /// | no append-only file (`appendonly no`), or `appendfsync` `everysec` or `no` | one `WARN` saying what a crash or restart may cost |
+    /// | `appendonly yes`, `appendfsync always` | nothing to say |
+    /// | the user may not read `INFO` or `CONFIG` (ACLs, managed services) | one `WARN` naming what was not checked |
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] naming the variable or method and the bad value (no
+    /// URL, a URL that does not parse, an empty prefix or one with spaces, a TTL or
+    /// timeout of zero or not in the grammar); [`Error::Redis`] naming the URL when the
+    /// server cannot be reached or does not answer within the connect timeout, refuses
+    /// the credentials (operation `connect`), or has an evicting `maxmemory-policy`
+    /// (operation `accept the server's configuration`; not counted as a fault, since
+    /// nothing failed).
+    pub fn build(self) -> Result<Redis, Error> {
+        let (url, url_source) = match (self.url, self.env.url) {
+            (Some(url), _) => (url, URL),
+            (None, Some(url)) => (url, ENV_REDIS_URL),
+            (None, None) => {
+                return Err(Error::config(
+                    ENV_REDIS_URL,
+                    "",
+                    "not set: name the server, such as `redis://127.0.0.1:6379`, with the variable or RedisBuilder::url",
+                ));
+            }
+        };
+        let shown_url = redacted(&url);
+        let secrets = Secrets::of(&url);
+        let info = url.as_str().into_connection_info().map_err(|err| {
+            // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
+            let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
+            let reason = format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}");
+            Error::InvalidConfig {
+                source_name: url_source,
+                value: crate::error::shown(&shown_url),
+                reason: secrets.scrub(&reason),
+            }
+        })?;
+        let prefix = match (self.prefix, self.env.prefix) {
+            (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
+            (None, Some(prefix)) => checked_prefix(prefix, ENV_REDIS_PREFIX)?,
+            (None, None) => DEFAULT_REDIS_PREFIX.to_owned(),
+        };
+        let catalog_ttl = ttl(self.catalog_ttl, CATALOG_TTL, self.env.catalog_ttl, ENV_REDIS_CATALOG_TTL)?;
+        let catalog_ttl = catalog_ttl.unwrap_or(DEFAULT_REDIS_CATALOG_TTL);
+        let run_ttl = ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, ENV_REDIS_RUN_TTL)?.unwrap_or(DEFAULT_REDIS_RUN_TTL);
+        let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
+        let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
+        let (info, db) = connection::one_command_handshake(info);
+        let settings =
+            Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
+        let redis = Redis::new(settings, self.listener);
+        // Fail at startup, not at the first batch, and within the connect timeout.
+        let deadline = Instant::now() + connect_timeout;
+        let mut conn =
+            connection::open(&redis, deadline).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
+        ::redis::cmd("PING").query::<()>(&mut conn).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
+        checks::startup(&redis, &mut conn, deadline, self.allow_evicting_policy)?;
+        Ok(redis)
+    }
+}
+
+/// The operation that fails when the server cannot be reached or refuses the handshake.
+const CONNECT: &str = "connect";
+const URL: &str = "RedisBuilder::url";
+const PREFIX: &str = "RedisBuilder::prefix";
+const CATALOG_TTL: &str = "RedisBuilder::catalog_ttl";
+const RUN_TTL: &str = "RedisBuilder::run_ttl";
+const CONNECT_TIMEOUT: &str = "RedisBuilder::connect_timeout";
+const IO_TIMEOUT: &str = "RedisBuilder::io_timeout";
+
+fn checked_prefix(prefix: String, source: &'static str) -> Result<String, Error> {
+    // Braces would make Redis Cluster hash the prefix instead of the SDK's hash tags,
+    // and split the keys of one item across slots.
+    let bad = prefix.is_empty()
+        || prefix.len() > 128
+        || prefix.chars().any(|c| c.is_whitespace() || c.is_control() || c == '{' || c == '}');
+    if bad {
+        return Err(Error::config(
+            source,
+            &prefix,
+            "expected 1 to 128 bytes without spaces, braces or control characters, such as `idempotency:`",
+        ));
+    }
+    Ok(prefix)
+}
+
+fn positive(duration: Duration, source: &'static str) -> Result<Duration, Error> {
+    if duration < Duration::from_millis(1) {
+        return Err(Error::config(source, format!("{duration:?}"), "expected at least 1 ms"));
+    }
+    Ok(duration)
+}
+
+/// A TTL from the builder call (`method`), else from the variable `var`, else `None`.
+fn ttl(
+    call: Option<Duration>,
+    method: &'static str,
+    raw: Option<String>,
+    var: &'static str,
+) -> Result<Option<Duration>, Error> {
+    match (call, raw) {
+        (Some(ttl), _) => positive(ttl, method).map(Some),
+        (None, Some(raw)) => parse_ttl(&raw).map(Some).ok_or_else(|| {
+            Error::config(var, &raw, "expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `24h`")
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A TTL in the reference grammar, `^(\d+)([smhd])$`, from 1.
+fn parse_ttl(raw: &str) -> Option<Duration> {
+    let unit = match raw.as_bytes().last()? {
+        b's' => 1,
+        b'm' => 60,
+        b'h' => 3_600,
+        b'd' => 86_400,
+        _ => return None,
+    };
+    let digits = raw.get(..raw.len() - 1)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok().filter(|&n| n > 0)?;
+    Some(Duration::from_secs(n.checked_mul(unit)?))
+}
+
+impl fmt::Debug for RedisBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBuilder")
+            .field("url", &self.url.as_ref().or(self.env.url.as_ref()).map(|url| redacted(url)))
+            .field("prefix", &self.prefix)
+            .field("catalog_ttl", &self.catalog_ttl)
+            .field("run_ttl", &self.run_ttl)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("listener", &self.listener.is_some())
+            .field("allow_evicting_policy", &self.allow_evicting_policy)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_follow_the_reference_grammar() {
+        assert_eq!(parse_ttl("24h"), Some(Duration::from_secs(86_400)));
+        assert_eq!(parse_ttl("90s"), Some(Duration::from_secs(90)));
+        for bad in ["", "h", "0s", "1.5h", "-1d", "1 d", "1w", "1H", "99999999999999999999d"] {
+            assert_eq!(parse_ttl(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_name_their_source_and_value() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
+        };
+        let err = RedisBuilder::from_env_with(env(&[])).build().unwrap_err().to_string();
+        assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "": not set"#), "{err}");
+        let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "http://:secret@host")])).build().unwrap_err();
+        let err = err.to_string();
+        assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "http://***@host": expected redis://"#), "{err}");
+        let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://h"), (ENV_REDIS_PREFIX, "a b")]))
+            .build()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_PREFIX "a b": expected 1 to 128 bytes"#), "{err}");
+        for braced in ["app{1}:", "app}", "{app"] {
+            let err = RedisBuilder::new("redis://h").prefix(braced).build().unwrap_err().to_string();
+            assert!(err.contains("without spaces, braces or control characters"), "{err}");
+        }
+        let builder = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://:s3cret@h")]));
+        assert!(format!("{builder:?}").contains(r#"url: Some("redis://:***@h")"#), "{builder:?}");
+        let err = RedisBuilder::new("redis://h").connect_timeout(Duration::ZERO).build().unwrap_err().to_string();
+        assert_eq!(err, r#"invalid RedisBuilder::connect_timeout "0ns": expected at least 1 ms"#);
+    }
+}

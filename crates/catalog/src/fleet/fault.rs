@@ -1,0 +1,53 @@
+//! How a failed Redis operation counts: its [`FaultKind`] and message.
+
+use std::time::Duration;
+
+use ::redis::ErrorKind;
+
+use crate::telemetry::FaultKind;
+
+/// How a Redis error counts, and its message: for an error the server answered, its
+/// code and details, and for a pipeline how many of its commands failed (not each of
+/// them: at `maxmemory`, that would be thousands of lines). `timeout` is the one that
+/// was in force, named when it ran out.
+pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKind, String) {
+    let answered = err.clone().into_server_errors();
+    let Some((index, first)) = answered.as_deref().and_then(<[_]>::first) else {
+        let kind = fault_kind(err);
+        let message = if kind == FaultKind::Timeout {
+            // The OS says "Resource temporarily unavailable": say what happened.
+            format!("no answer within {timeout:?}")
+        } else if err.kind() == ErrorKind::AuthenticationFailed {
+            // redis-rs's own words: "Password authentication failed- AuthenticationFailed".
+            "the server refused the user and password in the URL".to_owned()
+        } else {
+            err.to_string()
+        };
+        return (kind, message);
+    };
+    let kind = match first.code() {
+        "OOM" => FaultKind::OutOfMemory,
+        // A key of ours holds a hash, a list…: someone else wrote it.
+        "WRONGTYPE" => FaultKind::Foreign,
+        _ => FaultKind::Rejected,
+    };
+    let details = first.details().map(|d| format!(" {d}")).unwrap_or_default();
+    let failed = answered.as_deref().map_or(1, <[_]>::len);
+    let message = match failed {
+        1 if *index == 0 => format!("{}{details}", first.code()),
+        _ => format!("{}{details} ({failed} commands of the pipeline failed, the first at {index})", first.code()),
+    };
+    (kind, message)
+}
+
+fn fault_kind(err: &::redis::RedisError) -> FaultKind {
+    if err.code() == Some("OOM") {
+        FaultKind::OutOfMemory
+    } else if err.is_timeout() {
+        FaultKind::Timeout
+    } else if err.is_io_error() || err.is_connection_dropped() || err.is_connection_refusal() {
+        FaultKind::Unreachable
+    } else {
+        FaultKind::Rejected
+    }
+}

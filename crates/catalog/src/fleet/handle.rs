@@ -1,0 +1,228 @@
+//! [`Redis`]: the handle every catalog and engine on one server shares, with its fault
+//! counter, listener and warnings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use super::builder::RedisBuilder;
+use super::connection::RedisConnection;
+use super::fault::describe;
+use super::url::Secrets;
+use crate::error::Error;
+use crate::events::{self, EvictionLog, ListenerSlot};
+use crate::telemetry::{EvictionListener, Fault, FaultKind};
+
+/// A handle on one Redis server, shared by the catalogs and engines built on it: its
+/// URL (shown with any password redacted), key prefix and timeouts, and one fault
+/// counter, listener and rate-limited warning for all of them. Cheap to clone.
+///
+/// # Examples
+///
+/// ```no_run
+/// use idempotency_catalog::{Catalog, CatalogBuilder, Redis};
+///
+/// // IDEMPOTENCY_REDIS_URL, _PREFIX, _CATALOG_TTL, _RUN_TTL; `None` when no URL is set.
+/// if let Some(redis) = Redis::from_env()? {
+///     let catalog = CatalogBuilder::from_env().redis(redis.clone()).build()?;
+///     assert_eq!(catalog.stats().faults, 0);
+/// }
+/// # Ok::<(), idempotency_catalog::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Redis {
+    shared: Arc<Shared>,
+}
+
+/// What a handle was built with, checked.
+pub(super) struct Settings {
+    /// How to connect: the URL as the redis crate reads it, with `db` taken out (see
+    /// `connection::open`).
+    pub(super) info: ::redis::ConnectionInfo,
+    pub(super) db: i64,
+    /// The URL as shown, password redacted.
+    pub(super) url: String,
+    pub(super) secrets: Secrets,
+    pub(super) prefix: String,
+    pub(super) catalog_ttl: Duration,
+    pub(super) run_ttl: Duration,
+    pub(super) connect_timeout: Duration,
+    pub(super) io_timeout: Duration,
+}
+
+struct Shared {
+    settings: Settings,
+    faults: AtomicU64,
+    /// When failures are worth a line, and the latest, for the summary at drop.
+    log: Mutex<(EvictionLog, Option<Fault>)>,
+    listener: ListenerSlot,
+}
+
+impl Redis {
+    pub(super) fn new(settings: Settings, listener: Option<Arc<dyn EvictionListener>>) -> Self {
+        let shared = Shared {
+            settings,
+            faults: AtomicU64::new(0),
+            log: Mutex::new((EvictionLog::new(), None)),
+            listener: ListenerSlot::new(listener),
+        };
+        Redis { shared: Arc::new(shared) }
+    }
+
+    /// The handle configured by the environment, connected; `None` when
+    /// [`ENV_REDIS_URL`](crate::ENV_REDIS_URL) is not set.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisBuilder::build`].
+    pub fn from_env() -> Result<Option<Redis>, Error> {
+        let builder = RedisBuilder::from_env();
+        if !builder.has_url() {
+            return Ok(None);
+        }
+        builder.build().map(Some)
+    }
+
+    /// The server's URL as every message shows it: any password replaced by `***`,
+    /// query parameters other than `db`, `protocol` and `user` dropped.
+    pub fn url(&self) -> &str {
+        &self.shared.settings.url
+    }
+
+    /// The prefix of every key written.
+    pub fn prefix(&self) -> &str {
+        &self.shared.settings.prefix
+    }
+
+    /// How long a catalog entry lives in Redis.
+    pub fn catalog_ttl(&self) -> Duration {
+        self.shared.settings.catalog_ttl
+    }
+
+    /// How long the SDK engine keeps a run record on Redis when its key's TTL is
+    /// shorter; a record always lives at least as long as the claim on its key. See
+    /// [`RedisBuilder::run_ttl`].
+    pub fn run_ttl(&self) -> Duration {
+        self.shared.settings.run_ttl
+    }
+
+    /// Failed operations so far, of everything built on this handle.
+    pub fn faults(&self) -> u64 {
+        self.shared.faults.load(Ordering::Relaxed)
+    }
+
+    /// Calls of the handle's listener that panicked (it is disabled after the first).
+    pub(super) fn listener_panics(&self) -> u64 {
+        self.shared.listener.panics()
+    }
+
+    /// A new connection, opened at its first use and opened again after an error.
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection::new(self.clone())
+    }
+
+    pub(super) fn settings(&self) -> &Settings {
+        &self.shared.settings
+    }
+
+    /// `text` without the URL's password in any form.
+    pub(super) fn scrub(&self, text: &str) -> String {
+        self.shared.settings.secrets.scrub(text)
+    }
+
+    /// Counts, reports and warns about `err`, which `operation` met with `timeout` in
+    /// force; the error to return.
+    pub(super) fn failed(&self, operation: &'static str, err: &::redis::RedisError, timeout: Duration) -> Error {
+        let (kind, message) = describe(err, timeout);
+        self.fault(operation, kind, message)
+    }
+
+    /// Counts, reports and warns about a failed operation; the error to return.
+    pub(super) fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
+        let shared = &self.shared;
+        // Belt and braces: the redis crate's messages might echo what it was given.
+        let message = shared.settings.secrets.scrub(&message);
+        let fault = Fault { store: shared.settings.url.clone(), operation, kind, message };
+        shared.faults.fetch_add(1, Ordering::Relaxed);
+        crate::meter::fault(kind);
+        shared.listener.notify_fault(&fault);
+        let due = {
+            let mut log = shared.log.lock();
+            log.1 = Some(fault.clone());
+            log.0.record(1)
+        };
+        if let Some(summary) = due {
+            events::warn_fault(summary, &fault);
+        }
+        Error::Redis { url: fault.store, operation, message: fault.message }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let (log, last) = self.log.get_mut();
+        if let (Some(summary), Some(last)) = (log.flush(), last.as_ref()) {
+            events::warn_fault(summary, last);
+        }
+    }
+}
+
+impl fmt::Debug for Redis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redis")
+            .field("url", &self.shared.settings.url)
+            .field("prefix", &self.shared.settings.prefix)
+            .field("catalog_ttl", &self.shared.settings.catalog_ttl)
+            .field("run_ttl", &self.shared.settings.run_ttl)
+            .field("faults", &self.faults())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, feature = "metrics"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_are_counted_on_the_metrics_facade_by_kind() {
+        use std::collections::HashMap;
+
+        use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit};
+
+        /// Keeps every counter, by name and labels.
+        #[derive(Default)]
+        struct Counters(parking_lot::Mutex<HashMap<String, Arc<AtomicU64>>>);
+
+        impl Recorder for Counters {
+            fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+            fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+                let labels: Vec<String> = key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+                let name = format!("{}{{{}}}", key.name(), labels.join(","));
+                Counter::from_arc(Arc::clone(self.0.lock().entry(name).or_default()))
+            }
+            fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+                Gauge::noop()
+            }
+            fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+                Histogram::noop()
+            }
+        }
+
+        let counters = Counters::default();
+        // Nothing listens on port 1: two refused connects.
+        metrics::with_local_recorder(&counters, || {
+            for _ in 0..2 {
+                RedisBuilder::new("redis://127.0.0.1:1").build().unwrap_err();
+            }
+        });
+        let seen = counters.0.lock();
+        let unreachable =
+            seen.get("idempotency_catalog_faults_total{fault=unreachable}").map(|c| c.load(Ordering::Relaxed));
+        assert_eq!(unreachable, Some(2), "{:?}", seen.keys().collect::<Vec<_>>());
+    }
+}
