@@ -19,6 +19,14 @@ pub enum Error {
         /// The input, quoted, and cut to 64 characters when longer.
         value: String,
     },
+    /// A TTL that is not a whole number of seconds, minutes, hours or days.
+    #[error(
+        "invalid ttl {value}: expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `60s`, `5m`, `2h`, `7d`"
+    )]
+    InvalidTtl {
+        /// The TTL, quoted and cut to 64 characters.
+        value: String,
+    },
     /// A string that should name a catalog kind does not.
     #[error("invalid catalog kind {value}: expected one of `lru`, `unbounded`, `batch-scaled`")]
     InvalidKind {

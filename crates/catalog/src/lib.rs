@@ -75,6 +75,7 @@ mod meter;
 mod scope;
 mod store;
 mod telemetry;
+mod ttl;
 mod unbounded;
 
 pub use batch_scaled::BatchScaledCatalog;
@@ -94,6 +95,7 @@ pub use kind::{CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
 pub use lru::LruCatalog;
 pub use scope::Scope;
 pub use telemetry::{EvictionListener, Fault, FaultKind, RemovalCause, Stats};
+pub use ttl::Ttl;
 pub use unbounded::UnboundedCatalog;
 
 /// Not public API: what the SDK crate shares with this one.

@@ -12,8 +12,8 @@ use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::{KeyInput, Keys};
 use crate::sdk::Sdk;
-use crate::ttl::Ttl;
 use crate::wire::{WireItem, WireOptions, write_ndjson};
+use idempotency_catalog::Ttl;
 
 /// What a batch does when items end up without their key options (a bare digest the
 /// catalog no longer knew).

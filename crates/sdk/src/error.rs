@@ -5,7 +5,8 @@ use idempotency_catalog::Scope;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A catalog error: its configuration, or a digest that does not parse.
+    /// A catalog error: its configuration, a digest or a TTL that does not parse, or a
+    /// failure on Redis (feature `redis`).
     #[error(transparent)]
     Catalog(#[from] idempotency_catalog::Error),
     /// A raw key 64 UTF-16 code units long (JavaScript's `length`) is taken as a digest,
@@ -18,14 +19,6 @@ pub enum Error {
         value: String,
         /// Why it is not a digest.
         reason: String,
-    },
-    /// A TTL that is not a whole number of seconds, minutes, hours or days.
-    #[error(
-        "invalid ttl {value}: expected a whole number from 1 followed by `s`, `m`, `h` or `d`, such as `60s`, `5m`, `2h`, `7d`"
-    )]
-    InvalidTtl {
-        /// The TTL, quoted and cut to 64 characters.
-        value: String,
     },
     /// An item's idempotency key is longer than the server accepts.
     #[error("item {index}: idempotency key is {len} characters long; the server accepts at most 2048")]

@@ -62,7 +62,6 @@ mod key_input;
 mod message;
 mod meter;
 mod sdk;
-mod ttl;
 mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
@@ -71,11 +70,10 @@ pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatu
 pub use error::Error;
 /// The catalog crate, re-exported so that one dependency is enough.
 pub use idempotency_catalog as catalog;
-pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope};
+pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope, Ttl};
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
 pub use sdk::Sdk;
-pub use ttl::Ttl;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.

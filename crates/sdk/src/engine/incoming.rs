@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use super::key::KeyRef;
 use super::memory::Millis;
 use crate::key::IdempotencyKey;
-use crate::ttl::{Ttl, wire_millis};
+use idempotency_catalog::Ttl;
+
 use crate::wire::WireItem;
 
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
@@ -40,7 +41,7 @@ impl<'a> Incoming<'a> {
         let key = options.and_then(|o| o.idempotency_key.as_deref()).filter(|k| !k.is_empty());
         let ttl = match options.and_then(|o| o.idempotency_key_ttl.as_deref()) {
             None => DEFAULT_TTL,
-            Some(text) => wire_millis(text).unwrap_or_else(|| {
+            Some(text) => Ttl::wire_millis(text).unwrap_or_else(|| {
                 *unreadable += 1;
                 DEFAULT_TTL
             }),

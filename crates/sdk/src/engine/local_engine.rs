@@ -16,8 +16,8 @@ use crate::context::RunContext;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::is_digest_length;
-use crate::ttl::Ttl;
 use crate::wire::WireItem;
+use idempotency_catalog::Ttl;
 
 /// What to reset: which key's cached run to forget.
 #[derive(Clone, Debug)]

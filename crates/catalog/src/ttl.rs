@@ -11,14 +11,16 @@ use crate::error::{Error, shown};
 ///
 /// Stricter than the server on purpose: a TTL of zero (`"0s"`, which the server
 /// accepts and which expires the key at once) is refused here, since a key that
-/// deduplicates nothing is almost always a mistake in code. [`LocalEngine`](crate::LocalEngine)
-/// reads wire items with the server's grammar, `"0s"` included.
+/// deduplicates nothing is almost always a mistake in code. The SDK's engine reads wire
+/// items with the server's grammar, `"0s"` included ([`Ttl::wire_millis`]); both are
+/// one parser. The fleet's TTL variables (`IDEMPOTENCY_REDIS_CATALOG_TTL`, …) use this
+/// strict form.
 ///
 /// # Examples
 ///
 /// ```
 /// use std::time::Duration;
-/// use idempotency_sdk::Ttl;
+/// use idempotency_catalog::Ttl;
 ///
 /// let ttl: Ttl = "7d".parse()?;
 /// assert_eq!(ttl.duration(), Duration::from_secs(7 * 86_400));
@@ -34,7 +36,7 @@ use crate::error::{Error, shown};
 /// // Serde uses the wire's string form.
 /// assert_eq!(serde_json::to_string(&ttl).unwrap(), r#""7d""#);
 /// assert!(serde_json::from_str::<Ttl>(r#""0s""#).is_err());
-/// # Ok::<(), idempotency_sdk::Error>(())
+/// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Ttl {
@@ -86,6 +88,14 @@ impl Default for Ttl {
     }
 }
 
+/// The grammar both modes share, `^(\d+)([smhd])$`: the digits and the unit.
+fn split(text: &str) -> Option<(&str, Unit)> {
+    let (digits, unit) = [Unit::Seconds, Unit::Minutes, Unit::Hours, Unit::Days]
+        .into_iter()
+        .find_map(|unit| Some((text.strip_suffix(unit.suffix())?, unit)))?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())).then_some((digits, unit))
+}
+
 impl FromStr for Ttl {
     type Err = Error;
 
@@ -93,13 +103,7 @@ impl FromStr for Ttl {
     /// what a `Duration` of seconds can hold.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let invalid = || Error::InvalidTtl { value: shown(s) };
-        let (digits, unit) = [Unit::Seconds, Unit::Minutes, Unit::Hours, Unit::Days]
-            .into_iter()
-            .find_map(|unit| Some((s.strip_suffix(unit.suffix())?, unit)))
-            .ok_or_else(invalid)?;
-        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
-        }
+        let (digits, unit) = split(s).ok_or_else(invalid)?;
         let amount: u64 = digits.parse().map_err(|_| invalid())?;
         if amount == 0 || amount.checked_mul(unit.seconds()).is_none() {
             return Err(invalid());
@@ -108,19 +112,27 @@ impl FromStr for Ttl {
     }
 }
 
-/// A TTL as the server reads it: `^(\d+)([smhd])$`, any number, zero included (a key
-/// that expires at once), in milliseconds, saturating. `None` for any other form, for
-/// which the server uses its default.
-pub(crate) fn wire_millis(text: &str) -> Option<u64> {
-    let (digits, unit) = [Unit::Seconds, Unit::Minutes, Unit::Hours, Unit::Days]
-        .into_iter()
-        .find_map(|unit| Some((text.strip_suffix(unit.suffix())?, unit)))?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+impl Ttl {
+    /// A TTL as the reference server reads it: its grammar, any number, zero included
+    /// (a key that expires at once), in milliseconds, saturating. `None` for any other
+    /// form, for which the server uses its default.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::Ttl;
+    ///
+    /// assert_eq!(Ttl::wire_millis("0s"), Some(0));
+    /// assert_eq!(Ttl::wire_millis("5m"), Some(300_000));
+    /// assert_eq!(Ttl::wire_millis("99999999999999999999999d"), Some(u64::MAX));
+    /// assert_eq!(Ttl::wire_millis("1h30m"), None);
+    /// ```
+    pub fn wire_millis(text: &str) -> Option<u64> {
+        let (digits, unit) = split(text)?;
+        // Too many digits for a u64 is still a valid form: it means "never, in practice".
+        let amount = digits.parse::<u64>().unwrap_or(u64::MAX);
+        Some(amount.saturating_mul(unit.seconds()).saturating_mul(1_000))
     }
-    // Too many digits for a u64 is still a valid form: it means "never, in practice".
-    let amount = digits.parse::<u64>().unwrap_or(u64::MAX);
-    Some(amount.saturating_mul(unit.seconds()).saturating_mul(1_000))
 }
 
 impl From<Ttl> for Duration {
@@ -224,7 +236,7 @@ mod tests {
             ("-1s", None),
         ];
         for (text, expected) in cases {
-            assert_eq!(wire_millis(text), expected, "{text}");
+            assert_eq!(Ttl::wire_millis(text), expected, "{text}");
         }
     }
 
