@@ -1,7 +1,8 @@
 //! The fleet fan-out, both sides, for the criterion bench (`benches/fleet.rs`) and the
 //! interleaved ratio (`benches/fleet_ratio.rs`): a 100,000-item fan-out through the
 //! SDK on Redis, and a raw `redis` pipeline sending what the SDK sent before a claim
-//! carried its run's record.
+//! carried its run's record: two `SET`s per item (a catalog entry, of today's length,
+//! and a claim holding a run id).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +47,8 @@ impl Workload {
         let entries = keys
             .iter()
             .zip(&names)
-            .map(|(key, i)| (format!("idempotency:key:{key}"), format!("global:item-{i}")))
+            // As long as a catalog value now is: 8 hex characters of check first.
+            .map(|(key, i)| (format!("idempotency:key:{key}"), format!("00000000:global:item-{i}")))
             .collect();
         let claims = keys
             .iter()

@@ -179,19 +179,22 @@ impl RedisStore {
         format!("{}run:{{{tag:032x}}}:{nonce:016x}", self.prefix())
     }
 
-    /// A record, as stored.
-    fn record(&self, task: &str, run: &NewRun<'_>, now: Millis) -> String {
+    /// A run's record, as stored, written into `out`. The key as sent is kept only
+    /// when its options are unknown: otherwise it is the claim's key already, hashed,
+    /// and 72 bytes a run that every command would carry.
+    fn record(out: &mut Vec<u8>, task: &str, run: &NewRun<'_>, now: Millis) {
+        out.clear();
         let record = RecordOut {
             status: RunStatus::Pending.as_str(),
-            id: run.id.to_string(),
+            id: run.id,
             task,
-            key: run.key.map(KeyRef::text),
+            key: run.key.filter(|_| run.options.is_none()).map(KeyRef::text),
             options: run.options,
             created_at: now,
             payload: run.payload,
         };
-        // Serialising strings, numbers and JSON text that is already valid cannot fail.
-        serde_json::to_string(&record).unwrap_or_default()
+        // Strings, numbers and JSON text that is valid already: writing cannot fail.
+        let _ = serde_json::to_writer(out, &record);
     }
 
     /// The record under `redis_key`, which must belong to a run whose id has `tag`;
@@ -240,16 +243,17 @@ impl RedisStore {
         for attempt in 0..2 {
             let mut pipe = redis::pipe();
             pipe.ignore_errors();
+            let mut record = Vec::with_capacity(256);
             for &at in &pending {
                 let Some(run) = runs.get(at) else { continue };
-                let record = self.record(task, run, now);
+                Self::record(&mut record, task, run, now);
                 let ttl = run.ttl.min(MAX_TTL_MS);
                 match run.key {
                     // The claim is the record for as long as a record lives.
                     Some(_) if ttl >= self.run_ttl => pipe
                         .cmd("SET")
                         .arg(self.claim_key(run.id.tag()))
-                        .arg(record)
+                        .arg(&record)
                         .arg("NX")
                         .arg("GET")
                         .arg("PX")
@@ -260,7 +264,7 @@ impl RedisStore {
                         .arg(2)
                         .arg(self.claim_key(run.id.tag()))
                         .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(record)
+                        .arg(&record)
                         .arg(ttl)
                         .arg(self.run_ttl),
                     Some(_) => pipe
@@ -269,12 +273,12 @@ impl RedisStore {
                         .arg(2)
                         .arg(self.claim_key(run.id.tag()))
                         .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(record)
+                        .arg(&record)
                         .arg(self.run_ttl),
                     None => pipe
                         .cmd("SET")
                         .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(record)
+                        .arg(&record)
                         .arg("NX")
                         .arg("PX")
                         .arg(self.run_ttl),
@@ -370,10 +374,17 @@ impl SharedStore for RedisStore {
             // No key to place it by: a tag of its own, spread over the slots.
             return u128::from(self.base) << 64 | u128::from(number);
         };
-        // The task's length first: a task name may contain the separator.
+        // The task's length first: a task name may contain the separator. The key as
+        // sent (a digest as its 64 hex characters), so that a tool recomputes it.
         let mut hasher = Sha256::new();
-        hasher.update(format!("{}:{task}:", task.len()));
-        hasher.update(key.text().as_bytes());
+        hasher.update(task.len().to_string());
+        hasher.update(b":");
+        hasher.update(task);
+        hasher.update(b":");
+        match key {
+            KeyRef::Digest(digest) => hasher.update(digest.to_hex()),
+            KeyRef::Raw(raw) => hasher.update(raw),
+        }
         let digest = hasher.finalize();
         let mut tag = [0u8; 16];
         tag.copy_from_slice(digest.get(..16).unwrap_or(&[0; 16]));
@@ -482,7 +493,8 @@ const RESET_TRIES: usize = 8;
 #[derive(Serialize)]
 struct RecordOut<'a> {
     status: &'static str,
-    id: String,
+    #[serde(serialize_with = "shown_as_text")]
+    id: RunId,
     task: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<Cow<'a, str>>,
@@ -491,6 +503,10 @@ struct RecordOut<'a> {
     created_at: Millis,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a RawValue>,
+}
+
+fn shown_as_text<S: serde::Serializer>(id: &RunId, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(id)
 }
 
 /// A record as read. Unknown fields are allowed: a later version may add some.
