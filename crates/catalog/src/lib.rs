@@ -33,7 +33,7 @@
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
-//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on a Redis server (or Valkey), with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate, without default features, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, three at startup to check the server's configuration |
+//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on a Redis 7 server, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate, without default features, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, three at startup to check the server's configuration |
 //!
 //! `serde` is not optional: digests and key options exist to travel in the wire format,
 //! and [`Stats`] serializes for status endpoints; every user of the crate has `serde` in

@@ -26,7 +26,7 @@
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters on the [`metrics`](https://docs.rs/metrics) facade (batch items, items without options, cached answers) and the catalog's own metrics (`idempotency-catalog/metrics`); names in `docs/telemetry.md` | the `metrics` crate; an atomic add per batch and per trigger |
-//! | `redis` | no | fleet mode: `LocalEngine::on_redis` claims keys on Redis (or Valkey), shared by every worker, and the catalog's `RedisCatalog` (`idempotency-catalog/redis`); see `docs/fleet.md` | the [`redis`](https://docs.rs/redis) crate, without default features; a round trip per 10,000 claims |
+//! | `redis` | no | fleet mode: `LocalEngine::on_redis` claims keys and records runs on a Redis 7 server, shared by every worker, and the catalog's `RedisCatalog` (`idempotency-catalog/redis`); see `docs/fleet.md` | the [`redis`](https://docs.rs/redis) crate, without default features; a round trip per 10,000 claims |
 //!
 //! # Examples
 //!

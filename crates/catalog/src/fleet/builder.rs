@@ -14,8 +14,8 @@ use crate::error::Error;
 use crate::telemetry::EvictionListener;
 use crate::ttl::Ttl;
 
-/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`,
-/// `rediss://…`, or `redis+unix:///path/to/socket`.
+/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`
+/// or `redis+unix:///path/to/socket`. TLS (`rediss://`) is not supported yet.
 pub const ENV_REDIS_URL: &str = "IDEMPOTENCY_REDIS_URL";
 /// The variable that sets the prefix of every Redis key this crate and the SDK write.
 pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
@@ -263,10 +263,17 @@ impl RedisBuilder {
         };
         let shown_url = redacted(&url);
         let secrets = Secrets::of(&url);
+        if url.starts_with("rediss:") {
+            return Err(Error::InvalidConfig {
+                source_name: url_source,
+                value: crate::error::shown(&shown_url),
+                reason: "TLS is not supported by this version: use redis:// or redis+unix://".to_owned(),
+            });
+        }
         let info = url.as_str().into_connection_info().map_err(|err| {
             // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
             let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
-            let reason = format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}");
+            let reason = format!("expected redis://host:port or redis+unix:///path ({err}){hint}");
             Error::InvalidConfig {
                 source_name: url_source,
                 value: crate::error::shown(&shown_url),
@@ -379,6 +386,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_PREFIX "a b": expected 1 to 128 bytes"#), "{err}");
+        let err = RedisBuilder::new("rediss://:secret@host:6380").build().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            r#"invalid RedisBuilder::url "rediss://***@host:6380": TLS is not supported by this version: use redis:// or redis+unix://"#
+        );
         for braced in ["app{1}:", "app}", "{app"] {
             let err = RedisBuilder::new("redis://h").prefix(braced).build().unwrap_err().to_string();
             assert!(err.contains("without spaces, braces or control characters"), "{err}");

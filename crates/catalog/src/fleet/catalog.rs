@@ -39,8 +39,8 @@ const MAX_QUEUED: usize = 100_000;
 ///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
 ///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
 ///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest>
-///   <check>:<scope>:<key> PX <ttl>`: one key per command, so Redis Cluster and Valkey
-///   work. A key over 2,048 characters, which the server refuses, stays local.
+///   <check>:<scope>:<key> PX <ttl>`: one key per command, as Redis Cluster needs
+///   (not run on one yet). A key over 2,048 characters, which the server refuses, stays local.
 /// - **Values cannot lie.** `<check>` is 8 hex digits of SHA-256 over the digest, scope
 ///   and key: a value that does not parse, was written for another digest (copied, or
 ///   another application's) or holds a key over 2,048 characters is never used. It is

@@ -172,11 +172,11 @@ impl RedisStore {
     }
 
     fn claim_key(&self, tag: u128) -> String {
-        format!("{}claim:{{{tag:032x}}}", self.prefix())
+        claim_key(self.prefix(), tag)
     }
 
     fn run_key(&self, tag: u128, nonce: u64) -> String {
-        format!("{}run:{{{tag:032x}}}:{nonce:016x}", self.prefix())
+        run_key(self.prefix(), tag, nonce)
     }
 
     /// A run's record, as stored, written into `out`. The key as sent is kept only
@@ -485,6 +485,17 @@ impl SharedStore for RedisStore {
     }
 }
 
+/// The claim of the key whose tag is `tag`: its hash tag is the tag, so that it shares
+/// a slot with its runs' keys (the prefix has no braces: the builder refuses them).
+fn claim_key(prefix: &str, tag: u128) -> String {
+    format!("{prefix}claim:{{{tag:032x}}}")
+}
+
+/// Where the record of run (`tag`, `nonce`) lives once its run holds no key.
+fn run_key(prefix: &str, tag: u128, nonce: u64) -> String {
+    format!("{prefix}run:{{{tag:032x}}}:{nonce:016x}")
+}
+
 /// How often a reset reads the claim again when another process changed it meanwhile.
 const RESET_TRIES: usize = 8;
 
@@ -510,7 +521,7 @@ fn shown_as_text<S: serde::Serializer>(id: &RunId, serializer: S) -> Result<S::O
 }
 
 /// A record as read. Unknown fields are allowed: a later version may add some.
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize)]
 struct RecordIn {
     status: String,
     id: String,
@@ -552,5 +563,51 @@ fn random_base() -> u64 {
 impl fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisStore").field("redis", self.conn.redis()).finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The part of a key Redis Cluster hashes: between the first `{` and the next `}`.
+    fn hash_tag(key: &str) -> &str {
+        let open = key.find('{').map_or(0, |at| at + 1);
+        let close = key[open..].find('}').map_or(key.len(), |at| open + at);
+        &key[open..close]
+    }
+
+    #[test]
+    fn the_keys_of_one_item_share_a_hash_slot() {
+        for tag in [1, 0xdead_beef, u128::MAX] {
+            let claim = claim_key("idempotency:", tag);
+            let run = run_key("idempotency:", tag, 42);
+            assert_eq!(hash_tag(&claim), hash_tag(&run));
+            assert_eq!(hash_tag(&claim), format!("{tag:032x}"));
+        }
+        assert_ne!(hash_tag(&claim_key("p:", 1)), hash_tag(&claim_key("p:", 2)), "keys spread over slots");
+    }
+
+    #[test]
+    fn a_record_reads_back_as_written_and_anything_else_is_foreign() {
+        let options = KeyOptions::new("item-1", idempotency_catalog::Scope::Global);
+        let id = RunId::fleet(7, 9);
+        let payload = RawValue::from_string(r#"{"i":1}"#.to_owned()).unwrap();
+        let run = NewRun { id, key: Some(KeyRef::Raw("k")), ttl: 1, options: Some(&options), payload: Some(&payload) };
+        let mut out = Vec::new();
+        RedisStore::record(&mut out, "task", &run, 5);
+        assert!(out.starts_with(br#"{"status":"pending","id":"run_"#), "the status scripts rely on this order");
+        let (read, record) = RedisStore::parse("k", &out, 7).unwrap();
+        assert_eq!(read, id);
+        let record = record.into_record(id);
+        assert_eq!(record.idempotency_key.as_deref(), Some("item-1"));
+        assert_eq!(record.payload.map(|p| p.get().to_owned()).as_deref(), Some(r#"{"i":1}"#));
+        assert!(!String::from_utf8_lossy(&out).contains(r#""key":"k""#), "the key is kept only without options");
+
+        let err = RedisStore::parse("claim:{x}", &out, 8).unwrap_err();
+        assert!(err.starts_with("claim:{x} holds ") && err.ends_with("the record of a run kept elsewhere"), "{err}");
+        for foreign in [&b"garbage"[..], b"0", br#"{"status":"pending","id":"run_00000001"}"#, &[0xff, 0xfe]] {
+            assert!(RedisStore::parse("k", foreign, 7).is_err());
+        }
     }
 }
