@@ -8,3 +8,9 @@ pub mod fleet;
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct WorkspaceReadmeDoctests;
+
+/// docs/fleet.md, compiled as doctests with feature `redis`, so that its recipe stays
+/// true (it does not run: it needs a server).
+#[doc = include_str!("../../docs/fleet.md")]
+#[cfg(all(doctest, feature = "redis"))]
+pub struct FleetDocDoctests;

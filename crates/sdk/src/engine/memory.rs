@@ -279,6 +279,20 @@ mod tests {
     }
 
     #[test]
+    fn pruning_skips_a_renewed_place_and_goes_on_freeing_what_expired_behind_it() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        dedup.claim(0, key(2), 10, 1_000, RunId::new(2));
+        // Key 1 expired at 1,000 and is held again by run 3, in the same slot: its old
+        // queue place comes first, before key 2's.
+        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3)), Claim::Claimed);
+        dedup.prune(1_020);
+        assert_eq!(dedup.len(), 1, "key 2 expired at 1,010 and was freed");
+        assert_eq!(dedup.claim(0, key(1), 1_020, 1_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
+        assert_eq!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5)), Claim::Claimed);
+    }
+
+    #[test]
     fn release_only_forgets_the_key_of_the_run_that_holds_it() {
         let mut dedup = Dedup::default();
         dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
