@@ -60,7 +60,7 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 ///   in place ([`for_each_run`](Self::for_each_run)) or one at a time
 ///   ([`run`](Self::run)), and can be capped ([`with_max_runs`](Self::with_max_runs)).
 ///
-/// With feature `redis`, [`on_redis`](Self::on_redis) puts keys and run records on a
+/// With feature `redis`, `LocalEngine::on_redis` puts keys and run records on a
 /// Redis shared by every worker of a fleet.
 ///
 /// # Examples
@@ -130,9 +130,10 @@ impl LocalEngine {
     /// - **Runs are readable from every process**: [`run`](Self::run),
     ///   [`read_runs`](Self::read_runs), [`set_status`](Self::set_status) and
     ///   [`reset_key`](Self::reset_key) work for any run of the fleet. A record lives
-    ///   as long as its key is held, then, once its run releases the key or the key is
-    ///   reset, for [`Redis::run_ttl`](idempotency_catalog::Redis::run_ttl) (30 days
-    ///   by default), as does the record of a run without a key or with a TTL of `0s`.
+    ///   as long as its key is held and at least
+    ///   [`Redis::run_ttl`](idempotency_catalog::Redis::run_ttl) (a day by default),
+    ///   also once its run released the key or the key was reset, and for a run
+    ///   without a key or with a TTL of `0s`.
     ///   Records hold the task, the key, its options, the status and when the run was
     ///   created; payloads only with [`with_payloads_on_redis`](Self::with_payloads_on_redis).
     /// - **Ids never name two runs**, even after Redis loses its data: an id is where
