@@ -22,7 +22,9 @@ pub(crate) type Millis = u64;
 struct Slot {
     task: u32,
     key: StoredKey,
-    run: RunId,
+    /// The number of the run that holds it: in this process ids are numbers, and 8
+    /// bytes rather than a 24-byte id keep a slot at 64 bytes.
+    run: u64,
     /// The entry is expired once this is before now (the server's `expiresAt < now`).
     expires_at: Millis,
 }
@@ -44,7 +46,7 @@ pub(crate) struct Dedup {
     free: Vec<u32>,
     /// Per TTL, the slots in the order their entries were made, with the run that made
     /// each: a slot reused or renewed since is recognised by its run and skipped.
-    queues: Vec<(Millis, VecDeque<(u32, RunId)>)>,
+    queues: Vec<(Millis, VecDeque<(u32, u64)>)>,
     live: usize,
 }
 
@@ -66,6 +68,7 @@ impl Dedup {
     /// `run` holds it for `ttl` from `now` (a TTL of zero records nothing: the key
     /// expires at once).
     pub(crate) fn claim(&mut self, task: u32, key: KeyRef<'_>, now: Millis, ttl: Millis, run: RunId) -> Claim {
+        let run = run.nonce();
         let hash = hash(&self.hasher, task, key);
         let slots = &self.slots;
         let hasher = &self.hasher;
@@ -79,7 +82,7 @@ impl Dedup {
                     return Claim::Claimed;
                 };
                 if held.expires_at >= now {
-                    return Claim::Cached(held.run);
+                    return Claim::Cached(RunId::new(held.run));
                 }
                 if ttl == 0 {
                     // Expired, and the new run does not hold the key either.
@@ -121,7 +124,7 @@ impl Dedup {
     /// Forgets the entry of `(task, key)` if `run` holds it (a run that ended in a way
     /// that releases its key); whether it did.
     pub(crate) fn release(&mut self, task: u32, key: KeyRef<'_>, run: RunId) -> bool {
-        self.remove_if(task, key, |slot| slot.run == run)
+        self.remove_if(task, key, |slot| slot.run == run.nonce())
     }
 
     /// Forgets the entry of `(task, key)`; whether there was one that had not expired.
@@ -182,7 +185,7 @@ impl Dedup {
     }
 
     #[inline]
-    fn enqueue(&mut self, ttl: Millis, at: u32, run: RunId) {
+    fn enqueue(&mut self, ttl: Millis, at: u32, run: u64) {
         // A process uses a handful of TTLs, usually the same one for a whole batch.
         let queue = match self.queues.iter().position(|(t, _)| *t == ttl) {
             Some(q) => self.queues.get_mut(q),
@@ -227,6 +230,11 @@ mod tests {
         let mut bytes = [0; 32];
         bytes[..4].copy_from_slice(&i.to_be_bytes());
         KeyRef::Digest(Digest::from_bytes(bytes))
+    }
+
+    #[test]
+    fn a_slot_takes_64_bytes() {
+        assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
     }
 
     #[test]
