@@ -51,7 +51,7 @@ pub enum Error {
     Redis {
         /// The server's URL, any password replaced by `***`.
         url: String,
-        /// What was being done: `connect`, `claim keys`, …
+        /// What was being done: `connect`, `create runs`, …
         operation: &'static str,
         /// The server's or the connection's message.
         message: String,

@@ -102,6 +102,8 @@ pub use unbounded::UnboundedCatalog;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::error::shown;
+    #[cfg(feature = "redis")]
+    pub use crate::fleet::server_error;
 }
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.

@@ -91,7 +91,7 @@ pub trait EvictionListener: Send + Sync {
 pub struct Fault {
     /// The store, as its URL with any password redacted.
     pub store: String,
-    /// What was being done: `connect`, `write catalog entries`, `claim keys`, …
+    /// What was being done: `connect`, `write catalog entries`, `create runs`, …
     pub operation: &'static str,
     /// What kind of failure.
     pub kind: FaultKind,

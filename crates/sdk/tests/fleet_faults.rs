@@ -1,7 +1,7 @@
 //! What a fleet meets, against real `redis-server`s (feature `redis`): a foreign value
 //! under a claim, connections killed every 50 ms, a worker killed with `SIGKILL`
 //! mid-batch, Redis paused past the command timeout, Redis losing its data between two
-//! workers, an ACL user losing `EVALSHA`. After each, a fresh engine over the same keys
+//! workers, an ACL user losing `EVAL`. After each, a fresh engine over the same keys
 //! finds every key held by exactly one run, and every answer names a run it can read.
 //!
 //! Workers that must die are this test binary run again: a worker is a test
@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, RunHandle, RunId, RunStatus, Scope, Sdk};
+use idempotency_sdk::{
+    Batch, ItemOptions, LocalEngine, ResetTarget, RunHandle, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
+};
 use testkit::RedisServer;
 
 const WORKER: &str = "FAULT_WORKER";
@@ -29,6 +31,27 @@ fn batch(items: usize) -> Batch {
         batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
     }
     batch.build().unwrap()
+}
+
+/// Wire items of every kind the store writes differently, `each` of each: keys held
+/// for 30 days (the claim is the record), for an hour (less than the record's TTL: the
+/// record apart too), for `0s` (holding nothing: a wire TTL, `Ttl` refuses it), and no
+/// key.
+fn mixed_items(each: usize, salt: &str) -> Vec<WireItem> {
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
+    let mut batch = sdk.batch("mixed-task", 4 * each);
+    for i in 0..each {
+        for ttl in ["30d", "1h", "1s"] {
+            let key = sdk.create_key([salt, ttl, &i.to_string()], Scope::Global);
+            batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
+        }
+        batch.item(None, ItemOptions::new());
+    }
+    let mut items: Vec<WireItem> = batch.build().unwrap().wire_items().collect();
+    for item in items.iter_mut().skip(2).step_by(4) {
+        item.options.as_mut().unwrap().idempotency_key_ttl = Some("0s".to_owned());
+    }
+    items
 }
 
 fn engine(server: &RedisServer) -> LocalEngine {
@@ -109,6 +132,10 @@ fn a_foreign_value_under_one_claim_fails_the_trigger_naming_it_and_orphans_nothi
 #[test]
 fn connections_killed_every_50_ms_leave_no_key_held_without_a_run() {
     let server = RedisServer::start(&[]);
+    let engine = engine(&server);
+    // The 20,000 keys in batches of 2,000, small enough for some to get through.
+    let batch = batch(20_000);
+    let batches: Vec<Vec<WireItem>> = batch.wire_items().collect::<Vec<_>>().chunks(2_000).map(<[_]>::to_vec).collect();
     let stop = Arc::new(AtomicBool::new(false));
     let killer = {
         let (mut admin, stop) = (server.client(), Arc::clone(&stop));
@@ -122,12 +149,13 @@ fn connections_killed_every_50_ms_leave_no_key_held_without_a_run() {
             kills
         })
     };
-    let engine = engine(&server);
-    let batch = batch(20_000);
-    let (mut failed, started) = (0, Instant::now());
-    while started.elapsed() < Duration::from_secs(4) {
-        match engine.trigger(&batch) {
-            Ok(handles) => assert_all_readable(&engine, &handles),
+    let (mut answered, mut failed, started) = (Vec::new(), 0, Instant::now());
+    for items in batches.iter().cycle() {
+        if started.elapsed() > Duration::from_secs(4) {
+            break;
+        }
+        match engine.trigger_items(items) {
+            Ok(handles) => answered.extend(handles),
             Err(_) => failed += 1,
         }
     }
@@ -135,7 +163,8 @@ fn connections_killed_every_50_ms_leave_no_key_held_without_a_run() {
     let kills = killer.join().unwrap();
     // A killed connection is opened again and the pipeline sent again, which must be
     // harmless; a kill during that second attempt fails the trigger.
-    assert!(kills > 0, "the faults happened: {kills} kills, {failed} failed triggers");
+    assert!(kills > 0 && !answered.is_empty(), "{kills} kills, {} answers, {failed} failed triggers", answered.len());
+    assert_all_readable(&engine, &answered);
     a_fresh_engine_finds_every_key_held_once(&server, 20_000);
 }
 
@@ -163,14 +192,23 @@ fn a_worker_killed_mid_batch_leaves_no_key_held_without_a_run() {
         .unwrap();
     let mut probe = server.client();
     let deadline = Instant::now() + Duration::from_secs(60);
-    // Mid-batch: some pipelines have landed, not all.
-    while redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap() < 30_000 {
+    // Mid-batch, and inside a pipeline of 10,000: some of its items applied, not all.
+    while redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap() < 30_001 {
         assert!(Instant::now() < deadline, "the worker never started");
         std::thread::sleep(Duration::from_millis(1));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let held = redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap();
+    // What the server had read of the pipeline when the process died still runs.
+    let mut held = redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap();
+    loop {
+        std::thread::sleep(Duration::from_millis(100));
+        let now = redis::cmd("DBSIZE").query::<usize>(&mut probe).unwrap();
+        if now == held {
+            break;
+        }
+        held = now;
+    }
     assert!(held < items, "killed mid-batch, with {held} keys held");
     assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, items), items - held);
 }
@@ -247,7 +285,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
     let b = batch(1);
     let run = engine.trigger(&b).unwrap()[0];
 
-    redis::cmd("ACL").arg("SETUSER").arg("app").arg("-evalsha").query::<()>(&mut admin).unwrap();
+    redis::cmd("ACL").arg("SETUSER").arg("app").arg("-eval").query::<()>(&mut admin).unwrap();
     let err = engine.set_status(run.id, RunStatus::Failed).unwrap_err().to_string();
     assert!(err.contains("NOPERM"), "{err}");
     // Not here, not on Redis, and the key is still held by the run.
@@ -259,7 +297,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
     let err = LocalEngine::on_redis(&RedisBuilder::new(&url).build().unwrap()).unwrap_err().to_string();
     assert!(err.contains("NOPERM"), "{err}");
 
-    redis::cmd("ACL").arg("SETUSER").arg("app").arg("+evalsha").query::<()>(&mut admin).unwrap();
+    redis::cmd("ACL").arg("SETUSER").arg("app").arg("+eval").query::<()>(&mut admin).unwrap();
     engine.set_status(run.id, RunStatus::Failed).unwrap();
     assert_eq!(engine.runs()[0].status, RunStatus::Failed);
     assert!(!observer.trigger(&b).unwrap()[0].cached, "the failed run released its key");
@@ -308,4 +346,54 @@ fn a_run_made_in_one_process_is_read_and_failed_from_another() {
     assert!(handles[1].cached && handles[1].id == ids[1], "the succeeded run still holds its key");
     // The crashed run stays readable after its key moved on.
     assert_eq!(here.run(ids[0]).unwrap().unwrap().status, RunStatus::Crashed);
+}
+
+#[test]
+fn an_answer_lost_with_its_connection_is_sent_again_and_every_run_counts_once() {
+    let server = RedisServer::start(&[]);
+    let proxy = testkit::LosingProxy::start(server.port());
+    let redis = RedisBuilder::new(proxy.url()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let items = mixed_items(25, "lost");
+
+    // The server runs the whole pipeline; its answer never arrives, the connection
+    // closes, and the pipeline goes again on a new one.
+    proxy.lose_next_answer();
+    let handles = engine.trigger_items(&items).unwrap();
+    assert_eq!(proxy.lost(), 1);
+    assert!(handles.iter().all(|h| !h.cached), "every run was made by this trigger: {handles:?}");
+    assert_eq!(engine.run_count(), 100);
+    assert_all_readable(&engine, &handles);
+    // Claims for the 30-day and one-hour keys; records apart for the one-hour keys, the
+    // `0s` keys and the runs without a key. Nothing twice.
+    assert_eq!((server.count("idempotency:claim:*"), server.count("idempotency:run:*")), (50, 75));
+    assert_eq!(redis.faults(), 0, "a connection closed and opened again is not a fault");
+
+    // A status change and a reset whose answers are lost go through once.
+    proxy.lose_next_answer();
+    engine.set_status(handles[0].id, RunStatus::Failed).unwrap();
+    assert_eq!(engine.run(handles[0].id).unwrap().unwrap().status, RunStatus::Failed);
+    let again = engine.trigger_items(&items).unwrap();
+    assert!(!again[0].cached && again[1].cached, "the failed run released its key, and only it");
+    let digest = items[1].options.as_ref().unwrap().idempotency_key.as_deref().unwrap().parse().unwrap();
+    proxy.lose_next_answer();
+    assert!(engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
+    assert!(!engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
+    assert_eq!(proxy.lost(), 3);
+}
+
+#[test]
+fn scripts_survive_a_server_that_forgot_them() {
+    let server = RedisServer::start(&[]);
+    let engine = engine(&server);
+    let items = mixed_items(10, "flushed");
+    let first = engine.trigger_items(&items).unwrap();
+    redis::cmd("SCRIPT").arg("FLUSH").query::<()>(&mut server.client()).unwrap();
+    let again = engine.trigger_items(&items).unwrap();
+    // Held keys (30 days, one hour, one second) answer cached; `0s` keys and runs
+    // without a key are new runs.
+    let cached: Vec<bool> = again.iter().map(|h| h.cached).collect();
+    assert_eq!(cached, std::iter::repeat_n([true, true, false, false], 10).flatten().collect::<Vec<_>>());
+    engine.set_status(first[1].id, RunStatus::Crashed).unwrap();
+    assert_eq!(engine.run(first[1].id).unwrap().unwrap().status, RunStatus::Crashed);
 }

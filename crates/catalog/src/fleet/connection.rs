@@ -46,7 +46,7 @@ impl RedisConnection {
     }
 
     /// Runs `f` on the connection, connecting first if needed. `operation` names what
-    /// `f` does in errors and warnings (`claim keys`, `read a catalog entry`).
+    /// `f` does in errors and warnings (`create runs`, `read a catalog entry`).
     ///
     /// A connection kept from an earlier call may have been closed by the server since
     /// (a restart, `CLIENT KILL`, an idle timeout): when `f` finds it closed, `f` runs

@@ -25,19 +25,27 @@ pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKi
         };
         return (kind, message);
     };
-    let kind = match first.code() {
-        "OOM" => FaultKind::OutOfMemory,
-        // A key of ours holds a hash, a list…: someone else wrote it.
-        "WRONGTYPE" => FaultKind::Foreign,
-        _ => FaultKind::Rejected,
-    };
-    let details = first.details().map(|d| format!(" {d}")).unwrap_or_default();
+    let (kind, said) = server_error(first);
     let failed = answered.as_deref().map_or(1, <[_]>::len);
     let message = match failed {
-        1 if *index == 0 => format!("{}{details}", first.code()),
-        _ => format!("{}{details} ({failed} commands of the pipeline failed, the first at {index})", first.code()),
+        1 if *index == 0 => said,
+        _ => format!("{said} ({failed} commands of the pipeline failed, the first at {index})"),
     };
     (kind, message)
+}
+
+/// How an error the server answered counts, and what it said (code and details). For
+/// stores built on the handle that read their pipelines' answers one by one.
+pub fn server_error(err: &::redis::ServerError) -> (FaultKind, String) {
+    let kind = match err.code() {
+        "OOM" => FaultKind::OutOfMemory,
+        // A key of ours holds a hash, a list…, or what a script found is not a record:
+        // someone else wrote it.
+        "WRONGTYPE" | "FOREIGN" => FaultKind::Foreign,
+        _ => FaultKind::Rejected,
+    };
+    let details = err.details().map(|d| format!(" {d}")).unwrap_or_default();
+    (kind, format!("{}{details}", err.code()))
 }
 
 fn fault_kind(err: &::redis::RedisError) -> FaultKind {

@@ -19,4 +19,5 @@ pub use self::builder::{
 };
 pub use self::catalog::RedisCatalog;
 pub use self::connection::RedisConnection;
+pub use self::fault::server_error;
 pub use self::handle::Redis;

@@ -10,7 +10,7 @@ use super::key::KeyRef;
 use super::log::Log;
 use super::memory::{Claim, Dedup};
 use super::run::{Run, RunHandle, RunId, RunRecord, RunStatus, RunView};
-use super::shared::{Answer, NewRun, SharedStore};
+use super::shared::{Answer, NewRun, Partial, SharedStore};
 use crate::batch::Batch;
 use crate::context::RunContext;
 use crate::error::Error;
@@ -154,7 +154,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// The Redis error, naming the URL, when the server cannot be reached or refuses
-    /// the engine's scripts (an ACL user without `EVALSHA` or `SCRIPT LOAD`).
+    /// the engine's scripts (an ACL user without `EVAL`).
     ///
     /// # Examples
     ///
@@ -332,21 +332,25 @@ impl LocalEngine {
                     payload: item.payload.as_deref().filter(|_| self.share_payloads),
                 })
                 .collect();
-            let created = shared.create(task, &runs, millis((self.clock)()));
+            let (answers, error) = match shared.create(task, &runs, millis((self.clock)())) {
+                Ok(answers) => (answers.into_iter().map(Some).collect(), None),
+                Err(Partial { answers, error }) => (answers, Some(error)),
+            };
             let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
             drop(runs);
             let mut state = self.state.lock();
             let log = &mut state.log;
             let task_id = log.tasks.id(task);
-            for (((number, id), item), answer) in (first..).zip(ids).zip(chunk.drain(..)).zip(created.answers) {
+            for (((number, id), item), answer) in (first..).zip(ids).zip(chunk.drain(..)).zip(answers) {
                 match answer {
-                    Answer::Created => {
+                    Some(Answer::Created) => {
                         log.put(number, id.tag(), run(task_id, item));
                         handles.push(RunHandle { id, cached: false });
                     }
-                    Answer::Cached(held) => {
+                    Some(Answer::Cached(held)) => {
                         // A run of this engine whose answer was lost in an earlier call:
-                        // it exists, so it is cached, and it belongs in the log.
+                        // it exists, so it is cached, and it belongs in the log (with
+                        // this item's payload, the same key's).
                         if let Some(earlier) = shared.number(held)
                             && log.is_gap(earlier)
                             && shared.id(earlier, task, item.key) == held
@@ -355,12 +359,12 @@ impl LocalEngine {
                         }
                         handles.push(RunHandle { id: held, cached: true });
                     }
-                    Answer::Failed => {}
+                    None => {}
                 }
             }
             log.trim();
             drop(state);
-            if let Some(err) = created.error {
+            if let Some(err) = error {
                 return Err(err);
             }
         }
@@ -485,7 +489,10 @@ impl LocalEngine {
     /// [`Error::UnknownRun`] when the engine has no record of `id` (never created, or
     /// dropped by [`with_max_runs`](Self::with_max_runs); on a shared store, no
     /// process has a record of it). On a shared store, the Redis error naming the
-    /// URL; nothing has changed then, here or on the store.
+    /// URL. Nothing has changed here then; on the store, nothing has changed when Redis
+    /// refused the change (`NOPERM`, a foreign value), and when the answer was lost (a
+    /// timeout) it may have been made: calling again is safe, and brings this engine's
+    /// record in line.
     pub fn set_status(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
         if let Some(shared) = &self.shared {
             if !shared.set_status(id, status)? {
@@ -517,7 +524,8 @@ impl LocalEngine {
     ///
     /// [`Error::ScopeNeedsRun`] when a raw key's scope needs a run context that was not
     /// given (unless the key is one 64-character string, which is then tried as it is).
-    /// On a shared store, the Redis error naming the URL.
+    /// On a shared store, the Redis error naming the URL; after a timeout the key may
+    /// have been reset, and calling again is safe.
     pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
         // A 64-character string may be a digest already: tried as it is first.
         let verbatim = match target {

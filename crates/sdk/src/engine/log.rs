@@ -35,21 +35,25 @@ impl Tasks {
     }
 }
 
-/// The retained runs, oldest first, by number (from 1): `runs[0]` is number `first`.
-/// On a shared store, numbers taken by items answered from cache leave gaps (`None`),
-/// and each place keeps the tag of its run's fleet id beside it.
+/// The retained runs, oldest first, by number (from 1).
+///
+/// In memory every number taken is a run, so runs sit at `number - first`. On a shared
+/// store, numbers taken by items answered from cache are never used: there each run
+/// keeps its number and the tag of its fleet id beside it, and is found by binary
+/// search, so that a worker answered mostly from cache pays nothing for the numbers it
+/// did not use.
 pub(crate) struct Log {
     pub(crate) tasks: Tasks,
-    runs: VecDeque<Option<Run>>,
-    /// On a shared store, beside each place of `runs`; empty in memory, where ids are
-    /// the numbers themselves.
-    tags: VecDeque<u128>,
+    runs: VecDeque<Run>,
+    /// On a shared store, each run's number and tag, beside it; empty in memory.
+    places: VecDeque<(u64, u128)>,
+    /// In memory, the number of `runs[0]`; on a shared store, the lowest number a run
+    /// may still be recorded under (those below were trimmed, or older).
     first: u64,
     /// The number of the next run.
     next: u64,
     /// Runs created, and how many of them are retained.
     created: u64,
-    retained: usize,
     pub(crate) max_runs: Option<NonZeroUsize>,
 }
 
@@ -58,11 +62,10 @@ impl Default for Log {
         Log {
             tasks: Tasks::default(),
             runs: VecDeque::new(),
-            tags: VecDeque::new(),
+            places: VecDeque::new(),
             first: 1,
             next: 1,
             created: 0,
-            retained: 0,
             max_runs: None,
         }
     }
@@ -80,10 +83,9 @@ impl Log {
 
     /// Records a run made in memory, numbered [`next`](Self::next).
     pub(crate) fn push(&mut self, run: Run) {
-        self.runs.push_back(Some(run));
+        self.runs.push_back(run);
         self.next += 1;
         self.created += 1;
-        self.retained += 1;
     }
 
     /// Takes `n` numbers for runs to be created on a shared store; the first of them.
@@ -93,65 +95,74 @@ impl Log {
         first
     }
 
-    /// Records run number `number`, made on a shared store, in its place (after the
-    /// gaps of numbers not used, or in a gap: a run whose answer came late). Whether a
-    /// place took it.
+    /// Where run `number` of a shared store is, or would go.
+    fn place(&self, number: u64) -> Result<usize, usize> {
+        self.places.binary_search_by_key(&number, |&(n, _)| n)
+    }
+
+    /// Records run `number`, made on a shared store, in its place: last as a rule, or
+    /// before later ones (a run whose answer came late). Whether it was recorded.
     pub(crate) fn put(&mut self, number: u64, tag: u128, run: Run) -> bool {
         if number >= self.next {
             return false;
         }
-        let Some(at) = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok()) else {
+        self.created += 1;
+        if number < self.first {
             // Older than every retained record (`with_max_runs`): created, not kept.
-            self.created += 1;
             return false;
+        }
+        let at = match self.places.back() {
+            Some(&(last, _)) if last < number => self.places.len(),
+            None => 0,
+            Some(_) => match self.place(number) {
+                Ok(_) => {
+                    self.created -= 1;
+                    return false;
+                }
+                Err(at) => at,
+            },
         };
-        while self.runs.len() <= at {
-            self.runs.push_back(None);
-            self.tags.push_back(0);
-        }
-        match (self.runs.get_mut(at), self.tags.get_mut(at)) {
-            (Some(slot @ None), Some(place)) => {
-                *slot = Some(run);
-                *place = tag;
-                self.retained += 1;
-                self.created += 1;
-                true
-            }
-            _ => false,
-        }
+        self.places.insert(at, (number, tag));
+        self.runs.insert(at, run);
+        true
     }
 
-    /// Whether number `number` was taken and no run is recorded under it: a run whose
-    /// creation was not confirmed, or a number an item answered from cache left unused.
+    /// Whether number `number` was taken on a shared store and no run is recorded
+    /// under it, nor was: a run whose creation was not confirmed, or a number an item
+    /// answered from cache left unused.
     pub(crate) fn is_gap(&self, number: u64) -> bool {
-        if number >= self.next {
-            return false;
+        (self.first..self.next).contains(&number) && self.place(number).is_err()
+    }
+
+    fn at(&self, number: u64) -> Option<usize> {
+        if self.places.is_empty() {
+            usize::try_from(number.checked_sub(self.first)?).ok()
+        } else {
+            self.place(number).ok()
         }
-        let at = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok());
-        // Places past the end are gaps that were never pushed.
-        at.is_some_and(|at| self.runs.get(at).is_none_or(Option::is_none))
     }
 
     pub(crate) fn get(&self, number: u64) -> Option<&Run> {
-        let at = usize::try_from(number.checked_sub(self.first)?).ok()?;
-        self.runs.get(at)?.as_ref()
+        self.runs.get(self.at(number)?)
     }
 
     pub(crate) fn get_mut(&mut self, number: u64) -> Option<&mut Run> {
-        let at = usize::try_from(number.checked_sub(self.first)?).ok()?;
-        self.runs.get_mut(at)?.as_mut()
+        let at = self.at(number)?;
+        self.runs.get_mut(at)
     }
 
     /// The tag recorded beside run `number` (0 in memory).
     pub(crate) fn tag(&self, number: u64) -> u128 {
-        let at = number.checked_sub(self.first).and_then(|at| usize::try_from(at).ok());
-        at.and_then(|at| self.tags.get(at).copied()).unwrap_or(0)
+        self.place(number).ok().and_then(|at| self.places.get(at)).map_or(0, |&(_, tag)| tag)
     }
 
     /// Every retained run with its number and tag, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (u64, u128, &Run)> + '_ {
-        let tags = self.tags.iter().copied().chain(std::iter::repeat(0));
-        (self.first..).zip(tags).zip(&self.runs).filter_map(|((n, tag), run)| Some((n, tag, run.as_ref()?)))
+        // In memory the places are implicit: consecutive numbers, tag 0.
+        let implicit = (self.first..).map(|n| (n, 0));
+        let places: Box<dyn Iterator<Item = (u64, u128)> + '_> =
+            if self.places.is_empty() { Box::new(implicit) } else { Box::new(self.places.iter().copied()) };
+        places.zip(&self.runs).map(|((n, tag), run)| (n, tag, run))
     }
 
     pub(crate) fn created(&self) -> u64 {
@@ -159,17 +170,18 @@ impl Log {
     }
 
     pub(crate) fn retained(&self) -> usize {
-        self.retained
+        self.runs.len()
     }
 
     /// Drops the oldest records past the cap.
     pub(crate) fn trim(&mut self) {
         let Some(max) = self.max_runs else { return };
-        while self.retained > max.get() {
-            let Some(oldest) = self.runs.pop_front() else { return };
-            self.tags.pop_front();
-            self.retained -= usize::from(oldest.is_some());
-            self.first += 1;
+        while self.runs.len() > max.get() {
+            self.runs.pop_front();
+            self.first = match self.places.pop_front() {
+                Some((number, _)) => number + 1,
+                None => self.first + 1,
+            };
         }
     }
 }
@@ -181,6 +193,17 @@ mod tests {
 
     fn run(task: u32) -> Run {
         Run { task, status: RunStatus::Pending, key: None, options: None, payload: None }
+    }
+
+    #[test]
+    fn numbers_answered_from_cache_cost_nothing() {
+        let mut log = Log::default();
+        for round in 0..1_000u32 {
+            let first = log.take(10_000);
+            log.put(first, u128::from(round), run(0));
+        }
+        assert_eq!((log.runs.len(), log.places.len(), log.created()), (1_000, 1_000, 1_000));
+        assert!(log.runs.capacity() < 2_048 && log.places.capacity() < 2_048);
     }
 
     #[test]

@@ -26,6 +26,10 @@
 //! hand a new engine numbers a live engine uses, and a reader only takes a record
 //! whose id is the one it asked for.
 //!
+//! **Everything is safe to send twice**, as the connection does once when a server
+//! closed it: every create answers as `SET … NX GET`, and a run that finds its own
+//! record counts as created; status changes and resets answer as the first time.
+//!
 //! A batch's items go in pipelines of [`CHUNK`]: a 100,000-item batch costs ten round
 //! trips. Redis expires a claim once its TTL has passed (strictly after, as the
 //! reference server's `expiresAt < now`), on its own clock: one clock for the fleet.
@@ -44,7 +48,7 @@ use sha2::{Digest as _, Sha256};
 use super::key::KeyRef;
 use super::memory::Millis;
 use super::run::{RunId, RunRecord, RunStatus};
-use super::shared::{Answer, Created, NewRun, SharedStore};
+use super::shared::{Answer, Created, NewRun, Partial, SharedStore};
 use crate::error::{Error, shown};
 
 /// Items sent in one pipeline.
@@ -65,12 +69,12 @@ return false
 
 /// A run whose key's TTL is `0s` holds nothing, but the key may be held already: then
 /// that run is the answer. Otherwise its record goes where released records go.
-/// KEYS: claim, run. ARGV: record, record TTL. Answers as `SET … NX GET`.
+/// KEYS: claim, run. ARGV: record, record TTL. Answers as `SET … NX GET`: sent again
+/// after a lost answer, the run finds its own record.
 const CREATE_UNHELD: &str = r"
 local held = redis.call('GET', KEYS[1])
 if held then return held end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
-return redis.error_reply('COLLISION ' .. KEYS[2] .. ' exists')
+return redis.call('SET', KEYS[2], ARGV[1], 'NX', 'GET', 'PX', ARGV[2])
 ";
 
 /// Sets a run's status in its record, in the claim and in its run's key, wherever it
@@ -79,8 +83,12 @@ return redis.error_reply('COLLISION ' .. KEYS[2] .. ' exists')
 /// step. KEYS: claim, run. ARGV: the run's id, the status, `1` to release, the TTL of
 /// a released record. Answers 1, or 0 when no record of the run exists.
 const SET_STATUS: &str = r#"
+local record = '^{"status":"[%a%-]*","id":"run_'
 local ours = '^{"status":"[%a%-]*","id":"' .. ARGV[1] .. '"'
 local held = redis.call('GET', KEYS[1])
+if held and not string.find(held, record) then
+  return redis.error_reply('FOREIGN ' .. KEYS[1] .. ' holds something else than a run record')
+end
 local in_claim = held and string.find(held, ours)
 local copy = redis.call('GET', KEYS[2])
 if copy and not string.find(copy, ours) then
@@ -102,10 +110,10 @@ return 1
 /// Frees a claim, keeping its record under its run's key, if the claim still holds
 /// the record read before. KEYS: claim, run. ARGV: the record, the TTL of a released
 /// record. Answers 1, or 0 when the claim changed meanwhile. Sent again after a lost
-/// answer, it finds the record moved already, and answers 1 again.
+/// answer, it finds the claim gone and the record moved already, and answers 1 again.
 const RESET: &str = r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
-  if redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
+  if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('GET', KEYS[2]) == ARGV[1] then return 1 end
   return 0
 end
 redis.call('DEL', KEYS[1])
@@ -113,57 +121,33 @@ if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], ARGV[1], '
 return 1
 ";
 
-/// A script, loaded on the server and called by its SHA-1.
-struct Script {
-    source: &'static str,
-    sha: String,
-}
-
 pub(crate) struct RedisStore {
     conn: RedisConnection,
     /// This engine's random base: its run numbers' nonces are the base plus them.
     base: u64,
     /// How long a record lives once its run holds no key, in milliseconds.
     run_ttl: u64,
-    create_short: Script,
-    create_unheld: Script,
-    set_status: Script,
-    reset: Script,
 }
 
 impl RedisStore {
-    /// Loads the engine's scripts and checks that this user may run them, so that an
-    /// ACL user without `EVALSHA` fails here rather than at the first status change.
+    /// The store on `redis`, after checking that this user may run its scripts, so
+    /// that an ACL user without `EVAL` fails here rather than at the first status
+    /// change.
+    ///
+    /// Scripts go as `EVAL` with their text, not `EVALSHA`: a server restarted or told
+    /// `SCRIPT FLUSH` has nothing to lose, and a pipeline never has to be sent again in
+    /// part (which would reorder its items). They are short, and only status changes,
+    /// resets and keys held for less than `run_ttl` use them.
     pub(crate) fn connect(redis: &Redis) -> Result<Self, Error> {
-        let conn = redis.connection();
-        let load = |source: &'static str| -> Result<Script, Error> {
-            let sha =
-                conn.run("load the engine's scripts", |c| redis::cmd("SCRIPT").arg("LOAD").arg(source).query(c))?;
-            Ok(Script { source, sha })
-        };
         let store = RedisStore {
-            create_short: load(CREATE_SHORT)?,
-            create_unheld: load(CREATE_UNHELD)?,
-            set_status: load(SET_STATUS)?,
-            reset: load(RESET)?,
+            conn: redis.connection(),
             base: random_base(),
             run_ttl: u64::try_from(redis.run_ttl().as_millis()).unwrap_or(u64::MAX).min(MAX_TTL_MS),
-            conn,
         };
         // Keys with a tag of zero, which no run has: reads nothing, writes nothing.
         let (claim, run) = (store.claim_key(0), store.run_key(0, 0));
-        store.conn.run("run the engine's scripts", |c| {
-            redis::cmd("EVALSHA")
-                .arg(&store.set_status.sha)
-                .arg(2)
-                .arg(&claim)
-                .arg(&run)
-                .arg("run_probe")
-                .arg("pending")
-                .arg(0)
-                .arg(1)
-                .query::<u64>(c)
-        })?;
+        let _: u8 =
+            store.eval("run the engine's scripts", SET_STATUS, &[&claim, &run], &["run_probe", "pending", "0", "1"])?;
         Ok(store)
     }
 
@@ -215,132 +199,85 @@ impl RedisStore {
         Ok((id, record))
     }
 
-    /// Runs `script` with `keys` and `args`, loading it again if the server lost it
-    /// (a restart, `SCRIPT FLUSH`).
+    /// Runs `script` with `keys` and `args`.
     fn eval<T: redis::FromRedisValue>(
         &self,
         operation: &'static str,
-        script: &Script,
+        script: &str,
         keys: &[&str],
         args: &[&str],
     ) -> Result<T, Error> {
-        let call = |c: &mut redis::Connection| {
-            redis::cmd("EVALSHA").arg(&script.sha).arg(keys.len()).arg(keys).arg(args).query::<T>(c)
-        };
-        Ok(self.conn.run(operation, |c| match call(c) {
-            Err(err) if err.code() == Some("NOSCRIPT") => {
-                redis::cmd("SCRIPT").arg("LOAD").arg(script.source).query::<String>(c)?;
-                call(c)
-            }
-            other => other,
-        })?)
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
+        Ok(self.conn.run(operation, |c| cmd.query::<T>(c))?)
     }
 
-    /// Sends `runs` in one pipeline and reads what became of each; items whose script
-    /// the server had lost are sent again once it has it.
-    fn send(&self, task: &str, runs: &[NewRun<'_>], now: Millis, answers: &mut [Answer], failures: &mut Failures) {
-        let mut pending: Vec<usize> = (0..runs.len()).collect();
-        for attempt in 0..2 {
-            let mut pipe = redis::pipe();
-            pipe.ignore_errors();
-            let mut record = Vec::with_capacity(256);
-            for &at in &pending {
-                let Some(run) = runs.get(at) else { continue };
-                Self::record(&mut record, task, run, now);
-                let ttl = run.ttl.min(MAX_TTL_MS);
-                match run.key {
-                    // The claim is the record for as long as a record lives.
-                    Some(_) if ttl >= self.run_ttl => pipe
-                        .cmd("SET")
-                        .arg(self.claim_key(run.id.tag()))
-                        .arg(&record)
-                        .arg("NX")
-                        .arg("GET")
-                        .arg("PX")
-                        .arg(ttl),
-                    Some(_) if ttl > 0 => pipe
-                        .cmd("EVALSHA")
-                        .arg(&self.create_short.sha)
-                        .arg(2)
-                        .arg(self.claim_key(run.id.tag()))
-                        .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(&record)
-                        .arg(ttl)
-                        .arg(self.run_ttl),
-                    Some(_) => pipe
-                        .cmd("EVALSHA")
-                        .arg(&self.create_unheld.sha)
-                        .arg(2)
-                        .arg(self.claim_key(run.id.tag()))
-                        .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(&record)
-                        .arg(self.run_ttl),
-                    None => pipe
-                        .cmd("SET")
-                        .arg(self.run_key(run.id.tag(), run.id.nonce()))
-                        .arg(&record)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(self.run_ttl),
-                };
-            }
-            let values: Vec<Value> = match self.conn.run("create runs", |c| pipe.query(c)) {
-                Ok(values) => values,
-                Err(err) => {
-                    // Unknown: some of them may have been applied.
-                    failures.lost = Some(err.into());
-                    return;
+    /// Sends `runs` in one pipeline and reads what became of each. Every command
+    /// answers as `SET … NX GET`: nothing when this run was created, else the record
+    /// already there, which is this very run's when the pipeline was sent again after a
+    /// lost answer (the connection's rule).
+    fn send(
+        &self,
+        task: &str,
+        runs: &[NewRun<'_>],
+        now: Millis,
+        answers: &mut [Option<Answer>],
+        failures: &mut Failures,
+    ) {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        let mut record = Vec::with_capacity(256);
+        for run in runs {
+            Self::record(&mut record, task, run, now);
+            let ttl = run.ttl.min(MAX_TTL_MS);
+            let (claim, own) = (self.claim_key(run.id.tag()), self.run_key(run.id.tag(), run.id.nonce()));
+            match run.key {
+                // The claim is the record for as long as a record lives.
+                Some(_) if ttl >= self.run_ttl => {
+                    pipe.cmd("SET").arg(claim).arg(&record).arg("NX").arg("GET").arg("PX").arg(ttl)
                 }
+                Some(_) if ttl > 0 => pipe
+                    .cmd("EVAL")
+                    .arg(CREATE_SHORT)
+                    .arg(2)
+                    .arg(claim)
+                    .arg(own)
+                    .arg(&record)
+                    .arg(ttl)
+                    .arg(self.run_ttl),
+                Some(_) => {
+                    pipe.cmd("EVAL").arg(CREATE_UNHELD).arg(2).arg(claim).arg(own).arg(&record).arg(self.run_ttl)
+                }
+                None => pipe.cmd("SET").arg(own).arg(&record).arg("NX").arg("GET").arg("PX").arg(self.run_ttl),
             };
-            let mut lost_script = Vec::new();
-            for (at, value) in pending.iter().copied().zip(values) {
-                let (Some(run), Some(answer)) = (runs.get(at), answers.get_mut(at)) else { continue };
-                let claim = || self.claim_key(run.id.tag());
-                *answer = match value {
-                    Value::Nil if run.key.is_some() => Answer::Created,
-                    Value::Okay => Answer::Created,
-                    Value::SimpleString(ref ok) if ok == "OK" => Answer::Created,
-                    Value::BulkString(held) => match Self::parse(&claim(), &held, run.id.tag()) {
-                        // Sent again after a lost answer: this very run holds the key.
-                        Ok((id, _)) if id == run.id => Answer::Created,
-                        Ok((id, _)) => Answer::Cached(id),
-                        Err(why) => failures.add(FaultKind::Foreign, why),
-                    },
-                    Value::ServerError(err) if err.code() == "NOSCRIPT" && attempt == 0 => {
-                        lost_script.push(at);
-                        Answer::Failed
-                    }
-                    Value::ServerError(err) => {
-                        let kind = match err.code() {
-                            "OOM" => FaultKind::OutOfMemory,
-                            // A value of another type under the claim key.
-                            "WRONGTYPE" => FaultKind::Foreign,
-                            _ => FaultKind::Rejected,
-                        };
-                        let details = err.details().map(|d| format!(" {d}")).unwrap_or_default();
-                        failures.add(kind, format!("{}{details} (at {})", err.code(), claim()))
-                    }
-                    Value::Nil => failures.add(
-                        FaultKind::Foreign,
-                        format!("{} exists already", self.run_key(run.id.tag(), run.id.nonce())),
-                    ),
-                    other => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", claim())),
-                };
-            }
-            if lost_script.is_empty() {
-                return;
-            }
-            // The server lost its scripts (a restart, `SCRIPT FLUSH`): load them again.
-            if let Err(err) = self.conn.run("load the engine's scripts", |c| {
-                for script in [&self.create_short, &self.create_unheld] {
-                    redis::cmd("SCRIPT").arg("LOAD").arg(script.source).query::<String>(c)?;
-                }
-                Ok(())
-            }) {
+        }
+        let values: Vec<Value> = match self.conn.run("create runs", |c| pipe.query(c)) {
+            Ok(values) => values,
+            Err(err) => {
+                // Unknown: some of them may have been applied.
                 failures.lost = Some(err.into());
                 return;
             }
-            pending = lost_script;
+        };
+        for ((run, answer), value) in runs.iter().zip(answers.iter_mut()).zip(values) {
+            // Where the answer came from: the claim, or for a run without a key, its own.
+            let key = || match run.key {
+                Some(_) => self.claim_key(run.id.tag()),
+                None => self.run_key(run.id.tag(), run.id.nonce()),
+            };
+            *answer = match value {
+                Value::Nil => Some(Answer::Created),
+                Value::BulkString(held) => match Self::parse(&key(), &held, run.id.tag()) {
+                    Ok((id, _)) if id == run.id => Some(Answer::Created),
+                    Ok((id, _)) => Some(Answer::Cached(id)),
+                    Err(why) => failures.add(FaultKind::Foreign, why),
+                },
+                Value::ServerError(err) => {
+                    let (kind, said) = idempotency_catalog::__private::server_error(&err);
+                    failures.add(kind, format!("{said} (at {})", key()))
+                }
+                other => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
+            };
         }
     }
 }
@@ -357,10 +294,10 @@ struct Failures {
 }
 
 impl Failures {
-    fn add(&mut self, kind: FaultKind, message: String) -> Answer {
+    fn add(&mut self, kind: FaultKind, message: String) -> Option<Answer> {
         self.failed += 1;
         self.first.get_or_insert((kind, message));
-        Answer::Failed
+        None
     }
 }
 
@@ -401,24 +338,24 @@ impl SharedStore for RedisStore {
     }
 
     fn create(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Created {
-        let mut answers = vec![Answer::Failed; runs.len()];
-        if runs.is_empty() {
-            return Created { answers, error: None };
-        }
+        let mut answers = vec![None; runs.len()];
         let mut failures = Failures::default();
-        self.send(task, runs, now, &mut answers, &mut failures);
+        if !runs.is_empty() {
+            self.send(task, runs, now, &mut answers, &mut failures);
+        }
         let error = match failures {
-            Failures { lost: Some(err), .. } => Some(err),
+            Failures { lost: Some(err), .. } => err,
             Failures { first: Some((kind, message)), failed, .. } => {
                 let message = match failed {
                     1 => message,
                     n => format!("{message} ({n} of {} items failed)", runs.len()),
                 };
-                Some(self.conn.fault("create runs", kind, message).into())
+                self.conn.fault("create runs", kind, message).into()
             }
-            Failures { .. } => None,
+            // Every item answered.
+            Failures { .. } => return Ok(answers.into_iter().flatten().collect()),
         };
-        Created { answers, error }
+        Err(Partial { answers, error })
     }
 
     fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
@@ -436,16 +373,22 @@ impl SharedStore for RedisStore {
             pipe.query(c)
         })?;
         let mut found = fleet.iter().zip(&keys).zip(values).map(|((&id, keys), values)| {
+            // The run's record, in either key; a foreign value only matters when it
+            // leaves no record of the run.
+            let mut foreign = None;
             for (redis_key, value) in keys.iter().zip([values.0, values.1]) {
                 let Value::BulkString(value) = value else { continue };
                 match Self::parse(redis_key, &value, id.tag()) {
                     Ok((held, record)) if held == id => return Ok(Some(record.into_record(id))),
                     // The claim is held by another run of the same key.
                     Ok(_) => {}
-                    Err(why) => return Err(Error::from(self.conn.fault("read runs", FaultKind::Foreign, why))),
+                    Err(why) => foreign = foreign.or(Some(why)),
                 }
             }
-            Ok(None)
+            match foreign {
+                Some(why) => Err(Error::from(self.conn.fault("read runs", FaultKind::Foreign, why))),
+                None => Ok(None),
+            }
         });
         ids.iter().map(|id| if id.is_fleet() { found.next().unwrap_or(Ok(None)) } else { Ok(None) }).collect()
     }
@@ -458,7 +401,7 @@ impl SharedStore for RedisStore {
         let release = if status.releases_key() { "1" } else { "0" };
         let (id, ttl) = (id.to_string(), self.run_ttl.to_string());
         let args = [id.as_str(), status.as_str(), release, ttl.as_str()];
-        let found: u8 = self.eval("change a run's status", &self.set_status, &[&claim, &run], &args)?;
+        let found: u8 = self.eval("change a run's status", SET_STATUS, &[&claim, &run], &args)?;
         Ok(found == 1)
     }
 
@@ -475,7 +418,7 @@ impl SharedStore for RedisStore {
             let run = self.run_key(tag, id.nonce());
             let held = String::from_utf8_lossy(&held);
             let ttl = self.run_ttl.to_string();
-            let freed: u8 = self.eval("reset a key", &self.reset, &[&claim, &run], &[&held, &ttl])?;
+            let freed: u8 = self.eval("reset a key", RESET, &[&claim, &run], &[&held, &ttl])?;
             if freed == 1 {
                 return Ok(true);
             }

@@ -370,11 +370,4 @@ mod tests {
         }
         assert!("Failed".parse::<RunStatus>().is_err());
     }
-
-    #[test]
-    fn an_empty_record_slot_costs_no_more_than_a_record() {
-        // The engine keeps `Option<Run>` so that ids unused on a shared store leave
-        // gaps; in memory there are none, and the niche keeps the records as they were.
-        assert_eq!(std::mem::size_of::<Option<Run>>(), std::mem::size_of::<Run>());
-    }
 }

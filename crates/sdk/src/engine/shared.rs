@@ -38,16 +38,18 @@ pub(crate) enum Answer {
     Created,
     /// Its key is held by this run, whose record exists.
     Cached(RunId),
-    /// Unknown: the item failed, or its answer was lost (the run may exist).
-    Failed,
 }
 
-/// The answers to one [`SharedStore::create`], in order, and the error that made any
-/// of them `Failed`.
+/// The answers to one [`SharedStore::create`], one per item, in order; when anything
+/// failed, the answers known and why.
+pub(crate) type Created = Result<Vec<Answer>, Partial>;
+
+/// A call that failed part-way.
 #[derive(Debug)]
-pub(crate) struct Created {
-    pub(crate) answers: Vec<Answer>,
-    pub(crate) error: Option<Error>,
+pub(crate) struct Partial {
+    /// Per item: `None` when it failed or its answer was lost (its run may exist).
+    pub(crate) answers: Vec<Option<Answer>>,
+    pub(crate) error: Error,
 }
 
 pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
@@ -181,11 +183,9 @@ pub(crate) mod fake {
             *self.calls.lock() += 1;
             let faults = *self.faults.lock();
             let mut answers = Vec::new();
-            let mut error = None;
             for (at, run) in runs.iter().enumerate() {
                 if faults.item == Some(at) {
-                    answers.push(Answer::Failed);
-                    error = Some(fault("create runs"));
+                    answers.push(None);
                     continue;
                 }
                 let held = run.key.filter(|_| run.ttl > 0).map(|key| (task.to_owned(), key.text().into_owned()));
@@ -210,12 +210,12 @@ pub(crate) mod fake {
                         Answer::Created
                     }
                 };
-                answers.push(if faults.lose_answers { Answer::Failed } else { answer });
+                answers.push((!faults.lose_answers).then_some(answer));
             }
-            if faults.lose_answers {
-                error = Some(fault("create runs"));
+            if faults.item.is_some() || faults.lose_answers {
+                return Err(Partial { answers, error: fault("create runs") });
             }
-            Created { answers, error }
+            Ok(answers.into_iter().flatten().collect())
         }
 
         fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
