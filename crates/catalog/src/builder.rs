@@ -64,8 +64,9 @@ pub struct CatalogBuilder {
     listener: Option<Arc<dyn EvictionListener>>,
     log_keys: bool,
     name: Option<String>,
+    /// The handle to put the catalog in front of, and whether in async mode.
     #[cfg(feature = "redis")]
-    redis: Option<crate::fleet::Redis>,
+    redis: Option<(crate::fleet::Redis, bool)>,
 }
 
 /// The variables as read, checked only when they decide a setting.
@@ -145,7 +146,38 @@ impl CatalogBuilder {
     #[cfg(feature = "redis")]
     #[must_use]
     pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
-        self.redis = Some(redis);
+        self.redis = Some((redis, false));
+        self
+    }
+
+    /// As [`redis`](Self::redis), for a catalog used from async code (feature
+    /// `tokio`): none of its [`Catalog`] methods touches the network, so none blocks
+    /// the runtime. Writes go out from a task the catalog spawns on the current tokio
+    /// runtime (when a run or batch ends, every 1,024 registrations and every 100 ms;
+    /// the rest when the catalog is dropped); a local miss is a miss, so a batch of
+    /// digests minted elsewhere is read first, in one round trip, with
+    /// [`RedisCatalog::prefetch_async`](crate::RedisCatalog::prefetch_async). Build it
+    /// inside the runtime, with [`build_redis`](Self::build_redis) to reach those
+    /// methods.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::{CatalogBuilder, Digest, RedisBuilder};
+    ///
+    /// # async fn service() -> Result<(), idempotency_catalog::Error> {
+    /// let redis = RedisBuilder::from_env().build_async().await?;
+    /// let catalog = CatalogBuilder::from_env().redis_async(redis).build_redis()?;
+    /// let digests: Vec<Digest> = Vec::new(); // from a request
+    /// catalog.prefetch_async(&digests).await?;
+    /// catalog.flush_async().await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn redis_async(mut self, redis: crate::fleet::Redis) -> Self {
+        self.redis = Some((redis, true));
         self
     }
 
@@ -174,8 +206,39 @@ impl CatalogBuilder {
     /// [`Error::InvalidConfig`] naming the source of the first bad value: a kind that
     /// is not one of the three, a capacity that is not a whole number from 1 up, a
     /// ceiling below the capacity, or a builder call that does not apply to the chosen
-    /// kind.
+    /// kind; for [`redis_async`](Self::redis_async), a build outside a tokio runtime.
     pub fn build(self) -> Result<Arc<dyn Catalog>, Error> {
+        #[cfg(feature = "redis")]
+        if self.redis.is_some() {
+            return Ok(self.build_redis()?);
+        }
+        self.build_local()
+    }
+
+    /// Builds the catalog in front of Redis given to [`redis`](Self::redis) or
+    /// [`redis_async`](Self::redis_async), as its own type: for
+    /// [`prefetch`](crate::RedisCatalog::prefetch) and the async methods.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build), and [`Error::InvalidConfig`] when no handle was given.
+    #[cfg(feature = "redis")]
+    pub fn build_redis(mut self) -> Result<Arc<crate::fleet::RedisCatalog>, Error> {
+        let Some((redis, background)) = self.redis.take() else {
+            return Err(Error::config("CatalogBuilder::build_redis", "", "no Redis handle: call CatalogBuilder::redis first"));
+        };
+        self.redis = Some((redis.clone(), background));
+        let local = self.build_local()?;
+        #[cfg(feature = "tokio")]
+        if background {
+            return Ok(Arc::new(crate::fleet::RedisCatalog::new_async(local, &redis)?));
+        }
+        let _ = background;
+        Ok(Arc::new(crate::fleet::RedisCatalog::new(local, &redis)))
+    }
+
+    /// The catalog in this process: the whole catalog, or the one in front of Redis.
+    fn build_local(&self) -> Result<Arc<dyn Catalog>, Error> {
         let kind = match (self.kind, &self.env.kind) {
             (Some(kind), _) => kind,
             (None, Some(raw)) => raw
@@ -223,10 +286,6 @@ impl CatalogBuilder {
                 Arc::new(BatchScaledCatalog::from_parts(base, max, listener, log_keys, name).backed(backed))
             }
         };
-        #[cfg(feature = "redis")]
-        if let Some(redis) = &self.redis {
-            return Ok(Arc::new(crate::fleet::RedisCatalog::new(local, redis)));
-        }
         Ok(local)
     }
 }

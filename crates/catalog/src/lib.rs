@@ -85,9 +85,10 @@ pub use digest::Digest;
 pub use error::Error;
 #[cfg(feature = "redis")]
 pub use fleet::{
-    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
-    DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL, ENV_REDIS_URL, Redis,
-    RedisBuilder, RedisCatalog, RedisConnection,
+    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE,
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
+    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, Redis, RedisBuilder, RedisCatalog,
+    RedisConnection,
 };
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;
@@ -103,7 +104,7 @@ pub use unbounded::UnboundedCatalog;
 pub mod __private {
     pub use crate::error::shown;
     #[cfg(feature = "redis")]
-    pub use crate::fleet::server_error;
+    pub use crate::fleet::server_error_of;
 }
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.

@@ -421,7 +421,7 @@ fn a_fault_reported_by_a_store_on_the_handle_counts_reports_and_warns_like_a_fai
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(lines[0].contains("operation=read a count fault=foreign"), "{lines:?}");
     // The connection is kept, and works.
-    conn.run("ping", |c| redis::cmd("PING").query::<()>(c)).unwrap();
+    conn.query::<()>("ping", &redis::cmd("PING")).unwrap();
 }
 
 /// A catalog on `server` that has seen nothing yet: every `get` asks Redis.

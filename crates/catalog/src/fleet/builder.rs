@@ -2,21 +2,32 @@
 //! checked before it connects.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ::redis::IntoConnectionInfo;
 
 use super::handle::{Redis, Settings};
+use super::link::Single;
+use super::startup;
 use super::url::{Secrets, redacted};
-use super::{checks, connection};
 use crate::error::Error;
 use crate::telemetry::EvictionListener;
 use crate::ttl::Ttl;
 
-/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`
-/// or `redis+unix:///path/to/socket`. TLS (`rediss://`) is not supported yet.
+/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`,
+/// `rediss://…` (TLS, feature `tls`) or `redis+unix:///path/to/socket`; for a Redis
+/// Cluster (feature `cluster`), any one node, or several separated by commas.
 pub const ENV_REDIS_URL: &str = "IDEMPOTENCY_REDIS_URL";
+/// The variable that names the PEM file of the certificate authority a `rediss://`
+/// server's certificate must chain to (feature `tls`); without it, the system's roots.
+pub const ENV_REDIS_TLS_CA: &str = "IDEMPOTENCY_REDIS_TLS_CA";
+/// The variable that names the PEM file of the client certificate, for a server that
+/// asks for one (mutual TLS, feature `tls`); with [`ENV_REDIS_TLS_KEY`].
+pub const ENV_REDIS_TLS_CERT: &str = "IDEMPOTENCY_REDIS_TLS_CERT";
+/// The variable that names the PEM file of the client certificate's private key.
+pub const ENV_REDIS_TLS_KEY: &str = "IDEMPOTENCY_REDIS_TLS_KEY";
 /// The variable that sets the prefix of every Redis key this crate and the SDK write.
 pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
 /// The variable that sets how long a catalog entry lives in Redis: a whole number
@@ -49,6 +60,9 @@ pub const DEFAULT_REDIS_RUN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command or pipeline may wait for its answer by default.
 pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many sync connections a handle keeps open at most by default: threads beyond
+/// them take turns. The async client needs one, multiplexed.
+pub const DEFAULT_REDIS_POOL_SIZE: usize = 8;
 
 /// Builds a [`Redis`] handle from code, from the environment, or both: a builder call
 /// wins over the variable for its setting, and the variable over the default.
@@ -61,6 +75,8 @@ pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// | run record TTL, at least | [`run_ttl`](Self::run_ttl) | [`ENV_REDIS_RUN_TTL`] | [`DEFAULT_REDIS_RUN_TTL`] (a day) |
 /// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
 /// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
+/// | sync connections | [`pool_size`](Self::pool_size) | | [`DEFAULT_REDIS_POOL_SIZE`] |
+/// | TLS CA, client certificate (feature `tls`) | [`tls_ca`](Self::tls_ca), [`tls_client_cert`](Self::tls_client_cert) | [`ENV_REDIS_TLS_CA`], [`ENV_REDIS_TLS_CERT`] and [`ENV_REDIS_TLS_KEY`] | the system's roots; none |
 ///
 /// [`build`](Self::build) checks every value, connects once and checks the server's
 /// configuration, so a server that cannot be reached, refuses the credentials or may
@@ -94,6 +110,9 @@ pub struct RedisBuilder {
     run_ttl: Option<Duration>,
     connect_timeout: Option<Duration>,
     io_timeout: Option<Duration>,
+    pool_size: Option<usize>,
+    tls_ca: Option<PathBuf>,
+    tls_client: Option<(PathBuf, PathBuf)>,
     listener: Option<Arc<dyn EvictionListener>>,
     allow_evicting_policy: bool,
     env: Env,
@@ -106,6 +125,13 @@ struct Env {
     prefix: Option<String>,
     catalog_ttl: Option<String>,
     run_ttl: Option<String>,
+    // Read only for `rediss://`, which needs feature `tls`.
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_ca: Option<String>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_cert: Option<String>,
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
+    tls_key: Option<String>,
 }
 
 impl RedisBuilder {
@@ -128,6 +154,9 @@ impl RedisBuilder {
             prefix: lookup(ENV_REDIS_PREFIX),
             catalog_ttl: lookup(ENV_REDIS_CATALOG_TTL),
             run_ttl: lookup(ENV_REDIS_RUN_TTL),
+            tls_ca: lookup(ENV_REDIS_TLS_CA),
+            tls_cert: lookup(ENV_REDIS_TLS_CERT),
+            tls_key: lookup(ENV_REDIS_TLS_KEY),
         };
         RedisBuilder { env, ..Self::default() }
     }
@@ -200,6 +229,31 @@ impl RedisBuilder {
         self
     }
 
+    /// How many sync connections the handle keeps open at most: that many threads send
+    /// at once; more take turns. From 1.
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = Some(size);
+        self
+    }
+
+    /// The PEM file of the certificate authority a `rediss://` server's certificate
+    /// must chain to (feature `tls`); without it, the system's roots. Read at
+    /// [`build`](Self::build).
+    #[must_use]
+    pub fn tls_ca(mut self, path: impl Into<PathBuf>) -> Self {
+        self.tls_ca = Some(path.into());
+        self
+    }
+
+    /// The PEM files of the client certificate and its key, for a server that asks for
+    /// one (mutual TLS, feature `tls`). Read at [`build`](Self::build).
+    #[must_use]
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_client = Some((cert.into(), key.into()));
+        self
+    }
+
     /// The listener whose [`on_fault`](EvictionListener::on_fault) sees every failed
     /// operation of everything built on this handle (catalogs and engines).
     #[must_use]
@@ -250,7 +304,24 @@ impl RedisBuilder {
     /// (operation `accept the server's configuration`; not counted as a fault, since
     /// nothing failed).
     pub fn build(self) -> Result<Redis, Error> {
-        let (url, url_source) = match (self.url, self.env.url) {
+        startup::connect(self.plan()?)
+    }
+
+    /// As [`build`](Self::build), from async code (feature `tokio`): connects and
+    /// checks without blocking a thread of the runtime. The handle serves sync and
+    /// async calls alike.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    #[cfg(feature = "tokio")]
+    pub async fn build_async(self) -> Result<Redis, Error> {
+        startup::connect_async(self.plan()?).await
+    }
+
+    /// Every setting checked, before anything connects.
+    fn plan(mut self) -> Result<Plan, Error> {
+        let (url, url_source) = match (self.url.take(), self.env.url.take()) {
             (Some(url), _) => (url, URL),
             (None, Some(url)) => (url, ENV_REDIS_URL),
             (None, None) => {
@@ -261,25 +332,28 @@ impl RedisBuilder {
                 ));
             }
         };
-        let shown_url = redacted(&url);
+        let urls = seeds(&url);
+        let shown_url = urls.iter().map(|url| redacted(url)).collect::<Vec<_>>().join(",");
         let secrets = Secrets::of(&url);
-        if url.starts_with("rediss:") {
-            return Err(Error::InvalidConfig {
-                source_name: url_source,
-                value: crate::error::shown(&shown_url),
-                reason: "TLS is not supported by this version: use redis:// or redis+unix://".to_owned(),
-            });
+        let invalid = |reason: String| Error::InvalidConfig {
+            source_name: url_source,
+            value: crate::error::shown(&shown_url),
+            reason: secrets.scrub(&reason),
+        };
+        let tls = urls.iter().any(|url| url.starts_with("rediss:"));
+        if tls && cfg!(not(feature = "tls")) {
+            return Err(invalid("TLS (`rediss://`) needs the `tls` feature of idempotency-catalog".to_owned()));
         }
-        let info = url.as_str().into_connection_info().map_err(|err| {
-            // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
-            let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
-            let reason = format!("expected redis://host:port or redis+unix:///path ({err}){hint}");
-            Error::InvalidConfig {
-                source_name: url_source,
-                value: crate::error::shown(&shown_url),
-                reason: secrets.scrub(&reason),
-            }
-        })?;
+        let certs = if tls { self.tls_certs(&invalid)? } else { None };
+        let mut seeds = Vec::with_capacity(urls.len());
+        for url in &urls {
+            let info = url.into_connection_info().map_err(|err| {
+                // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
+                let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
+                invalid(format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}"))
+            })?;
+            seeds.push(startup::single(info, certs.as_ref()).map_err(|err| invalid(err.to_string()))?);
+        }
         let prefix = match (self.prefix, self.env.prefix) {
             (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
             (None, Some(prefix)) => checked_prefix(prefix, ENV_REDIS_PREFIX)?,
@@ -290,28 +364,98 @@ impl RedisBuilder {
         let run_ttl = ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, ENV_REDIS_RUN_TTL)?.unwrap_or(DEFAULT_REDIS_RUN_TTL);
         let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
         let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
-        let (info, db) = connection::one_command_handshake(info);
-        let settings =
-            Settings { info, db, url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
-        let redis = Redis::new(settings, self.listener);
-        // Fail at startup, not at the first batch, and within the connect timeout.
-        let deadline = Instant::now() + connect_timeout;
-        let mut conn =
-            connection::open(&redis, deadline).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
-        ::redis::cmd("PING").query::<()>(&mut conn).map_err(|err| redis.failed(CONNECT, &err, connect_timeout))?;
-        checks::startup(&redis, &mut conn, deadline, self.allow_evicting_policy)?;
-        Ok(redis)
+        let pool_size = match self.pool_size.unwrap_or(DEFAULT_REDIS_POOL_SIZE) {
+            0 => return Err(Error::config(POOL_SIZE, "0", "expected at least 1 connection")),
+            size => size,
+        };
+        let settings = Settings { url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
+        Ok(Plan {
+            settings,
+            seeds,
+            certs,
+            pool_size,
+            listener: self.listener,
+            allow_evicting: self.allow_evicting_policy,
+        })
+    }
+
+    /// The certificates a `rediss://` handle connects with, read from their files.
+    #[cfg(feature = "tls")]
+    fn tls_certs(&self, invalid: &dyn Fn(String) -> Error) -> Result<Option<::redis::TlsCertificates>, Error> {
+        let read = |source: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|err| {
+                Error::config(source, path.display().to_string(), format!("cannot read it: {err}"))
+            })
+        };
+        let root_cert = match (&self.tls_ca, &self.env.tls_ca) {
+            (Some(path), _) => Some(read(TLS_CA, path)?),
+            (None, Some(path)) => Some(read(ENV_REDIS_TLS_CA, path.as_ref())?),
+            (None, None) => None,
+        };
+        let client = match (&self.tls_client, &self.env.tls_cert, &self.env.tls_key) {
+            (Some((cert, key)), _, _) => Some((read(TLS_CLIENT, cert)?, read(TLS_CLIENT, key)?)),
+            (None, Some(cert), Some(key)) => {
+                Some((read(ENV_REDIS_TLS_CERT, cert.as_ref())?, read(ENV_REDIS_TLS_KEY, key.as_ref())?))
+            }
+            (None, Some(_), None) => {
+                return Err(invalid(format!("{ENV_REDIS_TLS_CERT} is set without {ENV_REDIS_TLS_KEY}")));
+            }
+            (None, None, Some(_)) => {
+                return Err(invalid(format!("{ENV_REDIS_TLS_KEY} is set without {ENV_REDIS_TLS_CERT}")));
+            }
+            (None, None, None) => None,
+        };
+        let client_tls =
+            client.map(|(client_cert, client_key)| ::redis::ClientTlsConfig { client_cert, client_key });
+        Ok(Some(::redis::TlsCertificates { client_tls, root_cert }))
+    }
+
+    #[cfg(not(feature = "tls"))]
+    fn tls_certs(&self, _: &dyn Fn(String) -> Error) -> Result<Option<startup::NoTls>, Error> {
+        Ok(None)
     }
 }
 
-/// The operation that fails when the server cannot be reached or refuses the handshake.
-const CONNECT: &str = "connect";
+/// What [`RedisBuilder::build`] has checked before it connects.
+pub(super) struct Plan {
+    pub(super) settings: Settings,
+    /// The URLs' servers: one, or a cluster's seed nodes.
+    pub(super) seeds: Vec<Single>,
+    pub(super) certs: Option<startup::Certs>,
+    pub(super) pool_size: usize,
+    pub(super) listener: Option<Arc<dyn EvictionListener>>,
+    pub(super) allow_evicting: bool,
+}
+
 const URL: &str = "RedisBuilder::url";
 const PREFIX: &str = "RedisBuilder::prefix";
 const CATALOG_TTL: &str = "RedisBuilder::catalog_ttl";
 const RUN_TTL: &str = "RedisBuilder::run_ttl";
 const CONNECT_TIMEOUT: &str = "RedisBuilder::connect_timeout";
 const IO_TIMEOUT: &str = "RedisBuilder::io_timeout";
+const POOL_SIZE: &str = "RedisBuilder::pool_size";
+#[cfg(feature = "tls")]
+const TLS_CA: &str = "RedisBuilder::tls_ca";
+#[cfg(feature = "tls")]
+const TLS_CLIENT: &str = "RedisBuilder::tls_client_cert";
+
+/// The URLs in `url`: one, or a cluster's seed nodes separated by commas. A comma
+/// separates two URLs only where a URL starts after it: a password may hold commas.
+fn seeds(url: &str) -> Vec<&str> {
+    const SCHEMES: [&str; 4] = ["redis://", "rediss://", "redis+unix://", "unix://"];
+    let starts = url.match_indices(',').map(|(at, _)| at).filter(|&at| {
+        let rest = url.get(at + 1..).unwrap_or_default().trim_start();
+        SCHEMES.iter().any(|scheme| rest.starts_with(scheme))
+    });
+    let mut urls = Vec::new();
+    let mut from = 0;
+    for at in starts {
+        urls.push(url.get(from..at).unwrap_or_default().trim());
+        from = at + 1;
+    }
+    urls.push(url.get(from..).unwrap_or_default().trim());
+    urls
+}
 
 fn checked_prefix(prefix: String, source: &'static str) -> Result<String, Error> {
     // Braces would make Redis Cluster hash the prefix instead of the SDK's hash tags,
@@ -361,6 +505,8 @@ impl fmt::Debug for RedisBuilder {
             .field("run_ttl", &self.run_ttl)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
+            .field("pool_size", &self.pool_size)
+            .field("tls_ca", &self.tls_ca)
             .field("listener", &self.listener.is_some())
             .field("allow_evicting_policy", &self.allow_evicting_policy)
             .finish_non_exhaustive()
@@ -370,6 +516,14 @@ impl fmt::Debug for RedisBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seeds_are_split_where_a_url_starts_and_nowhere_else() {
+        assert_eq!(seeds("redis://a:1"), ["redis://a:1"]);
+        assert_eq!(seeds("redis://a:1,redis://b:2, rediss://c:3"), ["redis://a:1", "redis://b:2", "rediss://c:3"]);
+        assert_eq!(seeds("redis://:p,w@a:1,redis://:p,w@b:2"), ["redis://:p,w@a:1", "redis://:p,w@b:2"]);
+        assert_eq!(seeds("redis://a:1/0?password=x,y"), ["redis://a:1/0?password=x,y"]);
+    }
 
     #[test]
     fn bad_settings_name_their_source_and_value() {
@@ -386,11 +540,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_PREFIX "a b": expected 1 to 128 bytes"#), "{err}");
-        let err = RedisBuilder::new("rediss://:secret@host:6380").build().unwrap_err().to_string();
-        assert_eq!(
-            err,
-            r#"invalid RedisBuilder::url "rediss://***@host:6380": TLS is not supported by this version: use redis:// or redis+unix://"#
-        );
+        #[cfg(not(feature = "tls"))]
+        {
+            let err = RedisBuilder::new("rediss://:secret@host:6380").build().unwrap_err().to_string();
+            let expected = r#"invalid RedisBuilder::url "rediss://***@host:6380": TLS (`rediss://`) needs the `tls` feature of idempotency-catalog"#;
+            assert_eq!(err, expected);
+        }
         for braced in ["app{1}:", "app}", "{app"] {
             let err = RedisBuilder::new("redis://h").prefix(braced).build().unwrap_err().to_string();
             assert!(err.contains("without spaces, braces or control characters"), "{err}");

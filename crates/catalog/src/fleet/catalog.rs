@@ -72,30 +72,155 @@ const MAX_QUEUED: usize = 100_000;
 /// ```
 pub struct RedisCatalog {
     local: Arc<dyn Catalog>,
+    shared: Arc<Shared>,
+}
+
+/// What the catalog shares with its background sender (async mode).
+struct Shared {
     conn: RedisConnection,
     queue: Mutex<VecDeque<(Digest, KeyOptions)>>,
     shared_hits: AtomicU64,
     unshared: AtomicU64,
     unshared_log: Mutex<EvictionLog>,
+    /// In async mode, the sender task's bell: nothing here touches the network then.
+    #[cfg(feature = "tokio")]
+    sender: Option<Sender>,
 }
+
+/// The background sender of an async-mode catalog.
+#[cfg(feature = "tokio")]
+struct Sender {
+    wake: tokio::sync::Notify,
+    closed: std::sync::atomic::AtomicBool,
+}
+
+/// How often an async-mode catalog's sender sends what is queued, even when nothing
+/// rang: registrations outside any run and batch go out within this.
+#[cfg(feature = "tokio")]
+const SEND_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RedisCatalog {
     /// `local` in front of the Redis behind `redis`; see
     /// [`CatalogBuilder::redis`](crate::CatalogBuilder::redis), which builds `local` so
     /// that what it drops for room counts as released.
     pub(crate) fn new(local: Arc<dyn Catalog>, redis: &Redis) -> Self {
-        RedisCatalog {
-            local,
+        RedisCatalog { local, shared: Arc::new(Shared::new(redis, false)) }
+    }
+
+    /// The same in async mode (feature `tokio`): see
+    /// [`CatalogBuilder::redis_async`](crate::CatalogBuilder::redis_async). A task on
+    /// the current tokio runtime sends the writes.
+    #[cfg(feature = "tokio")]
+    pub(crate) fn new_async(local: Arc<dyn Catalog>, redis: &Redis) -> Result<Self, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config("CatalogBuilder::redis_async", redis.url(), "build it inside a tokio runtime: it spawns its sender there")
+        })?;
+        let shared = Arc::new(Shared::new(redis, true));
+        runtime.spawn(Arc::clone(&shared).sending());
+        Ok(RedisCatalog { local, shared })
+    }
+
+    fn redis(&self) -> &Redis {
+        self.shared.conn.redis()
+    }
+
+    /// Reads the entries of `digests` this process does not hold into the local
+    /// catalog, in one round trip: after it, [`get`](Catalog::get) answers them without
+    /// asking Redis. Returns how many were found. For a batch built from digest strings
+    /// minted elsewhere; in async mode the only way a local miss reaches Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] naming the URL when Redis could not be asked; foreign values
+    /// are counted as faults and skipped, as in [`get`](Catalog::get).
+    pub fn prefetch(&self, digests: &[Digest]) -> Result<usize, Error> {
+        let missing = self.missing(digests);
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let answers = self.shared.conn.send(READ, self.shared.read_cmds(&missing))?;
+        Ok(self.found(&missing, answers))
+    }
+
+    /// As [`prefetch`](Self::prefetch), from async code (feature `tokio`).
+    ///
+    /// # Errors
+    ///
+    /// As [`prefetch`](Self::prefetch).
+    #[cfg(feature = "tokio")]
+    pub async fn prefetch_async(&self, digests: &[Digest]) -> Result<usize, Error> {
+        let missing = self.missing(digests);
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let answers = self.shared.conn.send_async(READ, self.shared.read_cmds(&missing)).await?;
+        Ok(self.found(&missing, answers))
+    }
+
+    /// Sends every queued registration, from async code (feature `tokio`): what
+    /// [`flush`](Catalog::flush) does in sync mode.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Redis`] naming the URL when the write failed; the registrations stay
+    /// queued for the next send.
+    #[cfg(feature = "tokio")]
+    pub async fn flush_async(&self) -> Result<(), Error> {
+        let local = self.local.flush();
+        self.shared.send_async().await.and(local)
+    }
+
+    /// The distinct digests of `digests` the local catalog does not hold.
+    fn missing(&self, digests: &[Digest]) -> Vec<Digest> {
+        let mut missing: Vec<Digest> = digests.iter().filter(|d| self.local.get(d).is_none()).copied().collect();
+        missing.sort_unstable();
+        missing.dedup();
+        missing
+    }
+
+    /// Keeps what Redis answered for `digests` locally; how many it held.
+    fn found(&self, digests: &[Digest], answers: Vec<::redis::RedisResult<::redis::Value>>) -> usize {
+        let mut found = 0;
+        for (digest, answer) in digests.iter().zip(answers) {
+            if let Some(options) = self.shared.read_answer(digest, answer) {
+                self.local.register(*digest, options);
+                found += 1;
+            }
+        }
+        found
+    }
+
+    fn fetch(&self, digest: &Digest) -> Option<KeyOptions> {
+        let answer = self.shared.conn.send(READ, self.shared.read_cmds(std::slice::from_ref(digest))).ok()?;
+        let options = self.shared.read_answer(digest, answer.into_iter().next()?)?;
+        self.local.register(*digest, options.clone());
+        Some(options)
+    }
+
+    /// Whether the catalog's writes go through its background sender.
+    fn background(&self) -> bool {
+        #[cfg(feature = "tokio")]
+        if let Some(sender) = &self.shared.sender {
+            sender.wake.notify_one();
+            return true;
+        }
+        false
+    }
+}
+
+impl Shared {
+    fn new(redis: &Redis, background: bool) -> Self {
+        let _ = background;
+        Shared {
             conn: redis.connection(),
             queue: Mutex::new(VecDeque::new()),
             shared_hits: AtomicU64::new(0),
             unshared: AtomicU64::new(0),
             unshared_log: Mutex::new(EvictionLog::new()),
+            #[cfg(feature = "tokio")]
+            sender: background
+                .then(|| Sender { wake: tokio::sync::Notify::new(), closed: std::sync::atomic::AtomicBool::new(false) }),
         }
-    }
-
-    fn redis(&self) -> &Redis {
-        self.conn.redis()
     }
 
     fn enqueue(&self, digest: Digest, options: KeyOptions) {
@@ -107,35 +232,101 @@ impl RedisCatalog {
             queue.len().is_multiple_of(SEND_AT)
         };
         if due {
+            #[cfg(feature = "tokio")]
+            if let Some(sender) = &self.sender {
+                sender.wake.notify_one();
+                return;
+            }
             // Counted and warned inside; the entries wait for the next send.
             let _ = self.send();
         }
     }
 
-    /// Sends every queued registration in one pipeline; on failure puts them back.
-    fn send(&self) -> Result<(), Error> {
+    /// The queued registrations as `SET` commands; those whose key the readers refuse
+    /// (and the server too) are left out: they stay local.
+    fn write_cmds(&self) -> (Vec<(Digest, KeyOptions)>, Vec<::redis::Cmd>) {
         let batch: Vec<(Digest, KeyOptions)> = self.queue.lock().drain(..).collect();
-        if batch.is_empty() {
-            return Ok(());
-        }
         let redis = self.conn.redis();
         let ttl = u64::try_from(redis.catalog_ttl().as_millis()).unwrap_or(u64::MAX);
-        // Readers refuse a longer key, and so does the server: it stays local.
-        let shared: Vec<_> =
-            batch.iter().filter(|(_, options)| options.key().chars().count() <= MAX_KEY_CHARS).collect();
-        if shared.is_empty() {
+        let mut shared = Vec::with_capacity(batch.len());
+        let mut cmds = Vec::with_capacity(batch.len());
+        for (digest, options) in batch {
+            if options.key().chars().count() > MAX_KEY_CHARS {
+                continue;
+            }
+            let mut cmd = ::redis::cmd("SET");
+            cmd.arg(entry_key(redis.prefix(), &digest)).arg(encode(&digest, &options)).arg("PX").arg(ttl);
+            cmds.push(cmd);
+            shared.push((digest, options));
+        }
+        (shared, cmds)
+    }
+
+    /// After a send: the registrations whose write failed go back in the queue, and a
+    /// failure is counted once for the batch.
+    fn sent(
+        &self,
+        batch: Vec<(Digest, KeyOptions)>,
+        answers: Result<Vec<::redis::RedisResult<::redis::Value>>, Error>,
+    ) -> Result<(), Error> {
+        let answers = match answers {
+            Ok(answers) => answers,
+            Err(err) => {
+                self.requeue(batch);
+                return Err(err);
+            }
+        };
+        let mut failed = Vec::new();
+        let mut first = None;
+        for (entry, answer) in batch.into_iter().zip(answers) {
+            if let Err(err) = answer {
+                first.get_or_insert(err);
+                failed.push(entry);
+            }
+        }
+        let Some(err) = first else { return Ok(()) };
+        let (kind, said) = super::fault::server_error_of(&err);
+        let message = match failed.len() {
+            1 => said,
+            n => format!("{said} ({n} writes failed)"),
+        };
+        self.requeue(failed);
+        Err(self.conn.fault(WRITE, kind, message))
+    }
+
+    /// Sends every queued registration in one batch; what fails is queued again.
+    fn send(&self) -> Result<(), Error> {
+        let (batch, cmds) = self.write_cmds();
+        if cmds.is_empty() {
             return Ok(());
         }
-        let mut pipe = ::redis::pipe();
-        for (digest, options) in shared {
-            let value = encode(digest, options);
-            pipe.cmd("SET").arg(entry_key(redis.prefix(), digest)).arg(value).arg("PX").arg(ttl).ignore();
+        let answers = self.conn.send(WRITE, cmds);
+        self.sent(batch, answers)
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn send_async(&self) -> Result<(), Error> {
+        let (batch, cmds) = self.write_cmds();
+        if cmds.is_empty() {
+            return Ok(());
         }
-        let result = self.conn.run("write catalog entries", |conn| pipe.query::<()>(conn));
-        if result.is_err() {
-            self.requeue(batch);
+        let answers = self.conn.send_async(WRITE, cmds).await;
+        self.sent(batch, answers)
+    }
+
+    /// The background sender: sends when rung, and every [`SEND_EVERY`], until the
+    /// catalog is dropped; then once more.
+    #[cfg(feature = "tokio")]
+    async fn sending(self: Arc<Self>) {
+        let Some(sender) = &self.sender else { return };
+        loop {
+            let _ = tokio::time::timeout(SEND_EVERY, sender.wake.notified()).await;
+            // Counted and warned inside; what failed waits for the next send.
+            let _ = self.send_async().await;
+            if sender.closed.load(Ordering::Acquire) {
+                return;
+            }
         }
-        result
     }
 
     /// Puts `batch` back in front of what was queued since, dropping the oldest past
@@ -155,44 +346,58 @@ impl RedisCatalog {
             crate::meter::unshared(dropped);
             let due = self.unshared_log.lock().record(dropped);
             if let Some(summary) = due {
-                events::warn_unshared(summary, self.redis().url(), queued);
+                events::warn_unshared(summary, self.conn.redis().url(), queued);
             }
         }
     }
 
-    fn fetch(&self, digest: &Digest) -> Option<KeyOptions> {
-        let key = entry_key(self.redis().prefix(), digest);
-        // GETRANGE rather than GET: a huge foreign value costs one byte more than the
-        // longest entry, not its size. A missing key reads as empty.
-        let read = self.conn.run(READ, |conn| {
-            let value = ::redis::cmd("GETRANGE").arg(&key).arg(0).arg(MAX_VALUE_BYTES).query::<Vec<u8>>(conn);
-            match value {
-                Err(err) if err.code() == Some("WRONGTYPE") => Ok(Err(err.to_string())),
-                value => value.map(Ok),
-            }
-        });
-        let value = match read.ok()? {
+    /// `GETRANGE` rather than `GET`: a huge foreign value costs one byte more than the
+    /// longest entry, not its size. A missing key reads as empty.
+    fn read_cmds(&self, digests: &[Digest]) -> Vec<::redis::Cmd> {
+        let prefix = self.conn.redis().prefix();
+        digests
+            .iter()
+            .map(|digest| {
+                let mut cmd = ::redis::cmd("GETRANGE");
+                cmd.arg(entry_key(prefix, digest)).arg(0).arg(MAX_VALUE_BYTES);
+                cmd
+            })
+            .collect()
+    }
+
+    /// The options Redis holds for `digest`, if its entry is one this crate wrote;
+    /// anything else is a miss, and a foreign value a counted fault.
+    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>) -> Option<KeyOptions> {
+        let key = || entry_key(self.conn.redis().prefix(), digest);
+        let value = match answer.and_then(|value| Ok(::redis::from_redis_value::<Vec<u8>>(value)?)) {
             Ok(value) if value.is_empty() => return None,
             Ok(value) => value,
-            Err(why) => {
-                let _ = self.conn.fault(READ, FaultKind::Foreign, format!("foreign value under {key}: {why}"));
+            Err(err) if err.code() == Some("WRONGTYPE") => {
+                let _ = self.conn.fault(READ, FaultKind::Foreign, format!("foreign value under {}: {err}", key()));
+                return None;
+            }
+            Err(err) => {
+                let (kind, said) = super::fault::server_error_of(&err);
+                let _ = self.conn.fault(READ, kind, said);
                 return None;
             }
         };
-        let options = match decode(digest, &value) {
-            Ok(options) => options,
+        match decode(digest, &value) {
+            Ok(options) => {
+                self.shared_hits.fetch_add(1, Ordering::Relaxed);
+                Some(options)
+            }
             Err(why) => {
-                let message = format!("foreign value under {key}: {} ({why})", preview(&value));
+                let message = format!("foreign value under {}: {} ({why})", key(), preview(&value));
                 // Counted and warned inside; a foreign value is a miss, never options.
                 let _ = self.conn.fault(READ, FaultKind::Foreign, message);
-                return None;
+                None
             }
-        };
-        self.local.register(*digest, options.clone());
-        self.shared_hits.fetch_add(1, Ordering::Relaxed);
-        Some(options)
+        }
     }
 }
+
+const WRITE: &str = "write catalog entries";
 
 /// The Redis key of a catalog entry.
 fn entry_key(prefix: &str, digest: &Digest) -> String {
@@ -247,22 +452,25 @@ fn preview(value: &[u8]) -> String {
 impl Catalog for RedisCatalog {
     fn register(&self, digest: Digest, options: KeyOptions) {
         self.local.register(digest, options.clone());
-        self.enqueue(digest, options);
+        self.shared.enqueue(digest, options);
     }
 
     fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions) {
         self.local.register_held(holder, digest, options.clone());
-        self.enqueue(digest, options);
+        self.shared.enqueue(digest, options);
     }
 
     fn get(&self, digest: &Digest) -> Option<KeyOptions> {
-        self.local.get(digest).or_else(|| self.fetch(digest))
+        // In async mode a miss stays a miss: `prefetch_async` asks Redis beforehand.
+        self.local.get(digest).or_else(|| if self.background() { None } else { self.fetch(digest) })
     }
 
     fn remove(&self, digest: &Digest) -> Option<KeyOptions> {
-        let key = entry_key(self.redis().prefix(), digest);
-        // Counted and warned inside: the shared entry then lives out its TTL.
-        let _ = self.conn.run("remove a catalog entry", |conn| ::redis::cmd("DEL").arg(&key).query::<()>(conn));
+        if !self.background() {
+            let key = entry_key(self.redis().prefix(), digest);
+            // Counted and warned inside: the shared entry then lives out its TTL.
+            let _ = self.shared.conn.query::<()>("remove a catalog entry", ::redis::cmd("DEL").arg(&key));
+        }
         self.local.remove(digest)
     }
 
@@ -272,7 +480,11 @@ impl Catalog for RedisCatalog {
 
     fn flush(&self) -> Result<(), Error> {
         let local = self.local.flush();
-        self.send().and(local)
+        // In async mode the sender sends, without blocking this thread.
+        if self.background() {
+            return local;
+        }
+        self.shared.send().and(local)
     }
 
     fn len(&self) -> usize {
@@ -290,13 +502,13 @@ impl Catalog for RedisCatalog {
     fn stats(&self) -> Stats {
         let mut stats = self.local.stats();
         // A local miss that Redis answered is a hit.
-        let shared_hits = self.shared_hits.load(Ordering::Relaxed);
+        let shared_hits = self.shared.shared_hits.load(Ordering::Relaxed);
         stats.hits += shared_hits;
         stats.misses = stats.misses.saturating_sub(shared_hits);
         stats.faults = self.redis().faults();
         // The handle's listener sees the faults: its panics are this catalog's too.
         stats.listener_panics += self.redis().listener_panics();
-        stats.unshared = self.unshared.load(Ordering::Relaxed);
+        stats.unshared = self.shared.unshared.load(Ordering::Relaxed);
         stats
     }
 
@@ -310,14 +522,28 @@ impl Catalog for RedisCatalog {
 
     fn close_reservation(&self, id: ReservationId) {
         // Sent before the local entries are released: other workers may need them.
-        let _ = self.send();
+        if !self.background() {
+            let _ = self.shared.send();
+        }
         self.local.close_reservation(id);
     }
 }
 
 impl Drop for RedisCatalog {
     fn drop(&mut self) {
-        let _ = self.send();
+        // In async mode the sender sends the rest, and stops.
+        #[cfg(feature = "tokio")]
+        if let Some(sender) = &self.shared.sender {
+            sender.closed.store(true, Ordering::Release);
+            sender.wake.notify_one();
+            return;
+        }
+        let _ = self.shared.send();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
         if let Some(summary) = self.unshared_log.get_mut().flush() {
             events::warn_unshared(summary, self.conn.redis().url(), self.queue.get_mut().len());
         }
@@ -329,7 +555,7 @@ impl fmt::Debug for RedisCatalog {
         f.debug_struct("RedisCatalog")
             .field("redis", self.redis())
             .field("local", &self.local)
-            .field("queued", &self.queue.lock().len())
+            .field("queued", &self.shared.queue.lock().len())
             .finish_non_exhaustive()
     }
 }

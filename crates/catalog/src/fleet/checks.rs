@@ -3,17 +3,15 @@
 //! crash or restart may cost.
 
 use std::collections::HashMap;
-use std::time::Instant;
 
-use ::redis::{Cmd, Connection, FromRedisValue, InfoDict};
+use ::redis::{Cmd, FromRedisValue, InfoDict, RedisError, Value};
 
-use super::connection;
 use super::handle::Redis;
 use crate::error::Error;
 use crate::events;
 
 /// The operation named when the server cannot be asked in time.
-const CHECK: &str = "check the server's configuration";
+pub(super) const CHECK: &str = "check the server's configuration";
 /// The operation named when the server's configuration is refused.
 const ACCEPT: &str = "accept the server's configuration";
 
@@ -21,24 +19,47 @@ const ACCEPT: &str = "accept the server's configuration";
 /// command (`NOPERM`), or to a command a managed service renamed (`ERR unknown command`).
 type Read = Result<String, String>;
 
-/// Refuses an evicting `maxmemory-policy` unless `allow_evicting`, and warns once about
-/// weak persistence and once about what could not be read. Every command runs by
-/// `deadline`.
-pub(super) fn startup(
-    redis: &Redis,
-    conn: &mut Connection,
-    deadline: Instant,
-    allow_evicting: bool,
-) -> Result<(), Error> {
-    // `INFO` first: managed services that refuse `CONFIG` allow it. Redis 7 takes
-    // several sections at once; an older server refuses, and `CONFIG` still answers.
-    let info = ask::<InfoDict>(redis, conn, deadline, ::redis::cmd("INFO").arg("memory").arg("persistence"))?;
-    let config = ask::<HashMap<String, String>>(
-        redis,
-        conn,
-        deadline,
-        ::redis::cmd("CONFIG").arg("GET").arg("maxmemory-policy").arg("appendonly").arg("appendfsync").arg("save"),
-    )?;
+/// What to ask each server, in order: `INFO` first, since managed services that refuse
+/// `CONFIG` allow it. Redis 7 takes several sections at once; an older server refuses,
+/// and `CONFIG` still answers.
+pub(super) fn commands() -> [Cmd; 2] {
+    let mut info = ::redis::cmd("INFO");
+    info.arg("memory").arg("persistence");
+    let mut config = ::redis::cmd("CONFIG");
+    config.arg("GET").arg("maxmemory-policy").arg("appendonly").arg("appendfsync").arg("save");
+    [info, config]
+}
+
+/// What one server's answers to [`commands`] say.
+#[derive(Default)]
+pub(super) struct Findings {
+    /// An evicting policy.
+    evicting: Option<String>,
+    /// What a crash may cost, and the settings that say so.
+    weak: Option<(&'static str, String, String, String)>,
+    unchecked: Unchecked,
+}
+
+/// Reads one server's answers. An answer the server gave as an error (`NOPERM`) leaves
+/// its settings unchecked; a connection that failed fails the build.
+pub(super) fn read(redis: &Redis, answers: Vec<Result<Value, RedisError>>) -> Result<Findings, Error> {
+    let mut answers = answers.into_iter();
+    let mut next = || match answers.next() {
+        None => Ok(Err("no answer".to_owned())),
+        Some(Ok(value)) => Ok(Ok(value)),
+        Some(Err(err)) if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() => {
+            Err(redis.failed(CHECK, &err, redis.settings().connect_timeout))
+        }
+        // As the server said it (`NOPERM this user has no permissions…`).
+        Some(Err(err)) => Ok(Err(match (err.code(), err.detail()) {
+            (Some(code), Some(detail)) => format!("{code} {detail}"),
+            _ => err.to_string(),
+        })),
+    };
+    let as_info = |value: Value| InfoDict::from_redis_value(value).map_err(|err| err.to_string());
+    let as_map = |value: Value| HashMap::<String, String>::from_redis_value(value).map_err(|err| err.to_string());
+    let info = next()?.and_then(as_info);
+    let config = next()?.and_then(as_map);
     let from_info = |field: &str| match &info {
         Ok(info) => info.get::<String>(field).ok_or_else(|| format!("INFO has no {field}")),
         Err(why) => Err(why.clone()),
@@ -53,22 +74,18 @@ pub(super) fn startup(
         .or_else(|_| from_config("appendonly"));
     let (appendfsync, save) = (from_config("appendfsync"), from_config("save"));
 
-    let mut unchecked = Unchecked::default();
+    let mut findings = Findings::default();
     match policy {
         Ok(policy) if policy == "noeviction" => {}
-        Ok(policy) if allow_evicting => events::evicting_policy_accepted(redis.url(), &policy),
-        // Not a fault: nothing failed, and retrying will not help.
-        Ok(policy) => {
-            return Err(Error::Redis { url: redis.url().to_owned(), operation: ACCEPT, message: evicting(&policy) });
-        }
-        Err(why) => unchecked.add("maxmemory-policy", why),
+        Ok(policy) => findings.evicting = Some(policy),
+        Err(why) => findings.unchecked.add("maxmemory-policy", why),
     }
     let cost = match (appendonly.as_deref(), appendfsync.as_deref(), save.as_deref()) {
         (Ok("yes"), Ok("always"), _) => None,
         (Ok("yes"), Ok("everysec"), _) => Some(EVERYSEC),
         (Ok("yes"), Ok(_), _) => Some(OS_SYNC),
         (Ok("yes"), Err(why), _) => {
-            unchecked.add("appendfsync", why.clone());
+            findings.unchecked.add("appendfsync", why.clone());
             None
         }
         (Ok(_), _, Ok("")) => Some(OFF),
@@ -76,13 +93,38 @@ pub(super) fn startup(
         // Weak whatever `save` says: not worth a second warning.
         (Ok(_), _, Err(_)) => Some(NO_AOF),
         (Err(why), _, _) => {
-            unchecked.add("appendonly", why.clone());
+            findings.unchecked.add("appendonly", why.clone());
             None
         }
     };
     if let Some(cost) = cost {
         let shown = |read: &Read| read.as_deref().unwrap_or("unknown").to_owned();
-        events::weak_persistence(redis.url(), &shown(&appendonly), &shown(&appendfsync), &shown(&save), cost);
+        findings.weak = Some((cost, shown(&appendonly), shown(&appendfsync), shown(&save)));
+    }
+    Ok(findings)
+}
+
+/// Refuses an evicting `maxmemory-policy` on any server unless `allow_evicting`, and
+/// warns once about weak persistence and once about what could not be read, whatever
+/// the number of servers (a cluster's masters) the findings come from.
+pub(super) fn judge(redis: &Redis, findings: Vec<Findings>, allow_evicting: bool) -> Result<(), Error> {
+    let mut unchecked = Unchecked::default();
+    let (mut evicting, mut weak) = (None, None);
+    for found in findings {
+        evicting = evicting.or(found.evicting);
+        weak = weak.or(found.weak);
+        unchecked.merge(found.unchecked);
+    }
+    match evicting {
+        None => {}
+        Some(policy) if allow_evicting => events::evicting_policy_accepted(redis.url(), &policy),
+        // Not a fault: nothing failed, and retrying will not help.
+        Some(policy) => {
+            return Err(Error::Redis { url: redis.url().to_owned(), operation: ACCEPT, message: evicting_message(&policy) });
+        }
+    }
+    if let Some((cost, appendonly, appendfsync, save)) = weak {
+        events::weak_persistence(redis.url(), &appendonly, &appendfsync, &save, cost);
     }
     if let Some((settings, why)) = unchecked.summary() {
         events::configuration_unchecked(redis.url(), &settings, &redis.scrub(&why));
@@ -97,37 +139,15 @@ const EVERYSEC: &str =
     "redis appendfsync is everysec: a crash may lose up to a second of claims, and keys triggered again run twice";
 const OS_SYNC: &str = "redis appendfsync leaves syncing to the OS: a crash may lose the last seconds of claims, and keys triggered again run twice";
 
-fn evicting(policy: &str) -> String {
+fn evicting_message(policy: &str) -> String {
     format!(
         "maxmemory-policy is {policy}: Redis may evict claims and catalog entries, and evicted claims run twice; set it to noeviction (CONFIG SET maxmemory-policy noeviction), or accept duplicates with RedisBuilder::allow_evicting_policy"
     )
 }
 
-/// Runs `cmd` by `deadline`. A server that answers with an error (or with something
-/// else than expected) gives `Ok(Err(why))`; one that cannot be reached in time fails
-/// the build, counted as a fault.
-fn ask<T: FromRedisValue>(
-    redis: &Redis,
-    conn: &mut Connection,
-    deadline: Instant,
-    cmd: &Cmd,
-) -> Result<Result<T, String>, Error> {
-    match connection::until(conn, deadline).and_then(|()| cmd.query::<T>(conn)) {
-        Ok(value) => Ok(Ok(value)),
-        Err(err) if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() => {
-            Err(redis.failed(CHECK, &err, redis.settings().connect_timeout))
-        }
-        // As the server said it (`NOPERM this user has no permissions…`).
-        Err(err) => Ok(Err(match (err.code(), err.detail()) {
-            (Some(code), Some(detail)) => format!("{code} {detail}"),
-            _ => err.to_string(),
-        })),
-    }
-}
-
 /// The settings that could not be read, and the first reason.
 #[derive(Default)]
-struct Unchecked {
+pub(super) struct Unchecked {
     settings: Vec<&'static str>,
     why: Option<String>,
 }
@@ -136,6 +156,16 @@ impl Unchecked {
     fn add(&mut self, setting: &'static str, why: String) {
         self.settings.push(setting);
         self.why.get_or_insert(why);
+    }
+
+    /// What another server could not tell, named once.
+    fn merge(&mut self, other: Unchecked) {
+        for setting in other.settings {
+            if !self.settings.contains(&setting) {
+                self.settings.push(setting);
+            }
+        }
+        self.why = self.why.take().or(other.why);
     }
 
     fn summary(self) -> Option<(String, String)> {

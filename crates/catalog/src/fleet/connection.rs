@@ -1,43 +1,51 @@
 use std::fmt;
-use std::io;
-use std::net::ToSocketAddrs;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use ::redis::{Client, Connection, ConnectionAddr, ConnectionInfo, RedisResult};
-use parking_lot::Mutex;
+use ::redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
 use super::Redis;
 use super::fault::describe;
+use super::link::SyncConn;
 use crate::error::Error;
 use crate::telemetry::FaultKind;
 
-/// After a failed connect, how long operations fail at once instead of trying again:
-/// a server that is down must not cost every registration a connect timeout.
-const RECONNECT_AFTER: Duration = Duration::from_millis(250);
-
-/// One connection to a [`Redis`] server, opened at its first use and again after any
-/// error that may have broken it (the next operation reconnects). Every failure is
-/// counted, reported and warned about on the handle, and returned as
-/// [`Error::Redis`] naming the URL. Operations on one connection take turns.
+/// The way to a [`Redis`] deployment for a store built on the handle, such as the SDK's
+/// run store or [`RedisCatalog`](super::RedisCatalog): commands go over the handle's
+/// connections (a few sync ones, so that threads do not take turns; with feature
+/// `tokio`, one multiplexed async one), opened when first needed and again after an
+/// error that may have broken them. Every failure is counted, reported and warned about
+/// on the handle, and returned as [`Error::Redis`] naming the URL and the operation.
 ///
-/// For stores built on the handle, such as the SDK's dedup store: see
-/// [`run`](Self::run) and [`fault`](Self::fault). `run` passes the [`redis`](https://docs.rs/redis) crate's own
-/// connection, so a store written against it uses the same `redis` version as this
-/// crate (1.x).
+/// Commands are the [`redis`](https://docs.rs/redis) crate's own `Cmd`, so a store
+/// written against it uses the same `redis` version as this crate (1.x). A batch is
+/// sent as a pipeline to one server, or split by node on a cluster, and every command
+/// gets its own answer: a server error is that command's `Err`, never the batch's.
+///
+/// A connection kept from an earlier call may have been closed by the server since (a
+/// restart, `CLIENT KILL`, an idle timeout): when a call finds it closed, the call is
+/// sent once more on a new connection, and only a second failure counts. So every
+/// batch and command sent through here must be safe to send twice: the commands before
+/// the close may have been applied. A timeout is never sent again: the server may still
+/// be working on it.
 pub struct RedisConnection {
     redis: Redis,
-    state: Mutex<State>,
 }
 
-struct State {
-    conn: Option<::redis::Connection>,
-    /// After a failed connect: until when to fail at once, and why.
-    down: Option<(Instant, String)>,
+/// Whether `err` says the connection is gone (closed by the server, reset), not that it
+/// timed out.
+fn closed(err: &RedisError) -> bool {
+    err.is_connection_dropped() && !err.is_timeout()
+}
+
+/// Whether a connection that met `err` may be out of step with the server: never
+/// reused.
+fn breaks(err: &RedisError) -> bool {
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 impl RedisConnection {
     pub(super) fn new(redis: Redis) -> Self {
-        RedisConnection { redis, state: Mutex::new(State { conn: None, down: None }) }
+        RedisConnection { redis }
     }
 
     /// The handle this connection belongs to.
@@ -45,76 +53,172 @@ impl RedisConnection {
         &self.redis
     }
 
-    /// Runs `f` on the connection, connecting first if needed. `operation` names what
-    /// `f` does in errors and warnings (`create runs`, `read a catalog entry`).
-    ///
-    /// A connection kept from an earlier call may have been closed by the server since
-    /// (a restart, `CLIENT KILL`, an idle timeout): when `f` finds it closed, `f` runs
-    /// once more on a new connection, and only a second failure counts. So `f` must be
-    /// safe to send twice: the commands before the close may have been applied. A
-    /// timeout is never sent again: the server may still be working on it.
+    /// Sends `cmds` in one batch; one answer per command, in order, an error the
+    /// server answered being that command's `Err`. `operation` names what the batch
+    /// does in errors and warnings (`create runs`, `write catalog entries`).
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] naming the URL and `operation`: the server could not be
-    /// reached (or was not, less than 250 ms ago), timed out, or answered with an
-    /// error (such as `OOM` at `maxmemory`). The failure is counted in the handle's
-    /// [`faults`](Redis::faults).
-    pub fn run<T>(
-        &self,
-        operation: &'static str,
-        mut f: impl FnMut(&mut ::redis::Connection) -> ::redis::RedisResult<T>,
-    ) -> Result<T, Error> {
-        let mut state = self.state.lock();
-        let kept = state.conn.is_some();
-        let first = self.connected(&mut state, operation).map(&mut f)?;
-        let answer = match first {
-            Err(err) if kept && err.is_connection_dropped() && !err.is_timeout() => {
-                state.conn = None;
-                self.connected(&mut state, operation).map(f)?
-            }
-            other => other,
-        };
+    /// [`Error::Redis`] naming the URL and `operation` when the batch as a whole failed:
+    /// the server could not be reached (or was not, less than 250 ms ago), or did not
+    /// answer in time. Counted in the handle's [`faults`](Redis::faults); errors of
+    /// single commands are not (the caller decides what they mean, and may report them
+    /// with [`fault`](Self::fault)).
+    pub fn send(&self, operation: &'static str, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
+        let batch = self.redis.deployment().prepare(cmds, false);
+        self.sync(operation, |conn| conn.send(&batch))
+    }
+
+    /// Sends one command and reads its answer as `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send), and the server's error for the command (such as `OOM`
+    /// at `maxmemory`, or `NOPERM`), counted too.
+    pub fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: &Cmd) -> Result<T, Error> {
+        let value = self.sync(operation, |conn| conn.query(cmd))?;
+        self.read(operation, value)
+    }
+
+    fn read<T: FromRedisValue>(&self, operation: &'static str, value: Value) -> Result<T, Error> {
+        ::redis::from_redis_value(value)
+            .map_err(|err| self.redis.failed(operation, &err.into(), self.redis.settings().io_timeout))
+    }
+
+    /// Runs `f` on a sync connection, by the rules above.
+    fn sync<T>(&self, operation: &'static str, mut f: impl FnMut(&mut SyncConn) -> RedisResult<T>) -> Result<T, Error> {
+        let pool = self.redis.pool();
+        let mut slot = pool.slot();
+        let kept = slot.is_some();
+        let mut answer = self.opened(&mut slot, operation).map(&mut f)?;
+        if let Err(err) = &answer
+            && kept
+            && closed(err)
+        {
+            *slot = None;
+            answer = self.opened(&mut slot, operation).map(f)?;
+        }
         answer.map_err(|err| {
-            // A connection that timed out or broke may be out of step with the server:
-            // never reuse it.
-            if err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() {
-                state.conn = None;
+            if breaks(&err) {
+                *slot = None;
             }
             self.redis.failed(operation, &err, self.redis.settings().io_timeout)
         })
     }
 
-    /// The connection, opened if there is none.
-    fn connected<'s>(&self, state: &'s mut State, operation: &'static str) -> Result<&'s mut Connection, Error> {
-        if state.conn.is_none() {
-            if let Some((until, why)) = &state.down
-                && Instant::now() < *until
-            {
-                let message = format!("not reconnected yet: {why}");
-                return Err(self.redis.fault(operation, FaultKind::Unreachable, message));
+    /// The slot's connection, opened if there is none.
+    fn opened<'s>(&self, slot: &'s mut Option<SyncConn>, operation: &'static str) -> Result<&'s mut SyncConn, Error> {
+        if slot.is_none() {
+            let pool = self.redis.pool();
+            if let Some(why) = pool.down.get() {
+                return Err(self.redis.fault(operation, FaultKind::Unreachable, format!("not reconnected yet: {why}")));
             }
             let settings = self.redis.settings();
-            let opened = open(&self.redis, Instant::now() + settings.connect_timeout).and_then(|conn| {
-                conn.set_read_timeout(Some(settings.io_timeout))?;
-                conn.set_write_timeout(Some(settings.io_timeout))?;
-                Ok(conn)
-            });
-            match opened {
+            match SyncConn::open(self.redis.deployment(), settings, Instant::now() + settings.connect_timeout) {
                 Ok(conn) => {
-                    state.conn = Some(conn);
-                    state.down = None;
+                    *slot = Some(conn);
+                    pool.down.set(None);
                 }
                 Err(err) => {
                     let (kind, message) = describe(&err, settings.connect_timeout);
-                    state.down = Some((Instant::now() + RECONNECT_AFTER, message.clone()));
+                    pool.down.set(Some(message.clone()));
                     return Err(self.redis.fault(operation, kind, message));
                 }
             }
         }
-        match state.conn.as_mut() {
+        match slot.as_mut() {
             Some(conn) => Ok(conn),
             None => Err(self.redis.fault(operation, FaultKind::Unreachable, "no connection".to_owned())),
+        }
+    }
+
+    /// As [`send`](Self::send), from async code (feature `tokio`), over the handle's
+    /// multiplexed connection: many tasks send at once, and waiting for Redis never
+    /// blocks a thread of the runtime.
+    ///
+    /// # Errors
+    ///
+    /// As [`send`](Self::send).
+    #[cfg(feature = "tokio")]
+    pub async fn send_async(&self, operation: &'static str, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
+        let batch = self.redis.deployment().prepare(cmds, true);
+        let batch = &batch;
+        self.with_async(operation, move |mut conn| async move { conn.send(batch).await }).await
+    }
+
+    /// As [`query`](Self::query), from async code (feature `tokio`).
+    ///
+    /// # Errors
+    ///
+    /// As [`query`](Self::query).
+    #[cfg(feature = "tokio")]
+    pub async fn query_async<T: FromRedisValue>(&self, operation: &'static str, cmd: &Cmd) -> Result<T, Error> {
+        let value = self.with_async(operation, move |mut conn| async move { conn.query(cmd).await }).await?;
+        self.read(operation, value)
+    }
+
+    /// Runs `f` on the async connection, by the rules of [`send`](Self::send).
+    #[cfg(feature = "tokio")]
+    async fn with_async<T, F, Fut>(&self, operation: &'static str, mut f: F) -> Result<T, Error>
+    where
+        F: FnMut(super::link::AsyncConn) -> Fut,
+        Fut: std::future::Future<Output = RedisResult<T>>,
+    {
+        let (conn, kept) = self.opened_async(operation).await?;
+        let mut answer = f(conn).await;
+        if let Err(err) = &answer
+            && kept
+            && closed(err)
+        {
+            self.forget_async().await;
+            let (conn, _) = self.opened_async(operation).await?;
+            answer = f(conn).await;
+        }
+        match answer {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                if breaks(&err) {
+                    self.forget_async().await;
+                }
+                Err(self.redis.failed(operation, &err, self.redis.settings().io_timeout))
+            }
+        }
+    }
+
+    /// A clone of the async connection, opened if there is none, and whether it was
+    /// open already.
+    #[cfg(feature = "tokio")]
+    async fn opened_async(&self, operation: &'static str) -> Result<(super::link::AsyncConn, bool), Error> {
+        let slot = self.redis.aio();
+        let mut conn = slot.conn.lock().await;
+        if let Some(conn) = conn.as_ref() {
+            return Ok((conn.clone(), true));
+        }
+        if let Some(why) = slot.down.get() {
+            return Err(self.redis.fault(operation, FaultKind::Unreachable, format!("not reconnected yet: {why}")));
+        }
+        let settings = self.redis.settings();
+        match super::link::AsyncConn::open(self.redis.deployment(), settings).await {
+            Ok(opened) => {
+                slot.down.set(None);
+                *conn = Some(opened.clone());
+                Ok((opened, false))
+            }
+            Err(err) => {
+                let (kind, message) = describe(&err, settings.connect_timeout);
+                slot.down.set(Some(message.clone()));
+                Err(self.redis.fault(operation, kind, message))
+            }
+        }
+    }
+
+    /// Drops the async connection: the next call opens a new one. A cluster's keeps
+    /// its own connections to the nodes and mends them itself.
+    #[cfg(feature = "tokio")]
+    async fn forget_async(&self) {
+        let mut conn = self.redis.aio().conn.lock().await;
+        if matches!(conn.as_ref(), Some(super::link::AsyncConn::Single(_))) {
+            *conn = None;
         }
     }
 
@@ -132,7 +236,7 @@ impl RedisConnection {
     /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
     ///
     /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
-    ///     let raw: Option<String> = conn.run("read a count", |c| redis::cmd("GET").arg(key).query(c))?;
+    ///     let raw: Option<String> = conn.query("read a count", redis::cmd("GET").arg(key))?;
     ///     let Some(raw) = raw else { return Ok(None) };
     ///     raw.parse().map(Some).map_err(|_| {
     ///         let message = format!("foreign value under {key}: {raw:?}");
@@ -145,71 +249,11 @@ impl RedisConnection {
     }
 }
 
-/// Opens a connection to `redis` by `deadline`, and leaves the time left as its read
-/// and write timeouts.
-///
-/// redis-rs applies the time left at the start of its handshake to each read, and reads
-/// one answer per command of its handshake (`AUTH`, `SELECT`, two `CLIENT SETINFO`): a
-/// server that accepts and never answers took four times the timeout. So the
-/// handshake is cut to one command ([`one_command_handshake`]), `SELECT` is sent here
-/// under the deadline, and the addresses of a name share it rather than each getting
-/// all of it.
-pub(super) fn open(redis: &Redis, deadline: Instant) -> RedisResult<Connection> {
-    let settings = redis.settings();
-    let mut conn = connect(&settings.info, deadline)?;
-    until(&conn, deadline)?;
-    if settings.db != 0 {
-        ::redis::cmd("SELECT").arg(settings.db).query::<()>(&mut conn)?;
-    }
-    Ok(conn)
-}
-
-/// `info` without the database number (returned, for [`open`] to select) and the
-/// library name: redis-rs's handshake is then `AUTH`, or `HELLO` with RESP3, or nothing.
-/// Its retry of `AUTH` without the user name, for servers before 6.0, is the one case
-/// left where a server that answers and then stalls costs twice the time left.
-pub(super) fn one_command_handshake(info: ConnectionInfo) -> (ConnectionInfo, i64) {
-    let db = info.redis_settings().db();
-    let handshake = info.redis_settings().clone().set_db(0).set_skip_set_lib_name();
-    (info.set_redis_settings(handshake), db)
-}
-
-fn connect(info: &ConnectionInfo, deadline: Instant) -> RedisResult<Connection> {
-    let ConnectionAddr::Tcp(host, port) = info.addr() else {
-        return Client::open(info.clone())?.get_connection_with_timeout(remaining(deadline)?);
-    };
-    let mut last = None;
-    for addr in (host.as_str(), *port).to_socket_addrs()? {
-        let one = info.clone().set_addr(ConnectionAddr::Tcp(addr.ip().to_string(), addr.port()));
-        match Client::open(one)?.get_connection_with_timeout(remaining(deadline)?) {
-            Ok(conn) => return Ok(conn),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(last.unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")).into()))
-}
-
-/// Sets `conn`'s timeouts to what is left until `deadline`.
-pub(super) fn until(conn: &Connection, deadline: Instant) -> RedisResult<()> {
-    let left = remaining(deadline)?;
-    conn.set_read_timeout(Some(left))?;
-    conn.set_write_timeout(Some(left))
-}
-
-/// The time left until `deadline`, or a timeout error when none is.
-fn remaining(deadline: Instant) -> RedisResult<Duration> {
-    match deadline.checked_duration_since(Instant::now()) {
-        Some(left) if !left.is_zero() => Ok(left),
-        _ => Err(io::Error::from(io::ErrorKind::TimedOut).into()),
-    }
-}
-
 impl fmt::Debug for RedisConnection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.state.lock();
         f.debug_struct("RedisConnection")
             .field("url", &self.redis.url())
-            .field("connected", &state.conn.is_some())
+            .field("open", &self.redis.pool().open())
             .finish_non_exhaustive()
     }
 }

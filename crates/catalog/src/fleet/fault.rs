@@ -34,18 +34,33 @@ pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKi
     (kind, message)
 }
 
-/// How an error the server answered counts, and what it said (code and details). For
-/// stores built on the handle that read their pipelines' answers one by one.
-pub fn server_error(err: &::redis::ServerError) -> (FaultKind, String) {
-    let kind = match err.code() {
+/// How an error one command of a batch met counts, and what it said: the server's code
+/// and details, or the error. For stores built on the handle that read the answers of
+/// their batches one by one.
+pub fn server_error_of(err: &::redis::RedisError) -> (FaultKind, String) {
+    match (err.code(), err.detail()) {
+        (Some(code), detail) => {
+            let kind = code_kind(code);
+            (kind, detail.map_or_else(|| code.to_owned(), |detail| format!("{code} {detail}")))
+        }
+        (None, _) => (fault_kind(err), err.to_string()),
+    }
+}
+
+/// How an error the server answered counts, and what it said (code and details).
+pub(super) fn server_error(err: &::redis::ServerError) -> (FaultKind, String) {
+    let details = err.details().map(|d| format!(" {d}")).unwrap_or_default();
+    (code_kind(err.code()), format!("{}{details}", err.code()))
+}
+
+fn code_kind(code: &str) -> FaultKind {
+    match code {
         "OOM" => FaultKind::OutOfMemory,
         // A key of ours holds a hash, a list…, or what a script found is not a record:
         // someone else wrote it.
         "WRONGTYPE" | "FOREIGN" => FaultKind::Foreign,
         _ => FaultKind::Rejected,
-    };
-    let details = err.details().map(|d| format!(" {d}")).unwrap_or_default();
-    (kind, format!("{}{details}", err.code()))
+    }
 }
 
 fn fault_kind(err: &::redis::RedisError) -> FaultKind {

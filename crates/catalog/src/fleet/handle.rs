@@ -11,6 +11,8 @@ use parking_lot::Mutex;
 use super::builder::RedisBuilder;
 use super::connection::RedisConnection;
 use super::fault::describe;
+use super::link::Deployment;
+use super::pool::Pool;
 use super::url::Secrets;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
@@ -39,10 +41,6 @@ pub struct Redis {
 
 /// What a handle was built with, checked.
 pub(super) struct Settings {
-    /// How to connect: the URL as the redis crate reads it, with `db` taken out (see
-    /// `connection::open`).
-    pub(super) info: ::redis::ConnectionInfo,
-    pub(super) db: i64,
     /// The URL as shown, password redacted.
     pub(super) url: String,
     pub(super) secrets: Secrets,
@@ -55,6 +53,10 @@ pub(super) struct Settings {
 
 struct Shared {
     settings: Settings,
+    deployment: Deployment,
+    pool: Pool,
+    #[cfg(feature = "tokio")]
+    aio: super::pool::AsyncSlot,
     faults: AtomicU64,
     /// When failures are worth a line, and the latest, for the summary at drop.
     log: Mutex<(EvictionLog, Option<Fault>)>,
@@ -62,9 +64,18 @@ struct Shared {
 }
 
 impl Redis {
-    pub(super) fn new(settings: Settings, listener: Option<Arc<dyn EvictionListener>>) -> Self {
+    pub(super) fn new(
+        settings: Settings,
+        deployment: Deployment,
+        pool_size: usize,
+        listener: Option<Arc<dyn EvictionListener>>,
+    ) -> Self {
         let shared = Shared {
             settings,
+            deployment,
+            pool: Pool::new(pool_size),
+            #[cfg(feature = "tokio")]
+            aio: super::pool::AsyncSlot::new(),
             faults: AtomicU64::new(0),
             log: Mutex::new((EvictionLog::new(), None)),
             listener: ListenerSlot::new(listener),
@@ -119,13 +130,48 @@ impl Redis {
         self.shared.listener.panics()
     }
 
-    /// A new connection, opened at its first use and opened again after an error.
+    /// The way to the deployment for a store built on the handle: commands over the
+    /// handle's connections, opened when first needed and again after an error.
     pub fn connection(&self) -> RedisConnection {
         RedisConnection::new(self.clone())
     }
 
     pub(super) fn settings(&self) -> &Settings {
         &self.shared.settings
+    }
+
+    pub(super) fn deployment(&self) -> &Deployment {
+        &self.shared.deployment
+    }
+
+    pub(super) fn pool(&self) -> &Pool {
+        &self.shared.pool
+    }
+
+    #[cfg(feature = "tokio")]
+    pub(super) fn aio(&self) -> &super::pool::AsyncSlot {
+        &self.shared.aio
+    }
+
+    /// Puts the handle on `deployment`: while [`build`](RedisBuilder::build) still
+    /// holds the only reference, once it knows where the commands go.
+    pub(super) fn set_deployment(&mut self, deployment: Deployment) -> Result<(), Error> {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => {
+                shared.deployment = deployment;
+                Ok(())
+            }
+            None => Err(Error::Redis {
+                url: self.url().to_owned(),
+                operation: "connect",
+                message: "the handle was shared before its build ended".to_owned(),
+            }),
+        }
+    }
+
+    /// Whether the handle is on a Redis Cluster.
+    pub fn is_cluster(&self) -> bool {
+        self.shared.deployment.is_cluster()
     }
 
     /// `text` without the URL's password in any form.

@@ -11,13 +11,17 @@ mod checks;
 mod connection;
 mod fault;
 mod handle;
+mod link;
+mod pool;
+mod startup;
 mod url;
 
 pub use self::builder::{
-    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_PREFIX,
-    DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL, ENV_REDIS_URL, RedisBuilder,
+    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE,
+    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
+    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, RedisBuilder,
 };
 pub use self::catalog::RedisCatalog;
 pub use self::connection::RedisConnection;
-pub use self::fault::server_error;
+pub use self::fault::server_error_of;
 pub use self::handle::Redis;

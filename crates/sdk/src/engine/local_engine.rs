@@ -321,52 +321,99 @@ impl LocalEngine {
             if chunk.is_empty() {
                 return Ok(handles);
             }
-            let first = self.state.lock().log.take(chunk.len());
-            let runs: Vec<NewRun<'_>> = (first..)
-                .zip(&chunk)
-                .map(|(number, item)| NewRun {
-                    id: shared.id(number, task, item.key),
-                    key: item.key,
-                    ttl: item.ttl,
-                    options: item.options.as_ref(),
-                    payload: item.payload.as_deref().filter(|_| self.share_payloads),
-                })
-                .collect();
-            let (answers, error) = match shared.create(task, &runs, millis((self.clock)())) {
-                Ok(answers) => (answers.into_iter().map(Some).collect(), None),
-                Err(Partial { answers, error }) => (answers, Some(error)),
-            };
+            let (first, runs) = self.numbered(shared, task, &chunk);
+            let created = shared.create(task, &runs, millis((self.clock)()));
             let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
             drop(runs);
-            let mut state = self.state.lock();
-            let log = &mut state.log;
-            let task_id = log.tasks.id(task);
-            for (((number, id), item), answer) in (first..).zip(ids).zip(chunk.drain(..)).zip(answers) {
-                match answer {
-                    Some(Answer::Created) => {
-                        log.put(number, id.tag(), run(task_id, item));
-                        handles.push(RunHandle { id, cached: false });
-                    }
-                    Some(Answer::Cached(held)) => {
-                        // A run of this engine whose answer was lost in an earlier call:
-                        // it exists, so it is cached, and it belongs in the log (with
-                        // this item's payload, the same key's).
-                        if let Some(earlier) = shared.number(held)
-                            && log.is_gap(earlier)
-                            && shared.id(earlier, task, item.key) == held
-                        {
-                            log.put(earlier, held.tag(), run(task_id, item));
-                        }
-                        handles.push(RunHandle { id: held, cached: true });
-                    }
-                    None => {}
+            self.record(shared, task, first, &ids, &mut chunk, created, &mut handles)?;
+        }
+    }
+
+    /// Takes a number per item of `chunk`, and the runs to create for them.
+    fn numbered<'c>(&self, shared: &dyn SharedStore, task: &str, chunk: &'c [Incoming<'_>]) -> (u64, Vec<NewRun<'c>>) {
+        let first = self.state.lock().log.take(chunk.len());
+        let runs = (first..)
+            .zip(chunk)
+            .map(|(number, item)| NewRun {
+                id: shared.id(number, task, item.key),
+                key: item.key,
+                ttl: item.ttl,
+                options: item.options.as_ref(),
+                payload: item.payload.as_deref().filter(|_| self.share_payloads),
+            })
+            .collect();
+        (first, runs)
+    }
+
+    /// Records what the store answered for `chunk` (numbered from `first`, with
+    /// `ids`), emptying it, and adds the handles; the store's error, if it failed.
+    #[allow(clippy::too_many_arguments)] // one step of two loops, sync and async
+    fn record(
+        &self,
+        shared: &dyn SharedStore,
+        task: &str,
+        first: u64,
+        ids: &[RunId],
+        chunk: &mut Vec<Incoming<'_>>,
+        created: super::shared::Created,
+        handles: &mut Vec<RunHandle>,
+    ) -> Result<(), Error> {
+        let (answers, error) = match created {
+            Ok(answers) => (answers.into_iter().map(Some).collect(), None),
+            Err(Partial { answers, error }) => (answers, Some(error)),
+        };
+        let mut state = self.state.lock();
+        let log = &mut state.log;
+        let task_id = log.tasks.id(task);
+        for (((number, &id), item), answer) in (first..).zip(ids).zip(chunk.drain(..)).zip(answers) {
+            match answer {
+                Some(Answer::Created) => {
+                    log.put(number, id.tag(), run(task_id, item));
+                    handles.push(RunHandle { id, cached: false });
                 }
+                Some(Answer::Cached(held)) => {
+                    // A run of this engine whose answer was lost in an earlier call: it
+                    // exists, so it is cached, and it belongs in the log (with this
+                    // item's payload, the same key's).
+                    if let Some(earlier) = shared.number(held)
+                        && log.is_gap(earlier)
+                        && shared.id(earlier, task, item.key) == held
+                    {
+                        log.put(earlier, held.tag(), run(task_id, item));
+                    }
+                    handles.push(RunHandle { id: held, cached: true });
+                }
+                None => {}
             }
-            log.trim();
-            drop(state);
-            if let Some(err) = error {
-                return Err(err);
+        }
+        log.trim();
+        drop(state);
+        error.map_or(Ok(()), Err)
+    }
+
+    /// As [`run_shared`](Self::run_shared), from async code: the store's calls are
+    /// awaited, and the task yields between chunks.
+    #[cfg(feature = "tokio")]
+    async fn run_shared_async<'a>(
+        &self,
+        shared: &dyn SharedStore,
+        task: &str,
+        len: usize,
+        mut items: impl Iterator<Item = Incoming<'a>> + Send,
+    ) -> Result<Vec<RunHandle>, Error> {
+        let mut handles = Vec::with_capacity(len);
+        let mut chunk: Vec<Incoming<'a>> = Vec::with_capacity(len.min(shared.async_chunk()));
+        loop {
+            chunk.extend(items.by_ref().take(shared.async_chunk()));
+            if chunk.is_empty() {
+                return Ok(handles);
             }
+            let (first, runs) = self.numbered(shared, task, &chunk);
+            let created = shared.create_async(task, &runs, millis((self.clock)())).await;
+            let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
+            drop(runs);
+            self.record(shared, task, first, &ids, &mut chunk, created, &mut handles)?;
+            tokio::task::yield_now().await;
         }
     }
 
@@ -495,16 +542,8 @@ impl LocalEngine {
     /// record in line.
     pub fn set_status(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
         if let Some(shared) = &self.shared {
-            if !shared.set_status(id, status)? {
-                return Err(Error::UnknownRun { id });
-            }
-            let mut state = self.state.lock();
-            if let Some(number) = shared.number(id).filter(|&n| self.id_of(n, state.log.tag(n)) == id)
-                && let Some(run) = state.log.get_mut(number)
-            {
-                run.status = status;
-            }
-            return Ok(());
+            let known = shared.set_status(id, status)?;
+            return self.status_set(shared.as_ref(), id, status, known);
         }
         let mut state = self.state.lock();
         let State { log, dedup } = &mut *state;
@@ -512,6 +551,20 @@ impl LocalEngine {
         run.status = status;
         if let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) {
             dedup.release(run.task, key.as_key_ref(), id);
+        }
+        Ok(())
+    }
+
+    /// After the store took a status change: this engine's own record follows it.
+    fn status_set(&self, shared: &dyn SharedStore, id: RunId, status: RunStatus, known: bool) -> Result<(), Error> {
+        if !known {
+            return Err(Error::UnknownRun { id });
+        }
+        let mut state = self.state.lock();
+        if let Some(number) = shared.number(id).filter(|&n| self.id_of(n, state.log.tag(n)) == id)
+            && let Some(run) = state.log.get_mut(number)
+        {
+            run.status = status;
         }
         Ok(())
     }
@@ -527,21 +580,7 @@ impl LocalEngine {
     /// On a shared store, the Redis error naming the URL; after a timeout the key may
     /// have been reset, and calling again is safe.
     pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
-        // A 64-character string may be a digest already: tried as it is first.
-        let verbatim = match target {
-            ResetTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
-            _ => None,
-        };
-        let derived = match target {
-            ResetTarget::Key(key) => Some(key.digest()),
-            ResetTarget::Digest(digest) => Some(digest),
-            ResetTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
-                Some(_) => None,
-                None => return Err(Error::ScopeNeedsRun { scope }),
-            },
-            ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
-        };
-        let keys = verbatim.map(KeyRef::from_wire).into_iter().chain(derived.map(KeyRef::Digest));
+        let keys = reset_keys(&target)?;
         if let Some(shared) = &self.shared {
             for key in keys {
                 if shared.reset(task, key)? {
@@ -554,6 +593,180 @@ impl LocalEngine {
         let mut state = self.state.lock();
         let Some(task) = state.log.tasks.find(task) else { return Ok(false) };
         Ok(keys.into_iter().any(|key| state.dedup.reset(task, key, now)))
+    }
+}
+
+/// The keys a reset of `target` tries, in order. As in the reference SDK (4.5 and
+/// later), a 64-character string may be a digest already: tried as it is first.
+fn reset_keys<'t>(target: &ResetTarget<'t>) -> Result<Vec<KeyRef<'t>>, Error> {
+    let verbatim = match *target {
+        ResetTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
+        _ => None,
+    };
+    let derived = match *target {
+        ResetTarget::Key(key) => Some(key.digest()),
+        ResetTarget::Digest(digest) => Some(digest),
+        ResetTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
+            Some(_) => None,
+            None => return Err(Error::ScopeNeedsRun { scope }),
+        },
+        ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
+    };
+    Ok(verbatim.map(KeyRef::from_wire).into_iter().chain(derived.map(KeyRef::Digest)).collect())
+}
+
+/// The async forms (feature `tokio`): every call that may touch the network, awaited
+/// on the redis crate's multiplexed connection instead of blocking a thread. In memory
+/// they do what the sync calls do.
+#[cfg(feature = "tokio")]
+impl LocalEngine {
+    /// As [`on_redis`](Self::on_redis), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`on_redis`](Self::on_redis).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_sdk::catalog::{CatalogBuilder, RedisBuilder};
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+    ///
+    /// # async fn handler() -> Result<(), idempotency_sdk::Error> {
+    /// let redis = RedisBuilder::from_env().build_async().await?;
+    /// let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build()?;
+    /// let engine = LocalEngine::on_redis_async(&redis).await?;
+    /// let sdk = Sdk::new(catalog);
+    /// let mut batch = sdk.batch("child-task", 1);
+    /// batch.item(None, ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
+    /// let handles = engine.trigger_owned_async(batch.build()?).await?;
+    /// let run = engine.run_async(handles[0].id).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn on_redis_async(redis: &idempotency_catalog::Redis) -> Result<Self, Error> {
+        Ok(Self::on_shared(Box::new(super::redis::RedisStore::connect_async(redis).await?)))
+    }
+
+    /// As [`trigger`](Self::trigger), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`trigger`](Self::trigger).
+    pub async fn trigger_async(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
+        let items =
+            batch.entries().map(|(key, ttl, payload)| Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned)));
+        self.run_items_async(batch.task(), batch.len(), items).await
+    }
+
+    /// As [`trigger_owned`](Self::trigger_owned), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`trigger`](Self::trigger).
+    pub async fn trigger_owned_async(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
+        let (task, len) = (batch.task().to_owned(), batch.len());
+        let items = batch.into_entries().map(|(key, ttl, payload)| Incoming::from_batch(key.as_ref(), ttl, payload));
+        self.run_items_async(&task, len, items).await
+    }
+
+    /// As [`trigger_items`](Self::trigger_items), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`trigger_items`](Self::trigger_items).
+    pub async fn trigger_items_async(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
+        for item in items {
+            item.validate()?;
+        }
+        let mut unreadable = 0usize;
+        let mut handles = Vec::with_capacity(items.len());
+        let mut result = Ok(());
+        for group in items.chunk_by(|a, b| a.task == b.task) {
+            let incoming: Vec<Incoming<'_>> =
+                group.iter().map(|item| Incoming::from_wire(item, &mut unreadable)).collect();
+            let task = group.first().map_or("", |item| item.task.as_str());
+            match self.run_items_async(task, group.len(), incoming.into_iter()).await {
+                Ok(group) => handles.extend(group),
+                Err(err) => {
+                    result = Err(err);
+                    break;
+                }
+            }
+        }
+        if unreadable > 0 {
+            tracing::warn!(
+                items = unreadable,
+                default = %Ttl::DEFAULT,
+                "unreadable idempotency key ttl; the server's default applies"
+            );
+        }
+        result.map(|()| handles)
+    }
+
+    async fn run_items_async<'a>(
+        &self,
+        task: &str,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>> + Send,
+    ) -> Result<Vec<RunHandle>, Error> {
+        let handles = match &self.shared {
+            Some(shared) => self.run_shared_async(shared.as_ref(), task, len, items).await?,
+            None => self.run_in_memory(task, len, items),
+        };
+        crate::meter::answered(&handles);
+        Ok(handles)
+    }
+
+    /// As [`run`](Self::run), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn run_async(&self, id: RunId) -> Result<Option<RunRecord>, Error> {
+        Ok(self.read_runs_async(&[id]).await?.pop().flatten())
+    }
+
+    /// As [`read_runs`](Self::read_runs), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`run`](Self::run).
+    pub async fn read_runs_async(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+        match &self.shared {
+            Some(shared) => shared.read_async(ids).await,
+            None => self.read_runs(ids),
+        }
+    }
+
+    /// As [`set_status`](Self::set_status), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`set_status`](Self::set_status).
+    pub async fn set_status_async(&self, id: RunId, status: RunStatus) -> Result<(), Error> {
+        match &self.shared {
+            Some(shared) => {
+                let known = shared.set_status_async(id, status).await?;
+                self.status_set(shared.as_ref(), id, status, known)
+            }
+            None => self.set_status(id, status),
+        }
+    }
+
+    /// As [`reset_key`](Self::reset_key), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset_key`](Self::reset_key).
+    pub async fn reset_key_async(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
+        let Some(shared) = &self.shared else { return self.reset_key(task, target) };
+        for key in reset_keys(&target)? {
+            if shared.reset_async(task, key).await? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 }
 

@@ -40,7 +40,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use idempotency_catalog::{FaultKind, KeyOptions, Redis, RedisConnection};
-use redis::Value;
+use redis::{Cmd, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
@@ -48,6 +48,8 @@ use sha2::{Digest as _, Sha256};
 use super::key::KeyRef;
 use super::memory::Millis;
 use super::run::{RunId, RunRecord, RunStatus};
+#[cfg(feature = "tokio")]
+use super::shared::BoxFuture;
 use super::shared::{Answer, Created, NewRun, Partial, SharedStore};
 use crate::error::{Error, shown};
 
@@ -139,16 +141,32 @@ impl RedisStore {
     /// part (which would reorder its items). They are short, and only status changes,
     /// resets and keys held for less than `run_ttl` use them.
     pub(crate) fn connect(redis: &Redis) -> Result<Self, Error> {
-        let store = RedisStore {
+        let store = Self::on(redis);
+        store.conn.query::<u8>("run the engine's scripts", &store.probe())?;
+        Ok(store)
+    }
+
+    /// As [`connect`](Self::connect), from async code (feature `tokio`).
+    #[cfg(feature = "tokio")]
+    pub(crate) async fn connect_async(redis: &Redis) -> Result<Self, Error> {
+        let store = Self::on(redis);
+        store.conn.query_async::<u8>("run the engine's scripts", &store.probe()).await?;
+        Ok(store)
+    }
+
+    fn on(redis: &Redis) -> Self {
+        RedisStore {
             conn: redis.connection(),
             base: random_base(),
             run_ttl: u64::try_from(redis.run_ttl().as_millis()).unwrap_or(u64::MAX).min(MAX_TTL_MS),
-        };
-        // Keys with a tag of zero, which no run has: reads nothing, writes nothing.
-        let (claim, run) = (store.claim_key(0), store.run_key(0, 0));
-        let _: u8 =
-            store.eval("run the engine's scripts", SET_STATUS, &[&claim, &run], &["run_probe", "pending", "0", "1"])?;
-        Ok(store)
+        }
+    }
+
+    /// The status script on keys with a tag of zero, which no run has: reads nothing,
+    /// writes nothing, and fails for a user that may not run scripts.
+    fn probe(&self) -> Cmd {
+        let (claim, run) = (self.claim_key(0), self.run_key(0, 0));
+        Self::eval(SET_STATUS, &[&claim, &run], &["run_probe", "pending", "0", "1"])
     }
 
     fn prefix(&self) -> &str {
@@ -199,88 +217,186 @@ impl RedisStore {
         Ok((id, record))
     }
 
-    /// Runs `script` with `keys` and `args`.
-    fn eval<T: redis::FromRedisValue>(
-        &self,
-        operation: &'static str,
-        script: &str,
-        keys: &[&str],
-        args: &[&str],
-    ) -> Result<T, Error> {
+    /// `script` with `keys` and `args`, as a command.
+    fn eval(script: &str, keys: &[&str], args: &[&str]) -> Cmd {
         let mut cmd = redis::cmd("EVAL");
         cmd.arg(script).arg(keys.len()).arg(keys).arg(args);
-        Ok(self.conn.run(operation, |c| cmd.query::<T>(c))?)
+        cmd
     }
 
-    /// Sends `runs` in one pipeline and reads what became of each. Every command
-    /// answers as `SET … NX GET`: nothing when this run was created, else the record
-    /// already there, which is this very run's when the pipeline was sent again after a
-    /// lost answer (the connection's rule).
-    fn send(
-        &self,
-        task: &str,
-        runs: &[NewRun<'_>],
-        now: Millis,
-        answers: &mut [Option<Answer>],
-        failures: &mut Failures,
-    ) {
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
+    /// The commands that create `runs`, one each. Every one answers as `SET … NX GET`:
+    /// nothing when this run was created, else the record already there, which is this
+    /// very run's when the batch was sent again after a lost answer (the connection's
+    /// rule).
+    fn create_cmds(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Vec<Cmd> {
         let mut record = Vec::with_capacity(256);
-        for run in runs {
-            Self::record(&mut record, task, run, now);
-            let ttl = run.ttl.min(MAX_TTL_MS);
-            let (claim, own) = (self.claim_key(run.id.tag()), self.run_key(run.id.tag(), run.id.nonce()));
-            match run.key {
-                // The claim is the record for as long as a record lives.
-                Some(_) if ttl >= self.run_ttl => {
-                    pipe.cmd("SET").arg(claim).arg(&record).arg("NX").arg("GET").arg("PX").arg(ttl)
+        runs.iter()
+            .map(|run| {
+                Self::record(&mut record, task, run, now);
+                let ttl = run.ttl.min(MAX_TTL_MS);
+                let (claim, own) = (self.claim_key(run.id.tag()), self.run_key(run.id.tag(), run.id.nonce()));
+                let mut cmd;
+                match run.key {
+                    // The claim is the record for as long as a record lives.
+                    Some(_) if ttl >= self.run_ttl => {
+                        cmd = redis::cmd("SET");
+                        cmd.arg(claim).arg(&record).arg("NX").arg("GET").arg("PX").arg(ttl);
+                    }
+                    Some(_) if ttl > 0 => {
+                        cmd = redis::cmd("EVAL");
+                        cmd.arg(CREATE_SHORT).arg(2).arg(claim).arg(own).arg(&record).arg(ttl).arg(self.run_ttl);
+                    }
+                    Some(_) => {
+                        cmd = redis::cmd("EVAL");
+                        cmd.arg(CREATE_UNHELD).arg(2).arg(claim).arg(own).arg(&record).arg(self.run_ttl);
+                    }
+                    None => {
+                        cmd = redis::cmd("SET");
+                        cmd.arg(own).arg(&record).arg("NX").arg("GET").arg("PX").arg(self.run_ttl);
+                    }
                 }
-                Some(_) if ttl > 0 => pipe
-                    .cmd("EVAL")
-                    .arg(CREATE_SHORT)
-                    .arg(2)
-                    .arg(claim)
-                    .arg(own)
-                    .arg(&record)
-                    .arg(ttl)
-                    .arg(self.run_ttl),
-                Some(_) => {
-                    pipe.cmd("EVAL").arg(CREATE_UNHELD).arg(2).arg(claim).arg(own).arg(&record).arg(self.run_ttl)
+                cmd
+            })
+            .collect()
+    }
+
+    /// What became of `runs`, from the answers to [`create_cmds`](Self::create_cmds).
+    fn created(&self, runs: &[NewRun<'_>], sent: Result<Vec<RedisResult<Value>>, Error>) -> Created {
+        let mut answers = vec![None; runs.len()];
+        let mut failures = Failures::default();
+        match sent {
+            // Unknown: some of them may have been applied.
+            Err(err) => failures.lost = Some(err),
+            Ok(values) => {
+                for ((run, answer), value) in runs.iter().zip(answers.iter_mut()).zip(values) {
+                    // Where the answer came from: the claim, or for a run without a key,
+                    // its own.
+                    let key = || match run.key {
+                        Some(_) => self.claim_key(run.id.tag()),
+                        None => self.run_key(run.id.tag(), run.id.nonce()),
+                    };
+                    *answer = match value {
+                        Ok(Value::Nil) => Some(Answer::Created),
+                        Ok(Value::BulkString(held)) => match Self::parse(&key(), &held, run.id.tag()) {
+                            Ok((id, _)) if id == run.id => Some(Answer::Created),
+                            Ok((id, _)) => Some(Answer::Cached(id)),
+                            Err(why) => failures.add(FaultKind::Foreign, why),
+                        },
+                        Err(err) => {
+                            let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                            failures.add(kind, format!("{said} (at {})", key()))
+                        }
+                        Ok(other) => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
+                    };
                 }
-                None => pipe.cmd("SET").arg(own).arg(&record).arg("NX").arg("GET").arg("PX").arg(self.run_ttl),
-            };
-        }
-        let values: Vec<Value> = match self.conn.run("create runs", |c| pipe.query(c)) {
-            Ok(values) => values,
-            Err(err) => {
-                // Unknown: some of them may have been applied.
-                failures.lost = Some(err.into());
-                return;
             }
-        };
-        for ((run, answer), value) in runs.iter().zip(answers.iter_mut()).zip(values) {
-            // Where the answer came from: the claim, or for a run without a key, its own.
-            let key = || match run.key {
-                Some(_) => self.claim_key(run.id.tag()),
-                None => self.run_key(run.id.tag(), run.id.nonce()),
-            };
-            *answer = match value {
-                Value::Nil => Some(Answer::Created),
-                Value::BulkString(held) => match Self::parse(&key(), &held, run.id.tag()) {
-                    Ok((id, _)) if id == run.id => Some(Answer::Created),
-                    Ok((id, _)) => Some(Answer::Cached(id)),
-                    Err(why) => failures.add(FaultKind::Foreign, why),
-                },
-                Value::ServerError(err) => {
-                    let (kind, said) = idempotency_catalog::__private::server_error(&err);
-                    failures.add(kind, format!("{said} (at {})", key()))
-                }
-                other => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
-            };
         }
+        let error = match failures {
+            Failures { lost: Some(err), .. } => err,
+            Failures { first: Some((kind, message)), failed, .. } => {
+                let message = match failed {
+                    1 => message,
+                    n => format!("{message} ({n} of {} items failed)", runs.len()),
+                };
+                self.conn.fault(CREATE, kind, message).into()
+            }
+            // Every item answered.
+            Failures { .. } => return Ok(answers.into_iter().flatten().collect()),
+        };
+        Err(Partial { answers, error })
+    }
+
+    /// The commands that read the records of `ids`' fleet ids: both keys of each.
+    fn read_cmds(&self, ids: &[RunId]) -> Vec<Cmd> {
+        let fleet = ids.iter().filter(|id| id.is_fleet());
+        fleet
+            .flat_map(|id| {
+                [self.claim_key(id.tag()), self.run_key(id.tag(), id.nonce())].map(|key| {
+                    let mut cmd = redis::cmd("GET");
+                    cmd.arg(key);
+                    cmd
+                })
+            })
+            .collect()
+    }
+
+    /// The records of `ids`, from the answers to [`read_cmds`](Self::read_cmds).
+    fn records(&self, ids: &[RunId], answers: Vec<RedisResult<Value>>) -> Result<Vec<Option<RunRecord>>, Error> {
+        let mut answers = answers.into_iter();
+        let mut records = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if !id.is_fleet() {
+                records.push(None);
+                continue;
+            }
+            // The run's record, in either key; a foreign value only matters when it
+            // leaves no record of the run.
+            let keys = [self.claim_key(id.tag()), self.run_key(id.tag(), id.nonce())];
+            let (mut found, mut foreign) = (None, None);
+            for redis_key in &keys {
+                match answers.next() {
+                    Some(Ok(Value::BulkString(value))) => match Self::parse(redis_key, &value, id.tag()) {
+                        Ok((held, record)) if held == id && found.is_none() => found = Some(record.into_record(id)),
+                        // The claim is held by another run of the same key.
+                        Ok(_) => {}
+                        Err(why) => foreign = foreign.or(Some(why)),
+                    },
+                    Some(Err(err)) => {
+                        let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                        return Err(self.conn.fault(READ, kind, format!("{said} (at {redis_key})")).into());
+                    }
+                    _ => {}
+                }
+            }
+            match (found, foreign) {
+                (Some(record), _) => records.push(Some(record)),
+                (None, Some(why)) => return Err(self.conn.fault(READ, FaultKind::Foreign, why).into()),
+                (None, None) => records.push(None),
+            }
+        }
+        Ok(records)
+    }
+
+    /// The command that sets run `id`'s status (and releases its key if the status
+    /// does); `None` for an id no shared store made.
+    fn status_cmd(&self, id: RunId, status: RunStatus) -> Option<Cmd> {
+        if !id.is_fleet() {
+            return None;
+        }
+        let (claim, run) = (self.claim_key(id.tag()), self.run_key(id.tag(), id.nonce()));
+        let release = if status.releases_key() { "1" } else { "0" };
+        let (id, ttl) = (id.to_string(), self.run_ttl.to_string());
+        Some(Self::eval(SET_STATUS, &[&claim, &run], &[id.as_str(), status.as_str(), release, ttl.as_str()]))
+    }
+
+    /// A reset's second step, after reading the claim: the script that frees it if it
+    /// still holds `held`.
+    fn reset_cmd(&self, claim: &str, tag: u128, held: &[u8]) -> Result<Cmd, Error> {
+        let (id, _) =
+            Self::parse(claim, held, tag).map_err(|why| Error::from(self.conn.fault(RESET_OP, FaultKind::Foreign, why)))?;
+        let run = self.run_key(tag, id.nonce());
+        let (held, ttl) = (String::from_utf8_lossy(held), self.run_ttl.to_string());
+        Ok(Self::eval(RESET, &[claim, &run], &[&held, &ttl]))
+    }
+
+    fn reset_changed(&self, claim: &str) -> Error {
+        let message = format!("{claim} changed {RESET_TRIES} times while it was being reset");
+        self.conn.fault(RESET_OP, FaultKind::Rejected, message).into()
+    }
+
+    /// Where a reset of `key` of `task` looks: the claim key, and its tag.
+    fn reset_target(&self, task: &str, key: KeyRef<'_>) -> (String, u128) {
+        // The number does not matter: a key's tag depends on the task and key only.
+        let tag = self.tag(1, task, Some(key));
+        (self.claim_key(tag), tag)
     }
 }
+
+/// Operation names, in errors and warnings.
+const CREATE: &str = "create runs";
+const READ: &str = "read runs";
+const STATUS: &str = "change a run's status";
+const RESET_OP: &str = "reset a key";
 
 /// What went wrong in one [`SharedStore::create`].
 #[derive(Default)]
@@ -338,93 +454,79 @@ impl SharedStore for RedisStore {
     }
 
     fn create(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Created {
-        let mut answers = vec![None; runs.len()];
-        let mut failures = Failures::default();
-        if !runs.is_empty() {
-            self.send(task, runs, now, &mut answers, &mut failures);
+        if runs.is_empty() {
+            return Ok(Vec::new());
         }
-        let error = match failures {
-            Failures { lost: Some(err), .. } => err,
-            Failures { first: Some((kind, message)), failed, .. } => {
-                let message = match failed {
-                    1 => message,
-                    n => format!("{message} ({n} of {} items failed)", runs.len()),
-                };
-                self.conn.fault("create runs", kind, message).into()
-            }
-            // Every item answered.
-            Failures { .. } => return Ok(answers.into_iter().flatten().collect()),
-        };
-        Err(Partial { answers, error })
+        let sent = self.conn.send(CREATE, self.create_cmds(task, runs, now));
+        self.created(runs, sent.map_err(Error::from))
     }
 
     fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
-        let fleet: Vec<RunId> = ids.iter().copied().filter(|id| id.is_fleet()).collect();
-        if fleet.is_empty() {
-            return Ok(vec![None; ids.len()]);
-        }
-        let keys: Vec<[String; 2]> =
-            fleet.iter().map(|id| [self.claim_key(id.tag()), self.run_key(id.tag(), id.nonce())]).collect();
-        let values: Vec<(Value, Value)> = self.conn.run("read runs", |c| {
-            let mut pipe = redis::pipe();
-            for [claim, run] in &keys {
-                pipe.cmd("MGET").arg(claim).arg(run);
-            }
-            pipe.query(c)
-        })?;
-        let mut found = fleet.iter().zip(&keys).zip(values).map(|((&id, keys), values)| {
-            // The run's record, in either key; a foreign value only matters when it
-            // leaves no record of the run.
-            let mut foreign = None;
-            for (redis_key, value) in keys.iter().zip([values.0, values.1]) {
-                let Value::BulkString(value) = value else { continue };
-                match Self::parse(redis_key, &value, id.tag()) {
-                    Ok((held, record)) if held == id => return Ok(Some(record.into_record(id))),
-                    // The claim is held by another run of the same key.
-                    Ok(_) => {}
-                    Err(why) => foreign = foreign.or(Some(why)),
-                }
-            }
-            match foreign {
-                Some(why) => Err(Error::from(self.conn.fault("read runs", FaultKind::Foreign, why))),
-                None => Ok(None),
-            }
-        });
-        ids.iter().map(|id| if id.is_fleet() { found.next().unwrap_or(Ok(None)) } else { Ok(None) }).collect()
+        let cmds = self.read_cmds(ids);
+        let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send(READ, cmds)? };
+        self.records(ids, answers)
     }
 
     fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
-        if !id.is_fleet() {
-            return Ok(false);
-        }
-        let (claim, run) = (self.claim_key(id.tag()), self.run_key(id.tag(), id.nonce()));
-        let release = if status.releases_key() { "1" } else { "0" };
-        let (id, ttl) = (id.to_string(), self.run_ttl.to_string());
-        let args = [id.as_str(), status.as_str(), release, ttl.as_str()];
-        let found: u8 = self.eval("change a run's status", SET_STATUS, &[&claim, &run], &args)?;
-        Ok(found == 1)
+        let Some(cmd) = self.status_cmd(id, status) else { return Ok(false) };
+        Ok(self.conn.query::<u8>(STATUS, &cmd)? == 1)
     }
 
     fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
-        // The number does not matter: a key's tag depends on the task and key only.
-        let tag = self.tag(1, task, Some(key));
-        let claim = self.claim_key(tag);
+        let (claim, tag) = self.reset_target(task, key);
         // Read, then free only if unchanged: the record must move to its run's key.
         for _ in 0..RESET_TRIES {
-            let held: Option<Vec<u8>> = self.conn.run("reset a key", |c| redis::cmd("GET").arg(&claim).query(c))?;
+            let held: Option<Vec<u8>> = self.conn.query(RESET_OP, redis::cmd("GET").arg(&claim))?;
             let Some(held) = held else { return Ok(false) };
-            let (id, _) = Self::parse(&claim, &held, tag)
-                .map_err(|why| Error::from(self.conn.fault("reset a key", FaultKind::Foreign, why)))?;
-            let run = self.run_key(tag, id.nonce());
-            let held = String::from_utf8_lossy(&held);
-            let ttl = self.run_ttl.to_string();
-            let freed: u8 = self.eval("reset a key", RESET, &[&claim, &run], &[&held, &ttl])?;
-            if freed == 1 {
+            if self.conn.query::<u8>(RESET_OP, &self.reset_cmd(&claim, tag, &held)?)? == 1 {
                 return Ok(true);
             }
         }
-        let message = format!("{claim} changed {RESET_TRIES} times while it was being reset");
-        Err(self.conn.fault("reset a key", FaultKind::Rejected, message).into())
+        Err(self.reset_changed(&claim))
+    }
+
+    #[cfg(feature = "tokio")]
+    fn create_async<'a>(&'a self, task: &'a str, runs: &'a [NewRun<'a>], now: Millis) -> BoxFuture<'a, Created> {
+        Box::pin(async move {
+            if runs.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sent = self.conn.send_async(CREATE, self.create_cmds(task, runs, now)).await;
+            self.created(runs, sent.map_err(Error::from))
+        })
+    }
+
+    #[cfg(feature = "tokio")]
+    fn read_async<'a>(&'a self, ids: &'a [RunId]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, Error>> {
+        Box::pin(async move {
+            let cmds = self.read_cmds(ids);
+            let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send_async(READ, cmds).await? };
+            self.records(ids, answers)
+        })
+    }
+
+    #[cfg(feature = "tokio")]
+    fn set_status_async(&self, id: RunId, status: RunStatus) -> BoxFuture<'_, Result<bool, Error>> {
+        Box::pin(async move {
+            let Some(cmd) = self.status_cmd(id, status) else { return Ok(false) };
+            Ok(self.conn.query_async::<u8>(STATUS, &cmd).await? == 1)
+        })
+    }
+
+    #[cfg(feature = "tokio")]
+    fn reset_async<'a>(&'a self, task: &'a str, key: KeyRef<'a>) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let (claim, tag) = self.reset_target(task, key);
+            for _ in 0..RESET_TRIES {
+                let held: Option<Vec<u8>> = self.conn.query_async(RESET_OP, redis::cmd("GET").arg(&claim)).await?;
+                let Some(held) = held else { return Ok(false) };
+                let cmd = self.reset_cmd(&claim, tag, &held)?;
+                if self.conn.query_async::<u8>(RESET_OP, &cmd).await? == 1 {
+                    return Ok(true);
+                }
+            }
+            Err(self.reset_changed(&claim))
+        })
     }
 }
 

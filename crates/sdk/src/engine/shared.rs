@@ -87,7 +87,49 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     /// Forgets the key of `task`, so the next trigger makes a new run; its run's
     /// record stays. Whether a key was held.
     fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error>;
+
+    /// Items per call to [`create_async`](Self::create_async): smaller than
+    /// [`chunk`](Self::chunk), so that building a call's commands never holds a thread
+    /// of the runtime long.
+    #[cfg(feature = "tokio")]
+    fn async_chunk(&self) -> usize {
+        self.chunk()
+    }
+
+    /// As [`create`](Self::create), from async code. By default the sync call: for
+    /// stores that never wait (the tests' fake).
+    #[cfg(feature = "tokio")]
+    fn create_async<'a>(&'a self, task: &'a str, runs: &'a [NewRun<'a>], now: Millis) -> BoxFuture<'a, Created> {
+        let created = self.create(task, runs, now);
+        Box::pin(async move { created })
+    }
+
+    /// As [`read`](Self::read), from async code.
+    #[cfg(feature = "tokio")]
+    fn read_async<'a>(&'a self, ids: &'a [RunId]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, Error>> {
+        let read = self.read(ids);
+        Box::pin(async move { read })
+    }
+
+    /// As [`set_status`](Self::set_status), from async code.
+    #[cfg(feature = "tokio")]
+    fn set_status_async(&self, id: RunId, status: RunStatus) -> BoxFuture<'_, Result<bool, Error>> {
+        let set = self.set_status(id, status);
+        Box::pin(async move { set })
+    }
+
+    /// As [`reset`](Self::reset), from async code.
+    #[cfg(feature = "tokio")]
+    fn reset_async<'a>(&'a self, task: &'a str, key: KeyRef<'a>) -> BoxFuture<'a, Result<bool, Error>> {
+        let reset = self.reset(task, key);
+        Box::pin(async move { reset })
+    }
 }
+
+/// A future a [`SharedStore`] returns: boxed, since the engine holds the store as a
+/// trait object, and `Send`, so that the engine's own futures are.
+#[cfg(feature = "tokio")]
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// A shared store in memory, with faults to order: what the engine does when a store
 /// fails part-way, tested without a server.
