@@ -1,18 +1,33 @@
 //! Test support for the workspace, unpublished: what several test suites and benches
 //! share, so that none keeps a copy.
 //!
-//! - [`RedisServer`]: a real `redis-server`, started on a free loopback port in a
-//!   directory of its own, with persistence off unless asked, killed when dropped.
+//! - [`RedisServer`]: a real `redis-server`, started on a free loopback port (or a unix
+//!   socket only) in a directory of its own, with persistence off unless asked, killed
+//!   when dropped.
+//! - [`TlsServer`]: a `redis-server` that speaks TLS only, with a CA, a server and a
+//!   client certificate made for it by `openssl`, mutual TLS on request.
+//! - [`RedisCluster`]: a Redis Cluster of masters and replicas on loopback, with the
+//!   means to kill, pause and fail over its nodes.
 //! - [`LosingProxy`]: a proxy in front of a server that loses an answer when told, as
 //!   a connection killed between a request and its answer does.
 //! - [`captured`]: what a global `tracing` fmt subscriber printed on this thread while
 //!   a closure ran, at every level.
+//!
+//! The servers need `redis-server` and `redis-cli` on `PATH` (`apt-get install
+//! redis-server`), and [`TlsServer`] needs `openssl`; a test that cannot find one fails,
+//! saying what to install. Everything a guard started dies when the guard drops, a
+//! panicking test's included, but not when the test process is killed outright.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support may stop at a failure; library code may not
 
 mod capture;
+mod cluster;
+mod process;
 mod proxy;
 mod redis_server;
+mod tls;
 
 pub use capture::{captured, warnings};
+pub use cluster::RedisCluster;
 pub use proxy::LosingProxy;
 pub use redis_server::RedisServer;
+pub use tls::TlsServer;
