@@ -225,7 +225,11 @@ impl CatalogBuilder {
     #[cfg(feature = "redis")]
     pub fn build_redis(mut self) -> Result<Arc<crate::fleet::RedisCatalog>, Error> {
         let Some((redis, background)) = self.redis.take() else {
-            return Err(Error::config("CatalogBuilder::build_redis", "", "no Redis handle: call CatalogBuilder::redis first"));
+            return Err(Error::config(
+                "CatalogBuilder::build_redis",
+                "",
+                "no Redis handle: call CatalogBuilder::redis first",
+            ));
         };
         self.redis = Some((redis.clone(), background));
         let local = self.build_local()?;

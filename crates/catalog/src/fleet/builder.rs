@@ -349,7 +349,8 @@ impl RedisBuilder {
         for url in &urls {
             let info = url.into_connection_info().map_err(|err| {
                 // The usual cause with credentials: a password with `/`, `?`, `#` or `@` as is.
-                let hint = if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
+                let hint =
+                    if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
                 invalid(format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}"))
             })?;
             seeds.push(startup::single(info, certs.as_ref()).map_err(|err| invalid(err.to_string()))?);
@@ -383,9 +384,8 @@ impl RedisBuilder {
     #[cfg(feature = "tls")]
     fn tls_certs(&self, invalid: &dyn Fn(String) -> Error) -> Result<Option<::redis::TlsCertificates>, Error> {
         let read = |source: &'static str, path: &std::path::Path| {
-            std::fs::read(path).map_err(|err| {
-                Error::config(source, path.display().to_string(), format!("cannot read it: {err}"))
-            })
+            std::fs::read(path)
+                .map_err(|err| Error::config(source, path.display().to_string(), format!("cannot read it: {err}")))
         };
         let root_cert = match (&self.tls_ca, &self.env.tls_ca) {
             (Some(path), _) => Some(read(TLS_CA, path)?),
@@ -405,8 +405,7 @@ impl RedisBuilder {
             }
             (None, None, None) => None,
         };
-        let client_tls =
-            client.map(|(client_cert, client_key)| ::redis::ClientTlsConfig { client_cert, client_key });
+        let client_tls = client.map(|(client_cert, client_key)| ::redis::ClientTlsConfig { client_cert, client_key });
         Ok(Some(::redis::TlsCertificates { client_tls, root_cert }))
     }
 

@@ -113,7 +113,11 @@ impl RedisCatalog {
     #[cfg(feature = "tokio")]
     pub(crate) fn new_async(local: Arc<dyn Catalog>, redis: &Redis) -> Result<Self, Error> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config("CatalogBuilder::redis_async", redis.url(), "build it inside a tokio runtime: it spawns its sender there")
+            Error::config(
+                "CatalogBuilder::redis_async",
+                redis.url(),
+                "build it inside a tokio runtime: it spawns its sender there",
+            )
         })?;
         let shared = Arc::new(Shared::new(redis, true));
         runtime.spawn(Arc::clone(&shared).sending());
@@ -218,8 +222,10 @@ impl Shared {
             unshared: AtomicU64::new(0),
             unshared_log: Mutex::new(EvictionLog::new()),
             #[cfg(feature = "tokio")]
-            sender: background
-                .then(|| Sender { wake: tokio::sync::Notify::new(), closed: std::sync::atomic::AtomicBool::new(false) }),
+            sender: background.then(|| Sender {
+                wake: tokio::sync::Notify::new(),
+                closed: std::sync::atomic::AtomicBool::new(false),
+            }),
         }
     }
 

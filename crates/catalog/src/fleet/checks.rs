@@ -120,7 +120,11 @@ pub(super) fn judge(redis: &Redis, findings: Vec<Findings>, allow_evicting: bool
         Some(policy) if allow_evicting => events::evicting_policy_accepted(redis.url(), &policy),
         // Not a fault: nothing failed, and retrying will not help.
         Some(policy) => {
-            return Err(Error::Redis { url: redis.url().to_owned(), operation: ACCEPT, message: evicting_message(&policy) });
+            return Err(Error::Redis {
+                url: redis.url().to_owned(),
+                operation: ACCEPT,
+                message: evicting_message(&policy),
+            });
         }
     }
     if let Some((cost, appendonly, appendfsync, save)) = weak {

@@ -89,8 +89,9 @@ fn answers(values: Vec<Value>) -> Vec<RedisResult<Value>> {
 /// A connection of the sync client.
 pub(super) enum SyncConn {
     Single(Connection),
+    // Boxed: a cluster connection is several times the size of one to a server.
     #[cfg(feature = "cluster")]
-    Cluster(::redis::cluster::ClusterConnection),
+    Cluster(Box<::redis::cluster::ClusterConnection>),
 }
 
 impl SyncConn {
@@ -100,7 +101,7 @@ impl SyncConn {
         let conn = match deployment {
             Deployment::Single(single) => SyncConn::Single(open_single(single, deadline)?),
             #[cfg(feature = "cluster")]
-            Deployment::Cluster(client) => SyncConn::Cluster(client.get_connection()?),
+            Deployment::Cluster(client) => SyncConn::Cluster(Box::new(client.get_connection()?)),
         };
         conn.set_timeouts(settings.io_timeout)?;
         Ok(conn)
@@ -127,11 +128,13 @@ impl SyncConn {
             // The sync cluster pipeline has no `ignore_errors`: an error of one command
             // fails the batch, and the caller takes every answer as unknown.
             #[cfg(feature = "cluster")]
-            (SyncConn::Cluster(conn), Prepared::Cluster(pipe)) => Ok(pipe.query::<Vec<Value>>(conn)?.into_iter().map(Ok).collect()),
+            (SyncConn::Cluster(conn), Prepared::Cluster(pipe)) => {
+                Ok(pipe.query::<Vec<Value>>(conn)?.into_iter().map(Ok).collect())
+            }
             #[cfg(feature = "cluster")]
             (SyncConn::Cluster(conn), Prepared::Each(cmds)) => Ok(cmds
                 .iter()
-                .map(|cmd| ::redis::ConnectionLike::req_command(conn, cmd).and_then(Value::extract_error))
+                .map(|cmd| ::redis::ConnectionLike::req_command(conn.as_mut(), cmd).and_then(Value::extract_error))
                 .collect()),
             #[cfg(feature = "cluster")]
             _ => Err(mismatch()),
@@ -143,7 +146,7 @@ impl SyncConn {
         let answer = match self {
             SyncConn::Single(conn) => ::redis::ConnectionLike::req_command(conn, cmd),
             #[cfg(feature = "cluster")]
-            SyncConn::Cluster(conn) => ::redis::ConnectionLike::req_command(conn, cmd),
+            SyncConn::Cluster(conn) => ::redis::ConnectionLike::req_command(conn.as_mut(), cmd),
         };
         answer.and_then(Value::extract_error)
     }
@@ -270,7 +273,9 @@ impl AsyncConn {
                 let sends = cmds.iter().map(|cmd| {
                     let mut conn = conn.clone();
                     async move {
-                        ::redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd).await.and_then(Value::extract_error)
+                        ::redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd)
+                            .await
+                            .and_then(Value::extract_error)
                     }
                 });
                 Ok(futures_util::future::join_all(sends).await)

@@ -42,7 +42,11 @@ pub(super) struct Pool {
 
 impl Pool {
     pub(super) fn new(size: usize) -> Self {
-        Pool { slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(), next: AtomicUsize::new(0), down: Down::default() }
+        Pool {
+            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: AtomicUsize::new(0),
+            down: Down::default(),
+        }
     }
 
     /// A slot: the first free one holding a connection, from a rotating start; else

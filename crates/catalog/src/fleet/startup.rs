@@ -64,10 +64,7 @@ fn seed_commands() -> Vec<Cmd> {
 /// `INFO cluster` says `cluster_enabled:1`), and the answers for [`checks`]. A server
 /// that refuses `PING` (`NOAUTH`, a user without it) refuses the handle; one that stops
 /// answering after it fails the checks.
-fn seed_answers(
-    redis: &Redis,
-    answers: Vec<RedisResult<Value>>,
-) -> Result<(Option<Vec<(String, u16)>>, Vec<RedisResult<Value>>), Error> {
+fn seed_answers(redis: &Redis, answers: Vec<RedisResult<Value>>) -> Result<(Option<Vec<Node>>, Answers), Error> {
     let timeout = redis.settings().connect_timeout;
     let mut answers = answers.into_iter();
     match answers.next() {
@@ -87,6 +84,11 @@ fn seed_answers(
     let masters = cluster.then(|| nodes.as_deref().map(masters).unwrap_or_default());
     Ok((masters, answers.collect()))
 }
+
+/// A node's address and port.
+type Node = (String, u16);
+/// One answer per command.
+type Answers = Vec<RedisResult<Value>>;
 
 /// Whether an answer was lost with the connection, rather than refused by the server.
 fn lost(err: &::redis::RedisError) -> bool {
@@ -162,7 +164,8 @@ fn deployment(
     #[cfg(not(feature = "cluster"))]
     {
         let message =
-            "the server is a node of a Redis Cluster: that needs the `cluster` feature of idempotency-catalog".to_owned();
+            "the server is a node of a Redis Cluster: that needs the `cluster` feature of idempotency-catalog"
+                .to_owned();
         Err(Error::Redis { url: redis.url().to_owned(), operation: CONNECT, message })
     }
 }
@@ -201,7 +204,8 @@ fn plan_timeout(redis: &Redis) -> std::time::Duration {
 /// error the server answered being that command's `Err`. After an answer lost with the
 /// connection (a timeout), the rest are lost too.
 fn ask(redis: &Redis, single: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
-    let mut conn = link::open_single(single, deadline).map_err(|err| redis.failed(CONNECT, &err, plan_timeout(redis)))?;
+    let mut conn =
+        link::open_single(single, deadline).map_err(|err| redis.failed(CONNECT, &err, plan_timeout(redis)))?;
     let mut answers: Vec<RedisResult<Value>> = Vec::with_capacity(cmds.len());
     for cmd in &cmds {
         let answer = link::until(&conn, deadline)

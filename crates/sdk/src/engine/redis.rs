@@ -372,8 +372,8 @@ impl RedisStore {
     /// A reset's second step, after reading the claim: the script that frees it if it
     /// still holds `held`.
     fn reset_cmd(&self, claim: &str, tag: u128, held: &[u8]) -> Result<Cmd, Error> {
-        let (id, _) =
-            Self::parse(claim, held, tag).map_err(|why| Error::from(self.conn.fault(RESET_OP, FaultKind::Foreign, why)))?;
+        let (id, _) = Self::parse(claim, held, tag)
+            .map_err(|why| Error::from(self.conn.fault(RESET_OP, FaultKind::Foreign, why)))?;
         let run = self.run_key(tag, id.nonce());
         let (held, ttl) = (String::from_utf8_lossy(held), self.run_ttl.to_string());
         Ok(Self::eval(RESET, &[claim, &run], &[&held, &ttl]))

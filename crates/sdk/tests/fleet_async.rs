@@ -1,0 +1,194 @@
+//! Fleet mode from async code (feature `tokio`), against real `redis-server`s: the async
+//! forms give the answers the sync ones give, their futures are `Send`, many tasks and
+//! threads on one handle do not take turns, a paused server makes calls fail with a
+//! timeout and the handle goes on once it resumes, and an async catalog sends from its
+//! own task.
+//!
+//! The runtime is the one the crates already depend on (`tokio`, through the feature):
+//! a current-thread runtime built by hand, as a service's `#[tokio::main(flavor =
+//! "current_thread")]` would.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Redis, RedisBuilder};
+use idempotency_sdk::{
+    Batch, IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunId, RunStatus, Scope, Sdk, Ttl,
+};
+use testkit::RedisServer;
+
+fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
+}
+
+fn batch(keys: std::ops::Range<usize>, ttl: &str) -> Batch {
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
+    let mut batch = sdk.batch("async-task", keys.len());
+    for i in keys {
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
+    }
+    batch.build().unwrap()
+}
+
+fn assert_send<T: Send>(_: &T) {}
+
+#[test]
+fn the_async_forms_answer_as_the_sync_ones_and_their_futures_are_send() {
+    let server = RedisServer::start(&[]);
+    block_on(async {
+        let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
+        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let b = batch(0..3, "1h");
+        let future = engine.trigger_async(&b);
+        assert_send(&future);
+        let first = future.await.unwrap();
+        assert!(first.iter().all(|h| !h.cached));
+        let again = engine.trigger_async(&b).await.unwrap();
+        assert!(again.iter().zip(&first).all(|(a, f)| a.cached && a.id == f.id));
+        let ids: Vec<RunId> = first.iter().map(|h| h.id).collect();
+        let runs = engine.read_runs_async(&ids).await.unwrap();
+        assert_eq!(runs[2].as_ref().and_then(|r| r.idempotency_key.as_deref()), Some("item-2"));
+
+        // A failure releases the key; the sync form sees it too.
+        let status = engine.set_status_async(first[0].id, RunStatus::Failed);
+        assert_send(&status);
+        status.await.unwrap();
+        assert_eq!(engine.run(first[0].id).unwrap().unwrap().status, RunStatus::Failed);
+        let after = engine.trigger_owned_async(batch(0..3, "1h")).await.unwrap();
+        assert!(!after[0].cached && after[1].cached);
+
+        let key = IdempotencyKey::derive(["item", "1"], Scope::Global, None);
+        assert!(engine.reset_key_async("async-task", ResetTarget::Key(&key)).await.unwrap());
+        assert!(!engine.reset_key_async("async-task", ResetTarget::Key(&key)).await.unwrap());
+        assert_eq!(engine.run_async(first[1].id).await.unwrap().unwrap().status, RunStatus::Pending);
+        assert_eq!(redis.faults(), 0);
+    });
+}
+
+#[test]
+fn an_engine_in_memory_answers_its_async_forms_too() {
+    block_on(async {
+        let engine = LocalEngine::new();
+        let b = batch(0..2, "1h");
+        let first = engine.trigger_async(&b).await.unwrap();
+        assert!(engine.trigger_async(&b).await.unwrap().iter().all(|h| h.cached));
+        engine.set_status_async(first[0].id, RunStatus::Crashed).await.unwrap();
+        assert_eq!(engine.run_async(first[0].id).await.unwrap().unwrap().status, RunStatus::Crashed);
+    });
+}
+
+#[test]
+fn a_paused_server_fails_async_calls_with_a_timeout_and_the_handle_goes_on_after() {
+    let server = RedisServer::start(&[]);
+    block_on(async {
+        let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build_async().await.unwrap();
+        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        engine.trigger_async(&batch(0..10, "1h")).await.unwrap();
+        server.pause();
+        let started = Instant::now();
+        let err = engine.trigger_async(&batch(10..20, "1h")).await.unwrap_err().to_string();
+        let waited = started.elapsed();
+        server.resume();
+        assert!(
+            err.starts_with(&format!("redis at {}: cannot create runs: no answer within 300ms", server.url())),
+            "{err}"
+        );
+        assert!(waited < Duration::from_secs(3), "{waited:?}");
+        // The same handle, after: the keys of the failed call are held by runs it made
+        // (Redis ran them once it resumed), and new ones go through.
+        let after = engine.trigger_async(&batch(10..30, "1h")).await.unwrap();
+        assert_eq!(after.len(), 20);
+        let ids: Vec<RunId> = after.iter().map(|h| h.id).collect();
+        assert!(engine.read_runs_async(&ids).await.unwrap().iter().all(Option::is_some));
+    });
+}
+
+#[test]
+fn eight_threads_missing_the_catalog_at_once_do_not_take_turns_on_one_connection() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    let clients = || -> usize {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut server.client()).unwrap();
+        list.lines().count() - 1 // less the connection asking
+    };
+    let before = clients();
+    // Paused, each miss waits for its answer: eight at once need eight connections.
+    server.pause();
+    let threads: Vec<_> = (0..8u8)
+        .map(|i| {
+            let catalog = Arc::clone(&catalog);
+            std::thread::spawn(move || catalog.get(&Digest::from_bytes([i; 32])))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    server.resume();
+    for thread in threads {
+        assert!(thread.join().unwrap().is_none());
+    }
+    assert_eq!(clients() - before, 8, "one connection per concurrent miss");
+    assert_eq!(redis.faults(), 0);
+}
+
+/// A handle built inside a runtime and a catalog in async mode on it.
+async fn async_catalog(redis: &Redis) -> Arc<idempotency_catalog::RedisCatalog> {
+    CatalogBuilder::new().redis_async(redis.clone()).build_redis().unwrap()
+}
+
+#[test]
+fn an_async_catalog_sends_from_its_own_task_and_prefetches_in_one_round_trip() {
+    let server = RedisServer::start(&[]);
+    block_on(async {
+        let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
+        let writer = async_catalog(&redis).await;
+        let digests: Vec<Digest> = (0..500u32)
+            .map(|i| {
+                let mut bytes = [0; 32];
+                bytes[..4].copy_from_slice(&i.to_be_bytes());
+                Digest::from_bytes(bytes)
+            })
+            .collect();
+        for (i, digest) in digests.iter().enumerate() {
+            writer.register(*digest, KeyOptions::new(&format!("item-{i}"), Scope::Global));
+        }
+        // Nothing was sent from here: the sender task sends within 100 ms.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.count("idempotency:key:*") < 500 {
+            assert!(Instant::now() < deadline, "the sender never sent");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another catalog, in async mode: a miss stays a miss until prefetched.
+        let reader = async_catalog(&redis).await;
+        assert!(reader.get(&digests[7]).is_none());
+        assert_eq!(reader.prefetch_async(&digests).await.unwrap(), 500);
+        assert_eq!(reader.get(&digests[7]).map(|o| o.key().to_owned()).as_deref(), Some("item-7"));
+        assert_eq!(reader.prefetch_async(&digests).await.unwrap(), 0, "all local now");
+
+        // Dropped with registrations queued: its task sends them, the drop does not.
+        let late = Digest::from_bytes([0xee; 32]);
+        writer.register(late, KeyOptions::new("late", Scope::Run));
+        drop(writer);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while server.count("idempotency:key:*") < 501 {
+            assert!(Instant::now() < deadline, "the last registration was lost");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // A flush waits for the write.
+        let flushing = async_catalog(&redis).await;
+        flushing.register(Digest::from_bytes([0xef; 32]), KeyOptions::new("flushed", Scope::Run));
+        flushing.flush_async().await.unwrap();
+        assert_eq!(server.count("idempotency:key:*"), 502);
+    });
+}
+
+#[test]
+fn an_async_catalog_needs_a_runtime() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let err = CatalogBuilder::new().redis_async(redis).build().unwrap_err().to_string();
+    assert!(err.contains("build it inside a tokio runtime"), "{err}");
+}
