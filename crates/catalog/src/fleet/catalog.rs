@@ -250,8 +250,12 @@ impl Shared {
 
     /// The queued registrations as `SET` commands; those whose key the readers refuse
     /// (and the server too) are left out: they stay local.
-    fn write_cmds(&self) -> (Vec<(Digest, KeyOptions)>, Vec<::redis::Cmd>) {
-        let batch: Vec<(Digest, KeyOptions)> = self.queue.lock().drain(..).collect();
+    fn write_cmds(&self, most: usize) -> (Vec<(Digest, KeyOptions)>, Vec<::redis::Cmd>) {
+        let batch: Vec<(Digest, KeyOptions)> = {
+            let mut queue = self.queue.lock();
+            let n = queue.len().min(most);
+            queue.drain(..n).collect()
+        };
         let redis = self.conn.redis();
         let ttl = u64::try_from(redis.catalog_ttl().as_millis()).unwrap_or(u64::MAX);
         let mut shared = Vec::with_capacity(batch.len());
@@ -302,7 +306,7 @@ impl Shared {
 
     /// Sends every queued registration in one batch; what fails is queued again.
     fn send(&self) -> Result<(), Error> {
-        let (batch, cmds) = self.write_cmds();
+        let (batch, cmds) = self.write_cmds(usize::MAX);
         if cmds.is_empty() {
             return Ok(());
         }
@@ -310,14 +314,21 @@ impl Shared {
         self.sent(batch, answers)
     }
 
+    /// From async code: [`SEND_AT`] at a time, so that building a batch's commands
+    /// never holds the runtime's thread long, until the queue is empty or a send fails.
     #[cfg(feature = "tokio")]
     async fn send_async(&self) -> Result<(), Error> {
-        let (batch, cmds) = self.write_cmds();
-        if cmds.is_empty() {
-            return Ok(());
+        loop {
+            let (batch, cmds) = self.write_cmds(SEND_AT);
+            if batch.is_empty() && self.queue.lock().is_empty() {
+                return Ok(());
+            }
+            if !cmds.is_empty() {
+                let answers = self.conn.send_async(WRITE, cmds).await;
+                self.sent(batch, answers)?;
+            }
+            tokio::task::yield_now().await;
         }
-        let answers = self.conn.send_async(WRITE, cmds).await;
-        self.sent(batch, answers)
     }
 
     /// The background sender: sends when rung, and every [`SEND_EVERY`], until the
