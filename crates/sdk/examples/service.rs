@@ -18,11 +18,10 @@
 //! `IDEMPOTENCY_REDIS_*` variables apply.
 //!
 //! `--event-interval` is the runtime's: how many task polls it runs before it looks at
-//! its timers and sockets again (tokio's default is 61). At 1 the ticker is late by the
-//! longest single poll, which is what a call that blocks would lengthen: the measure
-//! this example is for. At 61, with eight handlers busy creating keys, it is late by
-//! the sum of up to 61 short polls of theirs, whatever the library does
-//! (`docs/performance.md` has both).
+//! its timers and sockets again (tokio's default is 61). At 1 the ticker waits for the
+//! tasks queued before it, each for one poll, which a call that blocked would lengthen:
+//! the measure this example is for. At 61 it also waits for up to 61 short polls of
+//! busy handlers, whatever the library does (`docs/performance.md` has both).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -63,7 +62,6 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
             Long("batch") => args.batch = parser.value()?.parse()?,
             Long("rounds") => args.rounds = parser.value()?.parse()?,
             Long("io-timeout-ms") => args.io_timeout = Duration::from_millis(parser.value()?.parse()?),
-            Long("event-interval") => args.event_interval = parser.value()?.parse()?,
             Long("event-interval") => args.event_interval = parser.value()?.parse()?,
             Long("redis") => args.redis = parser.value()?.string()?,
             Long("help") | Short('h') => {
