@@ -22,11 +22,11 @@ use crate::telemetry::FaultKind;
 /// gets its own answer: a server error is that command's `Err`, never the batch's.
 ///
 /// A connection kept from an earlier call may have been closed by the server since (a
-/// restart, `CLIENT KILL`, an idle timeout): when a call finds it closed, the call is
-/// sent once more on a new connection, and only a second failure counts. So every
-/// batch and command sent through here must be safe to send twice: the commands before
-/// the close may have been applied. A timeout is never sent again: the server may still
-/// be working on it.
+/// restart, `CLIENT KILL`, an idle timeout): when a call finds it closed, or a cluster
+/// node sent it elsewhere (`MOVED` after a failover), the call is sent once more on a
+/// new connection, and only a second failure counts. So every batch and command sent
+/// through here must be safe to send twice: the commands before the close may have
+/// been applied. A timeout is never sent again: the server may still be working on it.
 pub struct RedisConnection {
     redis: Redis,
 }
@@ -40,7 +40,18 @@ fn closed(err: &RedisError) -> bool {
 /// Whether a connection that met `err` may be out of step with the server: never
 /// reused.
 fn breaks(err: &RedisError) -> bool {
-    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error()
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() || moved(err)
+}
+
+/// Whether a cluster node sent the batch elsewhere (`MOVED`, `ASK`: a failover or a
+/// resharding), or asked for it later (`TRYAGAIN`, `CLUSTERDOWN`): nothing it refused
+/// was applied, and a new connection learns where the slots are now. The sync client
+/// follows a redirection of one command itself, not of a pipeline's.
+fn moved(err: &RedisError) -> bool {
+    const CODES: [&str; 4] = ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"];
+    let code = |code: Option<&str>| code.is_some_and(|code| CODES.contains(&code));
+    code(err.code())
+        || err.clone().into_server_errors().is_some_and(|errs| errs.iter().any(|(_, e)| code(Some(e.code()))))
 }
 
 impl RedisConnection {
@@ -92,8 +103,7 @@ impl RedisConnection {
         let kept = slot.is_some();
         let mut answer = self.opened(&mut slot, operation).map(&mut f)?;
         if let Err(err) = &answer
-            && kept
-            && closed(err)
+            && ((kept && closed(err)) || moved(err))
         {
             *slot = None;
             answer = self.opened(&mut slot, operation).map(f)?;
