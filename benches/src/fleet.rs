@@ -28,6 +28,8 @@ pub struct Workload {
     /// Catalog entries and claims, as the raw side sends them.
     entries: Vec<(String, String)>,
     claims: Vec<(String, u64)>,
+    /// The other masters of a cluster, emptied with the first.
+    other_masters: Vec<redis::Connection>,
 }
 
 impl Workload {
@@ -55,12 +57,28 @@ impl Workload {
             .enumerate()
             .map(|(n, key)| (format!("idempotency:run:10:child-task:{key}"), (1 << 40) + n as u64 + 1))
             .collect();
-        Workload { redis, conn, names, run, entries, claims }
+        Workload { redis, conn, names, run, entries, claims, other_masters: Vec::new() }
+    }
+
+    /// Empties the servers at `urls` too before each fan-out: the other masters of a
+    /// cluster whose seed `new` was given. Only the SDK side runs on a cluster.
+    ///
+    /// # Panics
+    ///
+    /// When a server cannot be reached.
+    #[must_use]
+    #[allow(clippy::unwrap_used)]
+    pub fn flushing(mut self, urls: &[String]) -> Self {
+        self.other_masters =
+            urls.iter().map(|url| redis::Client::open(url.as_str()).unwrap().get_connection().unwrap()).collect();
+        self
     }
 
     #[allow(clippy::unwrap_used)]
     fn flush(&mut self) {
-        redis::cmd("FLUSHALL").query::<()>(&mut self.conn).unwrap();
+        for conn in std::iter::once(&mut self.conn).chain(&mut self.other_masters) {
+            redis::cmd("FLUSHALL").query::<()>(conn).unwrap();
+        }
     }
 
     /// The SDK's fan-out on an emptied server: inside a run, creates every key
@@ -124,5 +142,142 @@ impl Workload {
 impl std::fmt::Debug for Workload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Workload").field("redis", &self.redis).field("items", &self.names.len()).finish_non_exhaustive()
+    }
+}
+
+/// The async side of the fan-out (feature `fleet-all`): the SDK through its async API
+/// against a raw async pipeline sending the commands the SDK sends, in pipelines of
+/// the same sizes, awaited one after another as the SDK awaits them.
+#[cfg(feature = "fleet-all")]
+pub mod async_fan_out {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use idempotency_catalog::{Catalog, CatalogBuilder, Redis, RedisBuilder};
+    use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+
+    use super::ITEMS;
+
+    /// The async SDK's pipeline sizes: catalog writes, runs.
+    const CATALOG_PIPELINE: usize = 1_024;
+    const RUN_PIPELINE: usize = 250;
+
+    /// Both sides against one server.
+    pub struct AsyncWorkload {
+        redis: Redis,
+        conn: redis::aio::MultiplexedConnection,
+        names: Vec<String>,
+        run: RunContext,
+        /// What the raw side sends, prepared beforehand: catalog entries and runs.
+        entries: Vec<(String, String)>,
+        runs: Vec<(String, String)>,
+    }
+
+    impl std::fmt::Debug for AsyncWorkload {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("AsyncWorkload")
+                .field("redis", &self.redis)
+                .field("items", &self.names.len())
+                .finish_non_exhaustive()
+        }
+    }
+
+    impl AsyncWorkload {
+        /// The workload against `url`.
+        ///
+        /// # Panics
+        ///
+        /// When the server cannot be reached.
+        #[allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure
+        pub async fn new(url: &str) -> Self {
+            let redis = RedisBuilder::new(url).build_async().await.unwrap_or_else(|err| panic!("{err}"));
+            let conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
+            let names: Vec<String> = (0..ITEMS).map(|i| i.to_string()).collect();
+            let run = RunContext::new("run_bench", 1);
+            let keys: Vec<IdempotencyKey> =
+                names.iter().map(|i| IdempotencyKey::derive(["item", i.as_str()], Scope::Global, Some(&run))).collect();
+            let entries = keys
+                .iter()
+                .zip(&names)
+                .map(|(key, i)| (format!("idempotency:key:{key}"), format!("00000000:global:item-{i}")))
+                .collect();
+            // A record as long as the SDK's: status, a 48-hex id, task, options, time.
+            let runs = keys
+                .iter()
+                .zip(&names)
+                .map(|(key, i)| {
+                    let record = format!(
+                        r#"{{"status":"pending","id":"run_{}0000000000000000","task":"child-task","options":{{"key":"item-{i}","scope":"global"}},"created_at":1796169275841}}"#,
+                        &key.to_string()[..32]
+                    );
+                    (format!("idempotency:claim:{{{}}}", &key.to_string()[..32]), record)
+                })
+                .collect();
+            AsyncWorkload { redis, conn, names, run, entries, runs }
+        }
+
+        #[allow(clippy::unwrap_used)]
+        async fn flush(&mut self) {
+            redis::cmd("FLUSHALL").query_async::<()>(&mut self.conn).await.unwrap();
+        }
+
+        /// The SDK's fan-out through its async API on an emptied server.
+        ///
+        /// # Panics
+        ///
+        /// When a call fails, or an item was not a new run.
+        #[allow(clippy::panic)]
+        pub async fn sdk(&mut self) -> Duration {
+            self.flush().await;
+            let catalog = CatalogBuilder::new()
+                .redis_async(self.redis.clone())
+                .build_redis()
+                .unwrap_or_else(|err| panic!("{err}"));
+            let engine = LocalEngine::on_redis_async(&self.redis).await.unwrap_or_else(|err| panic!("{err}"));
+            let started = Instant::now();
+            let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn Catalog>).with_run(self.run.clone());
+            let mut batch = sdk.batch("child-task", ITEMS);
+            for i in &self.names {
+                batch.item(None, ItemOptions::new().key(sdk.create_key(["item", i.as_str()], Scope::Global)));
+            }
+            let batch = batch.build().unwrap_or_else(|err| panic!("{err}"));
+            let handles = engine.trigger_owned_async(batch).await.unwrap_or_else(|err| panic!("{err}"));
+            drop(sdk);
+            catalog.flush_async().await.unwrap_or_else(|err| panic!("{err}"));
+            let elapsed = started.elapsed();
+            assert_eq!(handles.iter().filter(|h| !h.cached).count(), ITEMS);
+            elapsed
+        }
+
+        /// The raw side on an emptied server.
+        ///
+        /// # Panics
+        ///
+        /// When a call fails, or a run existed already.
+        #[allow(clippy::panic)]
+        pub async fn raw(&mut self) -> Duration {
+            self.flush().await;
+            let started = Instant::now();
+            for chunk in self.entries.chunks(CATALOG_PIPELINE) {
+                let mut pipe = redis::pipe();
+                for (key, value) in chunk {
+                    pipe.cmd("SET").arg(key).arg(value).arg("PX").arg(86_400_000u64).ignore();
+                }
+                pipe.query_async::<()>(&mut self.conn).await.unwrap_or_else(|err| panic!("{err}"));
+            }
+            let mut created = 0;
+            for chunk in self.runs.chunks(RUN_PIPELINE) {
+                let mut pipe = redis::pipe();
+                for (key, record) in chunk {
+                    pipe.cmd("SET").arg(key).arg(record).arg("NX").arg("GET").arg("PX").arg(2_592_000_000u64);
+                }
+                let held: Vec<Option<Vec<u8>>> =
+                    pipe.query_async(&mut self.conn).await.unwrap_or_else(|err| panic!("{err}"));
+                created += held.iter().filter(|h| h.is_none()).count();
+            }
+            let elapsed = started.elapsed();
+            assert_eq!(created, ITEMS);
+            elapsed
+        }
     }
 }
