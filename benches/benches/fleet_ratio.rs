@@ -18,60 +18,123 @@ fn main() {
     let mode = std::env::args().skip(1).find(|arg| arg == "async" || arg == "cluster");
     match mode.as_deref() {
         #[cfg(feature = "fleet-all")]
-        Some("async") => interleave("fan_out async sdk / raw async pipeline", rounds, async_rounds()),
+        Some("async") => interleave("fan_out async sdk / raw async pipeline", rounds, &mut OnAsync::new()),
         #[cfg(feature = "fleet-all")]
-        Some("cluster") => interleave("fan_out on a 3-master cluster / on one server", rounds, cluster_rounds()),
-        Some(other) => panic!("`{other}` needs --features fleet-all"),
-        None => interleave("fan_out sdk / raw pipeline", rounds, sync_rounds()),
+        Some("cluster") => interleave("fan_out on a 3-master cluster / on one server", rounds, &mut OnCluster::new()),
+        Some(other) => {
+            eprintln!("`{other}` needs --features fleet-all");
+            std::process::exit(2);
+        }
+        None => interleave("fan_out sdk / raw pipeline", rounds, &mut OnOne::new()),
     }
 }
 
-/// One side of a ratio, then the other: each call times one fan-out.
-type Side<'a> = Box<dyn FnMut() -> Duration + 'a>;
+/// Two sides of a ratio: each call times one fan-out.
+trait Sides {
+    fn first(&mut self) -> Duration;
+    fn second(&mut self) -> Duration;
+}
 
-fn sync_rounds() -> (Side<'static>, Side<'static>) {
-    let server = Box::leak(Box::new(testkit::RedisServer::start(&[])));
-    let workload = std::rc::Rc::new(std::cell::RefCell::new(Workload::new(&server.url())));
-    let other = std::rc::Rc::clone(&workload);
-    (Box::new(move || workload.borrow_mut().sdk()), Box::new(move || other.borrow_mut().raw()))
+/// The sync SDK against the raw pipeline, on one server.
+struct OnOne {
+    _server: testkit::RedisServer,
+    workload: Workload,
+}
+
+impl OnOne {
+    fn new() -> Self {
+        let server = testkit::RedisServer::start(&[]);
+        let workload = Workload::new(&server.url());
+        OnOne { _server: server, workload }
+    }
+}
+
+impl Sides for OnOne {
+    fn first(&mut self) -> Duration {
+        self.workload.sdk()
+    }
+    fn second(&mut self) -> Duration {
+        self.workload.raw()
+    }
+}
+
+/// The async SDK against the raw async pipeline, on one server, from a
+/// current-thread runtime.
+#[cfg(feature = "fleet-all")]
+struct OnAsync {
+    _server: testkit::RedisServer,
+    runtime: tokio::runtime::Runtime,
+    workload: benches::fleet::async_fan_out::AsyncWorkload,
 }
 
 #[cfg(feature = "fleet-all")]
-fn async_rounds() -> (Side<'static>, Side<'static>) {
-    let server = Box::leak(Box::new(testkit::RedisServer::start(&[])));
-    let runtime = std::rc::Rc::new(tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap());
-    let workload = runtime.block_on(benches::fleet::async_fan_out::AsyncWorkload::new(&server.url()));
-    let workload = std::rc::Rc::new(std::cell::RefCell::new(workload));
-    let (other, rt) = (std::rc::Rc::clone(&workload), std::rc::Rc::clone(&runtime));
-    (
-        Box::new(move || runtime.block_on(async { workload.borrow_mut().sdk().await })),
-        Box::new(move || rt.block_on(async { other.borrow_mut().raw().await })),
-    )
+impl OnAsync {
+    #[allow(clippy::panic)] // a bench may stop at a failure
+    fn new() -> Self {
+        let server = testkit::RedisServer::start(&[]);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("cannot start a runtime: {err}"));
+        let workload = runtime.block_on(benches::fleet::async_fan_out::AsyncWorkload::new(&server.url()));
+        OnAsync { _server: server, runtime, workload }
+    }
 }
 
 #[cfg(feature = "fleet-all")]
-fn cluster_rounds() -> (Side<'static>, Side<'static>) {
-    let cluster = Box::leak(Box::new(testkit::RedisCluster::start(3, 0)));
-    let server = Box::leak(Box::new(testkit::RedisServer::start(&[])));
-    let mut on_cluster = Workload::new(&cluster.seed_url()).flushing(&cluster.urls());
-    let mut on_one = Workload::new(&server.url());
-    (Box::new(move || on_cluster.sdk()), Box::new(move || on_one.sdk()))
+impl Sides for OnAsync {
+    fn first(&mut self) -> Duration {
+        self.runtime.block_on(self.workload.sdk())
+    }
+    fn second(&mut self) -> Duration {
+        self.runtime.block_on(self.workload.raw())
+    }
+}
+
+/// The sync SDK on a 3-master cluster against the same on one server.
+#[cfg(feature = "fleet-all")]
+struct OnCluster {
+    _cluster: testkit::RedisCluster,
+    _server: testkit::RedisServer,
+    on_cluster: Workload,
+    on_one: Workload,
+}
+
+#[cfg(feature = "fleet-all")]
+impl OnCluster {
+    fn new() -> Self {
+        let cluster = testkit::RedisCluster::start(3, 0);
+        let server = testkit::RedisServer::start(&[]);
+        let on_cluster = Workload::new(&cluster.seed_url()).flushing(&cluster.urls());
+        let on_one = Workload::new(&server.url());
+        OnCluster { _cluster: cluster, _server: server, on_cluster, on_one }
+    }
+}
+
+#[cfg(feature = "fleet-all")]
+impl Sides for OnCluster {
+    fn first(&mut self) -> Duration {
+        self.on_cluster.sdk()
+    }
+    fn second(&mut self) -> Duration {
+        self.on_one.sdk()
+    }
 }
 
 /// Runs both sides in every round, alternating which goes first, and prints each
 /// round's ratio and their median, least and greatest.
-fn interleave(what: &str, rounds: usize, (mut first, mut second): (Side<'_>, Side<'_>)) {
+fn interleave(what: &str, rounds: usize, sides: &mut dyn Sides) {
     // One of each first, untimed: connections made, pages touched.
-    first();
-    second();
+    sides.first();
+    sides.second();
     let mut ratios = Vec::with_capacity(rounds);
     for round in 0..rounds {
         let (a, b) = if round % 2 == 0 {
-            let a = first();
-            (a, second())
+            let a = sides.first();
+            (a, sides.second())
         } else {
-            let b = second();
-            (first(), b)
+            let b = sides.second();
+            (sides.first(), b)
         };
         let ratio = a.as_secs_f64() / b.as_secs_f64();
         println!("round {round}: {:.0} ms against {:.0} ms, {ratio:.2}x", a.as_secs_f64() * 1e3, b.as_secs_f64() * 1e3);
