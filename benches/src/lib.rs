@@ -9,8 +9,8 @@ pub mod fleet;
 #[cfg(doctest)]
 pub struct WorkspaceReadmeDoctests;
 
-/// docs/fleet.md, compiled as doctests with feature `redis`, so that its recipe stays
-/// true (it does not run: it needs a server).
+/// docs/fleet.md, compiled as doctests with feature `fleet-all`, so that its recipes
+/// stay true (they do not run: they need a server).
 #[doc = include_str!("../../docs/fleet.md")]
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "fleet-all"))]
 pub struct FleetDocDoctests;

@@ -6,7 +6,7 @@
 //!
 //! The runtime is the one the crates already depend on (`tokio`, through the feature):
 //! a current-thread runtime built by hand, as a service's `#[tokio::main(flavor =
-//! "current_thread")]` would.
+//! "current_thread")]` would, and once a multi-thread one.
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
@@ -132,6 +132,48 @@ fn eight_threads_missing_the_catalog_at_once_do_not_take_turns_on_one_connection
     }
     assert_eq!(clients() - before, 8, "one connection per concurrent miss");
     assert_eq!(redis.faults(), 0);
+}
+
+#[test]
+fn eight_tasks_on_a_multi_thread_runtime_share_one_connection_and_make_each_run_once() {
+    let server = RedisServer::start(&[]);
+    let clients = || -> usize {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query(&mut server.client()).unwrap();
+        list.lines().count() - 1 // less the connection asking
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (created, cached) = runtime.block_on(async {
+        let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
+        let engine = Arc::new(LocalEngine::on_redis_async(&redis).await.unwrap());
+        let before = clients();
+        // Each task triggers the same 2,000 keys, in its own order of batches.
+        let tasks: Vec<_> = (0..8usize)
+            .map(|task| {
+                let engine = Arc::clone(&engine);
+                tokio::spawn(async move {
+                    let (mut created, mut cached) = (0, 0);
+                    for round in 0..4 {
+                        let from = (task + round) % 4 * 500;
+                        let handles = engine.trigger_owned_async(batch(from..from + 500, "1h")).await.unwrap();
+                        created += handles.iter().filter(|h| !h.cached).count();
+                        cached += handles.iter().filter(|h| h.cached).count();
+                    }
+                    (created, cached)
+                })
+            })
+            .collect();
+        let (mut created, mut cached) = (0, 0);
+        for task in tasks {
+            let (c, k) = task.await.unwrap();
+            created += c;
+            cached += k;
+        }
+        assert_eq!(clients(), before, "the engine's calls share the handle's one connection");
+        assert_eq!(engine.run_count(), 2_000);
+        (created, cached)
+    });
+    assert_eq!((created, cached), (2_000, 7 * 2_000));
+    assert_eq!(server.count("idempotency:claim:*"), 2_000);
 }
 
 /// A handle built inside a runtime and a catalog in async mode on it.

@@ -2,7 +2,8 @@
 //! loopback: the same engine and catalog as on one server, the URL of any node (or
 //! several) enough, four processes on the same keys making each run once, digests
 //! minted in one process resolving in another, a master replaced by its replica in
-//! the middle of a batch, and the async forms (feature `tokio`).
+//! the middle of a batch, an evicting policy on one master refused, and the async
+//! forms (feature `tokio`).
 //!
 //! Workers are this test binary run again: a worker is a test (`worker_*`) that does
 //! nothing unless `CLUSTER_WORKER` is set in its environment.
@@ -185,6 +186,27 @@ fn a_master_replaced_by_its_replica_mid_batch_leaves_every_key_one_run() {
     assert!(cluster.masters().contains(&replica), "the replica took over");
     eprintln!("{overlapped} batches during the failover, {failed} failed");
     every_key_held_once(&cluster, next);
+}
+
+#[test]
+fn an_evicting_policy_on_any_master_is_refused_naming_that_master() {
+    let cluster = RedisCluster::start(3, 0);
+    let masters = cluster.masters();
+    let (seed, evicting) = (masters[0], masters[2]);
+    assert_eq!(cluster.cli(evicting, &["config", "set", "maxmemory-policy", "allkeys-lru"]).trim(), "OK");
+    let err = RedisBuilder::new(cluster.seed_url()).build().unwrap_err().to_string();
+    let expected = format!(
+        "redis at redis://127.0.0.1:{seed}/: cannot accept the server's configuration: maxmemory-policy is allkeys-lru on the cluster master 127.0.0.1:{evicting}: "
+    );
+    assert!(err.starts_with(&expected), "{err}");
+    #[cfg(feature = "tokio")]
+    {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let err = runtime.block_on(RedisBuilder::new(cluster.seed_url()).build_async()).unwrap_err().to_string();
+        assert!(err.starts_with(&expected), "{err}");
+    }
+    // Accepted when asked, as on one server.
+    assert!(RedisBuilder::new(cluster.seed_url()).allow_evicting_policy().build().is_ok());
 }
 
 #[cfg(feature = "tokio")]

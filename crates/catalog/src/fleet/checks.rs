@@ -33,8 +33,9 @@ pub(super) fn commands() -> [Cmd; 2] {
 /// What one server's answers to [`commands`] say.
 #[derive(Default)]
 pub(super) struct Findings {
-    /// An evicting policy.
-    evicting: Option<String>,
+    /// An evicting policy, and the node it is on when the findings are a cluster
+    /// master's: an operator must know which one to fix.
+    evicting: Option<(String, Option<String>)>,
     /// What a crash may cost, and the settings that say so.
     weak: Option<(&'static str, String, String, String)>,
     unchecked: Unchecked,
@@ -77,7 +78,7 @@ pub(super) fn read(redis: &Redis, answers: Vec<Result<Value, RedisError>>) -> Re
     let mut findings = Findings::default();
     match policy {
         Ok(policy) if policy == "noeviction" => {}
-        Ok(policy) => findings.evicting = Some(policy),
+        Ok(policy) => findings.evicting = Some((policy, None)),
         Err(why) => findings.unchecked.add("maxmemory-policy", why),
     }
     let cost = match (appendonly.as_deref(), appendfsync.as_deref(), save.as_deref()) {
@@ -104,6 +105,16 @@ pub(super) fn read(redis: &Redis, answers: Vec<Result<Value, RedisError>>) -> Re
     Ok(findings)
 }
 
+impl Findings {
+    /// The same findings, of the cluster master at `node` (`host:port`).
+    pub(super) fn of_node(mut self, node: String) -> Self {
+        if let Some((_, on)) = &mut self.evicting {
+            *on = Some(node);
+        }
+        self
+    }
+}
+
 /// Refuses an evicting `maxmemory-policy` on any server unless `allow_evicting`, and
 /// warns once about weak persistence and once about what could not be read, whatever
 /// the number of servers (a cluster's masters) the findings come from.
@@ -117,13 +128,13 @@ pub(super) fn judge(redis: &Redis, findings: Vec<Findings>, allow_evicting: bool
     }
     match evicting {
         None => {}
-        Some(policy) if allow_evicting => events::evicting_policy_accepted(redis.url(), &policy),
+        Some((policy, _)) if allow_evicting => events::evicting_policy_accepted(redis.url(), &policy),
         // Not a fault: nothing failed, and retrying will not help.
-        Some(policy) => {
+        Some((policy, node)) => {
             return Err(Error::Redis {
                 url: redis.url().to_owned(),
                 operation: ACCEPT,
-                message: evicting_message(&policy),
+                message: evicting_message(&policy, node.as_deref()),
             });
         }
     }
@@ -143,9 +154,10 @@ const EVERYSEC: &str =
     "redis appendfsync is everysec: a crash may lose up to a second of claims, and keys triggered again run twice";
 const OS_SYNC: &str = "redis appendfsync leaves syncing to the OS: a crash may lose the last seconds of claims, and keys triggered again run twice";
 
-fn evicting_message(policy: &str) -> String {
+fn evicting_message(policy: &str, node: Option<&str>) -> String {
+    let on = node.map(|node| format!(" on the cluster master {node}")).unwrap_or_default();
     format!(
-        "maxmemory-policy is {policy}: Redis may evict claims and catalog entries, and evicted claims run twice; set it to noeviction (CONFIG SET maxmemory-policy noeviction), or accept duplicates with RedisBuilder::allow_evicting_policy"
+        "maxmemory-policy is {policy}{on}: Redis may evict claims and catalog entries, and evicted claims run twice; set it to noeviction (CONFIG SET maxmemory-policy noeviction), or accept duplicates with RedisBuilder::allow_evicting_policy"
     )
 }
 

@@ -233,7 +233,7 @@ impl RedisConnection {
     }
 
     /// Counts, reports to the handle's listener and warns about a failure that
-    /// [`run`](Self::run) cannot see, exactly as it does for a failed operation, and
+    /// [`send`](Self::send) cannot see, exactly as it does for a failed operation, and
     /// returns the [`Error::Redis`] to return. For stores built on the handle that get
     /// an answer they cannot use, such as a value under one of their keys that they did
     /// not write ([`FaultKind::Foreign`]): `message` should name the Redis key, and show

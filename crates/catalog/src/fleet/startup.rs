@@ -184,7 +184,8 @@ pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
             for (host, port) in masters {
                 let master = node(&seed, host, *port, certs.as_ref())
                     .map_err(|err| redis.failed(CONNECT, &err, plan_timeout(&redis)))?;
-                findings.push(checks::read(&redis, ask(&redis, &master, deadline, checks::commands().into())?)?);
+                let found = checks::read(&redis, ask(&redis, &master, deadline, checks::commands().into())?)?;
+                findings.push(found.of_node(format!("{host}:{port}")));
             }
         }
         None => findings.push(checks::read(&redis, checked)?),
@@ -243,7 +244,7 @@ pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
                 let master = node(&seed, host, *port, certs.as_ref())
                     .map_err(|err| redis.failed(CONNECT, &err, plan_timeout(&redis)))?;
                 let answers = ask_async(&redis, &master, deadline, checks::commands().into()).await?;
-                findings.push(checks::read(&redis, answers)?);
+                findings.push(checks::read(&redis, answers)?.of_node(format!("{host}:{port}")));
             }
         }
         None => findings.push(checks::read(&redis, checked)?),
