@@ -26,7 +26,10 @@
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters on the [`metrics`](https://docs.rs/metrics) facade (batch items, items without options, cached answers) and the catalog's own metrics (`idempotency-catalog/metrics`); names in `docs/telemetry.md` | the `metrics` crate; an atomic add per batch and per trigger |
-//! | `redis` | no | fleet mode: `LocalEngine::on_redis` claims keys and records runs on a Redis 7 server, shared by every worker, and the catalog's `RedisCatalog` (`idempotency-catalog/redis`); see `docs/fleet.md` | the [`redis`](https://docs.rs/redis) crate, without default features; a round trip per 10,000 claims |
+//! | `redis` | no | fleet mode: `LocalEngine::on_redis` claims keys and records runs on Redis 7, shared by every worker, and the catalog's `RedisCatalog` (`idempotency-catalog/redis`); see `docs/fleet.md` | the [`redis`](https://docs.rs/redis) crate's sync client; a round trip per 10,000 claims |
+//! | `tokio` | no | `redis`, and the engine's async forms: `LocalEngine::on_redis_async`, `trigger_async`, `trigger_owned_async`, `trigger_items_async`, `run_async`, `read_runs_async`, `set_status_async`, `reset_key_async` (and the catalog's `tokio`) | `tokio` and the catalog's; a round trip per 250 claims, with a yield between them |
+//! | `cluster` | no | `redis` on a Redis Cluster (the catalog's `cluster`) | the catalog's |
+//! | `tls` | no | `redis` over TLS (the catalog's `tls`) | the catalog's |
 //!
 //! # Examples
 //!
