@@ -18,6 +18,23 @@ const CLAIM_PIPELINE: usize = 10_000;
 const TTL_30_DAYS_MS: u64 = 30 * 86_400 * 1_000;
 const CATALOG_TTL_MS: u64 = 86_400 * 1_000;
 
+/// Item names `0..ITEMS`, the run, each item's key, and the catalog entries the raw
+/// sides send for them.
+#[allow(clippy::type_complexity)]
+fn items() -> (Vec<String>, RunContext, Vec<IdempotencyKey>, Vec<(String, String)>) {
+    let names: Vec<String> = (0..ITEMS).map(|i| i.to_string()).collect();
+    let run = RunContext::new("run_bench", 1);
+    let keys: Vec<IdempotencyKey> =
+        names.iter().map(|i| IdempotencyKey::derive(["item", i.as_str()], Scope::Global, Some(&run))).collect();
+    let entries = keys
+        .iter()
+        .zip(&names)
+        // As long as a catalog value now is: 8 hex characters of check first.
+        .map(|(key, i)| (format!("idempotency:key:{key}"), format!("00000000:global:item-{i}")))
+        .collect();
+    (names, run, keys, entries)
+}
+
 /// Both sides of the fan-out against one server, with everything the raw side sends
 /// prepared beforehand.
 pub struct Workload {
@@ -42,16 +59,7 @@ impl Workload {
     pub fn new(url: &str) -> Self {
         let redis = RedisBuilder::new(url).build().unwrap_or_else(|err| panic!("{err}"));
         let conn = redis::Client::open(url).unwrap().get_connection().unwrap();
-        let names: Vec<String> = (0..ITEMS).map(|i| i.to_string()).collect();
-        let run = RunContext::new("run_bench", 1);
-        let keys: Vec<IdempotencyKey> =
-            names.iter().map(|i| IdempotencyKey::derive(["item", i.as_str()], Scope::Global, Some(&run))).collect();
-        let entries = keys
-            .iter()
-            .zip(&names)
-            // As long as a catalog value now is: 8 hex characters of check first.
-            .map(|(key, i)| (format!("idempotency:key:{key}"), format!("00000000:global:item-{i}")))
-            .collect();
+        let (names, run, keys, entries) = items();
         let claims = keys
             .iter()
             .enumerate()
@@ -154,7 +162,7 @@ pub mod async_fan_out {
     use std::time::{Duration, Instant};
 
     use idempotency_catalog::{Catalog, CatalogBuilder, Redis, RedisBuilder};
-    use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+    use idempotency_sdk::{ItemOptions, LocalEngine, RunContext, Scope, Sdk};
 
     use super::ITEMS;
 
@@ -192,15 +200,7 @@ pub mod async_fan_out {
         pub async fn new(url: &str) -> Self {
             let redis = RedisBuilder::new(url).build_async().await.unwrap_or_else(|err| panic!("{err}"));
             let conn = redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap();
-            let names: Vec<String> = (0..ITEMS).map(|i| i.to_string()).collect();
-            let run = RunContext::new("run_bench", 1);
-            let keys: Vec<IdempotencyKey> =
-                names.iter().map(|i| IdempotencyKey::derive(["item", i.as_str()], Scope::Global, Some(&run))).collect();
-            let entries = keys
-                .iter()
-                .zip(&names)
-                .map(|(key, i)| (format!("idempotency:key:{key}"), format!("00000000:global:item-{i}")))
-                .collect();
+            let (names, run, keys, entries) = super::items();
             // A record as long as the SDK's: status, a 48-hex id, task, options, time.
             let runs = keys
                 .iter()

@@ -206,7 +206,7 @@ impl CatalogBuilder {
     /// [`Error::InvalidConfig`] naming the source of the first bad value: a kind that
     /// is not one of the three, a capacity that is not a whole number from 1 up, a
     /// ceiling below the capacity, or a builder call that does not apply to the chosen
-    /// kind; for [`redis_async`](Self::redis_async), a build outside a tokio runtime.
+    /// kind; for `redis_async` (feature `tokio`), a build outside a tokio runtime.
     pub fn build(self) -> Result<Arc<dyn Catalog>, Error> {
         #[cfg(feature = "redis")]
         if self.redis.is_some() {
@@ -216,7 +216,7 @@ impl CatalogBuilder {
     }
 
     /// Builds the catalog in front of Redis given to [`redis`](Self::redis) or
-    /// [`redis_async`](Self::redis_async), as its own type: for
+    /// `redis_async` (feature `tokio`), as its own type: for
     /// [`prefetch`](crate::RedisCatalog::prefetch) and the async methods.
     ///
     /// # Errors

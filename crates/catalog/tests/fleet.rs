@@ -566,3 +566,22 @@ fn a_connection_the_server_closed_is_opened_again_and_the_call_goes_through() {
     assert!(catalog.flush().is_err());
     assert_eq!(redis.faults(), 1);
 }
+
+#[test]
+fn registrations_a_dropped_catalog_could_not_send_are_counted_and_warned_about() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(200)).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis).build().unwrap();
+    server.pause();
+    let (_, lines) = testkit::warnings(|| {
+        for i in 0..10u8 {
+            catalog.register(Digest::from_bytes([i; 32]), KeyOptions::new("left", Scope::Run));
+        }
+        // Its last send times out: those ten are lost with it, and said to be.
+        drop(catalog);
+    });
+    server.resume();
+    let lost: Vec<&String> = lines.iter().filter(|l| l.contains("dropped from the write queue")).collect();
+    assert_eq!(lost.len(), 1, "{lines:#?}");
+    assert!(lost[0].contains("unshared=10"), "{}", lost[0]);
+}

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{CatalogBuilder, RedisBuilder};
+use idempotency_catalog::{Catalog, CatalogBuilder, RedisBuilder};
 use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
 use parking_lot::Mutex;
 use serde_json::json;
@@ -95,7 +95,7 @@ struct Tally {
 
 async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
     let redis = RedisBuilder::from_env().url(&args.redis).io_timeout(args.io_timeout).build_async().await?;
-    let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build()?;
+    let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build_redis()?;
     let engine = Arc::new(LocalEngine::on_redis_async(&redis).await?);
 
     let max_stall = Arc::new(AtomicU64::new(0));
@@ -116,7 +116,8 @@ async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Erro
     let tally = Arc::new(Tally::default());
     let handlers: Vec<_> = (0..args.handlers)
         .map(|_| {
-            let (engine, tally, sdk) = (Arc::clone(&engine), Arc::clone(&tally), Sdk::new(Arc::clone(&catalog)));
+            let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn Catalog>);
+            let (engine, tally) = (Arc::clone(&engine), Arc::clone(&tally));
             let (items, size, rounds) = (args.items, args.batch, args.rounds);
             tokio::spawn(async move {
                 for _ in 0..rounds {
@@ -158,6 +159,8 @@ async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Erro
     for handler in handlers {
         handler.await?;
     }
+    // What the catalog's sender has not sent yet goes out before the runtime stops.
+    catalog.flush_async().await?;
     let seconds = started.elapsed().as_secs_f64();
     ticking.store(false, Ordering::Relaxed);
     ticker.await?;

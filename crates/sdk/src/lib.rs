@@ -52,6 +52,8 @@
 //! # Ok::<(), idempotency_sdk::Error>(())
 //! ```
 #![forbid(unsafe_code)]
+// On docs.rs (nightly, `--cfg docsrs`): each item gated by a feature says which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // No panic on any input path: beside the workspace's `unwrap_used`, `expect_used` and
 // `panic` lints, indexing and the panicking macros are refused in library code.
 #![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]

@@ -239,6 +239,33 @@ fn redis_paused_past_the_command_timeout_fails_the_trigger_and_orphans_nothing()
 }
 
 #[test]
+fn a_stalled_server_fails_a_whole_pipeline_within_the_command_timeout() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let batch = batch(10_000);
+    // Paused for 5 s: a pipeline read answer by answer, each with the whole timeout,
+    // waits until the server is back.
+    server.pause();
+    let resumer = {
+        let pid = server.pid();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(5));
+            Command::new("kill").args(["-CONT", &pid.to_string()]).status().unwrap();
+        })
+    };
+    let started = Instant::now();
+    let err = engine.trigger(&batch).unwrap_err().to_string();
+    let waited = started.elapsed();
+    resumer.join().unwrap();
+    assert!(err.ends_with("no answer within 300ms"), "{err}");
+    // The bound is the timeout and an eighth of it; 2 s leaves room for a slow machine.
+    assert!(waited < Duration::from_secs(2), "10,000 commands took {waited:?} to fail against a 300 ms timeout");
+    std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
+    a_fresh_engine_finds_every_key_held_once(&server, 10_000);
+}
+
+#[test]
 fn after_redis_loses_its_data_no_id_names_two_runs() {
     let mut server = RedisServer::start(&[]);
     let before = engine(&server);

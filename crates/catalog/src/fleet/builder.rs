@@ -141,8 +141,9 @@ impl RedisBuilder {
     }
 
     /// A builder that falls back on the process environment ([`ENV_REDIS_URL`],
-    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`], [`ENV_REDIS_RUN_TTL`]) for every
-    /// setting no builder call makes.
+    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`], [`ENV_REDIS_RUN_TTL`], and with
+    /// feature `tls` [`ENV_REDIS_TLS_CA`], [`ENV_REDIS_TLS_CERT`], [`ENV_REDIS_TLS_KEY`])
+    /// for every setting no builder call makes.
     pub fn from_env() -> Self {
         Self::from_env_with(|name| std::env::var(name).ok())
     }
@@ -344,7 +345,7 @@ impl RedisBuilder {
         if tls && cfg!(not(feature = "tls")) {
             return Err(invalid("TLS (`rediss://`) needs the `tls` feature of idempotency-catalog".to_owned()));
         }
-        let certs = if tls { self.tls_certs(&invalid)? } else { None };
+        let certs = if tls { self.tls_certs()? } else { None };
         let mut seeds = Vec::with_capacity(urls.len());
         for url in &urls {
             let info = url.into_connection_info().map_err(|err| {
@@ -382,7 +383,7 @@ impl RedisBuilder {
 
     /// The certificates a `rediss://` handle connects with, read from their files.
     #[cfg(feature = "tls")]
-    fn tls_certs(&self, invalid: &dyn Fn(String) -> Error) -> Result<Option<::redis::TlsCertificates>, Error> {
+    fn tls_certs(&self) -> Result<Option<::redis::TlsCertificates>, Error> {
         let read = |source: &'static str, path: &std::path::Path| {
             std::fs::read(path)
                 .map_err(|err| Error::config(source, path.display().to_string(), format!("cannot read it: {err}")))
@@ -397,11 +398,13 @@ impl RedisBuilder {
             (None, Some(cert), Some(key)) => {
                 Some((read(ENV_REDIS_TLS_CERT, cert.as_ref())?, read(ENV_REDIS_TLS_KEY, key.as_ref())?))
             }
-            (None, Some(_), None) => {
-                return Err(invalid(format!("{ENV_REDIS_TLS_CERT} is set without {ENV_REDIS_TLS_KEY}")));
+            (None, Some(cert), None) => {
+                let why = format!("set without {ENV_REDIS_TLS_KEY}: a client certificate needs its key");
+                return Err(Error::config(ENV_REDIS_TLS_CERT, cert, why));
             }
-            (None, None, Some(_)) => {
-                return Err(invalid(format!("{ENV_REDIS_TLS_KEY} is set without {ENV_REDIS_TLS_CERT}")));
+            (None, None, Some(key)) => {
+                let why = format!("set without {ENV_REDIS_TLS_CERT}: a client key needs its certificate");
+                return Err(Error::config(ENV_REDIS_TLS_KEY, key, why));
             }
             (None, None, None) => None,
         };
@@ -410,7 +413,7 @@ impl RedisBuilder {
     }
 
     #[cfg(not(feature = "tls"))]
-    fn tls_certs(&self, _: &dyn Fn(String) -> Error) -> Result<Option<startup::NoTls>, Error> {
+    fn tls_certs(&self) -> Result<Option<startup::NoTls>, Error> {
         Ok(None)
     }
 }

@@ -39,24 +39,28 @@ const MAX_QUEUED: usize = 100_000;
 ///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
 ///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
 ///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest>
-///   <check>:<scope>:<key> PX <ttl>`: one key per command, as Redis Cluster needs
-///   (not run on one yet). A key over 2,048 characters, which the server refuses, stays local.
+///   <check>:<scope>:<key> PX <ttl>`: one key per command, as Redis Cluster needs.
+///   A key over 2,048 characters, which the server refuses, stays local.
 /// - **Values cannot lie.** `<check>` is 8 hex digits of SHA-256 over the digest, scope
 ///   and key: a value that does not parse, was written for another digest (copied, or
 ///   another application's) or holds a key over 2,048 characters is never used. It is
 ///   a miss, counted in [`Stats::faults`] as [`FaultKind::Foreign`] and warned about,
 ///   naming the Redis key. The check guards against mistakes, not against someone who
 ///   may write to the server.
-/// - **A local miss costs one round trip** (`GET`); what it finds is kept locally.
+/// - **A local miss costs one round trip** (`GETRANGE`) from sync code; what it finds
+///   is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
+///   a miss stays a miss: [`prefetch_async`](Self::prefetch_async) reads ahead.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
 ///   room is counted as released, never evicted: Redis keeps it.
 /// - **Faults lose nothing silently.** When Redis fails, the local catalog keeps
 ///   serving, a miss is a miss, and queued registrations wait (up to 100,000) to be
 ///   sent again; every failure is counted in [`Stats::faults`], passed to the
 ///   handle's listener and covered by a rate-limited warning, and registrations that
-///   had to be dropped from a full queue are counted in [`Stats::unshared`].
+///   had to be dropped from a full queue, or were still queued when the catalog was
+///   dropped, are counted (in [`Stats::unshared`] while it lives) and warned about.
 /// - [`clear`](Catalog::clear) and [`remove`](Catalog::remove) act on the local
-///   catalog; `remove` deletes the shared entry too.
+///   catalog; from sync code `remove` deletes the shared entry too, in async mode it
+///   leaves it to its TTL (no call there touches the network).
 ///
 /// # Examples
 ///
@@ -561,8 +565,16 @@ impl Drop for RedisCatalog {
 
 impl Drop for Shared {
     fn drop(&mut self) {
-        if let Some(summary) = self.unshared_log.get_mut().flush() {
-            events::warn_unshared(summary, self.conn.redis().url(), self.queue.get_mut().len());
+        // What the last send could not write is lost with the catalog: counted and
+        // warned about like registrations dropped from a full queue.
+        let left = self.queue.get_mut().len() as u64;
+        let log = self.unshared_log.get_mut();
+        let due = (left > 0).then(|| log.record(left)).flatten();
+        if left > 0 {
+            crate::meter::unshared(left);
+        }
+        for summary in due.into_iter().chain(log.flush()) {
+            events::warn_unshared(summary, self.conn.redis().url(), 0);
         }
     }
 }

@@ -18,15 +18,18 @@ use crate::telemetry::FaultKind;
 ///
 /// Commands are the [`redis`](https://docs.rs/redis) crate's own `Cmd`, so a store
 /// written against it uses the same `redis` version as this crate (1.x). A batch is
-/// sent as a pipeline to one server, or split by node on a cluster, and every command
-/// gets its own answer: a server error is that command's `Err`, never the batch's.
+/// sent as a pipeline to one server, all of it answered within the handle's
+/// `io_timeout`, and every command gets its own answer: a server error is that
+/// command's `Err`, never the batch's. On a cluster a sync batch is split by node, and
+/// fails whole when any command of it fails; an async one goes command by command.
 ///
 /// A connection kept from an earlier call may have been closed by the server since (a
 /// restart, `CLIENT KILL`, an idle timeout): when a call finds it closed, or a cluster
 /// node sent it elsewhere (`MOVED` after a failover), the call is sent once more on a
 /// new connection, and only a second failure counts. So every batch and command sent
 /// through here must be safe to send twice: the commands before the close may have
-/// been applied. A timeout is never sent again: the server may still be working on it.
+/// been applied. A timeout on one server is never sent again here; on a cluster the
+/// redis crate's cluster client may send a command again itself (up to 3 times).
 pub struct RedisConnection {
     redis: Redis,
 }
@@ -76,8 +79,12 @@ impl RedisConnection {
     /// single commands are not (the caller decides what they mean, and may report them
     /// with [`fault`](Self::fault)).
     pub fn send(&self, operation: &'static str, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
         let batch = self.redis.deployment().prepare(cmds, false);
-        self.sync(operation, |conn| conn.send(&batch))
+        let timeout = self.redis.settings().io_timeout;
+        self.sync(operation, |conn| conn.send(&batch, timeout))
     }
 
     /// Sends one command and reads its answer as `T`.
@@ -151,6 +158,9 @@ impl RedisConnection {
     /// As [`send`](Self::send).
     #[cfg(feature = "tokio")]
     pub async fn send_async(&self, operation: &'static str, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
+        if cmds.is_empty() {
+            return Ok(Vec::new());
+        }
         let batch = self.redis.deployment().prepare(cmds, true);
         let batch = &batch;
         self.with_async(operation, move |mut conn| async move { conn.send(batch).await }).await

@@ -1,4 +1,4 @@
-//! [`Redis`]: the handle every catalog and engine on one server shares, with its fault
+//! [`Redis`]: the handle every catalog and engine on one deployment shares, with its fault
 //! counter, listener and warnings.
 
 use std::fmt;
@@ -18,8 +18,8 @@ use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
 use crate::telemetry::{EvictionListener, Fault, FaultKind};
 
-/// A handle on one Redis server, shared by the catalogs and engines built on it: its
-/// URL (shown with any password redacted), key prefix and timeouts, and one fault
+/// A handle on one Redis server or (feature `cluster`) one Redis Cluster, shared by the
+/// catalogs and engines built on it: its URL (shown with any password redacted), key prefix and timeouts, and one fault
 /// counter, listener and rate-limited warning for all of them. Cheap to clone.
 ///
 /// # Examples

@@ -121,10 +121,10 @@ impl SyncConn {
         }
     }
 
-    /// Sends `batch`; one answer per command.
-    pub(super) fn send(&mut self, batch: &Prepared) -> RedisResult<Vec<RedisResult<Value>>> {
+    /// Sends `batch`, answered within `timeout` on one server; one answer per command.
+    pub(super) fn send(&mut self, batch: &Prepared, timeout: Duration) -> RedisResult<Vec<RedisResult<Value>>> {
         match (self, batch) {
-            (SyncConn::Single(conn), Prepared::Pipeline(pipe)) => Ok(answers(pipe.query(conn)?)),
+            (SyncConn::Single(conn), Prepared::Pipeline(pipe)) => Ok(answers(pipeline(conn, pipe, timeout)?)),
             // The sync cluster pipeline has no `ignore_errors`: an error of one command
             // fails the batch, and the caller takes every answer as unknown.
             #[cfg(feature = "cluster")]
@@ -150,6 +150,35 @@ impl SyncConn {
         };
         answer.and_then(Value::extract_error)
     }
+}
+
+/// Sends `pipe` to one server and reads its answers, all within `timeout`, stopping at
+/// the first that fails to come. redis-rs's own `query` reads each answer with the
+/// socket's timeout and goes on reading after one timed out, so a server that stopped
+/// answering held a 10,000-command pipeline for up to 10,000 timeouts.
+fn pipeline(conn: &mut Connection, pipe: &::redis::Pipeline, timeout: Duration) -> RedisResult<Vec<Value>> {
+    if pipe.is_empty() {
+        return Ok(Vec::new());
+    }
+    let deadline = Instant::now() + timeout;
+    conn.send_packed_command(&pipe.get_packed_pipeline())?;
+    let mut values = Vec::with_capacity(pipe.len());
+    // The socket waits at most what is left, and a little more (an eighth of the
+    // timeout): shortened only when it would wait longer, so that a pipeline answered
+    // quickly costs no system call per answer.
+    let (slack, mut waits) = (timeout / 8, timeout);
+    for _ in 0..pipe.len() {
+        let left = remaining(deadline)?;
+        if left + slack < waits {
+            conn.set_read_timeout(Some(left))?;
+            waits = left;
+        }
+        values.push(conn.recv_response()?);
+    }
+    if waits != timeout {
+        conn.set_read_timeout(Some(timeout))?;
+    }
+    Ok(values)
 }
 
 /// A batch prepared for another kind of connection: a bug, reported as an error.

@@ -1,6 +1,6 @@
 //! Fleet mode (feature `redis`): one Redis shared by many worker processes.
 //!
-//! [`Redis`] is a handle on one server: its address (any password redacted in every
+//! [`Redis`] is a handle on one server or a cluster: its address (any password redacted in every
 //! message), the key prefix, timeouts, and the fault counter and warnings shared by
 //! everything built on it. [`RedisCatalog`] puts a process-local catalog in front of
 //! it; the SDK's engine claims keys on it.

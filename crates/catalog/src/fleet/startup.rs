@@ -150,9 +150,15 @@ fn deployment(
     {
         let settings = redis.settings();
         let infos = seeds.iter().map(|seed| seed.info.clone());
+        // A few retries, soon: the redis crate's own (16, from 1.28 s apart up to 655 s,
+        // sleeping the thread) held a sync call for minutes through a failover, and sent
+        // a timed-out command again 16 times. A redirection takes one.
         let builder = ::redis::cluster::ClusterClientBuilder::new(infos)
             .connection_timeout(settings.connect_timeout)
-            .response_timeout(settings.io_timeout);
+            .response_timeout(settings.io_timeout)
+            .retries(CLUSTER_RETRIES)
+            .min_retry_wait(10)
+            .max_retry_wait(200);
         #[cfg(feature = "tls")]
         let builder = match certs {
             Some(certs) => builder.certs(certs.clone()),
@@ -170,6 +176,11 @@ fn deployment(
     }
 }
 
+/// How many times the cluster client sends a command again itself (after a
+/// redirection, `TRYAGAIN`, a lost connection), 10 to 200 ms apart.
+#[cfg(feature = "cluster")]
+const CLUSTER_RETRIES: u32 = 3;
+
 /// The sync build.
 pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
     let Plan { settings, seeds, certs, pool_size, listener, allow_evicting } = plan;
@@ -180,7 +191,9 @@ pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
     let (masters, checked) = seed_answers(&redis, ask(&redis, &seed, deadline, seed_commands())?)?;
     let mut findings = Vec::new();
     match &masters {
-        Some(masters) => {
+        // A cluster node that listed no healthy master (or may not list them) is
+        // checked itself, rather than nothing being.
+        Some(masters) if !masters.is_empty() => {
             for (host, port) in masters {
                 let master = node(&seed, host, *port, certs.as_ref())
                     .map_err(|err| redis.failed(CONNECT, &err, plan_timeout(&redis)))?;
@@ -188,7 +201,7 @@ pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
                 findings.push(found.of_node(format!("{host}:{port}")));
             }
         }
-        None => findings.push(checks::read(&redis, checked)?),
+        _ => findings.push(checks::read(&redis, checked)?),
     }
     checks::judge(&redis, findings, allow_evicting)?;
     if let Some(deployment) = deployment(&redis, &seeds, certs.as_ref(), masters.is_some())? {
@@ -239,7 +252,9 @@ pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
     let (masters, checked) = seed_answers(&redis, ask_async(&redis, &seed, deadline, seed_commands()).await?)?;
     let mut findings = Vec::new();
     match &masters {
-        Some(masters) => {
+        // A cluster node that listed no healthy master (or may not list them) is
+        // checked itself, rather than nothing being.
+        Some(masters) if !masters.is_empty() => {
             for (host, port) in masters {
                 let master = node(&seed, host, *port, certs.as_ref())
                     .map_err(|err| redis.failed(CONNECT, &err, plan_timeout(&redis)))?;
@@ -247,7 +262,7 @@ pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
                 findings.push(checks::read(&redis, answers)?.of_node(format!("{host}:{port}")));
             }
         }
-        None => findings.push(checks::read(&redis, checked)?),
+        _ => findings.push(checks::read(&redis, checked)?),
     }
     checks::judge(&redis, findings, allow_evicting)?;
     if let Some(deployment) = deployment(&redis, &seeds, certs.as_ref(), masters.is_some())? {

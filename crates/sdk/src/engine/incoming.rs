@@ -11,6 +11,7 @@ use super::memory::Millis;
 use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
+use crate::error::Error;
 use crate::wire::WireItem;
 
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
@@ -57,4 +58,42 @@ impl<'a> Incoming<'a> {
 
 pub(crate) fn millis(duration: Duration) -> Millis {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Wire items as the engine triggers them: validated first, then taken a run of one
+/// task at a time (items of one task in a row go to the store together), each read into
+/// an [`Incoming`], with the TTLs outside the server's grammar counted for one warning
+/// per call. The sync and async triggers both walk it.
+pub(crate) struct WireGroups<'a> {
+    groups: std::slice::ChunkBy<'a, WireItem, fn(&WireItem, &WireItem) -> bool>,
+    unreadable: usize,
+}
+
+impl<'a> WireGroups<'a> {
+    /// `items`, once every one is valid.
+    pub(crate) fn new(items: &'a [WireItem]) -> Result<Self, Error> {
+        for item in items {
+            item.validate()?;
+        }
+        let same_task: fn(&WireItem, &WireItem) -> bool = |a, b| a.task == b.task;
+        Ok(WireGroups { groups: items.chunk_by(same_task), unreadable: 0 })
+    }
+
+    /// The next run of items of one task, and that task.
+    pub(crate) fn next_group(&mut self) -> Option<(&'a str, Vec<Incoming<'a>>)> {
+        let group = self.groups.next()?;
+        let task = group.first().map_or("", |item| item.task.as_str());
+        Some((task, group.iter().map(|item| Incoming::from_wire(item, &mut self.unreadable)).collect()))
+    }
+
+    /// The one warning for the TTLs read so far that the server's grammar refuses.
+    pub(crate) fn warn(&self) {
+        if self.unreadable > 0 {
+            tracing::warn!(
+                items = self.unreadable,
+                default = %Ttl::DEFAULT,
+                "unreadable idempotency key ttl; the server's default applies"
+            );
+        }
+    }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use idempotency_catalog::{Digest, Scope};
 use parking_lot::Mutex;
 
-use super::incoming::{Incoming, millis};
+use super::incoming::{Incoming, WireGroups, millis};
 use super::key::KeyRef;
 use super::log::Log;
 use super::memory::{Claim, Dedup};
@@ -17,7 +17,6 @@ use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::is_digest_length;
 use crate::wire::WireItem;
-use idempotency_catalog::Ttl;
 
 /// What to reset: which key's cached run to forget.
 #[derive(Clone, Debug)]
@@ -237,18 +236,11 @@ impl LocalEngine {
     /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
     /// On a shared store, as [`trigger`](Self::trigger).
     pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
-        for item in items {
-            item.validate()?;
-        }
-        let mut unreadable = 0usize;
+        let mut groups = WireGroups::new(items)?;
         let mut handles = Vec::with_capacity(items.len());
-        // Items of one task in a row are triggered together.
         let mut result = Ok(());
-        for group in items.chunk_by(|a, b| a.task == b.task) {
-            let incoming: Vec<Incoming<'_>> =
-                group.iter().map(|item| Incoming::from_wire(item, &mut unreadable)).collect();
-            let task = group.first().map_or("", |item| item.task.as_str());
-            match self.run_items(task, group.len(), incoming.into_iter()) {
+        while let Some((task, group)) = groups.next_group() {
+            match self.run_items(task, group.len(), group.into_iter()) {
                 Ok(group) => handles.extend(group),
                 Err(err) => {
                     result = Err(err);
@@ -256,13 +248,7 @@ impl LocalEngine {
                 }
             }
         }
-        if unreadable > 0 {
-            tracing::warn!(
-                items = unreadable,
-                default = %Ttl::DEFAULT,
-                "unreadable idempotency key ttl; the server's default applies"
-            );
-        }
+        groups.warn();
         result.map(|()| handles)
     }
 
@@ -676,17 +662,11 @@ impl LocalEngine {
     ///
     /// As [`trigger_items`](Self::trigger_items).
     pub async fn trigger_items_async(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
-        for item in items {
-            item.validate()?;
-        }
-        let mut unreadable = 0usize;
+        let mut groups = WireGroups::new(items)?;
         let mut handles = Vec::with_capacity(items.len());
         let mut result = Ok(());
-        for group in items.chunk_by(|a, b| a.task == b.task) {
-            let incoming: Vec<Incoming<'_>> =
-                group.iter().map(|item| Incoming::from_wire(item, &mut unreadable)).collect();
-            let task = group.first().map_or("", |item| item.task.as_str());
-            match self.run_items_async(task, group.len(), incoming.into_iter()).await {
+        while let Some((task, group)) = groups.next_group() {
+            match self.run_items_async(task, group.len(), group.into_iter()).await {
                 Ok(group) => handles.extend(group),
                 Err(err) => {
                     result = Err(err);
@@ -694,13 +674,7 @@ impl LocalEngine {
                 }
             }
         }
-        if unreadable > 0 {
-            tracing::warn!(
-                items = unreadable,
-                default = %Ttl::DEFAULT,
-                "unreadable idempotency key ttl; the server's default applies"
-            );
-        }
+        groups.warn();
         result.map(|()| handles)
     }
 
