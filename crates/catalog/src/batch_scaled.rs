@@ -1,6 +1,7 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use crate::budget::Limits;
 use crate::error::Error;
 use crate::kind::{DEFAULT_BASE, DEFAULT_CEILING};
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
@@ -76,17 +77,18 @@ impl BatchScaledCatalog {
                 format!("expected at least the capacity, {capacity}"),
             )
         })?;
-        Ok(Self::from_parts(base, max, None, false, DEFAULT_NAME))
+        Ok(Self::from_parts(base, max, Limits::default(), None, false, DEFAULT_NAME))
     }
 
     pub(crate) fn from_parts(
         base: NonZeroUsize,
         max: NonZeroUsize,
+        limits: Limits,
         listener: Option<Arc<dyn EvictionListener>>,
         log_keys: bool,
         name: &str,
     ) -> Self {
-        BatchScaledCatalog { store: Store::new(Policy::Scaled { base, max }, listener, log_keys, name) }
+        BatchScaledCatalog { store: Store::new(Policy::Scaled { base, max }, limits, listener, log_keys, name) }
     }
 }
 
@@ -94,7 +96,7 @@ impl Default for BatchScaledCatalog {
     /// Base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000), ceiling
     /// [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY) (1,000,000).
     fn default() -> Self {
-        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, None, false, DEFAULT_NAME)
+        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, Limits::DEFAULT, None, false, DEFAULT_NAME)
     }
 }
 

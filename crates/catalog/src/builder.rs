@@ -1,14 +1,17 @@
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::batch_scaled::BatchScaledCatalog;
+use crate::budget::{self, DEFAULT_RETAIN, Limits, MIN_MAX_BYTES};
 use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::kind::{CatalogKind, DEFAULT_BASE, DEFAULT_CEILING};
 use crate::lru::LruCatalog;
 use crate::store::DEFAULT_NAME;
 use crate::telemetry::EvictionListener;
+use crate::ttl::Ttl;
 use crate::unbounded::UnboundedCatalog;
 
 /// The variable that picks the catalog kind: `lru`, `unbounded` or `batch-scaled`.
@@ -17,6 +20,12 @@ pub const ENV_KIND: &str = "IDEMPOTENCY_CATALOG_KIND";
 pub const ENV_CAPACITY: &str = "IDEMPOTENCY_CATALOG_CAPACITY";
 /// The variable that sets the ceiling of a batch-scaled catalog.
 pub const ENV_MAX_CAPACITY: &str = "IDEMPOTENCY_CATALOG_MAX_CAPACITY";
+/// The variable that sets the byte budget: a number of bytes, optionally with a `KiB`,
+/// `MiB` or `GiB` suffix (`64MiB`).
+pub const ENV_MAX_BYTES: &str = "IDEMPOTENCY_CATALOG_MAX_BYTES";
+/// The variable that sets how long a batch-scaled catalog keeps free keys past its
+/// base: `30s`, `10m`, `2h`, `1d`, or `0s` for not at all.
+pub const ENV_RETAIN: &str = "IDEMPOTENCY_CATALOG_RETAIN";
 
 /// Builds a catalog of any kind, from code, from the environment, or both.
 ///
@@ -31,6 +40,8 @@ pub const ENV_MAX_CAPACITY: &str = "IDEMPOTENCY_CATALOG_MAX_CAPACITY";
 /// | kind | [`kind`](Self::kind) | [`ENV_KIND`] | `batch-scaled` | every kind |
 /// | capacity | [`capacity`](Self::capacity) | [`ENV_CAPACITY`] | [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) | `lru`, `batch-scaled` (its base) |
 /// | ceiling | [`max_capacity`](Self::max_capacity) | [`ENV_MAX_CAPACITY`] | [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY), or the capacity if larger | `batch-scaled` |
+/// | byte budget | [`max_bytes`](Self::max_bytes) | [`ENV_MAX_BYTES`] | [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES) for `batch-scaled`, none for the others | every kind |
+/// | retention of free keys past the base | [`retain`](Self::retain) | [`ENV_RETAIN`] | [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN) | `batch-scaled` |
 ///
 /// Nothing is checked until [`build`](Self::build), which reports the first bad value
 /// naming where it came from (the variable or the builder method) and what is accepted.
@@ -60,6 +71,8 @@ pub struct CatalogBuilder {
     kind: Option<CatalogKind>,
     capacity: Option<usize>,
     max_capacity: Option<usize>,
+    max_bytes: Option<usize>,
+    retain: Option<Duration>,
     env: Env,
     listener: Option<Arc<dyn EvictionListener>>,
     log_keys: bool,
@@ -75,6 +88,8 @@ struct Env {
     kind: Option<String>,
     capacity: Option<String>,
     max_capacity: Option<String>,
+    max_bytes: Option<String>,
+    retain: Option<String>,
 }
 
 impl CatalogBuilder {
@@ -84,7 +99,8 @@ impl CatalogBuilder {
     }
 
     /// A builder that falls back on the process environment ([`ENV_KIND`],
-    /// [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`]) for every setting no builder call makes.
+    /// [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`], [`ENV_MAX_BYTES`], [`ENV_RETAIN`]) for
+    /// every setting no builder call makes.
     /// Values are checked by [`build`](Self::build); one that is not unicode is
     /// refused there, naming the variable.
     pub fn from_env() -> Self {
@@ -94,8 +110,13 @@ impl CatalogBuilder {
     /// Like [`from_env`](Self::from_env), reading variables through `lookup`, which
     /// returns a variable's value or `None` when it is unset.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let env =
-            Env { kind: lookup(ENV_KIND), capacity: lookup(ENV_CAPACITY), max_capacity: lookup(ENV_MAX_CAPACITY) };
+        let env = Env {
+            kind: lookup(ENV_KIND),
+            capacity: lookup(ENV_CAPACITY),
+            max_capacity: lookup(ENV_MAX_CAPACITY),
+            max_bytes: lookup(ENV_MAX_BYTES),
+            retain: lookup(ENV_RETAIN),
+        };
         CatalogBuilder { env, ..Self::default() }
     }
 
@@ -111,6 +132,54 @@ impl CatalogBuilder {
     #[must_use]
     pub fn capacity(mut self, capacity: usize) -> Self {
         self.capacity = Some(capacity);
+        self
+    }
+
+    /// Sets the byte budget: the entries' memory, counted per entry from what it holds,
+    /// never exceeds it; at the budget the oldest entries are evicted (counted, and
+    /// warned about naming the budget). At least 64 KiB; applies to every kind, beside
+    /// an entry capacity or ceiling. Default: [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES)
+    /// for a batch-scaled catalog, none for the other kinds.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::CatalogBuilder;
+    ///
+    /// let catalog = CatalogBuilder::new().max_bytes(64 << 20).build()?;
+    /// assert_eq!(catalog.stats().max_bytes, Some(64 << 20));
+    /// assert!(CatalogBuilder::new().max_bytes(64).build().is_err());
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    #[must_use]
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = Some(max_bytes);
+        self
+    }
+
+    /// Sets how long a batch-scaled catalog keeps a free key (one registered outside
+    /// any run or batch) that newer free keys pushed out of its base: until then it is
+    /// kept, within the ceiling and the byte budget, and dropping it for room is an
+    /// eviction; after, it is released. `Duration::ZERO` keeps none: the base is an LRU.
+    /// Applies to no other kind. Default: [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use idempotency_catalog::{Catalog, CatalogBuilder, Digest, KeyOptions, Scope};
+    ///
+    /// let catalog = CatalogBuilder::new().capacity(10).retain(Duration::from_secs(60)).build()?;
+    /// for i in 0..100u8 {
+    ///     catalog.register(Digest::from_bytes([i; 32]), KeyOptions::new("k", Scope::Global));
+    /// }
+    /// // Past the base of 10, outside any run: all 100 kept for a minute.
+    /// assert_eq!((catalog.len(), catalog.stats().retained, catalog.stats().evicted), (100, 90, 0));
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    #[must_use]
+    pub fn retain(mut self, retain: Duration) -> Self {
+        self.retain = Some(retain);
         self
     }
 
@@ -250,12 +319,12 @@ impl CatalogBuilder {
                 .map_err(|_| Error::config(ENV_KIND, raw, "expected one of `lru`, `unbounded`, `batch-scaled`"))?,
             (None, None) => CatalogKind::default(),
         };
-        let code_only = |value: Option<usize>, method: &'static str| match value {
-            Some(n) => {
-                Err(Error::config(method, n.to_string(), format!("does not apply to a catalog of kind `{kind}`")))
-            }
+        let code_only = |value: Option<String>, method: &'static str| match value {
+            Some(n) => Err(Error::config(method, n, format!("does not apply to a catalog of kind `{kind}`"))),
             None => Ok(()),
         };
+        let shown = |n: Option<usize>| n.map(|n| n.to_string());
+        let max_bytes = || max_bytes(self.max_bytes, &self.env.max_bytes);
         let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, ENV_CAPACITY);
         let (listener, log_keys) = (self.listener.clone(), self.log_keys);
         let name = self.name.as_deref().unwrap_or(DEFAULT_NAME);
@@ -265,14 +334,18 @@ impl CatalogBuilder {
         let backed = false;
         let local: Arc<dyn Catalog> = match kind {
             CatalogKind::Lru => {
-                code_only(self.max_capacity, MAX_CAPACITY)?;
+                code_only(shown(self.max_capacity), MAX_CAPACITY)?;
+                code_only(self.retain.map(|d| format!("{d:?}")), RETAIN)?;
                 let capacity = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
-                Arc::new(LruCatalog::from_parts(capacity, listener, log_keys, name).backed(backed))
+                let limits = Limits { max_bytes: max_bytes()?, retain: None };
+                Arc::new(LruCatalog::from_parts(capacity, limits, listener, log_keys, name).backed(backed))
             }
             CatalogKind::Unbounded => {
-                code_only(self.capacity, CAPACITY)?;
-                code_only(self.max_capacity, MAX_CAPACITY)?;
-                Arc::new(UnboundedCatalog::from_parts(listener, log_keys, name).backed(backed))
+                code_only(shown(self.capacity), CAPACITY)?;
+                code_only(shown(self.max_capacity), MAX_CAPACITY)?;
+                code_only(self.retain.map(|d| format!("{d:?}")), RETAIN)?;
+                let limits = Limits { max_bytes: max_bytes()?, retain: None };
+                Arc::new(UnboundedCatalog::from_parts(limits, listener, log_keys, name).backed(backed))
             }
             CatalogKind::BatchScaled => {
                 let base = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
@@ -287,7 +360,14 @@ impl CatalogBuilder {
                     Some((max, _)) => max,
                     None => DEFAULT_CEILING.max(base),
                 };
-                Arc::new(BatchScaledCatalog::from_parts(base, max, listener, log_keys, name).backed(backed))
+                let limits = Limits {
+                    max_bytes: max_bytes()?.or(Limits::DEFAULT.max_bytes),
+                    retain: match self.retain {
+                        Some(retain) => Some(retain).filter(|d| !d.is_zero()),
+                        None => retain(&self.env.retain)?,
+                    },
+                };
+                Arc::new(BatchScaledCatalog::from_parts(base, max, limits, listener, log_keys, name).backed(backed))
             }
         };
         Ok(local)
@@ -296,6 +376,38 @@ impl CatalogBuilder {
 
 const CAPACITY: &str = "CatalogBuilder::capacity";
 const MAX_CAPACITY: &str = "CatalogBuilder::max_capacity";
+const MAX_BYTES: &str = "CatalogBuilder::max_bytes";
+const RETAIN: &str = "CatalogBuilder::retain";
+
+/// The byte budget from the builder call, else the variable; `None` when neither is set.
+fn max_bytes(code: Option<usize>, env: &Option<String>) -> Result<Option<NonZeroUsize>, Error> {
+    let expected = |also: &str| format!("expected a number of bytes from {MIN_MAX_BYTES} (64KiB){also}");
+    if let Some(n) = code {
+        return match NonZeroUsize::new(n).filter(|n| n.get() >= MIN_MAX_BYTES) {
+            Some(n) => Ok(Some(n)),
+            None => Err(Error::config(MAX_BYTES, n.to_string(), expected(""))),
+        };
+    }
+    let Some(raw) = env else { return Ok(None) };
+    budget::parse_bytes(raw).filter(|n| *n >= MIN_MAX_BYTES).and_then(NonZeroUsize::new).map(Some).ok_or_else(|| {
+        Error::config(ENV_MAX_BYTES, raw, expected(", optionally with a KiB, MiB or GiB suffix (64MiB)"))
+    })
+}
+
+/// The retention from the variable, else the default; `None` for `0s`.
+fn retain(env: &Option<String>) -> Result<Option<Duration>, Error> {
+    let Some(raw) = env else { return Ok(Some(DEFAULT_RETAIN)) };
+    if Ttl::wire_millis(raw) == Some(0) {
+        return Ok(None);
+    }
+    raw.parse::<Ttl>().map(|ttl| Some(Duration::from(ttl))).map_err(|_| {
+        Error::config(
+            ENV_RETAIN,
+            raw,
+            "expected a duration such as 30s, 10m, 2h or 1d, or 0s to keep no free key past the capacity",
+        )
+    })
+}
 
 /// One capacity setting and where it came from: the builder call if made, else the
 /// variable if set, else `None` for the default. A variable is checked here, when it
@@ -330,6 +442,8 @@ impl fmt::Debug for CatalogBuilder {
             .field("kind", &self.kind)
             .field("capacity", &self.capacity)
             .field("max_capacity", &self.max_capacity)
+            .field("max_bytes", &self.max_bytes)
+            .field("retain", &self.retain)
             .field("env", &self.env)
             .field("listener", &self.listener.is_some())
             .field("log_keys", &self.log_keys)

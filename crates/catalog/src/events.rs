@@ -114,10 +114,19 @@ impl EvictionLog {
     }
 
     /// Counts `n` more evictions; returns the line to print, if one is due.
+    #[inline]
     pub(crate) fn record(&mut self, n: u64) -> Option<EvictionSummary> {
+        // The common case in a burst, inline: no clock to read and no line due.
+        let before = self.unreported;
+        let (total, unreported) = (self.total.saturating_add(n), before.saturating_add(n));
+        if before >= CLOCK_EVERY && before / CLOCK_EVERY == unreported / CLOCK_EVERY && total < self.next_report_at {
+            (self.total, self.unreported) = (total, unreported);
+            return None;
+        }
         self.record_with(n, Instant::now)
     }
 
+    #[inline(never)]
     fn record_with(&mut self, n: u64, clock: impl Fn() -> Instant) -> Option<EvictionSummary> {
         let before = self.unreported;
         self.total = self.total.saturating_add(n);
@@ -162,16 +171,31 @@ pub(crate) struct EvictionSummary {
 pub(crate) struct WarnContext {
     pub(crate) kind: CatalogKind,
     pub(crate) capacity: Option<usize>,
-    pub(crate) at_ceiling: bool,
+    /// What the latest eviction made room under.
+    pub(crate) limit: Limit,
+    pub(crate) bytes: usize,
+    pub(crate) max_bytes: Option<usize>,
+}
+
+/// What an eviction made room under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Limit {
+    /// The entry capacity (an LRU's, or a batch-scaled catalog's base).
+    Capacity,
+    /// A batch-scaled catalog's entry ceiling.
+    Ceiling,
+    /// The byte budget.
+    Budget,
 }
 
 impl WarnContext {
     fn remedy(&self) -> &'static str {
-        match (self.kind, self.at_ceiling) {
-            (CatalogKind::BatchScaled, true) => {
+        match (self.kind, self.limit) {
+            (_, Limit::Budget) => "raise IDEMPOTENCY_CATALOG_MAX_BYTES or CatalogBuilder::max_bytes",
+            (CatalogKind::BatchScaled, Limit::Ceiling) => {
                 "raise IDEMPOTENCY_CATALOG_MAX_CAPACITY or CatalogBuilder::max_capacity"
             }
-            (CatalogKind::BatchScaled, false) => {
+            (CatalogKind::BatchScaled, _) => {
                 "register keys through a run or a reservation (Sdk::with_run, Reservation::register), or raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity"
             }
             _ => {
@@ -201,6 +225,8 @@ pub(crate) fn warn_capacity(
     tracing::warn!(
         kind = %ctx.kind,
         capacity = ctx.capacity.unwrap_or(usize::MAX),
+        bytes = ctx.bytes,
+        max_bytes = ctx.max_bytes,
         evicted = summary.count,
         total_evicted = summary.total,
         digest = digest.map(tracing::field::display),
@@ -284,6 +310,16 @@ pub(crate) fn configuration_unchecked(store: &str, unchecked: &str, error: &str)
 
 /// Emits the event for entries released when a reservation ended: expected, so
 /// below `WARN`.
+/// Emits the `DEBUG` event for free entries released when their retention ended.
+pub(crate) fn retention_ended(kind: CatalogKind, released: u64, retained: usize) {
+    tracing::debug!(
+        kind = %kind,
+        released,
+        retained,
+        "retention ended: released idempotency key metadata kept past the base"
+    );
+}
+
 pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {
     tracing::debug!(
         kind = %ctx.kind,

@@ -109,6 +109,29 @@ impl KeyOptions {
         self.tagged.get(1..).expect("a tagged key starts with its one-byte ASCII scope tag")
     }
 
+    /// The bytes a catalog counts for an entry holding these options, against its
+    /// byte budget ([`CatalogBuilder::max_bytes`](crate::CatalogBuilder::max_bytes)):
+    /// its node, its slot in the hash table at the table's lowest load, and the key's
+    /// heap string when it is longer than 22 bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::{KeyOptions, Scope};
+    ///
+    /// assert_eq!(KeyOptions::new("item-42", Scope::Global).entry_bytes(), 119);
+    /// assert_eq!(KeyOptions::new(&"k".repeat(2_048), Scope::Global).entry_bytes(), 119 + 2_080);
+    /// ```
+    pub fn entry_bytes(&self) -> usize {
+        crate::budget::entry_bytes(self)
+    }
+
+    /// The bytes of the tagged key on the heap (0 when it is stored inline).
+    #[inline]
+    pub(crate) fn heap_len(&self) -> usize {
+        if self.tagged.is_heap_allocated() { self.tagged.len() } else { 0 }
+    }
+
     /// The scope the key was created with.
     pub fn scope(&self) -> Scope {
         match self.tagged.as_bytes().first() {

@@ -65,6 +65,7 @@
 #![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch_scaled;
+mod budget;
 mod builder;
 mod catalog;
 mod digest;
@@ -84,7 +85,8 @@ mod ttl;
 mod unbounded;
 
 pub use batch_scaled::BatchScaledCatalog;
-pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_CAPACITY};
+pub use budget::{DEFAULT_MAX_BYTES, DEFAULT_RETAIN};
+pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
 pub use catalog::{Catalog, Reservation, ReservationId};
 pub use digest::Digest;
 pub use error::Error;

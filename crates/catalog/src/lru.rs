@@ -1,6 +1,7 @@
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 
+use crate::budget::Limits;
 use crate::error::Error;
 use crate::kind::DEFAULT_BASE;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
@@ -53,16 +54,17 @@ impl LruCatalog {
     pub fn with_capacity(capacity: usize) -> Result<Self, Error> {
         let capacity = NonZeroUsize::new(capacity)
             .ok_or_else(|| Error::config("LruCatalog::with_capacity capacity", "0", "expected at least 1"))?;
-        Ok(Self::from_parts(capacity, None, false, DEFAULT_NAME))
+        Ok(Self::from_parts(capacity, Limits::default(), None, false, DEFAULT_NAME))
     }
 
     pub(crate) fn from_parts(
         capacity: NonZeroUsize,
+        limits: Limits,
         listener: Option<Arc<dyn EvictionListener>>,
         log_keys: bool,
         name: &str,
     ) -> Self {
-        LruCatalog { store: Store::new(Policy::Fixed(capacity), listener, log_keys, name) }
+        LruCatalog { store: Store::new(Policy::Fixed(capacity), limits, listener, log_keys, name) }
     }
 }
 
@@ -70,7 +72,7 @@ impl Default for LruCatalog {
     /// A catalog of [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000) entries, the
     /// reference SDK's figure.
     fn default() -> Self {
-        Self::from_parts(DEFAULT_BASE, None, false, DEFAULT_NAME)
+        Self::from_parts(DEFAULT_BASE, Limits::default(), None, false, DEFAULT_NAME)
     }
 }
 

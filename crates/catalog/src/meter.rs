@@ -20,6 +20,8 @@ mod names {
     pub(super) const ENTRIES: &str = "idempotency_catalog_entries";
     pub(super) const CAPACITY: &str = "idempotency_catalog_capacity_entries";
     pub(super) const RESERVED: &str = "idempotency_catalog_reserved_entries";
+    pub(super) const BYTES: &str = "idempotency_catalog_bytes";
+    pub(super) const MAX_BYTES: &str = "idempotency_catalog_max_bytes";
     pub(super) const FAULTS: &str = "idempotency_catalog_faults_total";
     pub(super) const UNSHARED: &str = "idempotency_catalog_unshared_total";
 }
@@ -39,6 +41,8 @@ struct Handles {
     entries: metrics::Gauge,
     capacity: metrics::Gauge,
     reserved: metrics::Gauge,
+    bytes: metrics::Gauge,
+    max_bytes: metrics::Gauge,
 }
 
 /// A catalog's metric handles.
@@ -75,6 +79,8 @@ impl Meter {
                     entries: metrics::gauge!(ENTRIES, &labels),
                     capacity: metrics::gauge!(CAPACITY, &labels),
                     reserved: metrics::gauge!(RESERVED, &labels),
+                    bytes: metrics::gauge!(BYTES, &labels),
+                    max_bytes: metrics::gauge!(MAX_BYTES, &labels),
                 },
             }
         }
@@ -119,10 +125,19 @@ impl Meter {
     /// Only with the feature: the store computes the values only then.
     #[cfg(feature = "metrics")]
     #[inline]
-    pub(crate) fn publish(&self, len: usize, capacity: Option<usize>, reserved: usize) {
+    pub(crate) fn publish(
+        &self,
+        len: usize,
+        capacity: Option<usize>,
+        reserved: usize,
+        bytes: usize,
+        max_bytes: Option<usize>,
+    ) {
         self.handles.entries.set(len as f64);
         self.handles.capacity.set(capacity.map_or(f64::INFINITY, |c| c as f64));
         self.handles.reserved.set(reserved as f64);
+        self.handles.bytes.set(bytes as f64);
+        self.handles.max_bytes.set(max_bytes.map_or(f64::INFINITY, |b| b as f64));
     }
 }
 
@@ -146,6 +161,8 @@ fn describe() {
         metrics::describe_gauge!(ENTRIES, Unit::Count, "entries held");
         metrics::describe_gauge!(CAPACITY, Unit::Count, "entries that fit before the next registration evicts");
         metrics::describe_gauge!(RESERVED, Unit::Count, "entries asked for by live reservations");
+        metrics::describe_gauge!(BYTES, Unit::Bytes, "memory the entries take, counted per entry");
+        metrics::describe_gauge!(MAX_BYTES, Unit::Bytes, "the byte budget (+Inf without one)");
         metrics::describe_counter!(
             FAULTS,
             Unit::Count,

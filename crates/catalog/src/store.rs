@@ -3,22 +3,27 @@
 //!
 //! Entries live in one of several maps: the free map, an LRU of the base capacity for
 //! entries that no reservation holds, and one map per live reservation for the entries
-//! registered through it. A digest is in at most one of them. Keeping each
+//! registered through it, and, in a batch-scaled catalog with a retention, the
+//! retained map: free entries newer ones pushed out of the base, kept for the retention
+//! time. A digest is in at most one of them. Keeping each
 //! reservation's entries apart is what lets one reservation end while others go on,
 //! releasing exactly its own entries: room follows what is live, not history.
 //!
 //! Work under the lock is kept to the map operations and counter updates; listener
 //! calls, events and dropping large maps happen after it is released.
 
+use std::collections::HashSet;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
+use crate::budget::{self, Limits};
 use crate::catalog::ReservationId;
 use crate::digest::Digest;
-use crate::events::{self, EvictionLog, ListenerSlot, WarnContext};
+use crate::events::{self, EvictionLog, EvictionSummary, Limit, ListenerSlot, WarnContext};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::meter::Meter;
@@ -58,6 +63,7 @@ impl Policy {
 #[derive(Debug)]
 pub(crate) struct Store {
     policy: Policy,
+    limits: Limits,
     state: Mutex<State>,
     listener: ListenerSlot,
     log_keys: bool,
@@ -71,10 +77,24 @@ pub(crate) struct Store {
 struct State {
     /// Entries no live reservation holds, least recently used first out.
     free: LruCache<Digest, KeyOptions>,
+    /// Free entries that newer ones pushed out of the base, with when, oldest first
+    /// out: kept for the retention time (batch-scaled catalogs with a retention).
+    retained: LruCache<Digest, (KeyOptions, Instant)>,
+    /// The most entries `retained` held since its table was last rebuilt.
+    retained_peak: usize,
+    /// Free entries that a run or batch left behind when it ended (its newest, up to
+    /// the base), while they are free; only kept with a retention. Pushed out of the
+    /// base, they are released rather than retained: what is kept past the base is
+    /// what was made outside runs.
+    from_runs: HashSet<Digest>,
     /// Live reservations, oldest first. A process has few at once (its running tasks
     /// and their open batches), so a scan is cheaper than a map.
     holds: Vec<Hold>,
     next_id: u64,
+    /// What every entry takes, as `budget` counts it.
+    bytes: usize,
+    /// What the latest eviction made room under, for the warning's remedy.
+    limit: Limit,
     counters: Stats,
     /// When evictions are worth a log line.
     log: EvictionLog,
@@ -99,9 +119,49 @@ impl Hold {
 /// Where an entry goes: the free map, or the hold at this index.
 type Target = Option<usize>;
 
+/// Entries a registration pushed out while they may still have been needed.
+#[derive(Debug, Default)]
+enum Lost {
+    #[default]
+    None,
+    One((Digest, KeyOptions)),
+    Many(Vec<(Digest, KeyOptions)>),
+}
+
+impl Lost {
+    fn push(&mut self, entry: (Digest, KeyOptions)) {
+        *self = match std::mem::take(self) {
+            Lost::None => Lost::One(entry),
+            Lost::One(first) => Lost::Many(vec![first, entry]),
+            Lost::Many(mut all) => {
+                all.push(entry);
+                Lost::Many(all)
+            }
+        };
+    }
+
+    fn as_slice(&self) -> &[(Digest, KeyOptions)] {
+        match self {
+            Lost::None => &[],
+            Lost::One(entry) => std::slice::from_ref(entry),
+            Lost::Many(all) => all,
+        }
+    }
+}
+
+/// What one registration did.
+#[derive(Debug)]
+struct Inserted {
+    /// The digest was not held before.
+    new: bool,
+    lost: Lost,
+    /// Retained entries whose time was up.
+    released: u64,
+}
+
 impl State {
     fn len(&self) -> usize {
-        self.holds.iter().fold(self.free.len(), |len, hold| len + hold.entries.len())
+        self.holds.iter().fold(self.free.len() + self.retained.len(), |len, hold| len + hold.entries.len())
     }
 
     fn position(&self, id: ReservationId) -> Option<usize> {
@@ -119,65 +179,159 @@ impl State {
     /// maps are skipped without hashing, which keeps a catalog without live
     /// reservations as cheap as the raw `lru` crate.
     fn take_elsewhere(&mut self, target: Target, digest: &Digest) -> bool {
-        if target.is_some() && !self.free.is_empty() && self.free.pop(digest).is_some() {
+        let State { free, retained, holds, bytes, from_runs, .. } = self;
+        let taken = if target.is_some() && !free.is_empty() { free.pop(digest) } else { None };
+        if taken.is_some() {
+            forget(from_runs, digest);
+        }
+        let taken = taken.or_else(|| {
+            holds
+                .iter_mut()
+                .enumerate()
+                .filter(|(at, hold)| Some(*at) != target && !hold.entries.is_empty())
+                .find_map(|(_, hold)| hold.entries.pop(digest))
+        });
+        if let Some(options) = taken {
+            *bytes -= budget::entry_bytes(&options);
             return true;
         }
-        self.holds
-            .iter_mut()
-            .enumerate()
-            .filter(|(at, hold)| Some(*at) != target && !hold.entries.is_empty())
-            .any(|(_, hold)| hold.entries.pop(digest).is_some())
+        if retained.is_empty() {
+            return false;
+        }
+        match retained.pop(digest) {
+            Some((options, _)) => {
+                *bytes -= budget::retained_bytes(&options);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Records `options` for `digest` in `target`; returns whether the digest was new
-    /// and what was evicted to make room for it.
+    /// Records `options` for `digest` in `target` (`cost` is what it takes).
     fn insert(
         &mut self,
         policy: Policy,
+        limits: Limits,
         target: Target,
         digest: Digest,
         options: KeyOptions,
-    ) -> (bool, Option<(Digest, KeyOptions)>) {
+        cost: usize,
+    ) -> Inserted {
         // Held elsewhere: it moves, and the newest registration holds it.
-        let moved = self.take_elsewhere(target, &digest);
-        let mut evicted = None;
+        let mut out = Inserted { new: !self.take_elsewhere(target, &digest), lost: Lost::None, released: 0 };
         if let Policy::Scaled { max, .. } = policy
-            && !moved
+            && out.new
             && self.len() >= max.get()
             && !self.map(target).contains(&digest)
+            && let Some(lost) = self.evict_oldest(target)
         {
-            evicted = self.evict_for_ceiling(target);
+            self.limit = Limit::Ceiling;
+            out.lost.push(lost);
         }
-        let new = match self.map(target).push(digest, options) {
-            Some((old, _)) if old == digest => false,
-            // The free map was full: its least recently used entry made room.
-            Some(lost) => {
-                evicted = Some(lost);
-                !moved
+        self.bytes += cost;
+        match self.map(target).push(digest, options) {
+            Some((old, previous)) if old == digest => {
+                out.new = false;
+                self.bytes -= budget::entry_bytes(&previous);
+                if target.is_none() {
+                    // Registered again outside a run: it is a free key of its own now.
+                    forget(&mut self.from_runs, &digest);
+                }
             }
-            None => !moved,
-        };
-        (new, evicted)
+            // The free map was full: its least recently used entry made room.
+            Some(pushed) => {
+                self.bytes -= budget::entry_bytes(&pushed.1);
+                let from_run = forget(&mut self.from_runs, &pushed.0);
+                match limits.retain {
+                    // What a run left behind is released; what was made outside runs kept.
+                    Some(_) if from_run => out.released += 1,
+                    Some(retain) => out.released += self.keep(pushed, retain, Instant::now()),
+                    None => {
+                        self.limit = Limit::Capacity;
+                        out.lost.push(pushed);
+                    }
+                }
+            }
+            None => {}
+        }
+        if let Some(max) = limits.max_bytes {
+            while self.bytes > max.get() {
+                let Some(lost) = self.evict_oldest(target) else { break };
+                self.limit = Limit::Budget;
+                out.lost.push(lost);
+            }
+        }
+        out
     }
 
-    /// At a batch-scaled catalog's ceiling: the least recently used free entry goes
-    /// first, then the oldest entry of the reservation that needs the room, then the
-    /// oldest of any other.
-    fn evict_for_ceiling(&mut self, target: Target) -> Option<(Digest, KeyOptions)> {
-        if let Some(lost) = self.free.pop_lru() {
-            return Some(lost);
+    /// Keeps a free entry pushed out of the base until `retain` has passed; releases
+    /// those whose time is up, and returns how many.
+    fn keep(&mut self, (digest, options): (Digest, KeyOptions), retain: Duration, now: Instant) -> u64 {
+        self.bytes += budget::retained_bytes(&options);
+        // Never full (unbounded), and the digest was in the free map, not here.
+        drop(self.retained.push(digest, (options, now)));
+        self.retained_peak = self.retained_peak.max(self.retained.len());
+        self.expire(retain, now)
+    }
+
+    /// Releases retained entries older than `retain`; how many.
+    fn expire(&mut self, retain: Duration, now: Instant) -> u64 {
+        let mut released = 0;
+        while let Some((_, (_, at))) = self.retained.peek_lru()
+            && now.saturating_duration_since(*at) >= retain
+        {
+            if let Some((_, (options, _))) = self.retained.pop_lru() {
+                self.bytes -= budget::retained_bytes(&options);
+                released += 1;
+            }
         }
-        if let Some(lost) = target.and_then(|at| self.holds.get_mut(at)).and_then(|hold| hold.entries.pop_lru()) {
-            return Some(lost);
+        if released > 0 {
+            self.shrink_retained();
         }
-        self.holds.iter_mut().find_map(|hold| hold.entries.pop_lru())
+        released
+    }
+
+    /// A hash table keeps its size when emptied: once `retained` holds a quarter of
+    /// its peak, it moves to a table its size, so that memory follows what is kept.
+    fn shrink_retained(&mut self) {
+        let len = self.retained.len();
+        if self.retained_peak < SHRINK_FROM || len * 4 > self.retained_peak {
+            return;
+        }
+        let mut smaller = LruCache::unbounded();
+        // `iter` runs newest first; pushing oldest first keeps the order.
+        for (digest, entry) in self.retained.iter().rev() {
+            drop(smaller.push(*digest, entry.clone()));
+        }
+        self.retained = smaller;
+        self.retained_peak = len;
+    }
+
+    /// For room: the oldest retained entry goes first, then the least recently used
+    /// free entry, then the oldest entry of the reservation that needs the room, then
+    /// the oldest of any other.
+    fn evict_oldest(&mut self, target: Target) -> Option<(Digest, KeyOptions)> {
+        if let Some((digest, (options, _))) = self.retained.pop_lru() {
+            self.bytes -= budget::retained_bytes(&options);
+            return Some((digest, options));
+        }
+        let free = self.free.pop_lru().inspect(|(digest, _)| {
+            forget(&mut self.from_runs, digest);
+        });
+        let lost = free
+            .or_else(|| target.and_then(|at| self.holds.get_mut(at)).and_then(|hold| hold.entries.pop_lru()))
+            .or_else(|| self.holds.iter_mut().find_map(|hold| hold.entries.pop_lru()))?;
+        self.bytes -= budget::entry_bytes(&lost.1);
+        Some(lost)
     }
 
     fn capacity(&self, policy: Policy) -> Option<usize> {
         match policy {
             Policy::Fixed(cap) => Some(cap.get()),
             Policy::Unbounded => None,
-            Policy::Scaled { base, max } => Some(base.get().saturating_add(self.footprint()).min(max.get())),
+            Policy::Scaled { base, max } => {
+                Some(base.get().saturating_add(self.retained.len()).saturating_add(self.footprint()).min(max.get()))
+            }
         }
     }
 
@@ -202,24 +356,40 @@ impl State {
         self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.room))
     }
 
-    fn warn_context(&self, policy: Policy) -> WarnContext {
+    fn warn_context(&self, policy: Policy, limits: Limits) -> WarnContext {
         WarnContext {
             kind: policy.kind(),
             capacity: self.capacity(policy),
-            at_ceiling: matches!(policy, Policy::Scaled { max, .. } if self.len() >= max.get()),
+            limit: self.limit,
+            bytes: self.bytes,
+            max_bytes: limits.max_bytes.map(NonZeroUsize::get),
         }
     }
 }
 
 impl Store {
     /// A store whose metrics carry the label `catalog="name"`.
-    pub(crate) fn new(policy: Policy, listener: Option<Arc<dyn EvictionListener>>, log_keys: bool, name: &str) -> Self {
+    pub(crate) fn new(
+        policy: Policy,
+        limits: Limits,
+        listener: Option<Arc<dyn EvictionListener>>,
+        log_keys: bool,
+        name: &str,
+    ) -> Self {
+        // Only a batch-scaled catalog keeps free entries past its base.
+        let limits = Limits { retain: limits.retain.filter(|_| policy.kind() == CatalogKind::BatchScaled), ..limits };
         let store = Store {
             policy,
+            limits,
             state: Mutex::new(State {
                 free: new_map(policy.free_capacity()),
+                retained: LruCache::unbounded(),
+                retained_peak: 0,
+                from_runs: HashSet::new(),
                 holds: Vec::new(),
                 next_id: 0,
+                bytes: 0,
+                limit: Limit::Capacity,
                 counters: Stats::default(),
                 log: EvictionLog::new(),
             }),
@@ -237,7 +407,13 @@ impl Store {
     #[inline]
     fn publish(&self, state: &State) {
         #[cfg(feature = "metrics")]
-        self.meter.publish(state.len(), state.capacity(self.policy), state.reserved());
+        self.meter.publish(
+            state.len(),
+            state.capacity(self.policy),
+            state.reserved(),
+            state.bytes,
+            self.limits.max_bytes.map(NonZeroUsize::get),
+        );
         #[cfg(not(feature = "metrics"))]
         let _ = state;
     }
@@ -246,15 +422,39 @@ impl Store {
         self.policy.kind()
     }
 
+    /// The state, after releasing retained entries whose time is up.
+    fn state(&self) -> MutexGuard<'_, State> {
+        let mut state = self.state.lock();
+        if let Some(retain) = self.limits.retain
+            && !state.retained.is_empty()
+        {
+            let released = state.expire(retain, Instant::now());
+            self.count_retention(&mut state, released);
+        }
+        state
+    }
+
+    fn count_retention(&self, state: &mut State, released: u64) {
+        if released > 0 {
+            state.counters.released += released;
+            self.meter.released(released);
+            events::retention_ended(self.policy.kind(), released, state.retained.len());
+        }
+    }
+
     /// Registers `digest`, held by the reservation `holder` when it is live (and the
     /// policy holds entries apart), else free.
     pub(crate) fn register(&self, holder: Option<ReservationId>, digest: Digest, options: KeyOptions) {
+        let cost = budget::entry_bytes(&options);
+        if let Policy::Fixed(_) = self.policy {
+            return self.register_fixed(digest, options, cost);
+        }
         let mut state = self.state.lock();
         let target = match self.policy {
             Policy::Fixed(_) => None,
             _ => holder.and_then(|id| state.position(id)),
         };
-        let (new, evicted) = state.insert(self.policy, target, digest, options);
+        let Inserted { new, lost, released } = state.insert(self.policy, self.limits, target, digest, options, cost);
         if new {
             state.counters.registered += 1;
             let len = state.len();
@@ -264,8 +464,54 @@ impl Store {
         }
         self.meter.registered(u64::from(new));
         self.meter.replaced(u64::from(!new));
+        self.count_retention(&mut state, released);
         self.publish(&state);
-        let Some(evicted) = evicted else { return };
+        self.count_lost(state, lost);
+    }
+
+    /// [`register`](Self::register) for an LRU catalog: one map, at most one entry
+    /// out (but at the byte budget), no reservation to look at. Kept apart because it
+    /// is the raw `lru` crate's path, and every instruction on it shows against it.
+    #[inline]
+    fn register_fixed(&self, digest: Digest, options: KeyOptions, cost: usize) {
+        let mut state = self.state.lock();
+        state.bytes += cost;
+        match state.free.push(digest, options) {
+            None => {
+                state.counters.registered += 1;
+                state.counters.peak_len = state.counters.peak_len.max(state.free.len());
+                self.meter.registered(1);
+            }
+            Some((old, previous)) if old == digest => {
+                state.bytes -= budget::entry_bytes(&previous);
+                state.counters.replaced += 1;
+                self.meter.replaced(1);
+            }
+            // Full: the least recently used entry made room. Handled in place rather
+            // than returned, so that the entry is not copied again on its way out.
+            Some(lost) => {
+                state.bytes -= budget::entry_bytes(&lost.1);
+                state.counters.registered += 1;
+                self.meter.registered(1);
+                return self.evicted_one(state, lost);
+            }
+        }
+        match self.limits.max_bytes {
+            Some(max) if state.bytes > max.get() => self.over_budget(state, None, max),
+            _ => self.publish(&state),
+        }
+    }
+
+    /// Counts and reports the one entry an LRU catalog's registration pushed out.
+    #[inline]
+    fn evicted_one(&self, mut state: MutexGuard<'_, State>, evicted: (Digest, KeyOptions)) {
+        if let Some(max) = self.limits.max_bytes
+            && state.bytes > max.get()
+        {
+            return self.over_budget(state, Some(evicted), max);
+        }
+        self.publish(&state);
+        state.limit = Limit::Capacity;
         if self.backed {
             state.counters.released += 1;
             self.meter.released(1);
@@ -274,28 +520,82 @@ impl Store {
         state.counters.evicted += 1;
         self.meter.evicted(1);
         let due = state.log.record(1);
-        let ctx = state.warn_context(self.policy);
+        let wants_entries = self.listener.wants_entries();
+        if due.is_none() && !wants_entries {
+            return;
+        }
+        let ctx = state.warn_context(self.policy, self.limits);
         drop(state);
+        self.report(ctx, due, wants_entries, std::slice::from_ref(&evicted));
+    }
 
-        if self.listener.wants_entries() {
+    /// An LRU catalog over its byte budget after a registration.
+    #[cold]
+    fn over_budget(&self, mut state: MutexGuard<'_, State>, evicted: Option<(Digest, KeyOptions)>, max: NonZeroUsize) {
+        let mut lost = Lost::None;
+        if let Some(evicted) = evicted {
+            lost.push(evicted);
+        }
+        while state.bytes > max.get() {
+            let Some(entry) = state.evict_oldest(None) else { break };
+            state.limit = Limit::Budget;
+            lost.push(entry);
+        }
+        self.publish(&state);
+        self.count_lost(state, lost);
+    }
+
+    /// Counts entries a registration pushed out, and reports them.
+    fn count_lost(&self, mut state: MutexGuard<'_, State>, lost: Lost) {
+        let count = lost.as_slice().len() as u64;
+        if count == 0 {
+            return;
+        }
+        if self.backed {
+            state.counters.released += count;
+            self.meter.released(count);
+            return;
+        }
+        state.counters.evicted += count;
+        self.meter.evicted(count);
+        let due = state.log.record(count);
+        let wants_entries = self.listener.wants_entries();
+        if due.is_none() && !wants_entries {
+            return;
+        }
+        let ctx = state.warn_context(self.policy, self.limits);
+        drop(state);
+        self.report(ctx, due, wants_entries, lost.as_slice());
+    }
+
+    /// Tells the listener and the log about evicted entries, without the lock.
+    fn report(
+        &self,
+        ctx: WarnContext,
+        due: Option<EvictionSummary>,
+        wants_entries: bool,
+        lost: &[(Digest, KeyOptions)],
+    ) {
+        if wants_entries {
             let before = self.listener.panics();
-            self.listener.notify(ctx.kind, [&evicted], RemovalCause::Capacity);
+            self.listener.notify(ctx.kind, lost, RemovalCause::Capacity);
             self.meter.listener_panicked(self.listener.panics() - before);
         }
         if let Some(summary) = due {
-            events::warn_capacity(ctx, summary, Some(&evicted), self.log_keys);
+            events::warn_capacity(ctx, summary, lost.last(), self.log_keys);
         }
     }
 
     pub(crate) fn get(&self, digest: &Digest) -> Option<KeyOptions> {
         let mut state = self.state.lock();
-        let State { free, holds, counters, .. } = &mut *state;
+        let State { free, retained, holds, counters, .. } = &mut *state;
         let found = match free.get(digest) {
             Some(options) => Some(options.clone()),
             None => holds
                 .iter_mut()
                 .filter(|hold| !hold.entries.is_empty())
-                .find_map(|hold| hold.entries.get(digest).cloned()),
+                .find_map(|hold| hold.entries.get(digest).cloned())
+                .or_else(|| (!retained.is_empty()).then(|| retained.peek(digest).map(|(o, _)| o.clone())).flatten()),
         };
         match found {
             Some(_) => counters.hits += 1,
@@ -308,8 +608,23 @@ impl Store {
 
     pub(crate) fn remove(&self, digest: &Digest) -> Option<KeyOptions> {
         let mut state = self.state.lock();
-        let State { free, holds, counters, .. } = &mut *state;
-        let removed = free.pop(digest).or_else(|| holds.iter_mut().find_map(|hold| hold.entries.pop(digest)));
+        let State { free, retained, holds, counters, bytes, from_runs, .. } = &mut *state;
+        let removed = match free
+            .pop(digest)
+            .inspect(|_| {
+                forget(from_runs, digest);
+            })
+            .or_else(|| holds.iter_mut().find_map(|hold| hold.entries.pop(digest)))
+        {
+            Some(options) => {
+                *bytes -= budget::entry_bytes(&options);
+                Some(options)
+            }
+            None => retained.pop(digest).map(|(options, _)| {
+                *bytes -= budget::retained_bytes(&options);
+                options
+            }),
+        };
         counters.removed += u64::from(removed.is_some());
         self.meter.removed(u64::from(removed.is_some()));
         self.publish(&state);
@@ -319,26 +634,29 @@ impl Store {
     pub(crate) fn clear(&self) {
         let mut state = self.state.lock();
         let old_free = std::mem::replace(&mut state.free, new_map(self.policy.free_capacity()));
+        let old_retained = std::mem::replace(&mut state.retained, LruCache::unbounded());
         let old_held: Vec<_> =
             state.holds.iter_mut().map(|hold| std::mem::replace(&mut hold.entries, LruCache::unbounded())).collect();
-        let cleared = old_held.iter().fold(old_free.len(), |len, map| len + map.len());
+        let cleared = old_held.iter().fold(old_free.len() + old_retained.len(), |len, map| len + map.len());
         state.counters.cleared += cleared as u64;
+        (state.bytes, state.retained_peak) = (0, 0);
+        state.from_runs.clear();
         self.meter.cleared(cleared as u64);
         self.publish(&state);
         let due = state.log.flush();
-        let ctx = state.warn_context(self.policy);
+        let ctx = state.warn_context(self.policy, self.limits);
         drop(state);
         // Freeing large maps takes a while; not under the lock.
-        drop((old_free, old_held));
+        drop((old_free, old_retained, old_held));
         if let Some(summary) = due {
             events::warn_capacity(ctx, summary, None, self.log_keys);
         }
     }
 
     pub(crate) fn flush(&self) {
-        let mut state = self.state.lock();
+        let mut state = self.state();
         let due = state.log.flush();
-        let ctx = state.warn_context(self.policy);
+        let ctx = state.warn_context(self.policy, self.limits);
         drop(state);
         if let Some(summary) = due {
             events::warn_capacity(ctx, summary, None, self.log_keys);
@@ -346,26 +664,29 @@ impl Store {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.state.lock().len()
+        self.state().len()
     }
 
     pub(crate) fn capacity(&self) -> Option<usize> {
-        self.state.lock().capacity(self.policy)
+        self.state().capacity(self.policy)
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let state = self.state.lock();
+        let state = self.state();
         Stats {
             len: state.len(),
             capacity: state.capacity(self.policy),
             reserved: state.reserved(),
+            retained: state.retained.len(),
+            bytes: state.bytes,
+            max_bytes: self.limits.max_bytes.map(NonZeroUsize::get),
             listener_panics: self.listener.panics(),
             ..state.counters
         }
     }
 
     pub(crate) fn open(&self, room: usize) -> (ReservationId, usize) {
-        let mut state = self.state.lock();
+        let mut state = self.state();
         let shortfall = state.shortfall(self.policy, room);
         let id = ReservationId::new(state.next_id);
         state.next_id += 1;
@@ -375,10 +696,11 @@ impl Store {
     }
 
     /// Ends a reservation: a batch-scaled catalog keeps the newest of its entries, up
-    /// to the base capacity, as free entries; the rest are released. Also reports
-    /// every eviction still unreported.
+    /// to the base capacity, as free entries; the rest are released. The free entries
+    /// those push out are retained when the catalog has a retention, else released.
+    /// Also reports every eviction still unreported.
     pub(crate) fn close(&self, id: ReservationId) {
-        let mut state = self.state.lock();
+        let mut state = self.state();
         let Some(at) = state.position(id) else { return };
         let hold = state.holds.remove(at);
         let held = hold.entries.len();
@@ -389,15 +711,30 @@ impl Store {
         // `iter` runs newest first; pushing oldest first leaves the newest most recent.
         let kept: Vec<_> = hold.entries.iter().take(keep).map(|(digest, options)| (*digest, options.clone())).collect();
         let mut released = (held - keep) as u64;
+        let now = self.limits.retain.map(|_| Instant::now());
         for (digest, options) in kept.into_iter().rev() {
-            // The free entries this pushes out are older than what the run kept.
-            released += u64::from(state.free.push(digest, options).is_some());
+            state.bytes += budget::entry_bytes(&options);
+            if now.is_some() {
+                state.from_runs.insert(digest);
+            }
+            // The free entries this pushes out are older than what the run kept: those
+            // made outside runs are retained (with a retention), the others released.
+            let Some(pushed) = state.free.push(digest, options) else { continue };
+            state.bytes -= budget::entry_bytes(&pushed.1);
+            let from_run = forget(&mut state.from_runs, &pushed.0);
+            match self.limits.retain.zip(now) {
+                Some((retain, now)) if !from_run => released += state.keep(pushed, retain, now),
+                _ => released += 1,
+            }
         }
+        // What the hold's own map counted goes with it (the kept entries were counted
+        // again as they moved).
+        state.bytes -= hold.entries.iter().map(|(_, options)| budget::entry_bytes(options)).sum::<usize>();
         state.counters.released += released;
         self.meter.released(released);
         self.publish(&state);
         let due = state.log.flush();
-        let ctx = state.warn_context(self.policy);
+        let ctx = state.warn_context(self.policy, self.limits);
         drop(state);
         drop(hold);
 
@@ -413,11 +750,18 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        let ctx = state.warn_context(self.policy);
+        let ctx = state.warn_context(self.policy, self.limits);
         if let Some(summary) = state.log.flush() {
             events::warn_capacity(ctx, summary, None, self.log_keys);
         }
     }
+}
+
+/// Forgets that a free entry came from a run, as it leaves the free map or is
+/// registered again; whether it had.
+#[inline]
+fn forget(from_runs: &mut HashSet<Digest>, digest: &Digest) -> bool {
+    !from_runs.is_empty() && from_runs.remove(digest)
 }
 
 fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
@@ -432,6 +776,9 @@ pub(crate) const DEFAULT_NAME: &str = "default";
 
 /// About 1.2 MB of map at most, allocated when a catalog is built.
 const PREALLOCATE_UP_TO: usize = 65_536;
+
+/// Below this many retained entries at its peak, the table is not worth rebuilding.
+const SHRINK_FROM: usize = 4_096;
 
 /// Implements [`Catalog`](crate::Catalog) for a wrapper around a `store: Store` field.
 macro_rules! delegate_catalog {

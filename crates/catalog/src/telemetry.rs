@@ -198,6 +198,16 @@ pub struct Stats {
     pub capacity: Option<usize>,
     /// Entries asked for by live reservations.
     pub reserved: usize,
+    /// Free entries kept past the base until their retention ends (a batch-scaled
+    /// catalog built with a retention, as [`CatalogBuilder`](crate::CatalogBuilder)
+    /// builds one by default); counted in `len`.
+    pub retained: usize,
+    /// The memory the entries take, in bytes, counted per entry from what it holds (its
+    /// node, its slot in the hash table at the table's lowest load, a long key's heap
+    /// string).
+    pub bytes: usize,
+    /// The byte budget; `None` when the catalog has none.
+    pub max_bytes: Option<usize>,
     /// Eviction listener calls that panicked (the listener is disabled after the first).
     /// In fleet mode this includes the `on_fault` calls of the listener given to
     /// `RedisBuilder::listener` (feature `redis`).

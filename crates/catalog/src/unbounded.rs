@@ -1,5 +1,6 @@
 use std::sync::Arc;
 
+use crate::budget::Limits;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
 use crate::telemetry::EvictionListener;
 
@@ -39,11 +40,16 @@ pub struct UnboundedCatalog {
 impl UnboundedCatalog {
     /// An empty catalog.
     pub fn new() -> Self {
-        Self::from_parts(None, false, DEFAULT_NAME)
+        Self::from_parts(Limits::default(), None, false, DEFAULT_NAME)
     }
 
-    pub(crate) fn from_parts(listener: Option<Arc<dyn EvictionListener>>, log_keys: bool, name: &str) -> Self {
-        UnboundedCatalog { store: Store::new(Policy::Unbounded, listener, log_keys, name) }
+    pub(crate) fn from_parts(
+        limits: Limits,
+        listener: Option<Arc<dyn EvictionListener>>,
+        log_keys: bool,
+        name: &str,
+    ) -> Self {
+        UnboundedCatalog { store: Store::new(Policy::Unbounded, limits, listener, log_keys, name) }
     }
 }
 

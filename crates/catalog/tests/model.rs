@@ -254,6 +254,7 @@ fn check_lru(cap: usize, catalog: &dyn Catalog, ops: Vec<Op>) -> Result<(), Test
         expected.len = entries.len();
         expected.capacity = Some(cap);
         expected.reserved = live.iter().map(Reservation::requested).sum();
+        expected.bytes = entries.iter().map(|(_, o)| o.entry_bytes()).sum();
         prop_assert_eq!(catalog.stats(), expected);
     }
     // Same entries, oldest first: looking each up in model order keeps both in step.

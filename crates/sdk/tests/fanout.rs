@@ -90,13 +90,26 @@ fn inside_a_run_digest_keys_created_first_keep_every_option_and_nothing_is_evict
 }
 
 #[test]
-fn outside_a_run_digest_keys_added_as_created_keep_every_option_though_the_catalog_evicts() {
+fn outside_a_run_digest_keys_added_as_created_keep_every_option_and_nothing_is_evicted() {
     let catalog = catalog(CatalogKind::default());
     let sdk = Sdk::new(Arc::clone(&catalog));
     let (batch, text) = testkit::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
     let report = *batch.unwrap().report();
     assert_eq!((report.with_options, report.without_options), (6_235, 0));
-    // Outside a run the base is an LRU of 1,000: the catalog did drop keys, and said so.
+    // Outside a run, keys past the base of 1,000 are kept for the retention time.
+    assert_eq!(report.evictions, 0);
+    assert!(!text.contains(" WARN "), "{text}");
+    assert_eq!(catalog.stats().evicted, 0);
+}
+
+#[test]
+fn outside_a_run_without_a_retention_the_base_is_an_lru_and_says_so() {
+    let catalog: Arc<dyn Catalog> = CatalogBuilder::new().retain(std::time::Duration::ZERO).build().unwrap();
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    let (batch, text) = testkit::captured(|| fan_out(&sdk, 6_235, Form::Digest, Order::AsCreated));
+    let report = *batch.unwrap().report();
+    assert_eq!((report.with_options, report.without_options), (6_235, 0));
+    // The base is an LRU of 1,000: the catalog did drop keys, and said so.
     assert_eq!(report.evictions, 5_235);
     assert!(text.contains("catalog full") && text.contains("Sdk::with_run"), "{text}");
 }

@@ -1,0 +1,138 @@
+//! What an entry costs in memory, and the limits beside a catalog's entry count: a
+//! byte budget, and how long free keys beyond the base are kept.
+//!
+//! An entry's cost is counted from what it holds, not measured: the `lru` crate's node
+//! (digest, options and two links) as the allocator hands it out, its slot in the
+//! hash table at the table's lowest load (just after it doubled), and the key's heap
+//! string when it is too long to be stored inline. Counting the table at its lowest
+//! load keeps the count an upper bound whatever the table's size; the `memory` example
+//! checks it against resident memory.
+
+use std::mem::size_of;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use crate::digest::Digest;
+use crate::key_options::KeyOptions;
+
+/// The byte budget of a batch-scaled catalog built by [`CatalogBuilder`] when none is
+/// given: 128 MiB, which holds a run of 1,000,000 keys of up to 22 bytes (119 bytes
+/// each), the default entry ceiling, and bounds one of long keys to the same memory.
+///
+/// [`CatalogBuilder`]: crate::CatalogBuilder
+pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
+
+/// How long a batch-scaled catalog built by [`CatalogBuilder`] keeps a free key that
+/// newer free keys pushed out of its base, when none is given: ten minutes.
+///
+/// Keys made outside any run are usually used within the request or job that made
+/// them, seconds later; ten minutes covers a slow job with a wide margin, while at a
+/// steady 1,000 keys a second it holds about 600,000 keys (some 72 MB, within
+/// [`DEFAULT_MAX_BYTES`]).
+///
+/// [`CatalogBuilder`]: crate::CatalogBuilder
+pub const DEFAULT_RETAIN: Duration = Duration::from_secs(600);
+
+/// The smallest byte budget accepted: 64 KiB, some thirty of the longest keys the SDK
+/// makes. A smaller one is a unit mistake (`64` for `64MiB`), not a budget.
+pub(crate) const MIN_MAX_BYTES: usize = 64 << 10;
+
+/// What a catalog is bounded by besides its entry count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Limits {
+    /// The most bytes its entries may take; `None`: no byte bound.
+    pub(crate) max_bytes: Option<NonZeroUsize>,
+    /// How long a free entry pushed out of the base is kept (batch-scaled catalogs);
+    /// `None`: it is evicted at once, as from an LRU.
+    pub(crate) retain: Option<Duration>,
+}
+
+impl Limits {
+    /// A batch-scaled catalog's limits under the default configuration.
+    pub(crate) const DEFAULT: Limits =
+        Limits { max_bytes: NonZeroUsize::new(DEFAULT_MAX_BYTES), retain: Some(DEFAULT_RETAIN) };
+}
+
+/// The size of an allocation of `n` bytes as glibc's allocator hands it out: a header
+/// of 8 bytes, rounded up to 16, at least 32.
+const fn chunk(n: usize) -> usize {
+    let size = (n + 8).div_ceil(16) * 16;
+    if size < 32 { 32 } else { size }
+}
+
+/// A slot of the `lru` crate's table (a pointer to the key and one to the node, and a
+/// control byte) at a load of 7/16, the lowest a hashbrown table has after doubling.
+const SLOT: usize = ((2 * size_of::<usize>() + 1) * 16).div_ceil(7);
+
+/// A node of a map of free or held entries, with its slot.
+const ENTRY: usize = chunk(size_of::<Digest>() + size_of::<KeyOptions>() + 2 * size_of::<usize>()) + SLOT;
+
+/// A node of the map of retained entries (each carries the time it left the base).
+const RETAINED_ENTRY: usize =
+    chunk(size_of::<Digest>() + size_of::<(KeyOptions, Instant)>() + 2 * size_of::<usize>()) + SLOT;
+
+/// The bytes an entry holding `options` takes in a map of free or held entries.
+#[inline]
+pub(crate) fn entry_bytes(options: &KeyOptions) -> usize {
+    ENTRY + heap_bytes(options)
+}
+
+/// The bytes an entry holding `options` takes among the retained entries.
+#[inline]
+pub(crate) fn retained_bytes(options: &KeyOptions) -> usize {
+    RETAINED_ENTRY + heap_bytes(options)
+}
+
+#[inline]
+fn heap_bytes(options: &KeyOptions) -> usize {
+    // A long key is one shared `Arc<str>`: two counters and the tagged text.
+    match options.heap_len() {
+        0 => 0,
+        len => chunk(2 * size_of::<usize>() + len),
+    }
+}
+
+/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB`.
+pub(crate) fn parse_bytes(text: &str) -> Option<usize> {
+    let (digits, shift) = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("", 0)]
+        .into_iter()
+        .find_map(|(suffix, shift)| Some((text.strip_suffix(suffix)?, shift)))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Scope;
+
+    #[test]
+    fn an_entry_costs_its_node_its_slot_and_its_long_key() {
+        // 72 bytes of node in an 80-byte chunk, and 17 bytes of slot at 7/16 load.
+        assert_eq!(ENTRY, 80 + 39);
+        assert_eq!(RETAINED_ENTRY, 96 + 39);
+        assert_eq!(entry_bytes(&KeyOptions::new(&"k".repeat(22), Scope::Run)), ENTRY);
+        // 23 bytes of key and its tag, after two counters: 40 bytes, a 48-byte chunk.
+        assert_eq!(entry_bytes(&KeyOptions::new(&"k".repeat(23), Scope::Run)), ENTRY + 48);
+        assert_eq!(entry_bytes(&KeyOptions::new(&"k".repeat(2_048), Scope::Run)), ENTRY + 2_080);
+        assert_eq!(retained_bytes(&KeyOptions::new(&"k".repeat(2_048), Scope::Run)), RETAINED_ENTRY + 2_080);
+    }
+
+    #[test]
+    fn allocations_round_as_the_allocator_does() {
+        assert_eq!((chunk(0), chunk(24), chunk(25), chunk(40), chunk(41)), (32, 32, 48, 48, 64));
+    }
+
+    #[test]
+    fn byte_counts_take_binary_suffixes_and_nothing_else() {
+        assert_eq!(parse_bytes("65536"), Some(65_536));
+        assert_eq!(parse_bytes("64KiB"), Some(65_536));
+        assert_eq!(parse_bytes("64MiB"), Some(64 << 20));
+        assert_eq!(parse_bytes("2GiB"), Some(2 << 30));
+        for bad in ["", "MiB", "64MB", "64 MiB", "64mib", "-1", "1.5GiB", "64M", "99999999999999999999GiB"] {
+            assert_eq!(parse_bytes(bad), None, "{bad:?}");
+        }
+    }
+}
