@@ -545,6 +545,68 @@ mod tests {
     }
 
     #[test]
+    fn the_byte_budget_is_read_with_its_suffixes_and_bad_values_are_named() {
+        for (raw, bytes) in [("65536", 65_536), ("64KiB", 64 << 10), ("64MiB", 64 << 20), ("2GiB", 2 << 30)] {
+            for kind in CatalogKind::ALL {
+                let vars = [(ENV_KIND, kind.as_str()), (ENV_MAX_BYTES, raw)];
+                assert_eq!(build(&vars).unwrap().stats().max_bytes, Some(bytes), "{kind} {raw}");
+            }
+        }
+        for bad in ["", "64MB", "64 MiB", "1024", "0", "-1", "1.5GiB", "64mib"] {
+            let err = build(&[(ENV_MAX_BYTES, bad)]).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid IDEMPOTENCY_CATALOG_MAX_BYTES {bad:?}: expected a number of bytes from 65536 (64KiB), \
+                     optionally with a KiB, MiB or GiB suffix (64MiB)"
+                )
+            );
+        }
+        let err = CatalogBuilder::new().max_bytes(1_000).build().unwrap_err().to_string();
+        assert_eq!(err, r#"invalid CatalogBuilder::max_bytes "1000": expected a number of bytes from 65536 (64KiB)"#);
+        // The builder call wins over the variable, which is then not read.
+        let catalog = CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "x")])).max_bytes(1 << 20).build().unwrap();
+        assert_eq!(catalog.stats().max_bytes, Some(1 << 20));
+    }
+
+    #[test]
+    fn the_retention_is_read_as_a_duration_and_applies_to_batch_scaled_catalogs_only() {
+        let retained = |vars: &[(&str, &str)]| {
+            let catalog = CatalogBuilder::from_env_with(env(vars)).capacity(1).build().unwrap();
+            for i in 0..3u8 {
+                catalog.register(crate::Digest::from_bytes([i; 32]), crate::KeyOptions::new("k", crate::Scope::Run));
+            }
+            catalog.stats().retained
+        };
+        assert_eq!(retained(&[]), 2, "retained by default");
+        assert_eq!(retained(&[(ENV_RETAIN, "10m")]), 2);
+        assert_eq!(retained(&[(ENV_RETAIN, "0s")]), 0, "0s keeps none");
+        for bad in ["", "10", "10 m", "1h30m", "-5s", "ten"] {
+            let err = build(&[(ENV_RETAIN, bad)]).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid IDEMPOTENCY_CATALOG_RETAIN {bad:?}: expected a duration such as 30s, 10m, 2h or 1d, \
+                     or 0s to keep no free key past the capacity"
+                )
+            );
+        }
+        // Not read for the other kinds; refused as a builder call.
+        assert!(build(&[(ENV_KIND, "lru"), (ENV_RETAIN, "bad")]).is_ok());
+        for kind in [CatalogKind::Lru, CatalogKind::Unbounded] {
+            let err = CatalogBuilder::new().kind(kind).retain(Duration::from_secs(1)).build().unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(r#"invalid CatalogBuilder::retain "1s": does not apply to a catalog of kind `{kind}`"#)
+            );
+        }
+        // The builder call wins, and zero keeps none.
+        let catalog =
+            CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, "bad")])).retain(Duration::ZERO).build().unwrap();
+        assert_eq!(catalog.kind(), CatalogKind::BatchScaled);
+    }
+
+    #[test]
     fn a_large_base_lifts_the_default_ceiling() {
         let catalog = CatalogBuilder::new().capacity(DEFAULT_MAX_CAPACITY * 2).build().unwrap();
         let _room = catalog.reserve(10);

@@ -254,14 +254,19 @@ impl State {
             }
             None => {}
         }
-        if let Some(max) = limits.max_bytes {
-            while self.bytes > max.get() {
-                let Some(lost) = self.evict_oldest(target) else { break };
-                self.limit = Limit::Budget;
-                out.lost.push(lost);
-            }
-        }
+        self.fit(limits, target, &mut out.lost);
         out
+    }
+
+    /// Evicts the oldest entries (for `target`, as [`evict_oldest`](Self::evict_oldest)
+    /// orders them) until the entries fit the byte budget.
+    fn fit(&mut self, limits: Limits, target: Target, lost: &mut Lost) {
+        let Some(max) = limits.max_bytes else { return };
+        while self.bytes > max.get() {
+            let Some(entry) = self.evict_oldest(target) else { break };
+            self.limit = Limit::Budget;
+            lost.push(entry);
+        }
     }
 
     /// Keeps a free entry pushed out of the base until `retain` has passed; releases
@@ -536,11 +541,8 @@ impl Store {
         if let Some(evicted) = evicted {
             lost.push(evicted);
         }
-        while state.bytes > max.get() {
-            let Some(entry) = state.evict_oldest(None) else { break };
-            state.limit = Limit::Budget;
-            lost.push(entry);
-        }
+        let limits = Limits { max_bytes: Some(max), ..self.limits };
+        state.fit(limits, None, &mut lost);
         self.publish(&state);
         self.count_lost(state, lost);
     }
@@ -730,6 +732,18 @@ impl Store {
         // What the hold's own map counted goes with it (the kept entries were counted
         // again as they moved).
         state.bytes -= hold.entries.iter().map(|(_, options)| budget::entry_bytes(options)).sum::<usize>();
+        // Retained entries take a little more than free ones: the budget may need room.
+        let mut lost = Lost::None;
+        state.fit(self.limits, None, &mut lost);
+        let evicted = lost.as_slice().len() as u64;
+        if self.backed {
+            released += evicted;
+        } else if evicted > 0 {
+            state.counters.evicted += evicted;
+            self.meter.evicted(evicted);
+            // Reported by the flush below.
+            drop(state.log.record(evicted));
+        }
         state.counters.released += released;
         self.meter.released(released);
         self.publish(&state);
@@ -738,6 +752,9 @@ impl Store {
         drop(state);
         drop(hold);
 
+        if !self.backed && self.listener.wants_entries() {
+            self.listener.notify(ctx.kind, lost.as_slice(), RemovalCause::Capacity);
+        }
         if held > 0 {
             events::released(ctx, released, keep);
         }
