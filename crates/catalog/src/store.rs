@@ -742,7 +742,7 @@ impl Store {
             state.counters.evicted += evicted;
             self.meter.evicted(evicted);
             // Reported by the flush below.
-            drop(state.log.record(evicted));
+            let _reported_by_the_flush = state.log.record(evicted);
         }
         state.counters.released += released;
         self.meter.released(released);
