@@ -8,7 +8,9 @@
 //! ```
 //!
 //! The fan-out runs as a task does, inside a run (`run_fanout`, attempt 1): every key
-//! it creates is held by the run until the run ends.
+//! it creates is held by the run until the run ends. `--outside-run` runs it as a
+//! backend does, with no run at all: the keys are free keys of the catalog, kept past
+//! its base for the retention time (`IDEMPOTENCY_CATALOG_RETAIN`).
 //!
 //! Options: `--items N` (default 6235), `--catalog lru|unbounded|batch-scaled` (default:
 //! from `IDEMPOTENCY_CATALOG_*`), `--capacity N`, `--key-form typed|digest` (default
@@ -62,6 +64,7 @@ struct Args {
     capacity: Option<usize>,
     key_form: KeyForm,
     keys_first: bool,
+    outside_run: bool,
     json: bool,
     ndjson: Option<std::path::PathBuf>,
     redis: Option<String>,
@@ -77,6 +80,7 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
         capacity: None,
         key_form: KeyForm::Typed,
         keys_first: false,
+        outside_run: false,
         json: false,
         ndjson: None,
         redis: None,
@@ -98,13 +102,14 @@ fn parse_args() -> Result<Args, Box<dyn std::error::Error>> {
                 }
             }
             Long("keys-first") => args.keys_first = true,
+            Long("outside-run") => args.outside_run = true,
             Long("json") => args.json = true,
             Long("ndjson") => args.ndjson = Some(parser.value()?.into()),
             Long("redis") => args.redis = Some(parser.value()?.string()?),
             Long("digests-from") => args.digests_from = Some(parser.value()?.into()),
             Long("help") | Short('h') => {
                 println!(
-                    "usage: fanout [--items N] [--catalog lru|unbounded|batch-scaled] [--capacity N] [--key-form typed|digest] [--keys-first] [--json] [--ndjson PATH] [--redis URL] [--digests-from FILE]"
+                    "usage: fanout [--items N] [--catalog lru|unbounded|batch-scaled] [--capacity N] [--key-form typed|digest] [--keys-first] [--outside-run] [--json] [--ndjson PATH] [--redis URL] [--digests-from FILE]"
                 );
                 std::process::exit(0);
             }
@@ -139,16 +144,18 @@ enum Source {
     Digests(Vec<String>),
 }
 
-/// Inside a run, creates the keys (or takes the digests) and adds them to a batch,
-/// builds the batch and triggers it on a fresh engine (on Redis with `shared`); then
-/// ends the run.
+/// Inside a run (unless `outside_run`), creates the keys (or takes the digests) and
+/// adds them to a batch, builds the batch and triggers it on a fresh engine (on Redis
+/// with `shared`); then ends the run.
 fn fan_out(
     catalog: Arc<dyn Catalog>,
     source: Source,
+    outside_run: bool,
     ndjson: Option<&std::path::Path>,
     shared: Option<&Shared>,
 ) -> Result<Outcome, Box<dyn std::error::Error>> {
-    let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_fanout", 1));
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    let sdk = if outside_run { sdk } else { sdk.with_run(RunContext::new("run_fanout", 1)) };
     let ttl: Ttl = "7d".parse()?;
     let items = match &source {
         Source::Create { items, .. } => *items,
@@ -280,7 +287,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         for kind in CatalogKind::ALL {
             for (form, keys_first) in [(KeyForm::Typed, false), (KeyForm::Digest, false), (KeyForm::Digest, true)] {
                 let source = Source::Create { items: args.items, form, keys_first };
-                let o = fan_out(build(Some(kind), None, None)?, source, None, None)?;
+                let o = fan_out(build(Some(kind), None, None)?, source, false, None, None)?;
                 println!(
                     "{:<13} {:<19} {:>6} {:>6} {:>16} {:>19} {:>10} {:>17}",
                     kind.as_str(),
@@ -305,7 +312,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
         None => Source::Create { items: args.items, form: args.key_form, keys_first: args.keys_first },
     };
-    let o = fan_out(Arc::clone(&catalog), source, args.ndjson.as_deref(), shared.as_ref())?;
+    let o = fan_out(Arc::clone(&catalog), source, args.outside_run, args.ndjson.as_deref(), shared.as_ref())?;
     catalog.flush()?;
     if args.json {
         let out = json!({

@@ -103,6 +103,21 @@ fn outside_a_run_digest_keys_added_as_created_keep_every_option_and_nothing_is_e
 }
 
 #[test]
+fn outside_a_run_digest_keys_created_first_keep_every_option_under_the_default_configuration() {
+    // The reference SDK's most common setting (a backend, no run) in the bug report's
+    // order: every key created, then the batch built from their digest strings.
+    for items in [3_000, 6_235, 200_000] {
+        let catalog: Arc<dyn Catalog> = CatalogBuilder::from_env_with(|_| None).build().unwrap();
+        let sdk = Sdk::new(Arc::clone(&catalog));
+        let (batch, text) = testkit::captured(|| fan_out(&sdk, items, Form::Digest, Order::KeysFirst));
+        let report = *batch.unwrap().report();
+        assert_eq!((report.with_options, report.without_options, report.evictions), (items, 0, 0), "{items}");
+        assert!(!text.contains(" WARN "), "{items}: {text}");
+        assert_eq!(catalog.stats().evicted, 0, "{items}");
+    }
+}
+
+#[test]
 fn outside_a_run_without_a_retention_the_base_is_an_lru_and_says_so() {
     let catalog: Arc<dyn Catalog> = CatalogBuilder::new().retain(std::time::Duration::ZERO).build().unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog));
