@@ -74,6 +74,9 @@ fn every_exported_metric_matches_the_catalogs_stats_after_a_6235_item_fan_out() 
         ("idempotency_catalog_entries", &[], stat("len")),
         ("idempotency_catalog_capacity_entries", &[], stat("capacity")),
         ("idempotency_catalog_reserved_entries", &[], stat("reserved")),
+        ("idempotency_catalog_bytes", &[], stat("bytes")),
+        // No budget on this LRU: the gauge is +Inf, as the capacity of an unbounded catalog.
+        ("idempotency_catalog_max_bytes", &[], stats["max_bytes"].as_f64().unwrap_or(f64::INFINITY)),
     ];
     for (name, extra, want) in expected {
         assert_eq!(value(name, extra), want, "{name} {extra:?}");
