@@ -19,9 +19,18 @@ use crate::telemetry::EvictionListener;
 /// - **Ending is a release, not a loss.** When a reservation ends, the newest of its
 ///   entries, up to the base, stay as free entries and the rest are released: counted
 ///   in [`Stats::released`](crate::Stats::released), logged at `DEBUG`.
-/// - **Warnings mean a loss.** Free entries (keys registered outside any reservation)
-///   form an LRU of the base capacity; what it evicts, and anything dropped at the
-///   ceiling, is counted in [`Stats::evicted`](crate::Stats::evicted), passed to the
+/// - **Keys outside a run are kept a while.** Free entries (keys registered outside
+///   any reservation) fill the base as an LRU; with a retention (the default
+///   configuration: [`CatalogBuilder::retain`](crate::CatalogBuilder::retain), 10
+///   minutes) those it pushes out are kept until their retention ends, then released.
+///   Without one ([`new`](Self::new)), they are evicted.
+/// - **Bounded in bytes too**, with a budget ([`CatalogBuilder::max_bytes`](crate::CatalogBuilder::max_bytes),
+///   128 MiB under the default configuration): at the ceiling or the budget the oldest
+///   retained entries go first, then the oldest free ones, then the oldest of the
+///   reservation that needs the room.
+/// - **Warnings mean a loss.** What is dropped while it may still be needed (a free
+///   entry pushed out without a retention, anything dropped at the ceiling or the
+///   budget) is counted in [`Stats::evicted`](crate::Stats::evicted), passed to the
 ///   listener and warned about.
 ///
 /// # Examples
@@ -52,7 +61,8 @@ pub struct BatchScaledCatalog {
 
 impl BatchScaledCatalog {
     /// A catalog of `capacity` free entries, growing with live reservations up to
-    /// `max_capacity` entries in all.
+    /// `max_capacity` entries in all; no retention and no byte budget (build one with
+    /// [`CatalogBuilder`](crate::CatalogBuilder) for those).
     ///
     /// # Errors
     ///
@@ -93,8 +103,10 @@ impl BatchScaledCatalog {
 }
 
 impl Default for BatchScaledCatalog {
-    /// Base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000), ceiling
-    /// [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY) (1,000,000).
+    /// The default configuration: base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY)
+    /// (1,000), ceiling [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY)
+    /// (1,000,000), budget [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES) (128 MiB),
+    /// retention [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN) (10 minutes).
     fn default() -> Self {
         Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, Limits::DEFAULT, None, false, DEFAULT_NAME)
     }
