@@ -74,7 +74,9 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
 fn budget_table(entries: usize) -> Result<bool, Box<dyn std::error::Error>> {
     println!("Held by a run, {ENV_MAX_BYTES}=64MiB:");
     println!();
-    println!("| key length | entries registered | entries kept | resident growth | counted bytes | within budget + slack | warned naming the budget |");
+    println!(
+        "| key length | entries registered | entries kept | resident growth | counted bytes | within budget + slack | warned naming the budget |"
+    );
     println!("|---:|---:|---:|---:|---:|---|---|");
     let mut ok = true;
     for len in KEY_LENGTHS {

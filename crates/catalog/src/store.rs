@@ -860,3 +860,58 @@ macro_rules! delegate_catalog {
     };
 }
 pub(crate) use delegate_catalog;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::test_digest as digest;
+    use crate::{Catalog, LruCatalog, Scope};
+
+    fn options(len: usize) -> KeyOptions {
+        KeyOptions::new(&"k".repeat(len), Scope::Run)
+    }
+
+    #[test]
+    fn a_catalog_in_front_of_a_shared_store_releases_what_it_drops() {
+        // Fleet mode's front: the shared store keeps every entry, so room made here,
+        // by the capacity or by the budget, is a release and never warns.
+        let limits = Limits { max_bytes: NonZeroUsize::new(budget::MIN_MAX_BYTES), retain: None };
+        let cap = NonZeroUsize::new(10).unwrap_or(NonZeroUsize::MIN);
+        let catalog = LruCatalog::from_parts(cap, limits, None, false, DEFAULT_NAME).backed(true);
+        let (_, lines) = testkit::warnings(|| {
+            for i in 0..20 {
+                catalog.register(digest(i), options(4));
+            }
+            for i in 20..60 {
+                catalog.register(digest(i), options(10_000));
+            }
+        });
+        let stats = catalog.stats();
+        assert_eq!((stats.evicted, stats.released), (0, 60 - stats.len as u64));
+        assert!(stats.len < 10 && stats.bytes <= budget::MIN_MAX_BYTES, "{stats:?}");
+        assert!(lines.is_empty(), "{lines:?}");
+    }
+
+    #[test]
+    fn an_lru_at_its_budget_evicts_the_oldest_until_the_new_entry_fits() {
+        let limits = Limits { max_bytes: NonZeroUsize::new(budget::MIN_MAX_BYTES), retain: None };
+        let cap = NonZeroUsize::new(1_000).unwrap_or(NonZeroUsize::MIN);
+        let catalog = LruCatalog::from_parts(cap, limits, None, false, DEFAULT_NAME);
+        for i in 0..500 {
+            catalog.register(digest(i), options(4));
+        }
+        assert_eq!(catalog.stats().evicted, 0, "500 short entries fit 64 KiB");
+        // One long key takes the room of many short ones: the oldest go, and only as
+        // many as it needs.
+        catalog.register(digest(1_000), options(20_000));
+        let stats = catalog.stats();
+        let short = options(4).entry_bytes();
+        let needed = (500 * short + options(20_000).entry_bytes() - budget::MIN_MAX_BYTES).div_ceil(short);
+        assert_eq!(stats.evicted, needed as u64);
+        assert!(catalog.get(&digest(needed as u32 - 1)).is_none() && catalog.get(&digest(needed as u32)).is_some());
+        assert_eq!(stats.bytes, (500 - needed) * short + options(20_000).entry_bytes());
+        // Replacing an entry counts its new size, not both.
+        catalog.register(digest(1_000), options(4));
+        assert_eq!(catalog.stats().bytes, (501 - needed) * short);
+    }
+}
