@@ -17,7 +17,7 @@ use std::num::NonZeroUsize;
 use std::process::Command;
 use std::time::Instant;
 
-use idempotency_catalog::{Catalog, Digest, KeyOptions, LruCatalog, Scope};
+use idempotency_catalog::{BatchScaledCatalog, Catalog, Digest, KeyOptions, LruCatalog, Scope};
 use lru::LruCache;
 use parking_lot::Mutex;
 
@@ -41,6 +41,9 @@ fn workload() -> Vec<(Digest, KeyOptions)> {
 enum Side {
     Raw,
     Catalog,
+    /// A batch-scaled catalog whose ceiling is its base: the default kind's general
+    /// path, for comparison (not part of the ratio).
+    Scaled,
 }
 
 impl Side {
@@ -48,6 +51,7 @@ impl Side {
         match self {
             Side::Raw => "raw",
             Side::Catalog => "catalog",
+            Side::Scaled => "scaled",
         }
     }
 }
@@ -71,8 +75,11 @@ fn run(side: Side, work: &[(Digest, KeyOptions)], n: usize) -> f64 {
             black_box(&map);
             elapsed
         }
-        Side::Catalog => {
-            let catalog = LruCatalog::with_capacity(CAPACITY).unwrap_or_default();
+        Side::Catalog | Side::Scaled => {
+            let catalog: Box<dyn Catalog> = match side {
+                Side::Scaled => Box::new(BatchScaledCatalog::new(CAPACITY, CAPACITY).unwrap_or_default()),
+                _ => Box::new(LruCatalog::with_capacity(CAPACITY).unwrap_or_default()),
+            };
             for (digest, options) in fill {
                 catalog.register(*digest, options.clone());
             }
@@ -156,7 +163,11 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
     match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
         ["one", side, n] => {
-            let side = if *side == "raw" { Side::Raw } else { Side::Catalog };
+            let side = match *side {
+                "raw" => Side::Raw,
+                "scaled" => Side::Scaled,
+                _ => Side::Catalog,
+            };
             let n = n.parse().unwrap_or(KEYS);
             black_box(run(side, &workload(), n));
         }

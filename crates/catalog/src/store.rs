@@ -130,14 +130,15 @@ enum Lost {
 
 impl Lost {
     fn push(&mut self, entry: (Digest, KeyOptions)) {
-        *self = match std::mem::take(self) {
-            Lost::None => Lost::One(entry),
-            Lost::One(first) => Lost::Many(vec![first, entry]),
-            Lost::Many(mut all) => {
-                all.push(entry);
-                Lost::Many(all)
+        match self {
+            Lost::None => *self = Lost::One(entry),
+            Lost::Many(all) => all.push(entry),
+            Lost::One(_) => {
+                if let Lost::One(first) = std::mem::take(self) {
+                    *self = Lost::Many(vec![first, entry]);
+                }
             }
-        };
+        }
     }
 
     fn as_slice(&self) -> &[(Digest, KeyOptions)] {
