@@ -11,6 +11,7 @@ use serde_json::value::RawValue;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::{KeyInput, Keys};
+use crate::payload::Fingerprint;
 use crate::sdk::Sdk;
 use crate::wire::{WireItem, WireOptions, write_ndjson};
 use idempotency_catalog::Ttl;
@@ -196,7 +197,10 @@ impl BatchBuilder {
                 Key::Given(None)
             }
         };
-        self.entries.push(Entry { payload, key, ttl: options.ttl });
+        // Fingerprinted here, beside the serialisation, rather than in the engine's
+        // trigger: it is what lets a trigger compare payloads for a few instructions.
+        let fingerprint = Fingerprint::of(payload.as_deref());
+        self.entries.push(Entry { payload, key, ttl: options.ttl, fingerprint });
         self
     }
 
@@ -247,8 +251,14 @@ impl BatchBuilder {
                 Some(_) => report.with_options += 1,
                 None => report.without_options += 1,
             }
-            if !seen.insert(entries, index, key.digest()) {
+            if let Some(first) = seen.insert(entries, index, key.digest()) {
                 report.repeated += 1;
+                // The same key with another payload in one batch: the engine answers
+                // it with the first's run, under its payload policy.
+                if entries.get(first).map(|e| e.fingerprint) != entries.get(index).map(|e| e.fingerprint) {
+                    report.payload_conflicts += 1;
+                    report.first_payload_conflict.get_or_insert(index);
+                }
             }
         }
         let catalog = keys.catalog();
@@ -318,8 +328,9 @@ impl Seen {
         Seen { table: HashTable::with_capacity(items), hasher: DefaultHashBuilder::default() }
     }
 
-    /// Records that entry `index` has `digest`; `false` when an earlier entry had it.
-    fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> bool {
+    /// Records that entry `index` has `digest`; the index of the earlier entry that
+    /// had it, if one did.
+    fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> Option<usize> {
         let digest_at = |i: &usize| entries.get(*i).and_then(Entry::key).map(IdempotencyKey::digest);
         let hash = self.hasher.hash_one(digest);
         let hasher = &self.hasher;
@@ -327,10 +338,10 @@ impl Seen {
         // or entries moved by a growing table could no longer be found.
         let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash_one(digest));
         match self.table.entry(hash, |i| digest_at(i) == Some(digest), rehash) {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Occupied(first) => Some(*first.get()),
             hashbrown::hash_table::Entry::Vacant(slot) => {
                 slot.insert(index);
-                true
+                None
             }
         }
     }
@@ -362,6 +373,13 @@ pub struct BatchReport {
     pub without_options: usize,
     /// Keyed items whose digest appeared earlier in the same batch.
     pub repeated: usize,
+    /// Repeated items whose payload differs from their key's first item in the batch
+    /// (as JSON text): the engine answers them with the first's run, under its
+    /// [`PayloadPolicy`](crate::PayloadPolicy) (one `WARN` by default, an error under
+    /// `Fail`).
+    pub payload_conflicts: usize,
+    /// The index of the first of them.
+    pub first_payload_conflict: Option<usize>,
     /// Catalog evictions between opening the batch and building it (by any thread).
     pub evictions: u64,
     /// Items the catalog said would not fit when the batch reserved its room.
@@ -405,6 +423,7 @@ struct Entry {
     payload: Option<Box<RawValue>>,
     key: Key,
     ttl: Option<Ttl>,
+    fingerprint: Fingerprint,
 }
 
 /// An item's key: the one it was given (`None` for none, such as an empty string), or
@@ -470,23 +489,23 @@ impl Batch {
         self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task))
     }
 
-    /// Each item's key, TTL and payload, in order, for the engine.
+    /// Each item's key, TTL, payload and its fingerprint, in order, for the engine.
     pub(crate) fn entries(
         &self,
-    ) -> impl ExactSizeIterator<Item = (Option<&IdempotencyKey>, Option<Ttl>, Option<&RawValue>)> {
-        self.entries.iter().map(|entry| (entry.key(), entry.ttl, entry.payload.as_deref()))
+    ) -> impl ExactSizeIterator<Item = (Option<&IdempotencyKey>, Option<Ttl>, Option<&RawValue>, Fingerprint)> {
+        self.entries.iter().map(|entry| (entry.key(), entry.ttl, entry.payload.as_deref(), entry.fingerprint))
     }
 
     /// The same, moved out.
     pub(crate) fn into_entries(
         self,
-    ) -> impl ExactSizeIterator<Item = (Option<IdempotencyKey>, Option<Ttl>, Option<Box<RawValue>>)> {
+    ) -> impl ExactSizeIterator<Item = (Option<IdempotencyKey>, Option<Ttl>, Option<Box<RawValue>>, Fingerprint)> {
         self.entries.into_iter().map(|entry| {
             let key = match entry.key {
                 Key::Given(key) => key,
                 Key::FromBatch => None,
             };
-            (key, entry.ttl, entry.payload)
+            (key, entry.ttl, entry.payload, entry.fingerprint)
         })
     }
 
@@ -524,11 +543,15 @@ mod tests {
                 payload: None,
                 key: Key::Given(Some(IdempotencyKey::derive(["k", &(i % 300).to_string()], Scope::Global, None))),
                 ttl: None,
+                fingerprint: Fingerprint::of(None),
             })
             .collect();
         let mut seen = Seen { table: HashTable::new(), hasher: DefaultHashBuilder::default() };
-        let new = (0..entries.len()).filter(|&i| seen.insert(&entries, i, entries[i].key().unwrap().digest())).count();
-        assert_eq!(new, 300);
+        let firsts: Vec<Option<usize>> =
+            (0..entries.len()).map(|i| seen.insert(&entries, i, entries[i].key().unwrap().digest())).collect();
+        assert_eq!(firsts.iter().filter(|first| first.is_none()).count(), 300);
+        // A repeat names the first item with its key.
+        assert!(firsts.iter().enumerate().all(|(i, first)| first.is_none_or(|first| first == i % 300)));
     }
 
     proptest! {

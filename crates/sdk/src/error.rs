@@ -89,12 +89,46 @@ pub enum Error {
         /// The input, quoted and cut to 64 characters.
         value: String,
     },
+    /// A string that should name a [`PayloadPolicy`](crate::PayloadPolicy) does not.
+    #[error("invalid {source_name} {value}: expected one of `ignore`, `warn`, `fail`")]
+    InvalidPayloadPolicy {
+        /// Where it came from: the variable, or `PayloadPolicy` when parsed.
+        source_name: &'static str,
+        /// The input, quoted and cut to 64 characters.
+        value: String,
+    },
+    /// Under [`PayloadPolicy::Fail`](crate::PayloadPolicy::Fail): an item's key is held
+    /// by a run made with another payload, or repeats in its batch with another one.
+    /// Nothing of the trigger was claimed or created.
+    #[error(
+        "task {task}: idempotency key {key} {}; {items} item(s) of this trigger differ, nothing was triggered",
+        holder(run.as_ref())
+    )]
+    PayloadMismatch {
+        /// The task triggered.
+        task: String,
+        /// The first differing item's key, as the catalog shows it (`item-42 (global)`),
+        /// or as sent when its options are unknown.
+        key: String,
+        /// The run that holds it; `None` when the key repeats within the trigger with
+        /// another payload.
+        run: Option<crate::engine::RunId>,
+        /// How many items differed.
+        items: usize,
+    },
     /// Writing the batch request failed.
     #[error("cannot write the batch request: {0}")]
     Io(#[from] std::io::Error),
 }
 
 pub(crate) use idempotency_catalog::__private::shown;
+
+fn holder(run: Option<&crate::engine::RunId>) -> String {
+    match run {
+        Some(run) => format!("is held by run {run}, made with another payload"),
+        None => "repeats in this trigger with another payload".to_owned(),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -66,6 +66,7 @@ mod key;
 mod key_input;
 mod message;
 mod meter;
+mod payload;
 mod sdk;
 mod wire;
 
@@ -78,6 +79,7 @@ pub use idempotency_catalog as catalog;
 pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope, Ttl};
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
+pub use payload::{ENV_PAYLOAD_POLICY, PayloadPolicy};
 pub use sdk::Sdk;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};
 

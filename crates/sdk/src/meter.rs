@@ -8,6 +8,8 @@ const BATCH_ITEMS: &str = "idempotency_sdk_batch_items_total";
 const ITEMS_WITHOUT_OPTIONS: &str = "idempotency_sdk_batch_items_without_options_total";
 #[cfg(feature = "metrics")]
 const CACHED_ANSWERS: &str = "idempotency_sdk_cached_answers_total";
+#[cfg(feature = "metrics")]
+const PAYLOAD_MISMATCHES: &str = "idempotency_sdk_payload_mismatches_total";
 
 /// A batch was built with `items` items, `without_options` of them keyed but without
 /// their key and scope.
@@ -34,6 +36,17 @@ pub(crate) fn answered(handles: &[crate::engine::RunHandle]) {
     }
 }
 
+/// A trigger found `n` items whose key was held, or repeated, with another payload.
+#[inline]
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn payload_mismatches(n: usize) {
+    #[cfg(feature = "metrics")]
+    {
+        describe();
+        metrics::counter!(PAYLOAD_MISMATCHES).increment(n as u64);
+    }
+}
+
 #[cfg(feature = "metrics")]
 fn describe() {
     use metrics::Unit;
@@ -46,5 +59,10 @@ fn describe() {
             "keyed batch items whose key and scope were lost (a bare digest the catalog no longer knew)"
         );
         metrics::describe_counter!(CACHED_ANSWERS, Unit::Count, "items the engine answered with an existing run");
+        metrics::describe_counter!(
+            PAYLOAD_MISMATCHES,
+            Unit::Count,
+            "items whose idempotency key was held by a run made with another payload, or repeated in their trigger with another one"
+        );
     });
 }

@@ -12,6 +12,7 @@ use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
 use crate::error::Error;
+use crate::payload::Fingerprint;
 use crate::wire::WireItem;
 
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
@@ -22,16 +23,33 @@ pub(crate) struct Incoming<'a> {
     pub(crate) options: Option<KeyOptions>,
     pub(crate) ttl: Millis,
     pub(crate) payload: Option<Box<RawValue>>,
+    pub(crate) fingerprint: Fingerprint,
 }
 
 impl<'a> Incoming<'a> {
     /// An item of a built batch.
-    pub(crate) fn from_batch(key: Option<&IdempotencyKey>, ttl: Option<Ttl>, payload: Option<Box<RawValue>>) -> Self {
+    pub(crate) fn from_batch(
+        key: Option<&IdempotencyKey>,
+        ttl: Option<Ttl>,
+        payload: Option<Box<RawValue>>,
+        fingerprint: Fingerprint,
+    ) -> Self {
         Incoming {
             key: key.map(|key| KeyRef::Digest(key.digest())),
             options: key.and_then(|key| key.options().cloned()),
             ttl: ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration())),
             payload,
+            fingerprint,
+        }
+    }
+
+    /// The key as the catalog shows it (`item-42 (global)`), or as sent when its
+    /// options are unknown; for messages.
+    pub(crate) fn shown_key(&self) -> String {
+        match (&self.options, self.key) {
+            (Some(options), _) => format!("{} ({})", options.key(), options.scope()),
+            (None, Some(key)) => key.text().into_owned(),
+            (None, None) => String::new(),
         }
     }
 
@@ -52,6 +70,7 @@ impl<'a> Incoming<'a> {
             options: options.and_then(|o| o.idempotency_key_options.clone()),
             ttl,
             payload: item.payload.clone(),
+            fingerprint: Fingerprint::of(item.payload.as_deref()),
         }
     }
 }

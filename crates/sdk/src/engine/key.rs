@@ -13,7 +13,7 @@ pub(crate) enum StoredKey {
 }
 
 /// A key being looked up, borrowed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum KeyRef<'a> {
     Digest(Digest),
     Raw(&'a str),

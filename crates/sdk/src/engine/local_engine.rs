@@ -1,5 +1,6 @@
 use std::fmt;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idempotency_catalog::{Digest, Scope};
@@ -8,7 +9,8 @@ use parking_lot::Mutex;
 use super::incoming::{Incoming, WireGroups, millis};
 use super::key::KeyRef;
 use super::log::Log;
-use super::memory::{Claim, Dedup};
+use super::memory::{Claim, Dedup, Millis};
+use super::mismatch::Mismatches;
 use super::run::{Run, RunHandle, RunId, RunRecord, RunStatus, RunView};
 use super::shared::{Answer, NewRun, Partial, SharedStore};
 use crate::batch::Batch;
@@ -16,6 +18,7 @@ use crate::context::RunContext;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::is_digest_length;
+use crate::payload::{Fingerprint, PayloadPolicy};
 use crate::wire::WireItem;
 
 /// What to reset: which key's cached run to forget.
@@ -92,6 +95,8 @@ pub struct LocalEngine {
     shared: Option<Box<dyn SharedStore>>,
     /// Whether run records on the shared store keep their payload.
     share_payloads: bool,
+    payload_policy: PayloadPolicy,
+    payload_mismatches: AtomicU64,
 }
 
 #[derive(Default)]
@@ -109,7 +114,14 @@ impl LocalEngine {
 
     /// An engine on `clock`, the time since some fixed origin: lets tests move time.
     pub fn with_clock(clock: impl Fn() -> Duration + Send + Sync + 'static) -> Self {
-        LocalEngine { state: Mutex::new(State::default()), clock: Box::new(clock), shared: None, share_payloads: false }
+        LocalEngine {
+            state: Mutex::new(State::default()),
+            clock: Box::new(clock),
+            shared: None,
+            share_payloads: false,
+            payload_policy: PayloadPolicy::default(),
+            payload_mismatches: AtomicU64::new(0),
+        }
     }
 
     /// An engine whose keys and runs live on a shared store.
@@ -199,6 +211,46 @@ impl LocalEngine {
         self
     }
 
+    /// The same engine answering items whose key is held by a run made with another
+    /// payload (or that repeat within their trigger with another one) under `policy`:
+    /// [`PayloadPolicy::Warn`] by default. Payloads are compared by fingerprint, in
+    /// memory and on Redis alike (see [`PayloadPolicy`]).
+    #[must_use]
+    pub fn with_payload_policy(mut self, policy: PayloadPolicy) -> Self {
+        self.payload_policy = policy;
+        self
+    }
+
+    /// Items answered (or, under [`PayloadPolicy::Fail`], refused) because their key
+    /// was held by a run made with another payload, or repeated within their trigger
+    /// with another one; under every policy.
+    pub fn payload_mismatches(&self) -> u64 {
+        self.payload_mismatches.load(Ordering::Relaxed)
+    }
+
+    /// Counts a trigger's mismatches and warns about them, under the policy.
+    fn settle(&self, task: &str, mismatches: &Mismatches) {
+        if mismatches.count == 0 {
+            return;
+        }
+        self.payload_mismatches.fetch_add(mismatches.count as u64, Ordering::Relaxed);
+        crate::meter::payload_mismatches(mismatches.count);
+        mismatches.warn(task, self.payload_policy);
+    }
+
+    /// Under [`PayloadPolicy::Fail`], the error for `items` when any of them differs
+    /// from `held` (their keys' holders, as [`Mismatches::keyed`] lists them).
+    fn refuse(
+        &self,
+        task: &str,
+        items: &[Incoming<'_>],
+        held: &[Option<(RunId, Option<Fingerprint>)>],
+    ) -> Result<(), Error> {
+        let mismatches = Mismatches::before_claiming(items, held);
+        self.settle(task, &mismatches);
+        mismatches.refusal(task).map_or(Ok(()), Err)
+    }
+
     /// Triggers every item of `batch`, returning one handle per item, in order. The
     /// payloads are copied into the run records; [`trigger_owned`](Self::trigger_owned)
     /// moves them instead.
@@ -209,10 +261,16 @@ impl LocalEngine {
     /// URL. Items are sent 10,000 at a time; the runs whose creation was confirmed
     /// before the failure are recorded, and every run that was created, confirmed or
     /// not, answers later triggers as cached, readable from every process. In memory,
-    /// none: a built batch's keys are always valid.
+    /// none: a built batch's keys are always valid. Under [`PayloadPolicy::Fail`],
+    /// [`Error::PayloadMismatch`] when an item's key is held by a run made with
+    /// another payload, or repeats in the batch with another one: then nothing was
+    /// claimed or created (on Redis, checked before claiming: a process claiming the
+    /// same key with another payload between that check and this claim is counted
+    /// and warned about, not refused).
     pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
-        let items =
-            batch.entries().map(|(key, ttl, payload)| Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned)));
+        let items = batch.entries().map(|(key, ttl, payload, fingerprint)| {
+            Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned), fingerprint)
+        });
         self.run_items(batch.task(), batch.len(), items)
     }
 
@@ -223,7 +281,9 @@ impl LocalEngine {
     /// As [`trigger`](Self::trigger).
     pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
         let (task, len) = (batch.task().to_owned(), batch.len());
-        let items = batch.into_entries().map(|(key, ttl, payload)| Incoming::from_batch(key.as_ref(), ttl, payload));
+        let items = batch
+            .into_entries()
+            .map(|(key, ttl, payload, fingerprint)| Incoming::from_batch(key.as_ref(), ttl, payload, fingerprint));
         self.run_items(&task, len, items)
     }
 
@@ -259,27 +319,69 @@ impl LocalEngine {
         items: impl Iterator<Item = Incoming<'a>>,
     ) -> Result<Vec<RunHandle>, Error> {
         let handles = match &self.shared {
+            Some(shared) if self.payload_policy == PayloadPolicy::Fail => {
+                let items: Vec<Incoming<'a>> = items.collect();
+                let keys = Mismatches::keyed(&items);
+                let mut held = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(shared.chunk().max(1)) {
+                    held.extend(shared.peek(task, chunk)?);
+                }
+                self.refuse(task, &items, &held)?;
+                self.run_shared(shared.as_ref(), task, len, items.into_iter())?
+            }
             Some(shared) => self.run_shared(shared.as_ref(), task, len, items)?,
-            None => self.run_in_memory(task, len, items),
+            None => self.run_in_memory(task, len, items)?,
         };
         crate::meter::answered(&handles);
         Ok(handles)
     }
 
-    fn run_in_memory<'a>(&self, task: &str, len: usize, items: impl Iterator<Item = Incoming<'a>>) -> Vec<RunHandle> {
+    fn run_in_memory<'a>(
+        &self,
+        task_name: &str,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>>,
+    ) -> Result<Vec<RunHandle>, Error> {
         let now = millis((self.clock)());
         let mut state = self.state.lock();
         let State { log, dedup } = &mut *state;
         dedup.prune(now);
+        let task = log.tasks.id(task_name);
+        if self.payload_policy == PayloadPolicy::Fail {
+            // Checked under the same lock as the claims: nothing can come between.
+            let items: Vec<Incoming<'a>> = items.collect();
+            let keys = Mismatches::keyed(&items);
+            let held: Vec<_> =
+                keys.iter().map(|&key| dedup.peek(task, key, now).map(|(id, fp)| (id, Some(fp)))).collect();
+            self.refuse(task_name, &items, &held)?;
+            return Ok(Self::claim_in_memory(log, dedup, task, now, len, items.into_iter()).0);
+        }
+        let (handles, mismatches) = Self::claim_in_memory(log, dedup, task, now, len, items);
+        drop(state);
+        self.settle(task_name, &mismatches);
+        Ok(handles)
+    }
+
+    /// The in-memory trigger's loop, under the engine's lock: claims each item's key
+    /// or answers with the run holding it.
+    fn claim_in_memory<'a>(
+        log: &mut Log,
+        dedup: &mut Dedup,
+        task: u32,
+        now: Millis,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>>,
+    ) -> (Vec<RunHandle>, Mismatches) {
         dedup.reserve(len);
         log.reserve(len);
-        let task = log.tasks.id(task);
         let mut handles = Vec::with_capacity(len);
+        let mut mismatches = Mismatches::default();
         for item in items {
             let id = RunId::new(log.next());
             if let Some(key) = item.key
-                && let Claim::Cached(cached) = dedup.claim(task, key, now, item.ttl, id)
+                && let Claim::Cached(cached, fingerprint) = dedup.claim(task, key, now, item.ttl, id, item.fingerprint)
             {
+                mismatches.check(&item, cached, Some(fingerprint));
                 handles.push(RunHandle { id: cached, cached: true });
                 continue;
             }
@@ -287,7 +389,7 @@ impl LocalEngine {
             handles.push(RunHandle { id, cached: false });
         }
         log.trim();
-        handles
+        (handles, mismatches)
     }
 
     /// Triggers on a shared store, a chunk at a time, without holding the engine's
@@ -302,17 +404,23 @@ impl LocalEngine {
     ) -> Result<Vec<RunHandle>, Error> {
         let mut handles = Vec::with_capacity(len);
         let mut chunk: Vec<Incoming<'a>> = Vec::with_capacity(len.min(shared.chunk()));
-        loop {
+        let mut mismatches = Mismatches::default();
+        let result = loop {
             chunk.extend(items.by_ref().take(shared.chunk()));
             if chunk.is_empty() {
-                return Ok(handles);
+                break Ok(handles);
             }
             let (first, runs) = self.numbered(shared, task, &chunk);
             let created = shared.create(task, &runs, millis((self.clock)()));
             let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
             drop(runs);
-            self.record(shared, task, first, &ids, &mut chunk, created, &mut handles)?;
-        }
+            let recorded = self.record(shared, task, first, &ids, &mut chunk, created, &mut handles, &mut mismatches);
+            if let Err(err) = recorded {
+                break Err(err);
+            }
+        };
+        self.settle(task, &mismatches);
+        result
     }
 
     /// Takes a number per item of `chunk`, and the runs to create for them.
@@ -326,6 +434,7 @@ impl LocalEngine {
                 ttl: item.ttl,
                 options: item.options.as_ref(),
                 payload: item.payload.as_deref().filter(|_| self.share_payloads),
+                fingerprint: item.fingerprint,
             })
             .collect();
         (first, runs)
@@ -343,6 +452,7 @@ impl LocalEngine {
         chunk: &mut Vec<Incoming<'_>>,
         created: super::shared::Created,
         handles: &mut Vec<RunHandle>,
+        mismatches: &mut Mismatches,
     ) -> Result<(), Error> {
         let (answers, error) = match created {
             Ok(answers) => (answers.into_iter().map(Some).collect(), None),
@@ -357,7 +467,8 @@ impl LocalEngine {
                     log.put(number, id.tag(), run(task_id, item));
                     handles.push(RunHandle { id, cached: false });
                 }
-                Some(Answer::Cached(held)) => {
+                Some(Answer::Cached(held, fingerprint)) => {
+                    mismatches.check(&item, held, fingerprint);
                     // A run of this engine whose answer was lost in an earlier call: it
                     // exists, so it is cached, and it belongs in the log (with this
                     // item's payload, the same key's).
@@ -389,18 +500,24 @@ impl LocalEngine {
     ) -> Result<Vec<RunHandle>, Error> {
         let mut handles = Vec::with_capacity(len);
         let mut chunk: Vec<Incoming<'a>> = Vec::with_capacity(len.min(shared.async_chunk()));
-        loop {
+        let mut mismatches = Mismatches::default();
+        let result = loop {
             chunk.extend(items.by_ref().take(shared.async_chunk()));
             if chunk.is_empty() {
-                return Ok(handles);
+                break Ok(handles);
             }
             let (first, runs) = self.numbered(shared, task, &chunk);
             let created = shared.create_async(task, &runs, millis((self.clock)())).await;
             let ids: Vec<RunId> = runs.iter().map(|run| run.id).collect();
             drop(runs);
-            self.record(shared, task, first, &ids, &mut chunk, created, &mut handles)?;
+            let recorded = self.record(shared, task, first, &ids, &mut chunk, created, &mut handles, &mut mismatches);
+            if let Err(err) = recorded {
+                break Err(err);
+            }
             tokio::task::yield_now().await;
-        }
+        };
+        self.settle(task, &mismatches);
+        result
     }
 
     /// How many keys the engine holds for deduplication. Expired keys are dropped as
@@ -575,10 +692,9 @@ impl LocalEngine {
             }
             return Ok(false);
         }
-        let now = millis((self.clock)());
         let mut state = self.state.lock();
         let Some(task) = state.log.tasks.find(task) else { return Ok(false) };
-        Ok(keys.into_iter().any(|key| state.dedup.reset(task, key, now)))
+        Ok(keys.into_iter().any(|key| state.dedup.reset(task, key)))
     }
 }
 
@@ -640,8 +756,9 @@ impl LocalEngine {
     ///
     /// As [`trigger`](Self::trigger).
     pub async fn trigger_async(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
-        let items =
-            batch.entries().map(|(key, ttl, payload)| Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned)));
+        let items = batch.entries().map(|(key, ttl, payload, fingerprint)| {
+            Incoming::from_batch(key, ttl, payload.map(ToOwned::to_owned), fingerprint)
+        });
         self.run_items_async(batch.task(), batch.len(), items).await
     }
 
@@ -652,7 +769,9 @@ impl LocalEngine {
     /// As [`trigger`](Self::trigger).
     pub async fn trigger_owned_async(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
         let (task, len) = (batch.task().to_owned(), batch.len());
-        let items = batch.into_entries().map(|(key, ttl, payload)| Incoming::from_batch(key.as_ref(), ttl, payload));
+        let items = batch
+            .into_entries()
+            .map(|(key, ttl, payload, fingerprint)| Incoming::from_batch(key.as_ref(), ttl, payload, fingerprint));
         self.run_items_async(&task, len, items).await
     }
 
@@ -685,8 +804,18 @@ impl LocalEngine {
         items: impl Iterator<Item = Incoming<'a>> + Send,
     ) -> Result<Vec<RunHandle>, Error> {
         let handles = match &self.shared {
+            Some(shared) if self.payload_policy == PayloadPolicy::Fail => {
+                let items: Vec<Incoming<'a>> = items.collect();
+                let keys = Mismatches::keyed(&items);
+                let mut held = Vec::with_capacity(keys.len());
+                for chunk in keys.chunks(shared.async_chunk().max(1)) {
+                    held.extend(shared.peek_async(task, chunk).await?);
+                }
+                self.refuse(task, &items, &held)?;
+                self.run_shared_async(shared.as_ref(), task, len, items.into_iter()).await?
+            }
             Some(shared) => self.run_shared_async(shared.as_ref(), task, len, items).await?,
-            None => self.run_in_memory(task, len, items),
+            None => self.run_in_memory(task, len, items)?,
         };
         crate::meter::answered(&handles);
         Ok(handles)

@@ -12,6 +12,7 @@ use std::hash::BuildHasher;
 
 use super::key::{KeyRef, StoredKey};
 use super::run::RunId;
+use crate::payload::Fingerprint;
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
 
@@ -27,13 +28,17 @@ struct Slot {
     run: u64,
     /// The entry is expired once this is before now (the server's `expiresAt < now`).
     expires_at: Millis,
+    /// The payload fingerprint of the item that made the run (in the slot's spare
+    /// bytes: it stays at 64).
+    fingerprint: u32,
 }
 
 /// What a trigger found for its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Claim {
-    /// A live entry: this run is the answer.
-    Cached(RunId),
+    /// A live entry: this run is the answer; it was made with a payload of this
+    /// fingerprint.
+    Cached(RunId, Fingerprint),
     /// None: the new run now holds the key.
     Claimed,
 }
@@ -67,7 +72,15 @@ impl Dedup {
     /// The live, unexpired run of `(task, key)`, or, when there is none, records that
     /// `run` holds it for `ttl` from `now` (a TTL of zero records nothing: the key
     /// expires at once).
-    pub(crate) fn claim(&mut self, task: u32, key: KeyRef<'_>, now: Millis, ttl: Millis, run: RunId) -> Claim {
+    pub(crate) fn claim(
+        &mut self,
+        task: u32,
+        key: KeyRef<'_>,
+        now: Millis,
+        ttl: Millis,
+        run: RunId,
+        fingerprint: Fingerprint,
+    ) -> Claim {
         let run = run.nonce();
         let hash = hash(&self.hasher, task, key);
         let slots = &self.slots;
@@ -82,7 +95,7 @@ impl Dedup {
                     return Claim::Claimed;
                 };
                 if held.expires_at >= now {
-                    return Claim::Cached(RunId::new(held.run));
+                    return Claim::Cached(RunId::new(held.run), Fingerprint(held.fingerprint));
                 }
                 if ttl == 0 {
                     // Expired, and the new run does not hold the key either.
@@ -92,12 +105,13 @@ impl Dedup {
                 }
                 held.run = run;
                 held.expires_at = expires_at;
+                held.fingerprint = fingerprint.0;
                 self.enqueue(ttl, at, run);
                 Claim::Claimed
             }
             Entry::Vacant(_) if ttl == 0 => Claim::Claimed,
             Entry::Vacant(vacant) => {
-                let slot = Slot { task, key: key.to_stored(), run, expires_at };
+                let slot = Slot { task, key: key.to_stored(), run, expires_at, fingerprint: fingerprint.0 };
                 let at = match self.free.pop() {
                     Some(at) => {
                         if let Some(free) = self.slots.get_mut(at as usize) {
@@ -127,13 +141,20 @@ impl Dedup {
         self.remove_if(task, key, |slot| slot.run == run.nonce())
     }
 
-    /// Forgets the entry of `(task, key)`; whether there was one that had not expired.
-    pub(crate) fn reset(&mut self, task: u32, key: KeyRef<'_>, now: Millis) -> bool {
-        let mut unexpired = false;
-        self.remove_if(task, key, |slot| {
-            unexpired = slot.expires_at >= now;
-            true
-        }) && unexpired
+    /// The live, unexpired run of `(task, key)` and its payload's fingerprint, if any;
+    /// changes nothing.
+    pub(crate) fn peek(&self, task: u32, key: KeyRef<'_>, now: Millis) -> Option<(RunId, Fingerprint)> {
+        let hash = hash(&self.hasher, task, key);
+        let at = *self.table.find(hash, |&slot| matches(&self.slots, slot, task, key))?;
+        let held = self.slots.get(at as usize)?.as_ref()?;
+        (held.expires_at >= now).then(|| (RunId::new(held.run), Fingerprint(held.fingerprint)))
+    }
+
+    /// Forgets the entry of `(task, key)`; whether there was one. An entry whose TTL
+    /// has passed but that no trigger has pruned yet counts: the reference server
+    /// clears the key of every run that matches, expired or not.
+    pub(crate) fn reset(&mut self, task: u32, key: KeyRef<'_>) -> bool {
+        self.remove_if(task, key, |_| true)
     }
 
     fn remove_if(&mut self, task: u32, key: KeyRef<'_>, when: impl FnOnce(&Slot) -> bool) -> bool {
@@ -226,6 +247,8 @@ mod tests {
 
     use super::*;
 
+    const FP: Fingerprint = Fingerprint(7);
+
     fn key(i: u32) -> KeyRef<'static> {
         let mut bytes = [0; 32];
         bytes[..4].copy_from_slice(&i.to_be_bytes());
@@ -240,18 +263,18 @@ mod tests {
     #[test]
     fn expiry_is_strictly_after_the_ttl() {
         let mut dedup = Dedup::default();
-        assert_eq!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1), FP), Claim::Claimed);
         // At exactly the TTL the run is still the answer; a millisecond later it is not.
-        assert_eq!(dedup.claim(0, key(1), 61_000, 60_000, RunId::new(2)), Claim::Cached(RunId::new(1)));
-        assert_eq!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3)), Claim::Claimed);
-        assert_eq!(dedup.claim(0, key(1), 61_002, 60_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
+        assert_eq!(dedup.claim(0, key(1), 61_000, 60_000, RunId::new(2), FP), Claim::Cached(RunId::new(1), FP));
+        assert_eq!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3), FP), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 61_002, 60_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
     }
 
     #[test]
     fn a_zero_ttl_never_holds_the_key() {
         let mut dedup = Dedup::default();
         for run in 1..=3 {
-            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run)), Claim::Claimed);
+            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run), FP), Claim::Claimed);
         }
         assert_eq!(dedup.len(), 0);
     }
@@ -260,18 +283,19 @@ mod tests {
     fn pruning_frees_exactly_the_expired_entries_and_slots_are_reused() {
         let mut dedup = Dedup::default();
         for i in 0..1_000 {
-            dedup.claim(0, key(i), 0, 1_000, RunId::new(u64::from(i)));
+            dedup.claim(0, key(i), 0, 1_000, RunId::new(u64::from(i)), FP);
         }
         for i in 1_000..1_500 {
-            dedup.claim(0, key(i), 500, 1_000, RunId::new(u64::from(i)));
+            dedup.claim(0, key(i), 500, 1_000, RunId::new(u64::from(i)), FP);
         }
         dedup.prune(1_001); // the first thousand expired at 1,000
         assert_eq!(dedup.len(), 500);
         assert!(
-            (1_000..1_500).all(|i| matches!(dedup.claim(0, key(i), 1_001, 1_000, RunId::new(0)), Claim::Cached(_)))
+            (1_000..1_500)
+                .all(|i| matches!(dedup.claim(0, key(i), 1_001, 1_000, RunId::new(0), FP), Claim::Cached(..)))
         );
         for i in 2_000..3_000 {
-            dedup.claim(0, key(i), 1_001, 1_000, RunId::new(u64::from(i)));
+            dedup.claim(0, key(i), 1_001, 1_000, RunId::new(u64::from(i)), FP);
         }
         assert_eq!(dedup.slots.len(), 1_500, "freed slots were reused");
     }
@@ -279,42 +303,68 @@ mod tests {
     #[test]
     fn a_renewed_entry_is_not_pruned_by_its_old_queue_place() {
         let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
         // Expired at 1,001 and claimed again by run 2, until 2,001.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2), FP), Claim::Claimed);
         dedup.prune(1_500);
-        assert_eq!(dedup.claim(0, key(1), 1_500, 1_000, RunId::new(3)), Claim::Cached(RunId::new(2)));
+        assert_eq!(dedup.claim(0, key(1), 1_500, 1_000, RunId::new(3), FP), Claim::Cached(RunId::new(2), FP));
     }
 
     #[test]
     fn pruning_skips_a_renewed_place_and_goes_on_freeing_what_expired_behind_it() {
         let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
-        dedup.claim(0, key(2), 10, 1_000, RunId::new(2));
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
+        dedup.claim(0, key(2), 10, 1_000, RunId::new(2), FP);
         // Key 1 expired at 1,000 and is held again by run 3, in the same slot: its old
         // queue place comes first, before key 2's.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), FP), Claim::Claimed);
         dedup.prune(1_020);
         assert_eq!(dedup.len(), 1, "key 2 expired at 1,010 and was freed");
-        assert_eq!(dedup.claim(0, key(1), 1_020, 1_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
-        assert_eq!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 1_020, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
+        assert_eq!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5), FP), Claim::Claimed);
     }
 
     #[test]
     fn release_only_forgets_the_key_of_the_run_that_holds_it() {
         let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
         assert!(!dedup.release(0, key(1), RunId::new(9)));
         assert!(dedup.release(0, key(1), RunId::new(1)));
-        assert_eq!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2)), Claim::Claimed);
+        assert_eq!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
     }
 
     #[test]
     fn tasks_and_raw_keys_are_separate_keys() {
         let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1));
-        assert_eq!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2)), Claim::Claimed);
-        dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(3));
-        assert_eq!(dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(4)), Claim::Cached(RunId::new(3)));
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
+        assert_eq!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
+        dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(3), FP);
+        assert_eq!(dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
+    }
+
+    #[test]
+    fn a_claim_keeps_its_payload_fingerprint_and_answers_with_it() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), Fingerprint(1));
+        assert_eq!(
+            dedup.claim(0, key(1), 10, 1_000, RunId::new(2), Fingerprint(2)),
+            Claim::Cached(RunId::new(1), Fingerprint(1))
+        );
+        assert_eq!(dedup.peek(0, key(1), 10), Some((RunId::new(1), Fingerprint(1))));
+        assert_eq!(dedup.peek(0, key(2), 10), None);
+        // Expired: no answer, and a new claim takes the new payload's fingerprint.
+        assert_eq!(dedup.peek(0, key(1), 1_001), None);
+        dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), Fingerprint(3));
+        assert_eq!(dedup.peek(0, key(1), 1_002), Some((RunId::new(3), Fingerprint(3))));
+    }
+
+    #[test]
+    fn a_reset_finds_a_key_whose_ttl_passed_but_that_no_trigger_pruned() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
+        // Past its TTL, not pruned: still found and cleared, as the reference server does.
+        assert!(dedup.reset(0, key(1)));
+        assert!(!dedup.reset(0, key(1)), "cleared");
+        assert_eq!(dedup.len(), 0);
     }
 }

@@ -6,6 +6,7 @@ mod key;
 mod local_engine;
 mod log;
 mod memory;
+mod mismatch;
 #[cfg(feature = "redis")]
 mod redis;
 mod run;

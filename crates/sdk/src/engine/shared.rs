@@ -18,6 +18,7 @@ use super::key::KeyRef;
 use super::memory::Millis;
 use super::run::{RunId, RunRecord, RunStatus};
 use crate::error::Error;
+use crate::payload::Fingerprint;
 
 /// A run to create, if its key is free.
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +30,8 @@ pub(crate) struct NewRun<'a> {
     pub(crate) options: Option<&'a KeyOptions>,
     /// The payload, when records keep it.
     pub(crate) payload: Option<&'a RawValue>,
+    /// The payload's fingerprint, which the record always keeps.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// What became of one item.
@@ -36,8 +39,9 @@ pub(crate) struct NewRun<'a> {
 pub(crate) enum Answer {
     /// Its run was created, with its record, and holds its key.
     Created,
-    /// Its key is held by this run, whose record exists.
-    Cached(RunId),
+    /// Its key is held by this run, whose record exists, made with a payload of this
+    /// fingerprint (`None` for a record that does not say).
+    Cached(RunId, Option<Fingerprint>),
 }
 
 /// The answers to one [`SharedStore::create`], one per item, in order; when anything
@@ -80,6 +84,11 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     /// The records of `ids`, in order; `None` for an id no record exists for.
     fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error>;
 
+    /// Which run holds each of `keys` of `task` now, and its payload's fingerprint;
+    /// changes nothing. For [`PayloadPolicy::Fail`](crate::PayloadPolicy::Fail), which
+    /// checks a trigger before claiming anything.
+    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error>;
+
     /// Sets the status of run `id`, releasing its key if the status does and the run
     /// still holds it, in one step; whether the run exists.
     fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error>;
@@ -102,6 +111,17 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     fn create_async<'a>(&'a self, task: &'a str, runs: &'a [NewRun<'a>], now: Millis) -> BoxFuture<'a, Created> {
         let created = self.create(task, runs, now);
         Box::pin(async move { created })
+    }
+
+    /// As [`peek`](Self::peek), from async code.
+    #[cfg(feature = "tokio")]
+    fn peek_async<'a>(
+        &'a self,
+        task: &'a str,
+        keys: &'a [KeyRef<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error>> {
+        let peek = self.peek(task, keys);
+        Box::pin(async move { peek })
     }
 
     /// As [`read`](Self::read), from async code.
@@ -156,8 +176,9 @@ pub(crate) mod fake {
     pub(crate) struct FakeStore {
         chunk: usize,
         pub(crate) faults: Mutex<Faults>,
-        /// Which run holds each (task, key), and every record.
-        claims: Mutex<HashMap<(String, String), RunId>>,
+        /// Which run holds each (task, key), with its payload's fingerprint, and every
+        /// record.
+        claims: Mutex<HashMap<(String, String), (RunId, Fingerprint)>>,
         records: Mutex<HashMap<RunId, RunRecord>>,
         pub(crate) calls: Mutex<usize>,
     }
@@ -187,6 +208,9 @@ pub(crate) mod fake {
         }
         fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
             (**self).read(ids)
+        }
+        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+            (**self).peek(task, keys)
         }
         fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
             (**self).set_status(id, status)
@@ -232,10 +256,10 @@ pub(crate) mod fake {
                 }
                 let held = run.key.filter(|_| run.ttl > 0).map(|key| (task.to_owned(), key.text().into_owned()));
                 let answer = match held.as_ref().and_then(|k| self.claims.lock().get(k).copied()) {
-                    Some(id) => Answer::Cached(id),
+                    Some((id, fingerprint)) => Answer::Cached(id, Some(fingerprint)),
                     None => {
                         if let Some(k) = held {
-                            self.claims.lock().insert(k, run.id);
+                            self.claims.lock().insert(k, (run.id, run.fingerprint));
                         }
                         let record = RunRecord {
                             id: run.id,
@@ -265,6 +289,14 @@ pub(crate) mod fake {
             Ok(ids.iter().map(|id| records.get(id).cloned()).collect())
         }
 
+        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+            let claims = self.claims.lock();
+            Ok(keys
+                .iter()
+                .map(|key| claims.get(&(task.to_owned(), key.text().into_owned())).map(|&(id, fp)| (id, Some(fp))))
+                .collect())
+        }
+
         fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
             if self.faults.lock().status {
                 return Err(fault("change a run's status"));
@@ -273,7 +305,7 @@ pub(crate) mod fake {
             let Some(record) = records.get_mut(&id) else { return Ok(false) };
             record.status = status;
             if status.releases_key() {
-                self.claims.lock().retain(|_, held| *held != id);
+                self.claims.lock().retain(|_, (held, _)| *held != id);
             }
             Ok(true)
         }

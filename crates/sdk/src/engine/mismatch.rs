@@ -1,0 +1,81 @@
+//! The items of one trigger whose key is held by a run made with another payload, or
+//! that repeat within the trigger with another payload: counted, and the first kept
+//! for the warning or the error.
+
+use std::collections::HashMap;
+
+use super::incoming::Incoming;
+use super::key::KeyRef;
+use super::run::RunId;
+use crate::error::Error;
+use crate::payload::{Fingerprint, PayloadPolicy};
+
+#[derive(Debug, Default)]
+pub(crate) struct Mismatches {
+    pub(crate) count: usize,
+    /// The first: its key as shown, and the run holding it (`None`: a repeat within
+    /// the trigger, whose first occurrence has no run yet).
+    first: Option<(String, Option<RunId>)>,
+}
+
+impl Mismatches {
+    /// `item` was answered by (or would be answered by) `held`, made with `held_with`.
+    #[inline]
+    pub(crate) fn check(&mut self, item: &Incoming<'_>, held: RunId, held_with: Option<Fingerprint>) {
+        if held_with.is_some_and(|fingerprint| fingerprint != item.fingerprint) {
+            self.note(item, Some(held));
+        }
+    }
+
+    fn note(&mut self, item: &Incoming<'_>, held: Option<RunId>) {
+        self.count += 1;
+        self.first.get_or_insert_with(|| (item.shown_key(), held));
+    }
+
+    /// Under [`PayloadPolicy::Fail`], before anything is claimed: the items that
+    /// repeat in `items` with another payload, or whose key `held` says is held by a
+    /// run made with another one. `held` answers for the keys of `keyed(items)`, in
+    /// order.
+    pub(crate) fn before_claiming(items: &[Incoming<'_>], held: &[Option<(RunId, Option<Fingerprint>)>]) -> Mismatches {
+        let mut found = Mismatches::default();
+        let mut firsts: HashMap<KeyRef<'_>, Fingerprint> = HashMap::new();
+        let keyed = items.iter().filter_map(|item| Some((item.key.filter(|_| item.ttl > 0)?, item)));
+        for ((key, item), held) in keyed.zip(held) {
+            let first = *firsts.entry(key).or_insert(item.fingerprint);
+            if first != item.fingerprint {
+                found.note(item, None);
+            } else if let Some((run, with)) = *held {
+                found.check(item, run, with);
+            }
+        }
+        found
+    }
+
+    /// The keys [`before_claiming`](Self::before_claiming) needs answers for.
+    pub(crate) fn keyed<'a>(items: &[Incoming<'a>]) -> Vec<KeyRef<'a>> {
+        items.iter().filter_map(|item| item.key.filter(|_| item.ttl > 0)).collect()
+    }
+
+    /// The error [`PayloadPolicy::Fail`] answers with, when any item differed.
+    pub(crate) fn refusal(&self, task: &str) -> Option<Error> {
+        let (key, run) = self.first.clone()?;
+        Some(Error::PayloadMismatch { task: task.to_owned(), key, run, items: self.count })
+    }
+
+    /// Emits the one `WARN` of a trigger under [`PayloadPolicy::Warn`].
+    pub(crate) fn warn(&self, task: &str, policy: PayloadPolicy) {
+        let Some((key, run)) = &self.first else { return };
+        if policy != PayloadPolicy::Warn {
+            return;
+        }
+        // Every field is documented in `docs/telemetry.md`.
+        tracing::warn!(
+            task,
+            mismatched = self.count,
+            key = %key,
+            run = run.map(tracing::field::display),
+            remedy = "derive the key from everything that makes the request different, or set IDEMPOTENCY_PAYLOAD_POLICY=fail to refuse such triggers",
+            "idempotency key reused with another payload; answered with the run that holds the key"
+        );
+    }
+}
