@@ -310,3 +310,55 @@ fn a_server_that_never_answers_fails_the_startup_within_the_timeouts_naming_the_
     assert!(!err.contains("secret"));
     assert_eq!(*faults.0.lock().unwrap(), [FaultKind::Timeout]);
 }
+
+/// A batch of task `pay`: item `i` keyed `order-<keys[i]>` with `{"amount": amounts[i]}`.
+fn orders(keys: &[u32], amounts: &[u32]) -> idempotency_sdk::Batch {
+    let sdk = Sdk::new(Arc::new(idempotency_catalog::UnboundedCatalog::new()));
+    let mut batch = sdk.batch("pay", keys.len());
+    for (key, amount) in keys.iter().zip(amounts) {
+        let key = sdk.create_key(["order", &key.to_string()], Scope::Global);
+        batch.item(json!({ "amount": amount }), ItemOptions::new().key(key));
+    }
+    batch.build().unwrap()
+}
+
+#[test]
+fn two_workers_see_the_same_payload_mismatches_as_one_process_under_each_policy() {
+    use idempotency_sdk::{Error, PayloadPolicy};
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    for (round, policy) in PayloadPolicy::ALL.into_iter().enumerate() {
+        let base = round as u32 * 100;
+        let worker = || LocalEngine::on_redis(&redis).unwrap().with_payload_policy(policy);
+        let (first, second) = (worker(), worker());
+        let held = first.trigger(&orders(&[base, base + 1], &[10, 20])).unwrap();
+        let (answer, lines) = warnings(|| second.trigger(&orders(&[base + 5, base, base + 1], &[1, 10, 99])));
+        assert_eq!(second.payload_mismatches(), 1, "{policy}");
+        match policy {
+            PayloadPolicy::Fail => {
+                let err = answer.unwrap_err();
+                assert!(
+                    matches!(&err, Error::PayloadMismatch { run: Some(run), items: 1, .. } if *run == held[1].id),
+                    "{err}"
+                );
+                // Nothing claimed: the new key is free, for either worker.
+                assert!(!first.trigger(&orders(&[base + 5], &[1])).unwrap()[0].cached);
+                assert_eq!(second.run_count(), 0);
+            }
+            _ => {
+                let answer = answer.unwrap();
+                assert_eq!(answer.iter().map(|h| h.cached).collect::<Vec<_>>(), [false, true, true], "{policy}");
+                assert_eq!(answer[2].id, held[1].id);
+                let warned = lines.iter().any(|l| l.contains("reused with another payload") && l.contains("order-"));
+                assert_eq!(warned, policy == PayloadPolicy::Warn, "{policy}: {lines:?}");
+            }
+        }
+        // Within one batch, on Redis as in memory.
+        let repeated = orders(&[base + 9, base + 9], &[1, 2]);
+        let answer = worker().trigger(&repeated);
+        match policy {
+            PayloadPolicy::Fail => assert!(matches!(answer, Err(Error::PayloadMismatch { run: None, .. }))),
+            _ => assert!(answer.unwrap()[1].cached),
+        }
+    }
+}

@@ -1004,4 +1004,107 @@ mod tests {
             engine.read_runs(&ids).unwrap().into_iter().map(|r| r.unwrap().idempotency_key).collect();
         assert_eq!(from_log.into_iter().map(|(_, k)| k).collect::<Vec<_>>(), from_store);
     }
+
+    /// A batch of `payloads.len()` items of task `pay`, item `i` keyed `order-<key(i)>`
+    /// with payload `{"amount": payloads[i]}`.
+    fn orders(keys: &[usize], payloads: &[u32]) -> Batch {
+        let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+        let mut batch = sdk.batch("pay", keys.len());
+        for (key, amount) in keys.iter().zip(payloads) {
+            let key = sdk.create_key(["order", &key.to_string()], Scope::Global);
+            batch.item(serde_json::json!({ "amount": amount }), ItemOptions::new().key(key));
+        }
+        batch.build().unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// Two engines on one store, as two processes of a fleet (in memory: one engine,
+    /// twice, as a process triggers twice).
+    fn pairs(policy: PayloadPolicy) -> Vec<(&'static str, LocalEngine, Option<LocalEngine>)> {
+        let store = Arc::new(FakeStore::new(2));
+        let fleet =
+            |store: &Arc<FakeStore>| LocalEngine::on_shared(Box::new(Arc::clone(store))).with_payload_policy(policy);
+        vec![
+            ("memory", LocalEngine::new().with_payload_policy(policy), None),
+            ("fake store", fleet(&store), Some(fleet(&store))),
+        ]
+    }
+
+    #[test]
+    fn the_same_key_with_another_payload_is_answered_and_counted_under_ignore_and_warn() {
+        for policy in [PayloadPolicy::Ignore, PayloadPolicy::Warn] {
+            for (name, first, second) in pairs(policy) {
+                let first_runs = first.trigger(&orders(&[0, 1, 2], &[10, 20, 30])).unwrap();
+                let second = second.as_ref().unwrap_or(&first);
+                let again = second.trigger(&orders(&[0, 1, 2], &[10, 99, 30])).unwrap();
+                assert!(again.iter().all(|h| h.cached), "{name}: the reference's answer");
+                assert_eq!(
+                    again.iter().map(|h| h.id).collect::<Vec<_>>(),
+                    first_runs.iter().map(|h| h.id).collect::<Vec<_>>()
+                );
+                assert_eq!(second.payload_mismatches(), 1, "{name} {policy}");
+            }
+        }
+    }
+
+    #[test]
+    fn under_fail_a_mismatch_refuses_the_whole_trigger_before_anything_is_claimed() {
+        for (name, first, second) in pairs(PayloadPolicy::Fail) {
+            let held = first.trigger(&orders(&[0, 1], &[10, 20])).unwrap();
+            let second = second.as_ref().unwrap_or(&first);
+            let runs_before = second.run_count();
+            // Key 1 differs; keys 5 and 6 are new and must not be claimed.
+            let err = second.trigger(&orders(&[5, 0, 1, 6], &[1, 10, 99, 2])).unwrap_err();
+            match &err {
+                Error::PayloadMismatch { task, key, run, items } => {
+                    assert_eq!(
+                        (task.as_str(), key.as_str(), *run, *items),
+                        ("pay", "order-1 (global)", Some(held[1].id), 1),
+                        "{name}"
+                    );
+                }
+                other => panic!("{name}: {other}"),
+            }
+            assert_eq!(second.run_count(), runs_before, "{name}: no run created");
+            assert_eq!(second.payload_mismatches(), 1);
+            // Nothing was claimed: the new keys make runs now, the held ones answer.
+            let fresh = second.trigger(&orders(&[5, 6, 0], &[1, 2, 10])).unwrap();
+            assert_eq!(fresh.iter().map(|h| h.cached).collect::<Vec<_>>(), [false, false, true], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_key_repeated_in_one_batch_with_another_payload_is_reported_and_follows_the_policy() {
+        let batch = orders(&[3, 4, 3], &[1, 2, 7]);
+        assert_eq!((batch.report().repeated, batch.report().payload_conflicts), (1, 1));
+        assert_eq!(batch.report().first_payload_conflict, Some(2));
+        let same = orders(&[3, 3], &[1, 1]);
+        assert_eq!((same.report().repeated, same.report().payload_conflicts), (1, 0));
+        for (name, engine, _) in pairs(PayloadPolicy::Warn) {
+            let handles = engine.trigger(&batch).unwrap();
+            assert!(handles[2].cached && handles[2].id == handles[0].id, "{name}: one run, the rest cached");
+            assert_eq!(engine.payload_mismatches(), 1, "{name}");
+        }
+        for (name, engine, _) in pairs(PayloadPolicy::Fail) {
+            let err = engine.trigger(&batch).unwrap_err();
+            assert!(matches!(&err, Error::PayloadMismatch { run: None, items: 1, .. }), "{name}: {err}");
+            assert!(err.to_string().contains("order-3 (global) repeats in this trigger with another payload"), "{err}");
+            assert_eq!(engine.run_count(), 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_reset_finds_the_run_of_a_key_whose_ttl_passed_unpruned() {
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_000_000));
+        let clock = Arc::clone(&now);
+        let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
+        let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+        let key = sdk.create_key("k", Scope::Global);
+        let mut batch = sdk.batch("task", 1);
+        batch.item(None, ItemOptions::new().key(&key).ttl("1s".parse().unwrap_or_default()));
+        engine.trigger(&batch.build().unwrap_or_else(|err| panic!("{err}"))).unwrap();
+        now.fetch_add(5_000, Ordering::Relaxed);
+        // Expired, and no trigger since to prune it: the server clears it all the same.
+        assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+        assert!(!engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+    }
 }
