@@ -12,13 +12,13 @@ use super::log::Log;
 use super::memory::{Claim, Dedup, Millis};
 use super::mismatch::Mismatches;
 use super::run::{Run, RunHandle, RunId, RunRecord, RunStatus, RunView};
-use super::shared::{Answer, NewRun, Partial, SharedStore};
+use super::shared::{Answer, Holder, NewRun, Partial, SharedStore};
 use crate::batch::Batch;
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::is_digest_length;
-use crate::payload::{Fingerprint, PayloadPolicy};
+use crate::payload::PayloadPolicy;
 use crate::wire::WireItem;
 
 /// What to reset: which key's cached run to forget.
@@ -240,12 +240,7 @@ impl LocalEngine {
 
     /// Under [`PayloadPolicy::Fail`], the error for `items` when any of them differs
     /// from `held` (their keys' holders, as [`Mismatches::keyed`] lists them).
-    fn refuse(
-        &self,
-        task: &str,
-        items: &[Incoming<'_>],
-        held: &[Option<(RunId, Option<Fingerprint>)>],
-    ) -> Result<(), Error> {
+    fn refuse(&self, task: &str, items: &[Incoming<'_>], held: &[Holder]) -> Result<(), Error> {
         let mismatches = Mismatches::before_claiming(items, held);
         self.settle(task, &mismatches);
         mismatches.refusal(task).map_or(Ok(()), Err)

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use super::incoming::Incoming;
 use super::key::KeyRef;
 use super::run::RunId;
+use super::shared::Holder;
 use crate::error::Error;
 use crate::payload::{Fingerprint, PayloadPolicy};
 
@@ -36,7 +37,7 @@ impl Mismatches {
     /// repeat in `items` with another payload, or whose key `held` says is held by a
     /// run made with another one. `held` answers for the keys of `keyed(items)`, in
     /// order.
-    pub(crate) fn before_claiming(items: &[Incoming<'_>], held: &[Option<(RunId, Option<Fingerprint>)>]) -> Mismatches {
+    pub(crate) fn before_claiming(items: &[Incoming<'_>], held: &[Holder]) -> Mismatches {
         let mut found = Mismatches::default();
         let mut firsts: HashMap<KeyRef<'_>, Fingerprint> = HashMap::new();
         let keyed = items.iter().filter_map(|item| Some((item.key.filter(|_| item.ttl > 0)?, item)));

@@ -50,7 +50,7 @@ use super::memory::Millis;
 use super::run::{RunId, RunRecord, RunStatus};
 #[cfg(feature = "tokio")]
 use super::shared::BoxFuture;
-use super::shared::{Answer, Created, NewRun, Partial, SharedStore};
+use super::shared::{Answer, Created, Holder, NewRun, Partial, SharedStore};
 use crate::error::{Error, shown};
 use crate::payload::Fingerprint;
 
@@ -404,12 +404,7 @@ impl RedisStore {
     }
 
     /// Which run holds each of `keys`, from the answers to [`peek_cmds`](Self::peek_cmds).
-    fn held(
-        &self,
-        task: &str,
-        keys: &[KeyRef<'_>],
-        answers: Vec<RedisResult<Value>>,
-    ) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+    fn held(&self, task: &str, keys: &[KeyRef<'_>], answers: Vec<RedisResult<Value>>) -> Result<Vec<Holder>, Error> {
         keys.iter()
             .zip(answers)
             .map(|(&key, answer)| {
@@ -517,7 +512,7 @@ impl SharedStore for RedisStore {
         self.records(ids, answers)
     }
 
-    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -564,11 +559,7 @@ impl SharedStore for RedisStore {
     }
 
     #[cfg(feature = "tokio")]
-    fn peek_async<'a>(
-        &'a self,
-        task: &'a str,
-        keys: &'a [KeyRef<'a>],
-    ) -> BoxFuture<'a, Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error>> {
+    fn peek_async<'a>(&'a self, task: &'a str, keys: &'a [KeyRef<'a>]) -> BoxFuture<'a, Result<Vec<Holder>, Error>> {
         Box::pin(async move {
             if keys.is_empty() {
                 return Ok(Vec::new());

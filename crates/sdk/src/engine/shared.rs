@@ -44,6 +44,10 @@ pub(crate) enum Answer {
     Cached(RunId, Option<Fingerprint>),
 }
 
+/// The run holding a key, and the fingerprint of the payload it was made with (`None`
+/// for a record that does not say); `None` when the key is free.
+pub(crate) type Holder = Option<(RunId, Option<Fingerprint>)>;
+
 /// The answers to one [`SharedStore::create`], one per item, in order; when anything
 /// failed, the answers known and why.
 pub(crate) type Created = Result<Vec<Answer>, Partial>;
@@ -87,7 +91,7 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     /// Which run holds each of `keys` of `task` now, and its payload's fingerprint;
     /// changes nothing. For [`PayloadPolicy::Fail`](crate::PayloadPolicy::Fail), which
     /// checks a trigger before claiming anything.
-    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error>;
+    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error>;
 
     /// Sets the status of run `id`, releasing its key if the status does and the run
     /// still holds it, in one step; whether the run exists.
@@ -115,11 +119,7 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
 
     /// As [`peek`](Self::peek), from async code.
     #[cfg(feature = "tokio")]
-    fn peek_async<'a>(
-        &'a self,
-        task: &'a str,
-        keys: &'a [KeyRef<'a>],
-    ) -> BoxFuture<'a, Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error>> {
+    fn peek_async<'a>(&'a self, task: &'a str, keys: &'a [KeyRef<'a>]) -> BoxFuture<'a, Result<Vec<Holder>, Error>> {
         let peek = self.peek(task, keys);
         Box::pin(async move { peek })
     }
@@ -209,7 +209,7 @@ pub(crate) mod fake {
         fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
             (**self).read(ids)
         }
-        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error> {
             (**self).peek(task, keys)
         }
         fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
@@ -289,7 +289,7 @@ pub(crate) mod fake {
             Ok(ids.iter().map(|id| records.get(id).cloned()).collect())
         }
 
-        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Option<(RunId, Option<Fingerprint>)>>, Error> {
+        fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error> {
             let claims = self.claims.lock();
             Ok(keys
                 .iter()
