@@ -13,8 +13,12 @@ git worktree add -q "$scratch/tree" "$old"
 cp benches/benches/trigger_cost.rs "$scratch/tree/benches/benches/"
 grep -q 'name = "trigger_cost"' "$scratch/tree/benches/Cargo.toml" ||
     printf '\n[[bench]]\nname = "trigger_cost"\nharness = false\n' >> "$scratch/tree/benches/Cargo.toml"
-build() { (cd "$1" && CARGO_TARGET_DIR="$2" cargo bench -q -p benches --bench trigger_cost --no-run 2>&1 |
-    sed -n 's/.*Executable .*(\(.*\))/\1/p' | tail -1); }
+# The binary cargo just built, as an absolute path.
+build() {
+    (cd "$1" && CARGO_TARGET_DIR="$2" cargo bench -q -p benches --bench trigger_cost --no-run)
+    find "$(cd "$1" && realpath "$2")/release/deps" -name 'trigger_cost-*' -type f -executable -printf '%T@ %p\n' |
+        sort -n | tail -1 | cut -d' ' -f2
+}
 old_bin=$(build "$scratch/tree" "$scratch/target")
 new_bin=$(build . target)
 for _ in $(seq "$rounds"); do
