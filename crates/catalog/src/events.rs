@@ -209,6 +209,7 @@ impl WarnContext {
 /// shown by digest; its key only when `log_keys` is on, since keys often hold emails
 /// or order numbers.
 pub(crate) fn warn_capacity(
+    catalog: &str,
     ctx: WarnContext,
     summary: EvictionSummary,
     last: Option<&(Digest, KeyOptions)>,
@@ -223,6 +224,7 @@ pub(crate) fn warn_capacity(
     let (digest, remedy) = (last.map(|(digest, _)| digest), ctx.remedy());
     // Every field is documented in `docs/telemetry.md`.
     tracing::warn!(
+        catalog,
         kind = %ctx.kind,
         capacity = ctx.capacity.unwrap_or(usize::MAX),
         bytes = ctx.bytes,

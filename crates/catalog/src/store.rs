@@ -67,6 +67,8 @@ pub(crate) struct Store {
     state: Mutex<State>,
     listener: ListenerSlot,
     log_keys: bool,
+    /// `CatalogBuilder::name`, in warnings and metrics.
+    name: Box<str>,
     meter: Meter,
     /// A shared store keeps every entry (fleet mode): what this one drops for room is
     /// released, not lost.
@@ -401,6 +403,7 @@ impl Store {
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
+            name: name.into(),
             meter: Meter::new(policy.kind(), name),
             backed: false,
         };
@@ -585,7 +588,7 @@ impl Store {
             self.meter.listener_panicked(self.listener.panics() - before);
         }
         if let Some(summary) = due {
-            events::warn_capacity(ctx, summary, lost.last(), self.log_keys);
+            events::warn_capacity(&self.name, ctx, summary, lost.last(), self.log_keys);
         }
     }
 
@@ -652,17 +655,19 @@ impl Store {
         // Freeing large maps takes a while; not under the lock.
         drop((old_free, old_retained, old_held));
         if let Some(summary) = due {
-            events::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
     }
 
     pub(crate) fn flush(&self) {
+        let _span = tracing::info_span!("idempotency.catalog.flush", catalog = &*self.name, kind = %self.policy.kind())
+            .entered();
         let mut state = self.state();
         let due = state.log.flush();
         let ctx = state.warn_context(self.policy, self.limits);
         drop(state);
         if let Some(summary) = due {
-            events::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
     }
 
@@ -760,7 +765,7 @@ impl Store {
             events::released(ctx, released, keep);
         }
         if let Some(summary) = due {
-            events::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
     }
 }
@@ -770,7 +775,7 @@ impl Drop for Store {
         let state = self.state.get_mut();
         let ctx = state.warn_context(self.policy, self.limits);
         if let Some(summary) = state.log.flush() {
-            events::warn_capacity(ctx, summary, None, self.log_keys);
+            events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
     }
 }

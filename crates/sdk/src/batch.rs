@@ -223,6 +223,8 @@ impl BatchBuilder {
     /// or, under [`LossPolicy::Fail`], [`Error::OptionsLost`]. (Keys are always
     /// 64-character digests on the wire, so none is ever too long.)
     pub fn build(mut self) -> Result<Batch, Error> {
+        let _span =
+            tracing::info_span!("idempotency.batch.build", task = %self.task, items = self.entries.len()).entered();
         if let Some(error) = self.failed.take() {
             return Err(error);
         }

@@ -500,6 +500,8 @@ impl Catalog for RedisCatalog {
     }
 
     fn flush(&self) -> Result<(), Error> {
+        let store = self.redis().url();
+        let _span = tracing::info_span!("idempotency.catalog.flush", store = %store, db.system = "redis").entered();
         let local = self.local.flush();
         // In async mode the sender sends, without blocking this thread.
         if self.background() {

@@ -307,12 +307,25 @@ impl LocalEngine {
         result.map(|()| handles)
     }
 
+    /// The span every trigger runs in (named and shaped as `docs/telemetry.md` lists).
+    fn trigger_span(&self, task: &str, items: usize) -> tracing::Span {
+        let policy = self.payload_policy.as_str();
+        match &self.shared {
+            // The only shared store is Redis (the tests' fake aside).
+            Some(_) => {
+                tracing::info_span!("idempotency.trigger", task, items, store = "redis", db.system = "redis", policy)
+            }
+            None => tracing::info_span!("idempotency.trigger", task, items, store = "memory", policy),
+        }
+    }
+
     fn run_items<'a>(
         &self,
         task: &str,
         len: usize,
         items: impl Iterator<Item = Incoming<'a>>,
     ) -> Result<Vec<RunHandle>, Error> {
+        let _span = self.trigger_span(task, len).entered();
         let handles = match &self.shared {
             Some(shared) if self.payload_policy == PayloadPolicy::Fail => {
                 let items: Vec<Incoming<'a>> = items.collect();
@@ -793,6 +806,16 @@ impl LocalEngine {
     }
 
     async fn run_items_async<'a>(
+        &self,
+        task: &str,
+        len: usize,
+        items: impl Iterator<Item = Incoming<'a>> + Send,
+    ) -> Result<Vec<RunHandle>, Error> {
+        use tracing::Instrument as _;
+        self.run_items_in_span(task, len, items).instrument(self.trigger_span(task, len)).await
+    }
+
+    async fn run_items_in_span<'a>(
         &self,
         task: &str,
         len: usize,
