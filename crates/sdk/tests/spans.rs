@@ -23,11 +23,14 @@ impl Visit for Fields {
     }
 }
 
-/// What was seen: spans opened (name, fields, parent's name), and events (level,
-/// message, the names of the spans they were in, innermost first).
+/// A span opened: its name, its fields, its parent's name.
+type Opened = (String, Vec<(String, String)>, Option<String>);
+
+/// What was seen: spans opened, and events (level, message, the names of the spans they
+/// were in, innermost first).
 #[derive(Default)]
 struct Seen {
-    spans: Vec<(String, Vec<(String, String)>, Option<String>)>,
+    spans: Vec<Opened>,
     events: Vec<(tracing::Level, String, Vec<String>)>,
 }
 
