@@ -310,8 +310,6 @@ pub(crate) fn configuration_unchecked(store: &str, unchecked: &str, error: &str)
     );
 }
 
-/// Emits the event for entries released when a reservation ended: expected, so
-/// below `WARN`.
 /// Emits the `DEBUG` event for free entries released when their retention ended.
 pub(crate) fn retention_ended(kind: CatalogKind, released: u64, retained: usize) {
     tracing::debug!(
@@ -322,6 +320,8 @@ pub(crate) fn retention_ended(kind: CatalogKind, released: u64, retained: usize)
     );
 }
 
+/// Emits the event for entries released when a reservation ended: expected, so
+/// below `WARN`.
 pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {
     tracing::debug!(
         kind = %ctx.kind,

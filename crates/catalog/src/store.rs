@@ -97,6 +97,9 @@ struct State {
     bytes: usize,
     /// What the latest eviction made room under, for the warning's remedy.
     limit: Limit,
+    /// Retained entries released since the last `retention ended` event, which is
+    /// emitted once the lock is released.
+    retention_released: u64,
     counters: Stats,
     /// When evictions are worth a log line.
     log: EvictionLog,
@@ -398,6 +401,7 @@ impl Store {
                 next_id: 0,
                 bytes: 0,
                 limit: Limit::Capacity,
+                retention_released: 0,
                 counters: Stats::default(),
                 log: EvictionLog::new(),
             }),
@@ -446,9 +450,33 @@ impl Store {
     fn count_retention(&self, state: &mut State, released: u64) {
         if released > 0 {
             state.counters.released += released;
+            state.retention_released += released;
             self.meter.released(released);
-            events::retention_ended(self.policy.kind(), released, state.retained.len());
         }
+    }
+
+    /// The `retention ended` event due, taken from `state` before its lock is released.
+    fn retention_event(state: &mut State) -> Option<(u64, usize)> {
+        let released = std::mem::take(&mut state.retention_released);
+        (released > 0).then(|| (released, state.retained.len()))
+    }
+
+    /// Emits the `retention ended` event taken under the lock, once it is released.
+    fn emit_retention(&self, event: Option<(u64, usize)>) {
+        if let Some((released, retained)) = event {
+            events::retention_ended(self.policy.kind(), released, retained);
+        }
+    }
+
+    /// Runs `f` on the state (after releasing retained entries whose time is up), then
+    /// emits what that release owes once the lock is released.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        let mut state = self.state();
+        let out = f(&mut state);
+        let event = Self::retention_event(&mut state);
+        drop(state);
+        self.emit_retention(event);
+        out
     }
 
     /// Registers `digest`, held by the reservation `holder` when it is live (and the
@@ -458,7 +486,9 @@ impl Store {
         if let Policy::Fixed(_) = self.policy {
             return self.register_fixed(digest, options, cost);
         }
-        let mut state = self.state.lock();
+        // Retained entries whose time is up go first: dropping one for room is then
+        // the release it is, not a loss.
+        let mut state = self.state();
         let target = match self.policy {
             Policy::Fixed(_) => None,
             _ => holder.and_then(|id| state.position(id)),
@@ -475,7 +505,9 @@ impl Store {
         self.meter.replaced(u64::from(!new));
         self.count_retention(&mut state, released);
         self.publish(&state);
+        let event = Self::retention_event(&mut state);
         self.count_lost(state, lost);
+        self.emit_retention(event);
     }
 
     /// [`register`](Self::register) for an LRU catalog: one map, at most one entry
@@ -662,26 +694,22 @@ impl Store {
     pub(crate) fn flush(&self) {
         let _span = tracing::info_span!("idempotency.catalog.flush", catalog = &*self.name, kind = %self.policy.kind())
             .entered();
-        let mut state = self.state();
-        let due = state.log.flush();
-        let ctx = state.warn_context(self.policy, self.limits);
-        drop(state);
+        let (due, ctx) = self.with_state(|state| (state.log.flush(), state.warn_context(self.policy, self.limits)));
         if let Some(summary) = due {
             events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.state().len()
+        self.with_state(|state| state.len())
     }
 
     pub(crate) fn capacity(&self) -> Option<usize> {
-        self.state().capacity(self.policy)
+        self.with_state(|state| state.capacity(self.policy))
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        let state = self.state();
-        Stats {
+        self.with_state(|state| Stats {
             len: state.len(),
             capacity: state.capacity(self.policy),
             reserved: state.reserved(),
@@ -690,17 +718,18 @@ impl Store {
             max_bytes: self.limits.max_bytes.map(NonZeroUsize::get),
             listener_panics: self.listener.panics(),
             ..state.counters
-        }
+        })
     }
 
     pub(crate) fn open(&self, room: usize) -> (ReservationId, usize) {
-        let mut state = self.state();
-        let shortfall = state.shortfall(self.policy, room);
-        let id = ReservationId::new(state.next_id);
-        state.next_id += 1;
-        state.holds.push(Hold { id, room, entries: LruCache::unbounded() });
-        self.publish(&state);
-        (id, shortfall)
+        self.with_state(|state| {
+            let shortfall = state.shortfall(self.policy, room);
+            let id = ReservationId::new(state.next_id);
+            state.next_id += 1;
+            state.holds.push(Hold { id, room, entries: LruCache::unbounded() });
+            self.publish(state);
+            (id, shortfall)
+        })
     }
 
     /// Ends a reservation: a batch-scaled catalog keeps the newest of its entries, up
@@ -742,24 +771,29 @@ impl Store {
         let mut lost = Lost::None;
         state.fit(self.limits, None, &mut lost);
         let evicted = lost.as_slice().len() as u64;
+        let mut due = None;
         if self.backed {
             released += evicted;
         } else if evicted > 0 {
             state.counters.evicted += evicted;
             self.meter.evicted(evicted);
-            // Reported by the flush below.
-            let _reported_by_the_flush = state.log.record(evicted);
+            // A line due now covers everything unreported; else the flush below does.
+            due = state.log.record(evicted);
         }
         state.counters.released += released;
         self.meter.released(released);
         self.publish(&state);
-        let due = state.log.flush();
+        let due = due.or_else(|| state.log.flush());
         let ctx = state.warn_context(self.policy, self.limits);
+        let event = Self::retention_event(&mut state);
         drop(state);
         drop(hold);
+        self.emit_retention(event);
 
-        if !self.backed && self.listener.wants_entries() {
+        if !self.backed && evicted > 0 && self.listener.wants_entries() {
+            let before = self.listener.panics();
             self.listener.notify(ctx.kind, lost.as_slice(), RemovalCause::Capacity);
+            self.meter.listener_panicked(self.listener.panics() - before);
         }
         if held > 0 {
             events::released(ctx, released, keep);

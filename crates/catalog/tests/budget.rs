@@ -229,3 +229,69 @@ fn inside_a_run_nothing_changes() {
     let stats = catalog.stats();
     assert_eq!((stats.len, stats.retained, stats.evicted, stats.released), (10, 0, 0, 9_990));
 }
+
+#[test]
+fn an_eviction_when_a_run_ends_is_warned() {
+    // 50 free keys of 1,040 bytes and a run of 50 short ones fit 64 KiB; when the run
+    // ends, its keys take the base and push the free ones out to be retained, which
+    // costs 16 bytes more each: over the budget, and the oldest goes.
+    let catalog =
+        CatalogBuilder::new().capacity(50).max_bytes(BUDGET).retain(Duration::from_secs(600)).build().unwrap();
+    for i in 0..50 {
+        catalog.register(digest(i), options(i, 1_040 - i.to_string().len() - 1));
+    }
+    let run = catalog.reserve(0);
+    for i in 100..150 {
+        run.register(digest(i), options(i, 4));
+    }
+    assert_eq!(catalog.stats().evicted, 0, "{:?}", catalog.stats());
+    let (_, lines) = testkit::warnings(|| drop(run));
+    let stats = catalog.stats();
+    assert!(stats.evicted > 0 && stats.bytes <= BUDGET, "{stats:?}");
+    assert!(
+        lines.iter().any(|l| l.contains("catalog full") && l.contains("IDEMPOTENCY_CATALOG_MAX_BYTES")),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn a_retained_key_whose_time_is_up_dropped_for_room_is_a_release() {
+    let catalog =
+        CatalogBuilder::new().capacity(10).max_capacity(100).retain(Duration::from_millis(100)).build().unwrap();
+    let run = catalog.reserve(0);
+    for i in 0..50 {
+        catalog.register(digest(i), options(i, 4));
+    }
+    thread::sleep(Duration::from_millis(250));
+    let (_, lines) = testkit::warnings(|| {
+        for i in 100..200 {
+            run.register(digest(i), options(i, 4));
+        }
+    });
+    let stats = catalog.stats();
+    // The 40 retained keys were past their time: released. The ceiling then took the
+    // 10 free ones of the base, which no time limits: those are losses, and warned.
+    assert_eq!((stats.released, stats.evicted), (40, 10), "{stats:?}");
+    assert!(!lines.is_empty());
+}
+
+#[test]
+fn a_runs_leftovers_pushed_out_of_the_base_are_released_not_retained() {
+    let catalog = CatalogBuilder::new().capacity(5).retain(Duration::from_secs(600)).build().unwrap();
+    let run = catalog.reserve(0);
+    for i in 0..5 {
+        run.register(digest(i), options(i, 4));
+    }
+    drop(run);
+    assert_eq!(catalog.len(), 5, "the run's keys stay as the base");
+    for i in 10..15 {
+        catalog.register(digest(i), options(i, 4));
+    }
+    let stats = catalog.stats();
+    assert_eq!((stats.len, stats.retained, stats.released, stats.evicted), (5, 0, 5, 0), "{stats:?}");
+    // Free keys made outside a run, pushed out in turn, are retained.
+    for i in 20..25 {
+        catalog.register(digest(i), options(i, 4));
+    }
+    assert_eq!(catalog.stats().retained, 5);
+}

@@ -391,7 +391,6 @@ impl RedisStore {
         self.conn.fault(RESET_OP, FaultKind::Rejected, message).into()
     }
 
-    /// Where a reset of `key` of `task` looks: the claim key, and its tag.
     /// The commands that read the claims of `keys` of `task`, one `GET` each.
     fn peek_cmds(&self, task: &str, keys: &[KeyRef<'_>]) -> Vec<Cmd> {
         keys.iter()
@@ -425,6 +424,7 @@ impl RedisStore {
             .collect()
     }
 
+    /// Where a reset of `key` of `task` looks: the claim key, and its tag.
     fn reset_target(&self, task: &str, key: KeyRef<'_>) -> (String, u128) {
         // The number does not matter: a key's tag depends on the task and key only.
         let tag = self.tag(1, task, Some(key));
