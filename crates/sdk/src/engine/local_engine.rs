@@ -228,22 +228,66 @@ impl LocalEngine {
         self.payload_mismatches.load(Ordering::Relaxed)
     }
 
-    /// Counts a trigger's mismatches and warns about them, under the policy.
+    /// Counts a trigger's mismatches, found as it claimed, and warns about them
+    /// under the policy. Call without the engine's lock: the counter is user code.
     fn settle(&self, task: &str, mismatches: &Mismatches) {
-        if mismatches.count == 0 {
-            return;
-        }
-        self.payload_mismatches.fetch_add(mismatches.count as u64, Ordering::Relaxed);
-        crate::meter::payload_mismatches(mismatches.count);
+        self.count_mismatches(mismatches);
         mismatches.warn(task, self.payload_policy);
     }
 
-    /// Under [`PayloadPolicy::Fail`], the error for `items` when any of them differs
-    /// from `held` (their keys' holders, as [`Mismatches::keyed`] lists them).
-    fn refuse(&self, task: &str, items: &[Incoming<'_>], held: &[Holder]) -> Result<(), Error> {
-        let mismatches = Mismatches::before_claiming(items, held);
-        self.settle(task, &mismatches);
+    fn count_mismatches(&self, mismatches: &Mismatches) {
+        if mismatches.count > 0 {
+            self.payload_mismatches.fetch_add(mismatches.count as u64, Ordering::Relaxed);
+            crate::meter::payload_mismatches(mismatches.count);
+        }
+    }
+
+    /// Under [`PayloadPolicy::Fail`], checked before claiming: counts `mismatches` and
+    /// returns the refusal when there are any (no warning: the caller gets the error).
+    /// Call without the engine's lock.
+    fn refuse(&self, task: &str, mismatches: &Mismatches) -> Result<(), Error> {
+        self.count_mismatches(mismatches);
         mismatches.refusal(task).map_or(Ok(()), Err)
+    }
+
+    /// What [`PayloadPolicy::Fail`] checks before a shared store claims `items`: their
+    /// keys' holders, read from the store.
+    fn check_shared(&self, shared: &dyn SharedStore, task: &str, items: &[Incoming<'_>]) -> Result<Mismatches, Error> {
+        let keys = Mismatches::keyed(items);
+        let mut held = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(shared.chunk().max(1)) {
+            held.extend(shared.peek(task, chunk)?);
+        }
+        Ok(Mismatches::before_claiming(items, &held))
+    }
+
+    /// The same, in memory: under the engine's lock, which the caller holds.
+    fn check_in_memory(state: &State, task: &str, items: &[Incoming<'_>], now: Millis) -> Mismatches {
+        let Some(task) = state.log.tasks.find(task) else { return Mismatches::default() };
+        let held: Vec<Holder> = Mismatches::keyed(items)
+            .into_iter()
+            .map(|key| state.dedup.peek(task, key, now).map(|(id, fp)| (id, Some(fp))))
+            .collect();
+        Mismatches::before_claiming(items, &held)
+    }
+
+    /// Under [`PayloadPolicy::Fail`], wire items of several tasks are checked together,
+    /// before any group is claimed (each group is checked again as it is claimed).
+    fn refuse_groups(&self, groups: &[(&str, Vec<Incoming<'_>>)]) -> Result<(), Error> {
+        let mut all = Mismatches::default();
+        let mut first_task = "";
+        let now = millis((self.clock)());
+        for (task, items) in groups {
+            let found = match &self.shared {
+                Some(shared) => self.check_shared(shared.as_ref(), task, items)?,
+                None => Self::check_in_memory(&self.state.lock(), task, items, now),
+            };
+            if found.count > 0 && all.count == 0 {
+                first_task = task;
+            }
+            all.add(found);
+        }
+        self.refuse(first_task, &all)
     }
 
     /// Triggers every item of `batch`, returning one handle per item, in order. The
@@ -292,9 +336,19 @@ impl LocalEngine {
     /// On a shared store, as [`trigger`](Self::trigger).
     pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
         let mut groups = WireGroups::new(items)?;
+        let mut all = Vec::new();
+        while let Some(group) = groups.next_group() {
+            all.push(group);
+        }
+        if self.payload_policy == PayloadPolicy::Fail
+            && let Err(err) = self.refuse_groups(&all)
+        {
+            groups.warn();
+            return Err(err);
+        }
         let mut handles = Vec::with_capacity(items.len());
         let mut result = Ok(());
-        while let Some((task, group)) = groups.next_group() {
+        for (task, group) in all {
             match self.run_items(task, group.len(), group.into_iter()) {
                 Ok(group) => handles.extend(group),
                 Err(err) => {
@@ -329,12 +383,7 @@ impl LocalEngine {
         let handles = match &self.shared {
             Some(shared) if self.payload_policy == PayloadPolicy::Fail => {
                 let items: Vec<Incoming<'a>> = items.collect();
-                let keys = Mismatches::keyed(&items);
-                let mut held = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(shared.chunk().max(1)) {
-                    held.extend(shared.peek(task, chunk)?);
-                }
-                self.refuse(task, &items, &held)?;
+                self.refuse(task, &self.check_shared(shared.as_ref(), task, &items)?)?;
                 self.run_shared(shared.as_ref(), task, len, items.into_iter())?
             }
             Some(shared) => self.run_shared(shared.as_ref(), task, len, items)?,
@@ -355,16 +404,19 @@ impl LocalEngine {
         let State { log, dedup } = &mut *state;
         dedup.prune(now);
         let task = log.tasks.id(task_name);
-        if self.payload_policy == PayloadPolicy::Fail {
+        let (handles, mismatches) = if self.payload_policy == PayloadPolicy::Fail {
             // Checked under the same lock as the claims: nothing can come between.
             let items: Vec<Incoming<'a>> = items.collect();
-            let keys = Mismatches::keyed(&items);
-            let held: Vec<_> =
-                keys.iter().map(|&key| dedup.peek(task, key, now).map(|(id, fp)| (id, Some(fp)))).collect();
-            self.refuse(task_name, &items, &held)?;
-            return Ok(Self::claim_in_memory(log, dedup, task, now, len, items.into_iter()).0);
-        }
-        let (handles, mismatches) = Self::claim_in_memory(log, dedup, task, now, len, items);
+            let found = Self::check_in_memory(&state, task_name, &items, now);
+            if found.count > 0 {
+                drop(state);
+                return self.refuse(task_name, &found).map(|()| Vec::new());
+            }
+            let State { log, dedup } = &mut *state;
+            Self::claim_in_memory(log, dedup, task, now, len, items.into_iter())
+        } else {
+            Self::claim_in_memory(log, dedup, task, now, len, items)
+        };
         drop(state);
         self.settle(task_name, &mismatches);
         Ok(handles)
@@ -483,6 +535,8 @@ impl LocalEngine {
                     if let Some(earlier) = shared.number(held)
                         && log.is_gap(earlier)
                         && shared.id(earlier, task, item.key) == held
+                        // This item's payload, if it is the one the run was made with.
+                        && fingerprint.is_none_or(|fingerprint| fingerprint == item.fingerprint)
                     {
                         log.put(earlier, held.tag(), run(task_id, item));
                     }
@@ -790,9 +844,19 @@ impl LocalEngine {
     /// As [`trigger_items`](Self::trigger_items).
     pub async fn trigger_items_async(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
         let mut groups = WireGroups::new(items)?;
+        let mut all = Vec::new();
+        while let Some(group) = groups.next_group() {
+            all.push(group);
+        }
+        if self.payload_policy == PayloadPolicy::Fail
+            && let Err(err) = self.refuse_groups_async(&all).await
+        {
+            groups.warn();
+            return Err(err);
+        }
         let mut handles = Vec::with_capacity(items.len());
         let mut result = Ok(());
-        while let Some((task, group)) = groups.next_group() {
+        for (task, group) in all {
             match self.run_items_async(task, group.len(), group.into_iter()).await {
                 Ok(group) => handles.extend(group),
                 Err(err) => {
@@ -803,6 +867,31 @@ impl LocalEngine {
         }
         groups.warn();
         result.map(|()| handles)
+    }
+
+    /// As [`refuse_groups`](Self::refuse_groups), reading a shared store from async code.
+    async fn refuse_groups_async(&self, groups: &[(&str, Vec<Incoming<'_>>)]) -> Result<(), Error> {
+        let mut all = Mismatches::default();
+        let mut first_task = "";
+        let now = millis((self.clock)());
+        for (task, items) in groups {
+            let found = match &self.shared {
+                Some(shared) => {
+                    let keys = Mismatches::keyed(items);
+                    let mut held = Vec::with_capacity(keys.len());
+                    for chunk in keys.chunks(shared.async_chunk().max(1)) {
+                        held.extend(shared.peek_async(task, chunk).await?);
+                    }
+                    Mismatches::before_claiming(items, &held)
+                }
+                None => Self::check_in_memory(&self.state.lock(), task, items, now),
+            };
+            if found.count > 0 && all.count == 0 {
+                first_task = task;
+            }
+            all.add(found);
+        }
+        self.refuse(first_task, &all)
     }
 
     async fn run_items_async<'a>(
@@ -829,7 +918,7 @@ impl LocalEngine {
                 for chunk in keys.chunks(shared.async_chunk().max(1)) {
                     held.extend(shared.peek_async(task, chunk).await?);
                 }
-                self.refuse(task, &items, &held)?;
+                self.refuse(task, &Mismatches::before_claiming(&items, &held))?;
                 self.run_shared_async(shared.as_ref(), task, len, items.into_iter()).await?
             }
             Some(shared) => self.run_shared_async(shared.as_ref(), task, len, items).await?,
@@ -1124,5 +1213,49 @@ mod tests {
         // Expired, and no trigger since to prune it: the server clears it all the same.
         assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
         assert!(!engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+    }
+
+    /// A wire item of `task`, keyed `key`, with `payload` and `ttl`.
+    fn wire(task: &str, key: &str, payload: &str, ttl: &str) -> WireItem {
+        let line = format!(
+            r#"{{"index":0,"task":"{task}","payload":{payload},"options":{{"idempotencyKey":"{key}","idempotencyKeyTTL":"{ttl}"}}}}"#
+        );
+        WireItem::from_json(&line).unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    #[test]
+    fn under_fail_wire_items_of_several_tasks_are_checked_before_any_is_claimed() {
+        for (name, engine, _) in pairs(PayloadPolicy::Fail) {
+            engine.trigger_items(&[wire("b", "held", "1", "1h")]).unwrap();
+            // Task a's item is new; task b's differs from the run holding its key.
+            let err = engine.trigger_items(&[wire("a", "new", "1", "1h"), wire("b", "held", "2", "1h")]).unwrap_err();
+            assert!(matches!(&err, Error::PayloadMismatch { task, .. } if task == "b"), "{name}: {err}");
+            assert!(
+                !engine.trigger_items(&[wire("a", "new", "1", "1h")]).unwrap()[0].cached,
+                "{name}: task a was not claimed"
+            );
+        }
+    }
+
+    #[test]
+    fn under_fail_an_item_with_a_ttl_of_zero_is_checked_too() {
+        // A `0s` item claims nothing, but a run that holds its key still answers it.
+        let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+        engine.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
+        let err = engine.trigger_items(&[wire("t", "k", "2", "0s")]).unwrap_err();
+        assert!(matches!(err, Error::PayloadMismatch { items: 1, .. }), "{err}");
+        // Within one trigger: a held-for-an-hour item answers a later `0s` one.
+        let err = engine.trigger_items(&[wire("t", "j", "1", "1h"), wire("t", "j", "2", "0s")]).unwrap_err();
+        assert!(matches!(err, Error::PayloadMismatch { run: None, .. }), "{err}");
+        assert_eq!(engine.payload_mismatches(), 2);
+        // The count does not depend on the policy: a key held with payload 1, then
+        // [2, 1] under Warn and under Fail both count one.
+        let warn = LocalEngine::new();
+        warn.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
+        warn.trigger_items(&[wire("t", "k", "2", "1h"), wire("t", "k", "1", "1h")]).unwrap();
+        let fail = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+        fail.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
+        assert!(fail.trigger_items(&[wire("t", "k", "2", "1h"), wire("t", "k", "1", "1h")]).is_err());
+        assert_eq!((warn.payload_mismatches(), fail.payload_mismatches()), (1, 1));
     }
 }

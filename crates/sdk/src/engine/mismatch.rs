@@ -39,14 +39,20 @@ impl Mismatches {
     /// order.
     pub(crate) fn before_claiming(items: &[Incoming<'_>], held: &[Holder]) -> Mismatches {
         let mut found = Mismatches::default();
+        // The first item of each free key that claims it (a TTL of 0 claims nothing,
+        // but is answered by a run that holds its key all the same).
         let mut firsts: HashMap<KeyRef<'_>, Fingerprint> = HashMap::new();
-        let keyed = items.iter().filter_map(|item| Some((item.key.filter(|_| item.ttl > 0)?, item)));
+        let keyed = items.iter().filter_map(|item| Some((item.key?, item)));
         for ((key, item), held) in keyed.zip(held) {
-            let first = *firsts.entry(key).or_insert(item.fingerprint);
-            if first != item.fingerprint {
-                found.note(item, None);
-            } else if let Some((run, with)) = *held {
-                found.check(item, run, with);
+            match (firsts.get(&key), held) {
+                (Some(&first), _) if first != item.fingerprint => found.note(item, None),
+                (Some(_), _) => {}
+                (None, Some((run, with))) => found.check(item, *run, *with),
+                (None, None) => {}
+            }
+            // Only an item that claims its key answers the later ones.
+            if item.ttl > 0 && held.is_none() {
+                firsts.entry(key).or_insert(item.fingerprint);
             }
         }
         found
@@ -54,7 +60,15 @@ impl Mismatches {
 
     /// The keys [`before_claiming`](Self::before_claiming) needs answers for.
     pub(crate) fn keyed<'a>(items: &[Incoming<'a>]) -> Vec<KeyRef<'a>> {
-        items.iter().filter_map(|item| item.key.filter(|_| item.ttl > 0)).collect()
+        items.iter().filter_map(|item| item.key).collect()
+    }
+
+    /// Adds another group's mismatches (a trigger of several tasks).
+    pub(crate) fn add(&mut self, other: Mismatches) {
+        self.count += other.count;
+        if self.first.is_none() {
+            self.first = other.first;
+        }
     }
 
     /// The error [`PayloadPolicy::Fail`] answers with, when any item differed.
@@ -63,10 +77,12 @@ impl Mismatches {
         Some(Error::PayloadMismatch { task: task.to_owned(), key, run, items: self.count })
     }
 
-    /// Emits the one `WARN` of a trigger under [`PayloadPolicy::Warn`].
+    /// Emits the one `WARN` of a trigger: under [`PayloadPolicy::Warn`], or under
+    /// [`PayloadPolicy::Fail`] for what was found after the check (another process
+    /// claimed a key with another payload between the check and the claim).
     pub(crate) fn warn(&self, task: &str, policy: PayloadPolicy) {
         let Some((key, run)) = &self.first else { return };
-        if policy != PayloadPolicy::Warn {
+        if policy == PayloadPolicy::Ignore {
             return;
         }
         // Every field is documented in `docs/telemetry.md`.
