@@ -132,6 +132,26 @@ impl RedisCatalog {
         self.shared.conn.redis()
     }
 
+    /// The Redis key holding the shared entry of `digest`: `<prefix>key:<digest>`, its
+    /// value `<check>:<scope>:<key>`. For operators and tools reading an entry's TTL
+    /// (`PTTL`) or size (`MEMORY USAGE`); read the entry itself with
+    /// [`get`](Catalog::get) or [`prefetch`](Self::prefetch), which check its value.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::{CatalogBuilder, Digest, RedisBuilder};
+    ///
+    /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").prefix("myapp:").build()?;
+    /// let catalog = CatalogBuilder::new().redis(redis).build_redis()?;
+    /// let digest = Digest::from_bytes([7; 32]);
+    /// assert_eq!(catalog.entry_key(&digest), format!("myapp:key:{digest}"));
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    pub fn entry_key(&self, digest: &Digest) -> String {
+        entry_key(self.redis().prefix(), digest)
+    }
+
     /// Reads the entries of `digests` this process does not hold into the local
     /// catalog, in one round trip: after it, [`get`](Catalog::get) answers them without
     /// asking Redis. Returns how many were found. For a batch built from digest strings

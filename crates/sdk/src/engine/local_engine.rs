@@ -758,6 +758,60 @@ impl LocalEngine {
         let Some(task) = state.log.tasks.find(task) else { return Ok(false) };
         Ok(keys.into_iter().any(|key| state.dedup.reset(task, key)))
     }
+
+    /// The run of `task` that holds a key now, copied out, or `None` when the key is
+    /// free (never claimed, expired, released or reset); changes nothing. The key is
+    /// named as for [`reset_key`](Self::reset_key), and a 64-character raw key is tried
+    /// as it is first, in the same way. For operators and tools: which run answers the
+    /// next trigger of that key.
+    ///
+    /// On a shared store, the holder is read from the store: any run of the fleet, in
+    /// two round trips (the key's claim, then the run's record). In memory, the live
+    /// entry of this engine, as a trigger would see it now.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset_key`](Self::reset_key): [`Error::ScopeNeedsRun`] for a raw key whose
+    /// scope needs a run context that was not given; on a shared store, the Redis error
+    /// naming the URL, or naming the Redis key when its value is not a record this
+    /// crate wrote.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, ResetTarget, RunStatus, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// let engine = LocalEngine::new();
+    /// let key = sdk.create_key("order-7", Scope::Global);
+    /// let mut batch = sdk.batch("charge", 1);
+    /// batch.item(None, ItemOptions::new().key(&key));
+    /// let handles = engine.trigger(&batch.build()?)?;
+    ///
+    /// let holder = engine.holder("charge", ResetTarget::Key(&key))?.unwrap();
+    /// assert_eq!((holder.id, holder.status), (handles[0].id, RunStatus::Pending));
+    /// assert!(engine.holder("another-task", ResetTarget::Key(&key))?.is_none());
+    ///
+    /// engine.reset_key("charge", ResetTarget::Key(&key))?;
+    /// assert!(engine.holder("charge", ResetTarget::Key(&key))?.is_none());
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn holder(&self, task: &str, target: ResetTarget<'_>) -> Result<Option<RunRecord>, Error> {
+        let keys = reset_keys(&target)?;
+        if let Some(shared) = &self.shared {
+            for (id, _) in shared.peek(task, &keys)?.into_iter().flatten() {
+                if let Some(record) = shared.read(&[id])?.pop().flatten() {
+                    return Ok(Some(record));
+                }
+            }
+            return Ok(None);
+        }
+        let now = millis((self.clock)());
+        let state = self.state.lock();
+        let Some(task) = state.log.tasks.find(task) else { return Ok(None) };
+        let held = keys.into_iter().find_map(|key| state.dedup.peek(task, key, now));
+        Ok(held.and_then(|(id, _)| state.view(id)).map(|view| view.to_record()))
+    }
 }
 
 /// The keys a reset of `target` tries, in order. As in the reference SDK (4.5 and
@@ -1257,5 +1311,64 @@ mod tests {
         fail.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
         assert!(fail.trigger_items(&[wire("t", "k", "2", "1h"), wire("t", "k", "1", "1h")]).is_err());
         assert_eq!((warn.payload_mismatches(), fail.payload_mismatches()), (1, 1));
+    }
+
+    /// The key of item `i` of [`batch`], as the engine's callers name it.
+    fn item_key(i: usize) -> IdempotencyKey {
+        let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+        sdk.create_key(["item", &i.to_string()], Scope::Global)
+    }
+
+    #[test]
+    fn holder_in_memory_is_the_live_run_until_released_reset_or_expired() {
+        let now = Arc::new(AtomicU64::new(1_000));
+        let clock = Arc::clone(&now);
+        let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
+        let key = item_key(0);
+        assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none(), "unknown task");
+        let run = engine.trigger(&batch(0..2)).unwrap()[0];
+        let held = engine.holder("task", ResetTarget::Key(&key)).unwrap().unwrap();
+        assert_eq!(
+            (held.id, held.status, held.idempotency_key.as_deref()),
+            (run.id, RunStatus::Pending, Some("item-0"))
+        );
+        let by_digest = engine.holder("task", ResetTarget::Digest(key.digest())).unwrap();
+        assert_eq!(by_digest.map(|r| r.id), Some(run.id));
+        let raw = engine.holder("task", ResetTarget::Raw { parts: &["item-0"], scope: Scope::Global, run: None });
+        assert_eq!(raw.unwrap().map(|r| r.id), Some(run.id));
+        assert!(engine.holder("other", ResetTarget::Key(&key)).unwrap().is_none());
+        assert!(matches!(
+            engine.holder("task", ResetTarget::Raw { parts: &["item-0"], scope: Scope::Run, run: None }),
+            Err(Error::ScopeNeedsRun { .. })
+        ));
+        // Executing keeps the key; a failure releases it.
+        engine.set_status(run.id, RunStatus::Executing).unwrap();
+        assert_eq!(
+            engine.holder("task", ResetTarget::Key(&key)).unwrap().map(|r| r.status),
+            Some(RunStatus::Executing)
+        );
+        engine.set_status(run.id, RunStatus::Failed).unwrap();
+        assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+        // Reset forgets the key; expiry (30 days by default) frees it too.
+        assert!(engine.holder("task", ResetTarget::Key(&item_key(1))).unwrap().is_some());
+        now.fetch_add(31 * 24 * 3_600_000, Ordering::Relaxed);
+        assert!(engine.holder("task", ResetTarget::Key(&item_key(1))).unwrap().is_none(), "expired");
+    }
+
+    #[test]
+    fn holder_on_a_shared_store_reads_the_claim_and_its_record() {
+        let (engine, store) = on_fake(100);
+        let key = item_key(0);
+        assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+        let run = engine.trigger(&batch(0..1)).unwrap()[0];
+        let held = engine.holder("task", ResetTarget::Key(&key)).unwrap().unwrap();
+        assert_eq!((held.id, held.task.as_str()), (run.id, "task"));
+        // Another engine on the same store sees the same holder, read-only.
+        let other = LocalEngine::on_shared(Box::new(Arc::clone(&store)));
+        assert_eq!(other.holder("task", ResetTarget::Digest(key.digest())).unwrap().map(|r| r.id), Some(run.id));
+        assert_eq!(other.run_count(), 0);
+        assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+        assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+        assert!(engine.run(run.id).unwrap().is_some(), "the record stays");
     }
 }
