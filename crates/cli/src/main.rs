@@ -491,7 +491,7 @@ fn stats(args: &StatsArgs, json: bool) -> Result<u8, Failure> {
             answers.into_iter().filter_map(|a| a.ok().and_then(|v| redis::from_redis_value(v).ok())).collect();
         let sampled = sizes.len() as u64;
         let total: u64 = sizes.iter().sum();
-        let estimated = if sampled == 0 { 0 } else { total.saturating_mul(kind.count) / sampled };
+        let estimated = total.saturating_mul(kind.count).checked_div(sampled).unwrap_or(0);
         object.insert(
             (*name).to_owned(),
             json!({ "pattern": format!("{}{start}*", redis.prefix()), "count": kind.count, "sampled": sampled, "estimated_bytes": estimated }),
