@@ -49,7 +49,7 @@ const MAX_QUEUED: usize = 100_000;
 ///   may write to the server.
 /// - **A local miss costs one round trip** (`GETRANGE`) from sync code; what it finds
 ///   is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
-///   a miss stays a miss: [`prefetch_async`](Self::prefetch_async) reads ahead.
+///   a miss stays a miss: `prefetch_async` (feature `tokio`) reads ahead.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
 ///   room is counted as released, never evicted: Redis keeps it.
 /// - **Faults lose nothing silently.** When Redis fails, the local catalog keeps
