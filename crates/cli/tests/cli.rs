@@ -1,4 +1,6 @@
-//! The `idempotency` binary end to end, against a `redis-server` each test starts.
+//! The `idempotency` binary end to end, against a `redis-server` each test starts
+//! (ignored by the README's `cargo test --workspace`, which needs no server; CI runs
+//! them with `--ignored`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::io::Write as _;
@@ -97,6 +99,7 @@ fn hash_reproduces_every_reference_vector() {
 }
 
 #[test]
+#[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn lookup_finds_a_thousand_registered_keys_with_scope_and_ttl() {
     let server = RedisServer::start(&[]);
     let url = server.url();
@@ -128,6 +131,7 @@ fn lookup_finds_a_thousand_registered_keys_with_scope_and_ttl() {
 }
 
 #[test]
+#[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn lookup_of_an_unknown_digest_exits_3_and_a_bad_one_1() {
     let server = RedisServer::start(&[]);
     let url = server.url();
@@ -151,6 +155,7 @@ fn lookup_of_an_unknown_digest_exits_3_and_a_bad_one_1() {
 }
 
 #[test]
+#[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
     let server = RedisServer::start(&[]);
     let url = server.url();
@@ -203,6 +208,7 @@ fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
 }
 
 #[test]
+#[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn stats_counts_what_was_written() {
     let server = RedisServer::start(&[]);
     let url = server.url();
@@ -246,6 +252,7 @@ fn stats_counts_what_was_written() {
 }
 
 #[test]
+#[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn a_password_is_never_printed() {
     let server = RedisServer::start(&[]);
     redis::cmd("CONFIG").arg("SET").arg("requirepass").arg("s3cr3t").query::<()>(&mut server.client()).unwrap();
