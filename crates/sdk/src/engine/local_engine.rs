@@ -282,12 +282,17 @@ impl LocalEngine {
                 Some(shared) => self.check_shared(shared.as_ref(), task, items)?,
                 None => Self::check_in_memory(&self.state.lock(), task, items, now),
             };
-            if found.count > 0 && all.count == 0 {
-                first_task = task;
-            }
-            all.add(found);
+            Self::gather(&mut all, &mut first_task, task, found);
         }
         self.refuse(first_task, &all)
+    }
+
+    /// Adds one group's mismatches to a trigger's, remembering the task of the first.
+    fn gather<'t>(all: &mut Mismatches, first_task: &mut &'t str, task: &'t str, found: Mismatches) {
+        if found.count > 0 && all.count == 0 {
+            *first_task = task;
+        }
+        all.add(found);
     }
 
     /// Triggers every item of `batch`, returning one handle per item, in order. The
@@ -930,22 +935,27 @@ impl LocalEngine {
         let now = millis((self.clock)());
         for (task, items) in groups {
             let found = match &self.shared {
-                Some(shared) => {
-                    let keys = Mismatches::keyed(items);
-                    let mut held = Vec::with_capacity(keys.len());
-                    for chunk in keys.chunks(shared.async_chunk().max(1)) {
-                        held.extend(shared.peek_async(task, chunk).await?);
-                    }
-                    Mismatches::before_claiming(items, &held)
-                }
+                Some(shared) => self.check_shared_async(shared.as_ref(), task, items).await?,
                 None => Self::check_in_memory(&self.state.lock(), task, items, now),
             };
-            if found.count > 0 && all.count == 0 {
-                first_task = task;
-            }
-            all.add(found);
+            Self::gather(&mut all, &mut first_task, task, found);
         }
         self.refuse(first_task, &all)
+    }
+
+    /// As [`check_shared`](Self::check_shared), from async code.
+    async fn check_shared_async(
+        &self,
+        shared: &dyn SharedStore,
+        task: &str,
+        items: &[Incoming<'_>],
+    ) -> Result<Mismatches, Error> {
+        let keys = Mismatches::keyed(items);
+        let mut held = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(shared.async_chunk().max(1)) {
+            held.extend(shared.peek_async(task, chunk).await?);
+        }
+        Ok(Mismatches::before_claiming(items, &held))
     }
 
     async fn run_items_async<'a>(
@@ -967,12 +977,7 @@ impl LocalEngine {
         let handles = match &self.shared {
             Some(shared) if self.payload_policy == PayloadPolicy::Fail => {
                 let items: Vec<Incoming<'a>> = items.collect();
-                let keys = Mismatches::keyed(&items);
-                let mut held = Vec::with_capacity(keys.len());
-                for chunk in keys.chunks(shared.async_chunk().max(1)) {
-                    held.extend(shared.peek_async(task, chunk).await?);
-                }
-                self.refuse(task, &Mismatches::before_claiming(&items, &held))?;
+                self.refuse(task, &self.check_shared_async(shared.as_ref(), task, &items).await?)?;
                 self.run_shared_async(shared.as_ref(), task, len, items.into_iter()).await?
             }
             Some(shared) => self.run_shared_async(shared.as_ref(), task, len, items).await?,
