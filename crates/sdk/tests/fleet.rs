@@ -352,6 +352,12 @@ fn two_workers_see_the_same_payload_mismatches_as_one_process_under_each_policy(
                 assert_eq!(answer[2].id, held[1].id);
                 let warned = lines.iter().any(|l| l.contains("reused with another payload") && l.contains("order-"));
                 assert_eq!(warned, policy == PayloadPolicy::Warn, "{policy}: {lines:?}");
+                // The warning sits in the trigger's span, with OpenTelemetry's database
+                // attribute (docs/telemetry.md).
+                let in_span = lines
+                    .iter()
+                    .any(|l| l.contains("idempotency.trigger{") && l.contains(r#"store="redis" db.system="redis""#));
+                assert_eq!(in_span, policy == PayloadPolicy::Warn, "{policy}: {lines:?}");
             }
         }
         // Within one batch, on Redis as in memory.
