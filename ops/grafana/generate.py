@@ -28,9 +28,10 @@ panels = [
         ('idempotency_catalog_bytes', "{{catalog}} bytes"),
         ('idempotency_catalog_max_bytes', "{{catalog}} budget"),
     ], "bytes"),
-    panel(4, "Entries, capacity and reserved room", [
+    panel(4, "Entries, capacity, ceiling and reserved room", [
         ('idempotency_catalog_entries', "{{catalog}} entries"),
         ('idempotency_catalog_capacity_entries', "{{catalog}} capacity"),
+        ('idempotency_catalog_max_capacity_entries', "{{catalog}} ceiling"),
         ('idempotency_catalog_reserved_entries', "{{catalog}} reserved"),
     ]),
     panel(5, "Lookups", [

@@ -19,6 +19,7 @@ mod names {
     pub(super) const LISTENER_PANICS: &str = "idempotency_catalog_listener_panics_total";
     pub(super) const ENTRIES: &str = "idempotency_catalog_entries";
     pub(super) const CAPACITY: &str = "idempotency_catalog_capacity_entries";
+    pub(super) const MAX_CAPACITY: &str = "idempotency_catalog_max_capacity_entries";
     pub(super) const RESERVED: &str = "idempotency_catalog_reserved_entries";
     pub(super) const BYTES: &str = "idempotency_catalog_bytes";
     pub(super) const MAX_BYTES: &str = "idempotency_catalog_max_bytes";
@@ -40,6 +41,7 @@ struct Handles {
     listener_panics: metrics::Counter,
     entries: metrics::Gauge,
     capacity: metrics::Gauge,
+    max_capacity: metrics::Gauge,
     reserved: metrics::Gauge,
     bytes: metrics::Gauge,
     max_bytes: metrics::Gauge,
@@ -78,6 +80,7 @@ impl Meter {
                     listener_panics: metrics::counter!(LISTENER_PANICS, &labels),
                     entries: metrics::gauge!(ENTRIES, &labels),
                     capacity: metrics::gauge!(CAPACITY, &labels),
+                    max_capacity: metrics::gauge!(MAX_CAPACITY, &labels),
                     reserved: metrics::gauge!(RESERVED, &labels),
                     bytes: metrics::gauge!(BYTES, &labels),
                     max_bytes: metrics::gauge!(MAX_BYTES, &labels),
@@ -120,8 +123,8 @@ counters! {
 }
 
 impl Meter {
-    /// Sets the gauges: entries held, the capacity (`+Inf` when unbounded) and the room
-    /// live reservations asked for.
+    /// Sets the gauges: entries held, the capacity (`+Inf` when unbounded), the room
+    /// live reservations asked for, the bytes held and the budget.
     /// Only with the feature: the store computes the values only then.
     #[cfg(feature = "metrics")]
     #[inline]
@@ -138,6 +141,13 @@ impl Meter {
         self.handles.reserved.set(reserved as f64);
         self.handles.bytes.set(bytes as f64);
         self.handles.max_bytes.set(max_bytes.map_or(f64::INFINITY, |b| b as f64));
+    }
+
+    /// Sets the ceiling gauge: the most entries the catalog may ever hold. Fixed for a
+    /// catalog's life, so set once, when it is built, not on every change.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn publish_ceiling(&self, ceiling: Option<usize>) {
+        self.handles.max_capacity.set(ceiling.map_or(f64::INFINITY, |c| c as f64));
     }
 }
 
@@ -160,6 +170,11 @@ fn describe() {
         metrics::describe_counter!(LISTENER_PANICS, Unit::Count, "eviction listener calls that panicked");
         metrics::describe_gauge!(ENTRIES, Unit::Count, "entries held");
         metrics::describe_gauge!(CAPACITY, Unit::Count, "entries that fit before the next registration evicts");
+        metrics::describe_gauge!(
+            MAX_CAPACITY,
+            Unit::Count,
+            "the most entries the catalog may grow to: a batch-scaled catalog's ceiling, an LRU's capacity (+Inf when unbounded)"
+        );
         metrics::describe_gauge!(RESERVED, Unit::Count, "entries asked for by live reservations");
         metrics::describe_gauge!(BYTES, Unit::Bytes, "memory the entries take, counted per entry");
         metrics::describe_gauge!(MAX_BYTES, Unit::Bytes, "the byte budget (+Inf without one)");

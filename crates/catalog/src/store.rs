@@ -51,6 +51,14 @@ impl Policy {
         }
     }
 
+    /// The most entries the catalog may hold; `None` when unbounded.
+    pub(crate) fn ceiling(self) -> Option<usize> {
+        match self {
+            Policy::Fixed(cap) | Policy::Scaled { max: cap, .. } => Some(cap.get()),
+            Policy::Unbounded => None,
+        }
+    }
+
     /// The free map's capacity.
     fn free_capacity(self) -> NonZeroUsize {
         match self {
@@ -413,6 +421,8 @@ impl Store {
         };
         // The gauges start at the empty catalog's values, not at zero.
         store.publish(&store.state.lock());
+        #[cfg(feature = "metrics")]
+        store.meter.publish_ceiling(policy.ceiling());
         store
     }
 
@@ -712,6 +722,7 @@ impl Store {
         self.with_state(|state| Stats {
             len: state.len(),
             capacity: state.capacity(self.policy),
+            max_capacity: self.policy.ceiling(),
             reserved: state.reserved(),
             retained: state.retained.len(),
             bytes: state.bytes,

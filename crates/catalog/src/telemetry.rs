@@ -196,6 +196,10 @@ pub struct Stats {
     pub peak_len: usize,
     /// The current capacity; `None` when unbounded.
     pub capacity: Option<usize>,
+    /// The most entries the catalog may hold: a batch-scaled catalog's ceiling (its
+    /// capacity reaches it when live runs and batches need that much), an LRU's
+    /// capacity; `None` when unbounded.
+    pub max_capacity: Option<usize>,
     /// Entries asked for by live reservations.
     pub reserved: usize,
     /// Free entries kept past the base until their retention ends (a batch-scaled

@@ -320,3 +320,20 @@ fn overlapping_batches_never_ratchet_the_capacity() {
     assert_eq!(catalog.capacity(), Some(100));
     assert_eq!(catalog.stats().evicted, 0);
 }
+
+#[test]
+fn stats_name_each_kinds_ceiling_and_a_batch_scaled_capacity_reaches_it() {
+    let build = |builder: CatalogBuilder| builder.build().unwrap();
+    let lru = build(CatalogBuilder::new().kind(CatalogKind::Lru).capacity(7));
+    assert_eq!((lru.stats().capacity, lru.stats().max_capacity), (Some(7), Some(7)));
+    let unbounded = build(CatalogBuilder::new().kind(CatalogKind::Unbounded));
+    assert_eq!(unbounded.stats().max_capacity, None);
+
+    let scaled = build(CatalogBuilder::new().kind(CatalogKind::BatchScaled).capacity(10).max_capacity(100));
+    assert_eq!((scaled.stats().capacity, scaled.stats().max_capacity), (Some(10), Some(100)));
+    // A batch asking for more than the ceiling leaves room up to it, never past it.
+    let batch = scaled.reserve(500);
+    assert_eq!((scaled.stats().capacity, scaled.stats().max_capacity), (Some(100), Some(100)));
+    drop(batch);
+    assert_eq!(scaled.stats().capacity, Some(10));
+}

@@ -73,6 +73,7 @@ fn every_exported_metric_matches_the_catalogs_stats_after_a_6235_item_fan_out() 
         ("idempotency_catalog_listener_panics_total", &[], stat("listener_panics")),
         ("idempotency_catalog_entries", &[], stat("len")),
         ("idempotency_catalog_capacity_entries", &[], stat("capacity")),
+        ("idempotency_catalog_max_capacity_entries", &[], stat("max_capacity")),
         ("idempotency_catalog_reserved_entries", &[], stat("reserved")),
         ("idempotency_catalog_bytes", &[], stat("bytes")),
         // No budget on this LRU: the gauge is +Inf, as the capacity of an unbounded catalog.
@@ -83,6 +84,8 @@ fn every_exported_metric_matches_the_catalogs_stats_after_a_6235_item_fan_out() 
     }
     // The fan-out really happened: the reference's loss, counted on both sides.
     assert_eq!((stat("registered"), stat("evicted")), (6_235.0, 5_235.0));
+    // An LRU is always at its ceiling: the ceiling alert is for batch-scaled catalogs.
+    assert_eq!((stat("capacity"), stat("max_capacity")), (1_000.0, 1_000.0));
     // Every catalog series is one of those above: nothing exported goes unchecked.
     let catalog_series = metrics.keys().filter(|(name, _)| name.starts_with("idempotency_catalog_")).count();
     assert_eq!(catalog_series, expected.len());
