@@ -335,6 +335,66 @@ pub(crate) fn released(ctx: WarnContext, released: u64, kept: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::{Fault, FaultKind};
+
+    /// Counts its calls; panics on faults when told to.
+    #[derive(Default)]
+    struct Counting {
+        faults: AtomicU64,
+        evictions: AtomicU64,
+        panic_on_fault: bool,
+    }
+
+    impl EvictionListener for Counting {
+        fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        fn on_fault(&self, _: &Fault) {
+            self.faults.fetch_add(1, Ordering::Relaxed);
+            assert!(!self.panic_on_fault, "a listener that panics on faults");
+        }
+    }
+
+    fn fault() -> Fault {
+        Fault {
+            store: "redis://127.0.0.1:6379".into(),
+            operation: "create runs",
+            kind: FaultKind::Timeout,
+            message: "no answer within 1s".into(),
+        }
+    }
+
+    fn entry() -> (Digest, KeyOptions) {
+        (Digest::from_bytes([7; 32]), KeyOptions::new("order-7", crate::Scope::Global))
+    }
+
+    #[test]
+    fn every_fault_reaches_the_listener_and_a_listener_that_returns_stays_enabled() {
+        let listener = Arc::new(Counting::default());
+        let slot = ListenerSlot::new(Some(listener.clone()));
+        for _ in 0..3 {
+            slot.notify_fault(&fault());
+        }
+        assert_eq!(listener.faults.load(Ordering::Relaxed), 3);
+        assert_eq!(slot.panics(), 0);
+        assert!(slot.wants_entries(), "still enabled");
+        slot.notify(CatalogKind::Lru, [&entry()], RemovalCause::Capacity);
+        assert_eq!(listener.evictions.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_listener_that_panics_on_a_fault_is_counted_once_and_disabled_for_evictions_too() {
+        let listener = Arc::new(Counting { panic_on_fault: true, ..Counting::default() });
+        let slot = ListenerSlot::new(Some(listener.clone()));
+        for _ in 0..3 {
+            slot.notify_fault(&fault());
+        }
+        assert_eq!(listener.faults.load(Ordering::Relaxed), 1, "not called once disabled");
+        assert_eq!(slot.panics(), 1);
+        assert!(!slot.wants_entries());
+        slot.notify(CatalogKind::Lru, [&entry()], RemovalCause::Capacity);
+        assert_eq!(listener.evictions.load(Ordering::Relaxed), 0);
+    }
 
     fn lines_for(evictions: u64) -> Vec<EvictionSummary> {
         let mut log = EvictionLog::new();
