@@ -556,6 +556,30 @@ mod tests {
         assert!(firsts.iter().enumerate().all(|(i, first)| first.is_none_or(|first| first == i % 300)));
     }
 
+    #[test]
+    fn lengths_count_items_and_batches_compare_by_their_items() {
+        let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+        let build = |amount: u32, key: &str, ttl: Option<Ttl>| {
+            let mut batch = sdk.batch("task", 2);
+            assert!(batch.is_empty());
+            assert_eq!(batch.len(), 0);
+            let options = ItemOptions::new().key(key);
+            batch.item(serde_json::json!({ "amount": amount }), ttl.map_or(options.clone(), |ttl| options.ttl(ttl)));
+            batch.item(None, ItemOptions::new());
+            assert!(!batch.is_empty() && batch.len() == 2);
+            batch.build().unwrap()
+        };
+        let batch = build(1, "a", None);
+        assert!(!batch.is_empty() && batch.len() == 2);
+        assert_eq!(batch, build(1, "a", None));
+        assert_ne!(batch, build(2, "a", None), "another payload");
+        assert_ne!(batch, build(1, "b", None), "another key");
+        assert_ne!(batch, build(1, "a", Some("5m".parse().unwrap())), "another ttl");
+        let empty = sdk.batch("task", 0).build().unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+    }
+
     proptest! {
         /// Every keyed item whose digest appeared earlier counts as a repeat, whatever
         /// the mix of keyed and keyless items, and in whatever order.
