@@ -253,6 +253,7 @@ fn check_lru(cap: usize, catalog: &dyn Catalog, ops: Vec<Op>) -> Result<(), Test
         let mut expected = expected;
         expected.len = entries.len();
         expected.capacity = Some(cap);
+        expected.max_capacity = Some(cap);
         expected.reserved = live.iter().map(Reservation::requested).sum();
         expected.bytes = entries.iter().map(|(_, o)| o.entry_bytes()).sum();
         prop_assert_eq!(catalog.stats(), expected);
