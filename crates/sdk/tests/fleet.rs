@@ -144,6 +144,8 @@ fn assert_readable(engine: &LocalEngine, handles: &[RunHandle]) {
     let records = engine.read_runs(&ids).unwrap();
     let unreadable = records.iter().filter(|r| r.is_none()).count();
     assert_eq!(unreadable, 0, "{unreadable} of {} answers name a run with no record", handles.len());
+    // Read in several pipelines, each record where its id was asked.
+    assert!(records.iter().zip(&ids).all(|(record, id)| record.as_ref().is_some_and(|r| r.id == *id)));
 }
 
 /// `items` keys `item-<i>` in scope global, each once, for task `child-task`.
@@ -321,6 +323,23 @@ fn orders(keys: &[u32], amounts: &[u32]) -> idempotency_sdk::Batch {
         batch.item(json!({ "amount": amount }), ItemOptions::new().key(key));
     }
     batch.build().unwrap()
+}
+
+#[test]
+fn a_payload_check_of_more_keys_than_a_pipeline_finds_a_change_in_the_last() {
+    use idempotency_sdk::{Error, PayloadPolicy};
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap().with_payload_policy(PayloadPolicy::Fail);
+    let keys: Vec<u32> = (0..12_000).collect();
+    let held = engine.trigger(&orders(&keys, &vec![1; keys.len()])).unwrap();
+    let mut amounts = vec![1; keys.len()];
+    amounts[11_500] = 2;
+    let err = engine.trigger(&orders(&keys, &amounts)).unwrap_err();
+    assert!(
+        matches!(&err, Error::PayloadMismatch { run: Some(run), items: 1, .. } if *run == held[11_500].id),
+        "{err}"
+    );
 }
 
 #[test]

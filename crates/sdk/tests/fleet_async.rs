@@ -234,3 +234,37 @@ fn an_async_catalog_needs_a_runtime() {
     let err = CatalogBuilder::new().redis_async(redis).build().unwrap_err().to_string();
     assert!(err.contains("build it inside a tokio runtime"), "{err}");
 }
+
+/// `n` keys `order-<i>` with payload `{"amount": 1}`, but `{"amount": 2}` at `changed`.
+fn orders(n: usize, changed: Option<usize>) -> Batch {
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
+    let mut batch = sdk.batch("async-task", n);
+    for i in 0..n {
+        let amount = if Some(i) == changed { 2 } else { 1 };
+        let key = sdk.create_key(["order", &i.to_string()], Scope::Global);
+        batch.item(serde_json::json!({ "amount": amount }), ItemOptions::new().key(key));
+    }
+    batch.build().unwrap()
+}
+
+#[test]
+fn reads_and_payload_checks_of_more_keys_than_a_pipeline_keep_their_order() {
+    use idempotency_sdk::{Error, PayloadPolicy};
+    let server = RedisServer::start(&[]);
+    block_on(async {
+        let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
+        let engine = LocalEngine::on_redis_async(&redis).await.unwrap().with_payload_policy(PayloadPolicy::Fail);
+        let first = engine.trigger_async(&orders(1_000, None)).await.unwrap();
+        // Four async pipelines' worth: every record comes back where its id was asked.
+        let ids: Vec<RunId> = first.iter().map(|h| h.id).collect();
+        let runs = engine.read_runs_async(&ids).await.unwrap();
+        for (i, (run, id)) in runs.iter().zip(&ids).enumerate() {
+            let run = run.as_ref().unwrap();
+            assert_eq!((run.id, run.idempotency_key.clone()), (*id, Some(format!("order-{i}"))));
+        }
+        // A payload changed at the 700th key, in the check's third pipeline: found, and
+        // answered with that key's run.
+        let err = engine.trigger_async(&orders(1_000, Some(700))).await.unwrap_err();
+        assert!(matches!(&err, Error::PayloadMismatch { run: Some(run), items: 1, .. } if *run == ids[700]), "{err}");
+    });
+}

@@ -56,6 +56,10 @@ use crate::payload::Fingerprint;
 
 /// Items sent in one pipeline.
 pub(crate) const CHUNK: usize = 10_000;
+/// Runs read, or keys peeked, in one pipeline: a pipeline must come back whole within
+/// the command timeout, so a read of 300,000 runs goes as many pipelines of about a
+/// trigger's size (two `GET`s a run), never one that no timeout could bound.
+const READ_CHUNK: usize = CHUNK / 2;
 /// Items sent in one pipeline from async code: building a pipeline's commands takes the
 /// thread, and a tenth of a millisecond per 50 items keeps a 2,000-item one within a few
 /// milliseconds on the slowest machine measured.
@@ -507,17 +511,22 @@ impl SharedStore for RedisStore {
     }
 
     fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
-        let cmds = self.read_cmds(ids);
-        let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send(READ, cmds)? };
-        self.records(ids, answers)
+        let mut out = Vec::with_capacity(ids.len());
+        for ids in ids.chunks(READ_CHUNK) {
+            let cmds = self.read_cmds(ids);
+            let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send(READ, cmds)? };
+            out.extend(self.records(ids, answers)?);
+        }
+        Ok(out)
     }
 
     fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error> {
-        if keys.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::with_capacity(keys.len());
+        for keys in keys.chunks(READ_CHUNK) {
+            let answers = self.conn.send(READ, self.peek_cmds(task, keys))?;
+            out.extend(self.held(task, keys, answers)?);
         }
-        let answers = self.conn.send(READ, self.peek_cmds(task, keys))?;
-        self.held(task, keys, answers)
+        Ok(out)
     }
 
     fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
@@ -552,20 +561,27 @@ impl SharedStore for RedisStore {
     #[cfg(feature = "tokio")]
     fn read_async<'a>(&'a self, ids: &'a [RunId]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, Error>> {
         Box::pin(async move {
-            let cmds = self.read_cmds(ids);
-            let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send_async(READ, cmds).await? };
-            self.records(ids, answers)
+            let mut out = Vec::with_capacity(ids.len());
+            // As a trigger's claims: pipelines small enough that building one, and
+            // parsing its records, keeps a poll short.
+            for ids in ids.chunks(ASYNC_CHUNK) {
+                let cmds = self.read_cmds(ids);
+                let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send_async(READ, cmds).await? };
+                out.extend(self.records(ids, answers)?);
+            }
+            Ok(out)
         })
     }
 
     #[cfg(feature = "tokio")]
     fn peek_async<'a>(&'a self, task: &'a str, keys: &'a [KeyRef<'a>]) -> BoxFuture<'a, Result<Vec<Holder>, Error>> {
         Box::pin(async move {
-            if keys.is_empty() {
-                return Ok(Vec::new());
+            let mut out = Vec::with_capacity(keys.len());
+            for keys in keys.chunks(ASYNC_CHUNK) {
+                let answers = self.conn.send_async(READ, self.peek_cmds(task, keys)).await?;
+                out.extend(self.held(task, keys, answers)?);
             }
-            let answers = self.conn.send_async(READ, self.peek_cmds(task, keys)).await?;
-            self.held(task, keys, answers)
+            Ok(out)
         })
     }
 
