@@ -585,3 +585,26 @@ fn registrations_a_dropped_catalog_could_not_send_are_counted_and_warned_about()
     assert_eq!(lost.len(), 1, "{lines:#?}");
     assert!(lost[0].contains("unshared=10"), "{}", lost[0]);
 }
+
+#[test]
+fn registrations_queued_through_an_outage_go_out_in_several_pipelines_when_it_ends() {
+    let mut server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    server.kill();
+    // More than two pipelines' worth: every send while it is down fails and keeps them.
+    for i in 0..25_000u32 {
+        let mut bytes = [0u8; 32];
+        bytes[..4].copy_from_slice(&i.to_be_bytes());
+        catalog.register(Digest::from_bytes(bytes), KeyOptions::new(&format!("queued-{i}"), Scope::Global));
+    }
+    assert!(catalog.flush().is_err());
+    assert_eq!(catalog.stats().unshared, 0, "queued, not dropped");
+
+    server.restart();
+    std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
+    catalog.flush().unwrap();
+    assert_eq!(server.count("idempotency:key:*"), 25_000, "every queued registration arrived");
+    catalog.flush().unwrap();
+    assert_eq!(catalog.stats().unshared, 0);
+}

@@ -19,6 +19,10 @@ use crate::telemetry::{FaultKind, Stats};
 /// Past this many queued registrations, the next registration sends them: one round
 /// trip per this many keys while a batch is built.
 const SEND_AT: usize = 1_024;
+/// Registrations in one pipeline from sync code. A pipeline must come back whole within
+/// the command timeout, and after an outage the queue may hold up to [`MAX_QUEUED`]: it
+/// goes out in pipelines of this size, never in one that grows with the queue.
+const WRITE_CHUNK: usize = 10_000;
 /// The longest key an entry holds, in characters: the server refuses a longer
 /// idempotency key, and so does the SDK (`MAX_KEY_LEN`).
 const MAX_KEY_CHARS: usize = 2_048;
@@ -328,14 +332,19 @@ impl Shared {
         Err(self.conn.fault(WRITE, kind, message))
     }
 
-    /// Sends every queued registration in one batch; what fails is queued again.
+    /// Sends every queued registration, [`WRITE_CHUNK`] to a pipeline, until the queue
+    /// is empty or a send fails; what fails is queued again.
     fn send(&self) -> Result<(), Error> {
-        let (batch, cmds) = self.write_cmds(usize::MAX);
-        if cmds.is_empty() {
-            return Ok(());
+        loop {
+            let (batch, cmds) = self.write_cmds(WRITE_CHUNK);
+            if batch.is_empty() && self.queue.lock().is_empty() {
+                return Ok(());
+            }
+            if !cmds.is_empty() {
+                let answers = self.conn.send(WRITE, cmds);
+                self.sent(batch, answers)?;
+            }
         }
-        let answers = self.conn.send(WRITE, cmds);
-        self.sent(batch, answers)
     }
 
     /// From async code: [`SEND_AT`] at a time, so that building a batch's commands
