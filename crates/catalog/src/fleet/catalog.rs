@@ -332,19 +332,21 @@ impl Shared {
         Err(self.conn.fault(WRITE, kind, message))
     }
 
-    /// Sends every queued registration, [`WRITE_CHUNK`] to a pipeline, until the queue
-    /// is empty or a send fails; what fails is queued again.
+    /// Sends the registrations queued when it is called, [`WRITE_CHUNK`] to a pipeline,
+    /// until they are sent or a send fails; what fails is queued again. Not what other
+    /// threads queue meanwhile: a flush under a steady stream of registrations ends.
     fn send(&self) -> Result<(), Error> {
-        loop {
-            let (batch, cmds) = self.write_cmds(WRITE_CHUNK);
-            if batch.is_empty() && self.queue.lock().is_empty() {
-                return Ok(());
-            }
+        let mut left = self.queue.lock().len();
+        while left > 0 {
+            let most = left.min(WRITE_CHUNK);
+            left -= most;
+            let (batch, cmds) = self.write_cmds(most);
             if !cmds.is_empty() {
                 let answers = self.conn.send(WRITE, cmds);
                 self.sent(batch, answers)?;
             }
         }
+        Ok(())
     }
 
     /// From async code: [`SEND_AT`] at a time, so that building a batch's commands
