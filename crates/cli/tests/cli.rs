@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use idempotency_sdk::catalog::RedisBuilder;
+use idempotency_sdk::catalog::{Catalog, RedisBuilder};
 use idempotency_sdk::{CatalogBuilder, IdempotencyKey, ItemOptions, LocalEngine, RunStatus, Scope, Sdk, Ttl};
 use serde_json::Value;
 use testkit::RedisServer;
@@ -154,15 +154,21 @@ fn lookup_of_an_unknown_digest_exits_3_and_a_bad_one_1() {
     assert_eq!(status.unwrap().code(), Some(0));
 }
 
+/// A worker on the server at `url`: its shared catalog, its engine, and an SDK on both.
+fn fleet(url: &str) -> (Arc<dyn Catalog>, LocalEngine, Sdk) {
+    let redis = RedisBuilder::new(url).build().unwrap();
+    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let sdk = Sdk::new(Arc::clone(&catalog));
+    (catalog, engine, sdk)
+}
+
 #[test]
 #[ignore = "needs redis-server: cargo test --manifest-path crates/cli/Cargo.toml -- --ignored"]
 fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
     let server = RedisServer::start(&[]);
     let url = server.url();
-    let redis = RedisBuilder::new(url.as_str()).build().unwrap();
-    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
-    let sdk = Sdk::new(Arc::clone(&catalog));
+    let (catalog, engine, sdk) = fleet(&url);
     let key = sdk.create_key("order-7", Scope::Global);
     let mut batch = sdk.batch("charge", 1);
     batch.item(serde_json::json!({ "n": 7 }), ItemOptions::new().key(&key).ttl("1h".parse::<Ttl>().unwrap()));
@@ -212,10 +218,7 @@ fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
 fn stats_counts_what_was_written() {
     let server = RedisServer::start(&[]);
     let url = server.url();
-    let redis = RedisBuilder::new(url.as_str()).build().unwrap();
-    let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
-    let sdk = Sdk::new(Arc::clone(&catalog));
+    let (catalog, engine, sdk) = fleet(&url);
     let mut batch = sdk.batch("child-task", 300);
     for i in 0..300 {
         batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
