@@ -125,11 +125,15 @@ pub enum FaultKind {
     /// corrupt data (another application's key under the prefix, a value copied from
     /// another key, one of the wrong type or size). Never used as data.
     Foreign,
+    /// Writes that did not reach as many replicas (or append-only files) as the
+    /// handle's [`Durability`](crate::Durability) asks, within the failover window: not
+    /// reported done, since a failover could lose them.
+    NotDurable,
 }
 
 impl FaultKind {
     /// The kind's name: `unreachable`, `timeout`, `out-of-memory`, `rejected`,
-    /// `foreign`; the `fault` label of `idempotency_catalog_faults_total`.
+    /// `foreign`, `not-durable`; the `fault` label of `idempotency_catalog_faults_total`.
     pub const fn as_str(self) -> &'static str {
         match self {
             FaultKind::Unreachable => "unreachable",
@@ -137,6 +141,7 @@ impl FaultKind {
             FaultKind::OutOfMemory => "out-of-memory",
             FaultKind::Rejected => "rejected",
             FaultKind::Foreign => "foreign",
+            FaultKind::NotDurable => "not-durable",
         }
     }
 }

@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use ::redis::IntoConnectionInfo;
 
-use super::handle::{Redis, Settings};
-use super::link::Single;
+use super::durability::{self, Durability};
+use super::handle::Redis;
+use super::link::{self, Certs, Single};
+use super::settings::Settings;
 use super::startup;
 use super::url::{Secrets, redacted};
 use crate::error::Error;
@@ -37,6 +39,13 @@ pub const ENV_REDIS_CATALOG_TTL: &str = "IDEMPOTENCY_REDIS_CATALOG_TTL";
 /// key's TTL is shorter, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `30d`.
 pub const ENV_REDIS_RUN_TTL: &str = "IDEMPOTENCY_REDIS_RUN_TTL";
 
+/// The variable that sets how many copies of a claim a master must have before it is
+/// reported created: `auto`, `none`, `replicas:N` or `aof:N` (see [`Durability`]).
+pub const ENV_REDIS_DURABILITY: &str = "IDEMPOTENCY_REDIS_DURABILITY";
+/// The variable that sets how long a call waits for a Redis Cluster failover before it
+/// fails, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `20s`.
+pub const ENV_REDIS_FAILOVER_WINDOW: &str = "IDEMPOTENCY_REDIS_FAILOVER_WINDOW";
+
 /// The default key prefix.
 pub const DEFAULT_REDIS_PREFIX: &str = "idempotency:";
 /// How long a catalog entry lives in Redis by default: a day. A shared entry exists so
@@ -63,6 +72,11 @@ pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many sync connections a handle keeps open at most by default: threads beyond
 /// them take turns. The async client needs one, multiplexed.
 pub const DEFAULT_REDIS_POOL_SIZE: usize = 8;
+/// How long a master waits for its replicas to acknowledge a pipeline's writes by
+/// default (the timeout of its `WAIT`). Replicas on a healthy network answer within
+/// milliseconds; a second tells a replica that is gone from one that is slow, and
+/// keeps a failover's pause short.
+pub const DEFAULT_REDIS_DURABILITY_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Builds a [`Redis`] handle from code, from the environment, or both: a builder call
 /// wins over the variable for its setting, and the variable over the default.
@@ -76,6 +90,9 @@ pub const DEFAULT_REDIS_POOL_SIZE: usize = 8;
 /// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
 /// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
 /// | sync connections | [`pool_size`](Self::pool_size) | | [`DEFAULT_REDIS_POOL_SIZE`] |
+/// | durability | [`durability`](Self::durability) | [`ENV_REDIS_DURABILITY`] | [`Durability::Auto`]: one replica where the master has one |
+/// | durability timeout | [`durability_timeout`](Self::durability_timeout) | | [`DEFAULT_REDIS_DURABILITY_TIMEOUT`], or half the command timeout if that is less |
+/// | failover window | [`failover_window`](Self::failover_window) | [`ENV_REDIS_FAILOVER_WINDOW`] | the cluster's `cluster-node-timeout` plus 3 s (3 s on one server) |
 /// | TLS CA, client certificate (feature `tls`) | [`tls_ca`](Self::tls_ca), [`tls_client_cert`](Self::tls_client_cert) | [`ENV_REDIS_TLS_CA`], [`ENV_REDIS_TLS_CERT`] and [`ENV_REDIS_TLS_KEY`] | the system's roots; none |
 ///
 /// [`build`](Self::build) checks every value, connects once and checks the server's
@@ -111,6 +128,9 @@ pub struct RedisBuilder {
     connect_timeout: Option<Duration>,
     io_timeout: Option<Duration>,
     pool_size: Option<usize>,
+    durability: Option<Durability>,
+    durability_timeout: Option<Duration>,
+    failover_window: Option<Duration>,
     tls_ca: Option<PathBuf>,
     tls_client: Option<(PathBuf, PathBuf)>,
     listener: Option<Arc<dyn EvictionListener>>,
@@ -125,6 +145,8 @@ struct Env {
     prefix: Option<String>,
     catalog_ttl: Option<String>,
     run_ttl: Option<String>,
+    durability: Option<String>,
+    failover_window: Option<String>,
     // Read only for `rediss://`, which needs feature `tls`.
     #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     tls_ca: Option<String>,
@@ -155,6 +177,8 @@ impl RedisBuilder {
             prefix: lookup(ENV_REDIS_PREFIX),
             catalog_ttl: lookup(ENV_REDIS_CATALOG_TTL),
             run_ttl: lookup(ENV_REDIS_RUN_TTL),
+            durability: lookup(ENV_REDIS_DURABILITY),
+            failover_window: lookup(ENV_REDIS_FAILOVER_WINDOW),
             tls_ca: lookup(ENV_REDIS_TLS_CA),
             tls_cert: lookup(ENV_REDIS_TLS_CERT),
             tls_key: lookup(ENV_REDIS_TLS_KEY),
@@ -235,6 +259,50 @@ impl RedisBuilder {
     #[must_use]
     pub fn pool_size(mut self, size: usize) -> Self {
         self.pool_size = Some(size);
+        self
+    }
+
+    /// How many copies of a claim (and every other write) a master must have before it
+    /// is reported done; see [`Durability`] for what each setting survives.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::{Durability, RedisBuilder};
+    ///
+    /// // Refused before connecting: the variable says nothing this grammar knows.
+    /// let env = |name: &str| (name == "IDEMPOTENCY_REDIS_DURABILITY").then(|| "2".to_owned());
+    /// let err = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").build().unwrap_err();
+    /// assert!(err.to_string().starts_with(r#"invalid IDEMPOTENCY_REDIS_DURABILITY "2": expected `auto`"#), "{err}");
+    ///
+    /// // The builder call wins over the variable.
+    /// let builder = RedisBuilder::from_env_with(env).url("redis://127.0.0.1:1").durability(Durability::Replicas(2));
+    /// assert!(builder.build().unwrap_err().to_string().contains("cannot connect"));
+    /// ```
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+
+    /// How long a master waits for its replicas to acknowledge a pipeline's writes (the
+    /// timeout of its `WAIT`): below the command timeout, so that the `WAIT` answers
+    /// before its pipeline times out.
+    #[must_use]
+    pub fn durability_timeout(mut self, timeout: Duration) -> Self {
+        self.durability_timeout = Some(timeout);
+        self
+    }
+
+    /// How long a call waits for a failover before it fails: while a master that stopped
+    /// answering is replaced by a replica, or writes fall short of their replicas, the
+    /// call sends its commands again, reading the slot map between rounds. By default
+    /// the cluster's `cluster-node-timeout` (read at build) plus 3 s, which covers the
+    /// failure detection and the replica's election; on one server, 3 s (for replicas
+    /// that fall behind; a server that stops answering is not waited for).
+    #[must_use]
+    pub fn failover_window(mut self, window: Duration) -> Self {
+        self.failover_window = Some(window);
         self
     }
 
@@ -354,7 +422,7 @@ impl RedisBuilder {
                     if url.contains('@') { "; percent-encode the password (`/` as %2F, `@` as %40)" } else { "" };
                 invalid(format!("expected redis://host:port, rediss://host:port or redis+unix:///path ({err}){hint}"))
             })?;
-            seeds.push(startup::single(info, certs.as_ref()).map_err(|err| invalid(err.to_string()))?);
+            seeds.push(link::single(info, certs.as_ref()).map_err(|err| invalid(err.to_string()))?);
         }
         let prefix = match (self.prefix, self.env.prefix) {
             (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
@@ -370,7 +438,42 @@ impl RedisBuilder {
             0 => return Err(Error::config(POOL_SIZE, "0", "expected at least 1 connection")),
             size => size,
         };
-        let settings = Settings { url: shown_url, secrets, prefix, catalog_ttl, run_ttl, connect_timeout, io_timeout };
+        let durability = match (self.durability, self.env.durability) {
+            (Some(durability), _) => durability,
+            (None, Some(raw)) => {
+                raw.parse().map_err(|_| Error::config(ENV_REDIS_DURABILITY, &raw, durability::EXPECTED))?
+            }
+            (None, None) => Durability::default(),
+        };
+        // By default within half the command timeout, so that a short one still leaves the
+        // pipeline time to come back after its WAIT.
+        let durability_timeout = match self.durability_timeout {
+            None => DEFAULT_REDIS_DURABILITY_TIMEOUT.min(io_timeout / 2),
+            Some(timeout) if positive(timeout, DURABILITY_TIMEOUT)? < io_timeout => timeout,
+            Some(timeout) => {
+                return Err(Error::config(
+                    DURABILITY_TIMEOUT,
+                    format!("{timeout:?}"),
+                    format!(
+                        "expected less than the command timeout ({io_timeout:?}): a WAIT must answer before its pipeline times out"
+                    ),
+                ));
+            }
+        };
+        let failover_window =
+            ttl(self.failover_window, FAILOVER_WINDOW, self.env.failover_window, ENV_REDIS_FAILOVER_WINDOW)?;
+        let settings = Settings {
+            url: shown_url,
+            secrets,
+            prefix,
+            catalog_ttl,
+            run_ttl,
+            connect_timeout,
+            io_timeout,
+            durability,
+            durability_timeout,
+            failover_window,
+        };
         Ok(Plan {
             settings,
             seeds,
@@ -413,7 +516,7 @@ impl RedisBuilder {
     }
 
     #[cfg(not(feature = "tls"))]
-    fn tls_certs(&self) -> Result<Option<startup::NoTls>, Error> {
+    fn tls_certs(&self) -> Result<Option<Certs>, Error> {
         Ok(None)
     }
 }
@@ -423,7 +526,7 @@ pub(super) struct Plan {
     pub(super) settings: Settings,
     /// The URLs' servers: one, or a cluster's seed nodes.
     pub(super) seeds: Vec<Single>,
-    pub(super) certs: Option<startup::Certs>,
+    pub(super) certs: Option<Certs>,
     pub(super) pool_size: usize,
     pub(super) listener: Option<Arc<dyn EvictionListener>>,
     pub(super) allow_evicting: bool,
@@ -436,6 +539,8 @@ const RUN_TTL: &str = "RedisBuilder::run_ttl";
 const CONNECT_TIMEOUT: &str = "RedisBuilder::connect_timeout";
 const IO_TIMEOUT: &str = "RedisBuilder::io_timeout";
 const POOL_SIZE: &str = "RedisBuilder::pool_size";
+const DURABILITY_TIMEOUT: &str = "RedisBuilder::durability_timeout";
+const FAILOVER_WINDOW: &str = "RedisBuilder::failover_window";
 #[cfg(feature = "tls")]
 const TLS_CA: &str = "RedisBuilder::tls_ca";
 #[cfg(feature = "tls")]
@@ -508,6 +613,9 @@ impl fmt::Debug for RedisBuilder {
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("pool_size", &self.pool_size)
+            .field("durability", &self.durability)
+            .field("durability_timeout", &self.durability_timeout)
+            .field("failover_window", &self.failover_window)
             .field("tls_ca", &self.tls_ca)
             .field("listener", &self.listener.is_some())
             .field("allow_evicting_policy", &self.allow_evicting_policy)

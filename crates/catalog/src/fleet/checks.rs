@@ -24,9 +24,15 @@ type Read = Result<String, String>;
 /// and `CONFIG` still answers.
 pub(super) fn commands() -> [Cmd; 2] {
     let mut info = ::redis::cmd("INFO");
-    info.arg("memory").arg("persistence");
+    info.arg("memory").arg("persistence").arg("replication").arg("server");
     let mut config = ::redis::cmd("CONFIG");
-    config.arg("GET").arg("maxmemory-policy").arg("appendonly").arg("appendfsync").arg("save");
+    config
+        .arg("GET")
+        .arg("maxmemory-policy")
+        .arg("appendonly")
+        .arg("appendfsync")
+        .arg("save")
+        .arg("cluster-node-timeout");
     [info, config]
 }
 
@@ -39,6 +45,14 @@ pub(super) struct Findings {
     /// What a crash may cost, and the settings that say so.
     weak: Option<(&'static str, String, String, String)>,
     unchecked: Unchecked,
+    /// Whether the append-only file is on, if that could be read.
+    pub(super) appendonly: Option<bool>,
+    /// The replicas connected to the server (`INFO replication`), if it said.
+    pub(super) replicas: Option<usize>,
+    /// The server's version (`redis_version`), major and minor, if it said.
+    pub(super) version: Option<(u32, u32)>,
+    /// A cluster node's `cluster-node-timeout`, if it could be read.
+    pub(super) node_timeout: Option<std::time::Duration>,
 }
 
 /// Reads one server's answers. An answer the server gave as an error (`NOPERM`) leaves
@@ -75,7 +89,16 @@ pub(super) fn read(redis: &Redis, answers: Vec<Result<Value, RedisError>>) -> Re
         .or_else(|_| from_config("appendonly"));
     let (appendfsync, save) = (from_config("appendfsync"), from_config("save"));
 
-    let mut findings = Findings::default();
+    let mut findings = Findings {
+        appendonly: appendonly.as_deref().ok().map(|on| on == "yes"),
+        replicas: from_info("connected_slaves").ok().and_then(|n| n.parse().ok()),
+        version: from_info("redis_version").ok().and_then(|v| version(&v)),
+        node_timeout: from_config("cluster-node-timeout")
+            .ok()
+            .and_then(|ms| ms.parse().ok())
+            .map(std::time::Duration::from_millis),
+        ..Findings::default()
+    };
     match policy {
         Ok(policy) if policy == "noeviction" => {}
         Ok(policy) => findings.evicting = Some((policy, None)),
@@ -105,7 +128,19 @@ pub(super) fn read(redis: &Redis, answers: Vec<Result<Value, RedisError>>) -> Re
     Ok(findings)
 }
 
+/// `7.2.4` as `(7, 2)`.
+fn version(text: &str) -> Option<(u32, u32)> {
+    let mut parts = text.split('.');
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
 impl Findings {
+    /// Of a cluster's seed, whose masters are checked each: only what the seed alone
+    /// says (its node timeout, its version).
+    pub(super) fn seed_only(self) -> Self {
+        Findings { node_timeout: self.node_timeout, version: self.version, ..Findings::default() }
+    }
+
     /// The same findings, of the cluster master at `node` (`host:port`).
     pub(super) fn of_node(mut self, node: String) -> Self {
         if let Some((_, on)) = &mut self.evicting {

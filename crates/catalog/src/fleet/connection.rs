@@ -1,60 +1,53 @@
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ::redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
+use ::redis::{Cmd, Connection, FromRedisValue, RedisError, RedisResult, Value};
 
 use super::Redis;
-use super::fault::describe;
-use super::link::SyncConn;
+use super::deployment::Addr;
+use super::dispatch::{Dispatch, Flight, Next};
+use super::link;
+use super::pool::Links;
 use crate::error::Error;
 use crate::telemetry::FaultKind;
 
 /// The way to a [`Redis`] deployment for a store built on the handle, such as the SDK's
 /// run store or [`RedisCatalog`](super::RedisCatalog): commands go over the handle's
-/// connections (a few sync ones, so that threads do not take turns; with feature
-/// `tokio`, one multiplexed async one), opened when first needed and again after an
-/// error that may have broken them. Every failure is counted, reported and warned about
-/// on the handle, and returned as [`Error::Redis`] naming the URL and the operation.
+/// connections (a few sets of sync ones, so that threads do not take turns; with
+/// feature `tokio`, one multiplexed async one per node), opened when first needed and
+/// again after an error that may have broken them. Every failure is counted, reported
+/// and warned about on the handle, and returned as [`Error::Redis`] naming the URL and
+/// the operation.
 ///
 /// Commands are the [`redis`](https://docs.rs/redis) crate's own `Cmd`, so a store
-/// written against it uses the same `redis` version as this crate (1.x). A batch is
-/// sent as a pipeline to one server, all of it answered within the handle's
-/// `io_timeout`, and every command gets its own answer: a server error is that
-/// command's `Err`, never the batch's. On a cluster a sync batch is split by node, and
-/// fails whole when any command of it fails; an async one goes command by command.
+/// written against it uses the same `redis` version as this crate (1.x). A batch goes
+/// as one pipeline per master (on a Redis Cluster, each command to the master of its
+/// first key's slot), all of it answered within the handle's `io_timeout`, and every
+/// command gets its own answer: a server error is that command's `Err`, never the
+/// batch's. Sync and async calls follow the same rules:
 ///
-/// A connection kept from an earlier call may have been closed by the server since (a
-/// restart, `CLIENT KILL`, an idle timeout): when a call finds it closed, or a cluster
-/// node sent it elsewhere (`MOVED` after a failover), the call is sent once more on a
-/// new connection, and only a second failure counts. So every batch and command sent
-/// through here must be safe to send twice: the commands before the close may have
-/// been applied. A timeout on one server is never sent again here; on a cluster the
-/// redis crate's cluster client may send a command again itself (up to 3 times).
+/// - **Durable writes.** A batch that writes (anything but `GET`, `GETRANGE`, `EXISTS`,
+///   `PTTL` and the like) waits, per master, until its writes are on as many replicas
+///   as the handle's [`Durability`](crate::Durability) asks; its answers count only
+///   then.
+/// - **A living cluster.** `MOVED` and `ASK` answers are followed command by command,
+///   `TRYAGAIN` and `CLUSTERDOWN` waited out, and a master that drops the connection
+///   (a crash) is waited for while a replica takes over, for the handle's
+///   [failover window](Redis::failover_window); then the command fails, naming the
+///   node and its slot.
+/// - **Sent again.** A connection kept from an earlier call may have been closed by
+///   the server since (a restart, `CLIENT KILL`, an idle timeout): when a call finds it
+///   closed it is sent once more on a new connection. So every batch and command sent
+///   through here must be safe to send twice: the commands before the close may have
+///   been applied. A timeout is never sent again.
 pub struct RedisConnection {
     redis: Redis,
-}
-
-/// Whether `err` says the connection is gone (closed by the server, reset), not that it
-/// timed out.
-fn closed(err: &RedisError) -> bool {
-    err.is_connection_dropped() && !err.is_timeout()
 }
 
 /// Whether a connection that met `err` may be out of step with the server: never
 /// reused.
 fn breaks(err: &RedisError) -> bool {
-    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error() || moved(err)
-}
-
-/// Whether a cluster node sent the batch elsewhere (`MOVED`, `ASK`: a failover or a
-/// resharding), or asked for it later (`TRYAGAIN`, `CLUSTERDOWN`): nothing it refused
-/// was applied, and a new connection learns where the slots are now. The sync client
-/// follows a redirection of one command itself, not of a pipeline's.
-fn moved(err: &RedisError) -> bool {
-    const CODES: [&str; 4] = ["MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"];
-    let code = |code: Option<&str>| code.is_some_and(|code| CODES.contains(&code));
-    code(err.code())
-        || err.clone().into_server_errors().is_some_and(|errs| errs.iter().any(|(_, e)| code(Some(e.code()))))
+    err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 impl RedisConnection {
@@ -82,9 +75,102 @@ impl RedisConnection {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = self.redis.deployment().prepare(cmds, false);
-        let timeout = self.redis.settings().io_timeout;
-        self.sync(operation, |conn| conn.send(&batch, timeout))
+        let redis = &self.redis;
+        let mut dispatch = self.dispatch(cmds);
+        let mut links = redis.pool().slot();
+        let mut named = redis.settings().io_timeout;
+        loop {
+            let flights = self.plan(&mut dispatch);
+            self.round(&mut links, &mut dispatch, flights, &mut named);
+            match dispatch.next(redis.deployment().window()) {
+                Next::Done => break,
+                Next::Again { refresh, pause } => {
+                    if refresh {
+                        self.refresh();
+                    }
+                    if !pause.is_zero() {
+                        std::thread::sleep(pause);
+                    }
+                }
+            }
+        }
+        dispatch.finish().map_err(|err| redis.failed(operation, &err, named))
+    }
+
+    fn dispatch(&self, cmds: Vec<Cmd>) -> Dispatch {
+        Dispatch::new(cmds, self.redis.is_cluster(), self.redis.settings().io_timeout)
+    }
+
+    fn plan(&self, dispatch: &mut Dispatch) -> Vec<Flight> {
+        let settings = self.redis.settings();
+        let topology = self.redis.deployment().topology();
+        dispatch.plan(&topology, settings.durability, settings.durability_timeout, &settings.prefix)
+    }
+
+    /// Sends one round's flights, each on this thread's connection to its node, then
+    /// reads their answers, all within the command timeout.
+    fn round(&self, links: &mut Links, dispatch: &mut Dispatch, flights: Vec<Flight>, named: &mut Duration) {
+        let settings = self.redis.settings();
+        let deadline = Instant::now() + settings.io_timeout;
+        let mut sent = Vec::with_capacity(flights.len());
+        for flight in flights {
+            let kept = links.contains_key(&flight.addr);
+            let (packed, count) = dispatch.packed(&flight);
+            let written = self.link(links, &flight.addr, named).and_then(|conn| conn.send_packed_command(&packed));
+            sent.push((flight, kept, written.map(|()| count)));
+        }
+        for (flight, kept, written) in sent {
+            let came = written.and_then(|count| match links.get_mut(&flight.addr) {
+                Some(conn) => link::recv(conn, count, deadline, settings.io_timeout),
+                None => Err(std::io::Error::from(std::io::ErrorKind::NotConnected).into()),
+            });
+            if came.as_ref().is_err_and(breaks) {
+                links.remove(&flight.addr);
+            }
+            dispatch.land(flight, came, kept, self.redis.deployment());
+        }
+    }
+
+    /// This thread's connection to `addr`, opened if there is none. `named` becomes the
+    /// connect timeout when opening timed out: the one an error names.
+    fn link<'l>(&self, links: &'l mut Links, addr: &Addr, named: &mut Duration) -> RedisResult<&'l mut Connection> {
+        if !links.contains_key(addr) {
+            let conn = self.open(addr, named)?;
+            links.insert(addr.clone(), conn);
+        }
+        links.get_mut(addr).ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected).into())
+    }
+
+    fn open(&self, addr: &Addr, named: &mut Duration) -> RedisResult<Connection> {
+        let (redis, settings) = (&self.redis, self.redis.settings());
+        let deployment = redis.deployment();
+        let single = !deployment.is_cluster();
+        let down = &redis.pool().down;
+        if single && let Some(why) = down.get() {
+            return Err(not_reconnected(&why));
+        }
+        let node = deployment.node(addr).ok_or_else(|| unknown_node(addr))?;
+        let opened = link::open(&node, Instant::now() + settings.connect_timeout, settings.io_timeout);
+        if single {
+            down.set(opened.as_ref().err().map(|err| super::fault::describe(err, settings.connect_timeout).1));
+        }
+        if opened.as_ref().is_err_and(RedisError::is_timeout) {
+            *named = settings.connect_timeout;
+        }
+        opened
+    }
+
+    /// Reads where commands go again, from the first node that answers.
+    fn refresh(&self) {
+        let (deployment, settings) = (self.redis.deployment(), self.redis.settings());
+        let cmd = deployment.refresh_cmd();
+        for node in deployment.refresh_nodes() {
+            let answer = link::open(&node, Instant::now() + settings.connect_timeout, settings.connect_timeout)
+                .and_then(|mut conn| cmd.query::<Value>(&mut conn));
+            if answer.is_ok_and(|answer| deployment.refresh(&node, &answer).is_ok()) {
+                return;
+            }
+        }
     }
 
     /// Sends one command and reads its answer as `T`.
@@ -94,63 +180,24 @@ impl RedisConnection {
     /// As [`send`](Self::send), and the server's error for the command (such as `OOM`
     /// at `maxmemory`, or `NOPERM`), counted too.
     pub fn query<T: FromRedisValue>(&self, operation: &'static str, cmd: &Cmd) -> Result<T, Error> {
-        let value = self.sync(operation, |conn| conn.query(cmd))?;
-        self.read(operation, value)
+        let answer = self.send(operation, vec![cmd.clone()])?;
+        self.read(operation, answer)
     }
 
-    fn read<T: FromRedisValue>(&self, operation: &'static str, value: Value) -> Result<T, Error> {
-        ::redis::from_redis_value(value)
-            .map_err(|err| self.redis.failed(operation, &err.into(), self.redis.settings().io_timeout))
-    }
-
-    /// Runs `f` on a sync connection, by the rules above.
-    fn sync<T>(&self, operation: &'static str, mut f: impl FnMut(&mut SyncConn) -> RedisResult<T>) -> Result<T, Error> {
-        let pool = self.redis.pool();
-        let mut slot = pool.slot();
-        let kept = slot.is_some();
-        let mut answer = self.opened(&mut slot, operation).map(&mut f)?;
-        if let Err(err) = &answer
-            && ((kept && closed(err)) || moved(err))
-        {
-            *slot = None;
-            answer = self.opened(&mut slot, operation).map(f)?;
-        }
-        answer.map_err(|err| {
-            if breaks(&err) {
-                *slot = None;
-            }
-            self.redis.failed(operation, &err, self.redis.settings().io_timeout)
-        })
-    }
-
-    /// The slot's connection, opened if there is none.
-    fn opened<'s>(&self, slot: &'s mut Option<SyncConn>, operation: &'static str) -> Result<&'s mut SyncConn, Error> {
-        if slot.is_none() {
-            let pool = self.redis.pool();
-            if let Some(why) = pool.down.get() {
-                return Err(self.redis.fault(operation, FaultKind::Unreachable, format!("not reconnected yet: {why}")));
-            }
-            let settings = self.redis.settings();
-            match SyncConn::open(self.redis.deployment(), settings, Instant::now() + settings.connect_timeout) {
-                Ok(conn) => {
-                    *slot = Some(conn);
-                    pool.down.set(None);
-                }
-                Err(err) => {
-                    let (kind, message) = describe(&err, settings.connect_timeout);
-                    pool.down.set(Some(message.clone()));
-                    return Err(self.redis.fault(operation, kind, message));
-                }
-            }
-        }
-        match slot.as_mut() {
-            Some(conn) => Ok(conn),
-            None => Err(self.redis.fault(operation, FaultKind::Unreachable, "no connection".to_owned())),
-        }
+    /// The one answer of a [`query`](Self::query), as `T`.
+    fn read<T: FromRedisValue>(&self, operation: &'static str, answers: Vec<RedisResult<Value>>) -> Result<T, Error> {
+        let timeout = self.redis.settings().io_timeout;
+        let value = answers
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into()));
+        value
+            .and_then(|value| ::redis::from_redis_value(value).map_err(RedisError::from))
+            .map_err(|err| self.redis.failed(operation, &err, timeout))
     }
 
     /// As [`send`](Self::send), from async code (feature `tokio`), over the handle's
-    /// multiplexed connection: many tasks send at once, and waiting for Redis never
+    /// multiplexed connections: many tasks send at once, and waiting for Redis never
     /// blocks a thread of the runtime.
     ///
     /// # Errors
@@ -161,9 +208,105 @@ impl RedisConnection {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let batch = self.redis.deployment().prepare(cmds, true);
-        let batch = &batch;
-        self.with_async(operation, move |mut conn| async move { conn.send(batch).await }).await
+        let redis = &self.redis;
+        let mut dispatch = self.dispatch(cmds);
+        let mut named = redis.settings().io_timeout;
+        loop {
+            let flights = self.plan(&mut dispatch);
+            let sends = flights.into_iter().map(|flight| {
+                let pipe = dispatch.pipeline(&flight);
+                async move {
+                    let (came, kept, timed_out_opening) = self.flight_async(&flight.addr, pipe).await;
+                    (flight, came, kept, timed_out_opening)
+                }
+            });
+            for (flight, came, kept, timed_out_opening) in futures_util::future::join_all(sends).await {
+                if timed_out_opening {
+                    named = redis.settings().connect_timeout;
+                }
+                dispatch.land(flight, came, kept, redis.deployment());
+            }
+            match dispatch.next(redis.deployment().window()) {
+                Next::Done => break,
+                Next::Again { refresh, pause } => {
+                    if refresh {
+                        self.refresh_async().await;
+                    }
+                    if !pause.is_zero() {
+                        tokio::time::sleep(pause).await;
+                    }
+                }
+            }
+        }
+        dispatch.finish().map_err(|err| redis.failed(operation, &err, named))
+    }
+
+    /// Sends one flight's pipeline on the node's async connection, opened if there is
+    /// none: its answers, whether the connection was kept from before, and whether
+    /// opening it timed out.
+    #[cfg(feature = "tokio")]
+    async fn flight_async(&self, addr: &Addr, pipe: ::redis::Pipeline) -> (RedisResult<Vec<Value>>, bool, bool) {
+        let (redis, settings) = (&self.redis, self.redis.settings());
+        let slot = redis.aio().node(addr);
+        let (mut conn, id, kept) = {
+            let mut held = slot.lock().await;
+            match held.as_ref() {
+                Some((conn, id)) => (conn.clone(), *id, true),
+                None => match self.open_async(addr).await {
+                    Ok(conn) => {
+                        let id = next_id();
+                        *held = Some((conn.clone(), id));
+                        (conn, id, false)
+                    }
+                    Err(err) => {
+                        let timed_out = err.is_timeout();
+                        return (Err(err), false, timed_out);
+                    }
+                },
+            }
+        };
+        let came = link::within(settings.io_timeout, pipe.query_async::<Vec<Value>>(&mut conn)).await;
+        if came.as_ref().is_err_and(breaks) {
+            // Only the connection that failed: another task may have opened a new one.
+            let mut held = slot.lock().await;
+            if held.as_ref().is_some_and(|(_, held)| *held == id) {
+                *held = None;
+            }
+        }
+        (came, kept, false)
+    }
+
+    #[cfg(feature = "tokio")]
+    async fn open_async(&self, addr: &Addr) -> RedisResult<link::AsyncConn> {
+        let (redis, settings) = (&self.redis, self.redis.settings());
+        let deployment = redis.deployment();
+        let single = !deployment.is_cluster();
+        let down = &redis.aio().down;
+        if single && let Some(why) = down.get() {
+            return Err(not_reconnected(&why));
+        }
+        let node = deployment.node(addr).ok_or_else(|| unknown_node(addr))?;
+        let opened = link::open_async(&node, settings.connect_timeout, settings.io_timeout).await;
+        if single {
+            down.set(opened.as_ref().err().map(|err| super::fault::describe(err, settings.connect_timeout).1));
+        }
+        opened
+    }
+
+    /// As [`refresh`](Self::refresh), from async code.
+    #[cfg(feature = "tokio")]
+    async fn refresh_async(&self) {
+        let (deployment, settings) = (self.redis.deployment(), self.redis.settings());
+        let cmd = deployment.refresh_cmd();
+        for node in deployment.refresh_nodes() {
+            let answer = async {
+                let mut conn = link::open_async(&node, settings.connect_timeout, settings.connect_timeout).await?;
+                link::within(settings.connect_timeout, cmd.query_async::<Value>(&mut conn)).await
+            };
+            if answer.await.is_ok_and(|answer| deployment.refresh(&node, &answer).is_ok()) {
+                return;
+            }
+        }
     }
 
     /// As [`query`](Self::query), from async code (feature `tokio`).
@@ -173,73 +316,8 @@ impl RedisConnection {
     /// As [`query`](Self::query).
     #[cfg(feature = "tokio")]
     pub async fn query_async<T: FromRedisValue>(&self, operation: &'static str, cmd: &Cmd) -> Result<T, Error> {
-        let value = self.with_async(operation, move |mut conn| async move { conn.query(cmd).await }).await?;
-        self.read(operation, value)
-    }
-
-    /// Runs `f` on the async connection, by the rules of [`send`](Self::send).
-    #[cfg(feature = "tokio")]
-    async fn with_async<T, F, Fut>(&self, operation: &'static str, mut f: F) -> Result<T, Error>
-    where
-        F: FnMut(super::link::AsyncConn) -> Fut,
-        Fut: std::future::Future<Output = RedisResult<T>>,
-    {
-        let (conn, kept) = self.opened_async(operation).await?;
-        let mut answer = f(conn).await;
-        if let Err(err) = &answer
-            && kept
-            && closed(err)
-        {
-            self.forget_async().await;
-            let (conn, _) = self.opened_async(operation).await?;
-            answer = f(conn).await;
-        }
-        match answer {
-            Ok(value) => Ok(value),
-            Err(err) => {
-                if breaks(&err) {
-                    self.forget_async().await;
-                }
-                Err(self.redis.failed(operation, &err, self.redis.settings().io_timeout))
-            }
-        }
-    }
-
-    /// A clone of the async connection, opened if there is none, and whether it was
-    /// open already.
-    #[cfg(feature = "tokio")]
-    async fn opened_async(&self, operation: &'static str) -> Result<(super::link::AsyncConn, bool), Error> {
-        let slot = self.redis.aio();
-        let mut conn = slot.conn.lock().await;
-        if let Some(conn) = conn.as_ref() {
-            return Ok((conn.clone(), true));
-        }
-        if let Some(why) = slot.down.get() {
-            return Err(self.redis.fault(operation, FaultKind::Unreachable, format!("not reconnected yet: {why}")));
-        }
-        let settings = self.redis.settings();
-        match super::link::AsyncConn::open(self.redis.deployment(), settings).await {
-            Ok(opened) => {
-                slot.down.set(None);
-                *conn = Some(opened.clone());
-                Ok((opened, false))
-            }
-            Err(err) => {
-                let (kind, message) = describe(&err, settings.connect_timeout);
-                slot.down.set(Some(message.clone()));
-                Err(self.redis.fault(operation, kind, message))
-            }
-        }
-    }
-
-    /// Drops the async connection: the next call opens a new one. A cluster's keeps
-    /// its own connections to the nodes and mends them itself.
-    #[cfg(feature = "tokio")]
-    async fn forget_async(&self) {
-        let mut conn = self.redis.aio().conn.lock().await;
-        if matches!(conn.as_ref(), Some(super::link::AsyncConn::Single(_))) {
-            *conn = None;
-        }
+        let answer = self.send_async(operation, vec![cmd.clone()]).await?;
+        self.read(operation, answer)
     }
 
     /// Counts, reports to the handle's listener and warns about a failure that
@@ -267,6 +345,25 @@ impl RedisConnection {
     pub fn fault(&self, operation: &'static str, kind: FaultKind, message: String) -> Error {
         self.redis.fault(operation, kind, message)
     }
+}
+
+/// The error of a call made less than [`RECONNECT_AFTER`](super::pool::RECONNECT_AFTER)
+/// after a failed connect.
+fn not_reconnected(why: &str) -> RedisError {
+    std::io::Error::new(std::io::ErrorKind::ConnectionRefused, format!("not reconnected yet: {why}")).into()
+}
+
+fn unknown_node(addr: &str) -> RedisError {
+    std::io::Error::new(std::io::ErrorKind::NotFound, format!("no way to connect to node {addr}")).into()
+}
+
+/// A number for each async connection opened, so that a task drops only the one that
+/// failed it.
+#[cfg(feature = "tokio")]
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl fmt::Debug for RedisConnection {

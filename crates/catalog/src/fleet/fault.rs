@@ -54,8 +54,12 @@ pub(super) fn server_error(err: &::redis::ServerError) -> (FaultKind, String) {
 }
 
 fn code_kind(code: &str) -> FaultKind {
+    use super::dispatch::{NOT_DURABLE, TIMEOUT, UNREACHABLE};
     match code {
         "OOM" => FaultKind::OutOfMemory,
+        NOT_DURABLE => FaultKind::NotDurable,
+        UNREACHABLE => FaultKind::Unreachable,
+        TIMEOUT => FaultKind::Timeout,
         // A key of ours holds a hash, a list…, or what a script found is not a record:
         // someone else wrote it.
         "WRONGTYPE" | "FOREIGN" => FaultKind::Foreign,

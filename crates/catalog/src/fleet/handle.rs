@@ -10,10 +10,11 @@ use parking_lot::Mutex;
 
 use super::builder::RedisBuilder;
 use super::connection::RedisConnection;
+use super::deployment::Deployment;
+use super::durability::Durability;
 use super::fault::describe;
-use super::link::Deployment;
 use super::pool::Pool;
-use super::url::Secrets;
+use super::settings::Settings;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
 use crate::telemetry::{EvictionListener, Fault, FaultKind};
@@ -39,24 +40,12 @@ pub struct Redis {
     shared: Arc<Shared>,
 }
 
-/// What a handle was built with, checked.
-pub(super) struct Settings {
-    /// The URL as shown, password redacted.
-    pub(super) url: String,
-    pub(super) secrets: Secrets,
-    pub(super) prefix: String,
-    pub(super) catalog_ttl: Duration,
-    pub(super) run_ttl: Duration,
-    pub(super) connect_timeout: Duration,
-    pub(super) io_timeout: Duration,
-}
-
 struct Shared {
     settings: Settings,
     deployment: Deployment,
     pool: Pool,
     #[cfg(feature = "tokio")]
-    aio: super::pool::AsyncSlot,
+    aio: super::pool::AsyncLinks,
     faults: AtomicU64,
     /// When failures are worth a line, and the latest, for the summary at drop.
     log: Mutex<(EvictionLog, Option<Fault>)>,
@@ -75,7 +64,7 @@ impl Redis {
             deployment,
             pool: Pool::new(pool_size),
             #[cfg(feature = "tokio")]
-            aio: super::pool::AsyncSlot::new(),
+            aio: super::pool::AsyncLinks::new(),
             faults: AtomicU64::new(0),
             log: Mutex::new((EvictionLog::new(), None)),
             listener: ListenerSlot::new(listener),
@@ -120,6 +109,37 @@ impl Redis {
         self.shared.settings.run_ttl
     }
 
+    /// How many copies of a write the handle waits for: see [`Durability`].
+    pub fn durability(&self) -> Durability {
+        self.shared.settings.durability
+    }
+
+    /// How long a call waits for a failover before it fails: see
+    /// [`RedisBuilder::failover_window`].
+    pub fn failover_window(&self) -> Duration {
+        self.shared.deployment.window()
+    }
+
+    /// The masters commands go to now, each with the number of replicas it has (as last
+    /// seen), as `host:port` (a cluster) or the URL (one server). For startup logs and
+    /// status pages.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").build()?;
+    /// for (master, replicas) in redis.masters() {
+    ///     println!("{master}: {replicas} replicas");
+    /// }
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    pub fn masters(&self) -> Vec<(String, usize)> {
+        let topology = self.shared.deployment.topology();
+        topology.masters().iter().map(|m| (m.addr.to_string(), m.replicas)).collect()
+    }
+
     /// Failed operations so far, of everything built on this handle.
     pub fn faults(&self) -> u64 {
         self.shared.faults.load(Ordering::Relaxed)
@@ -149,7 +169,7 @@ impl Redis {
     }
 
     #[cfg(feature = "tokio")]
-    pub(super) fn aio(&self) -> &super::pool::AsyncSlot {
+    pub(super) fn aio(&self) -> &super::pool::AsyncLinks {
         &self.shared.aio
     }
 
@@ -223,6 +243,7 @@ impl fmt::Debug for Redis {
             .field("prefix", &self.shared.settings.prefix)
             .field("catalog_ttl", &self.shared.settings.catalog_ttl)
             .field("run_ttl", &self.shared.settings.run_ttl)
+            .field("durability", &self.shared.settings.durability)
             .field("faults", &self.faults())
             .finish_non_exhaustive()
     }

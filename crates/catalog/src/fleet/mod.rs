@@ -9,19 +9,25 @@ mod builder;
 mod catalog;
 mod checks;
 mod connection;
+mod deployment;
+mod dispatch;
+mod durability;
 mod fault;
 mod handle;
 mod link;
 mod pool;
+mod settings;
 mod startup;
 mod url;
 
 pub use self::builder::{
-    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE,
-    DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
+    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_DURABILITY_TIMEOUT,
+    DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL,
+    ENV_REDIS_CATALOG_TTL, ENV_REDIS_DURABILITY, ENV_REDIS_FAILOVER_WINDOW, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
     ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, RedisBuilder,
 };
 pub use self::catalog::RedisCatalog;
 pub use self::connection::RedisConnection;
+pub use self::durability::Durability;
 pub use self::fault::server_error_of;
 pub use self::handle::Redis;

@@ -1,17 +1,20 @@
-//! The connections a handle keeps: a few sync ones, so that threads do not take turns
-//! on one, and (feature `tokio`) one multiplexed async one, which every task shares.
-//! Both are opened when first needed and again after an error that may have broken
-//! them.
+//! The connections a handle keeps: a few sets of sync ones, so that threads do not take
+//! turns on one (each set has a connection per node it has sent to), and (feature
+//! `tokio`) one multiplexed async connection per node, which every task shares. All are
+//! opened when first needed and again after an error that may have broken them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use ::redis::Connection;
 use parking_lot::{Mutex, MutexGuard};
 
-use super::link::SyncConn;
+use super::deployment::Addr;
 
-/// After a failed connect, how long calls fail at once instead of trying again: a
-/// server that is down must not cost every registration a connect timeout.
+/// After a failed connect to one server: how long calls fail at once instead of trying
+/// again, so that a server that is down does not cost every registration a connect
+/// timeout. (A cluster's nodes are waited for through the failover window instead.)
 pub(super) const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 
 /// After a failed connect: until when calls fail at once, and why.
@@ -27,14 +30,21 @@ impl Down {
 
     /// A connect failed (`Some`), or succeeded.
     pub(super) fn set(&self, why: Option<String>) {
-        *self.0.lock() = why.map(|why| (Instant::now() + RECONNECT_AFTER, why));
+        let mut down = self.0.lock();
+        if why.is_some() || down.is_some() {
+            *down = why.map(|why| (Instant::now() + RECONNECT_AFTER, why));
+        }
     }
 }
 
-/// Sync connections, each in a slot of its own: a call takes a free slot, or waits for
-/// one when all are busy.
+/// One thread's sync connections: one per node it has sent to.
+pub(super) type Links = HashMap<Addr, Connection>;
+
+/// Sets of sync connections, each in a slot of its own: a call takes a free slot, or
+/// waits for one when all are busy.
 pub(super) struct Pool {
-    slots: Box<[Mutex<Option<SyncConn>>]>,
+    first: Mutex<Links>,
+    rest: Box<[Mutex<Links>]>,
     /// Where the next call starts looking, so that calls spread over the slots.
     next: AtomicUsize,
     pub(super) down: Down,
@@ -43,50 +53,63 @@ pub(super) struct Pool {
 impl Pool {
     pub(super) fn new(size: usize) -> Self {
         Pool {
-            slots: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            first: Mutex::new(Links::new()),
+            rest: (1..size).map(|_| Mutex::new(Links::new())).collect(),
             next: AtomicUsize::new(0),
             down: Down::default(),
         }
     }
 
-    /// A slot: the first free one holding a connection, from a rotating start; else
-    /// the first free one; else, when all are busy, the one at the start, waited for.
-    /// Open connections are reused before new ones are opened.
-    #[expect(clippy::indexing_slicing, reason = "a pool has at least one slot (`new`), and `% n` is below n")]
-    pub(super) fn slot(&self) -> MutexGuard<'_, Option<SyncConn>> {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let n = self.slots.len();
-        let mut empty = None;
-        for i in 0..n {
-            let at = (start + i) % n;
-            if let Some(guard) = self.slots[at].try_lock() {
-                if guard.is_some() {
-                    return guard;
-                }
-                empty = empty.or(Some(at));
-            }
-        }
-        empty.and_then(|at| self.slots[at].try_lock()).unwrap_or_else(|| self.slots[start % n].lock())
+    fn slots(&self) -> impl Iterator<Item = &Mutex<Links>> + Clone {
+        std::iter::once(&self.first).chain(self.rest.iter())
     }
 
-    /// How many slots hold an open connection (busy ones count as open).
+    /// A slot: the first free one holding connections, from a rotating start; else the
+    /// first free one; else, when all are busy, the one at the start, waited for. Open
+    /// connections are reused before new ones are opened.
+    pub(super) fn slot(&self) -> MutexGuard<'_, Links> {
+        let n = 1 + self.rest.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut empty = None;
+        for slot in self.slots().cycle().skip(start).take(n) {
+            if let Some(guard) = slot.try_lock() {
+                if !guard.is_empty() {
+                    return guard;
+                }
+                empty = empty.or(Some(slot));
+            }
+        }
+        let waited = self.slots().nth(start).unwrap_or(&self.first);
+        empty.and_then(Mutex::try_lock).unwrap_or_else(|| waited.lock())
+    }
+
+    /// How many connections are open (those of busy slots count as open).
     pub(super) fn open(&self) -> usize {
-        self.slots.iter().filter(|slot| slot.try_lock().is_none_or(|conn| conn.is_some())).count()
+        self.slots().map(|slot| slot.try_lock().map_or(1, |links| links.len())).sum()
     }
 }
 
-/// The async connection: one, multiplexed, shared by clones.
+/// One node's async connection, with the number it was opened under; a tokio lock, held
+/// while the connection opens, so that one task opens it and the others wait for it
+/// rather than each opening one.
 #[cfg(feature = "tokio")]
-pub(super) struct AsyncSlot {
-    /// A tokio lock: held while a connection opens, so that one task opens it and the
-    /// others wait for it rather than each opening one.
-    pub(super) conn: tokio::sync::Mutex<Option<super::link::AsyncConn>>,
+pub(super) type AsyncSlot = std::sync::Arc<tokio::sync::Mutex<Option<(super::link::AsyncConn, u64)>>>;
+
+/// The async connections: one per node, multiplexed, shared by clones.
+#[cfg(feature = "tokio")]
+pub(super) struct AsyncLinks {
+    nodes: Mutex<HashMap<Addr, AsyncSlot>>,
     pub(super) down: Down,
 }
 
 #[cfg(feature = "tokio")]
-impl AsyncSlot {
+impl AsyncLinks {
     pub(super) fn new() -> Self {
-        AsyncSlot { conn: tokio::sync::Mutex::new(None), down: Down::default() }
+        AsyncLinks { nodes: Mutex::new(HashMap::new()), down: Down::default() }
+    }
+
+    /// The slot of `addr`'s connection.
+    pub(super) fn node(&self, addr: &Addr) -> AsyncSlot {
+        std::sync::Arc::clone(self.nodes.lock().entry(std::sync::Arc::clone(addr)).or_default())
     }
 }
