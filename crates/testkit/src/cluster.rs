@@ -27,6 +27,18 @@ pub struct RedisCluster {
     // Declared first: the processes die before their directories go.
     nodes: Vec<Node>,
     dir: Scratch,
+    options: ClusterOptions,
+}
+
+/// How [`RedisCluster::start_with`] starts its nodes.
+#[derive(Clone, Debug, Default)]
+pub struct ClusterOptions {
+    /// A password on every node (`requirepass` and `masterauth`): URLs carry it, and the
+    /// harness sends it.
+    pub password: Option<String>,
+    /// The append-only file on, fsynced at every write (`appendonly yes`, `appendfsync
+    /// always`), as a production cluster runs; off by default, as persistence is.
+    pub append_only: bool,
 }
 
 #[derive(Debug)]
@@ -63,19 +75,32 @@ impl RedisCluster {
     /// If `masters` is below 3 (`redis-cli --cluster create` needs 3), a node does not
     /// start, `redis-cli --cluster create` fails, or the cluster is not ok within 30 s.
     pub fn start(masters: usize, replicas_per_master: usize) -> Self {
+        Self::start_with(masters, replicas_per_master, ClusterOptions::default())
+    }
+
+    /// As [`start`](Self::start), with a password on every node or the append-only
+    /// file on.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_with(masters: usize, replicas_per_master: usize, options: ClusterOptions) -> Self {
         assert!(masters >= 3, "a cluster needs at least 3 masters, not {masters}");
         let dir = Scratch::new("cluster");
         let count = masters * (1 + replicas_per_master);
         let nodes = free_cluster_ports(count).into_iter().map(|port| Node { port, process: None }).collect();
-        let mut cluster = RedisCluster { nodes, dir };
+        let mut cluster = RedisCluster { nodes, dir, options };
         for node in &mut cluster.nodes {
-            node.process = Some(spawn_node(&cluster.dir, node.port));
+            node.process = Some(spawn_node(&cluster.dir, node.port, &cluster.options));
         }
         for i in 0..cluster.nodes.len() {
             cluster.wait_node(i);
         }
 
         let mut create = Command::new("redis-cli");
+        if let Some(password) = &cluster.options.password {
+            create.args(["-a", password, "--no-auth-warning"]);
+        }
         create.arg("--cluster").arg("create");
         create.args(cluster.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
         create.args(["--cluster-replicas", &replicas_per_master.to_string(), "--cluster-yes"]);
@@ -92,7 +117,7 @@ impl RedisCluster {
         let converged = wait_until(CLUSTER_DEADLINE, || {
             cluster.check_ok()?;
             for port in cluster.live_ports() {
-                let lines = cluster_nodes(port)?;
+                let lines = cluster_nodes(port, cluster.auth())?;
                 let seen_masters = lines.iter().filter(|l| l.master && l.has_slots && !l.failing).count();
                 let seen_replicas = lines.iter().filter(|l| l.replica && !l.failing).count();
                 if (seen_masters, seen_replicas) != (masters, replicas) {
@@ -102,7 +127,7 @@ impl RedisCluster {
                 }
             }
             for port in cluster.live_ports() {
-                let replication = info(port, "replication")?;
+                let replication = info(port, "replication", cluster.auth())?;
                 if replication.contains("role:slave") && !replication.contains("master_link_status:up") {
                     return Err(format!("replica {port} is not in sync with its master yet"));
                 }
@@ -126,7 +151,8 @@ impl RedisCluster {
             let node = &mut self.nodes[i];
             let port = node.port;
             let process = node.process.as_mut().unwrap();
-            match process.wait_ready(Duration::from_secs(10), || ping(port)) {
+            let auth = self.options.password.clone();
+            match process.wait_ready(Duration::from_secs(10), || ping(port, auth.as_deref())) {
                 Ok(()) => return,
                 Err(StartFailure::PortTaken) if attempt < PORT_ATTEMPTS => {
                     let taken: Vec<u16> = self.nodes.iter().map(|n| n.port).collect();
@@ -136,7 +162,7 @@ impl RedisCluster {
                             break port;
                         }
                     };
-                    self.nodes[i] = Node { port, process: Some(spawn_node(&self.dir, port)) };
+                    self.nodes[i] = Node { port, process: Some(spawn_node(&self.dir, port, &self.options)) };
                 }
                 Err(StartFailure::PortTaken) => panic!("cluster node on port {port}: address already in use"),
                 Err(StartFailure::Other(why)) => panic!("cluster node on port {port} {why}"),
@@ -152,12 +178,21 @@ impl RedisCluster {
     /// If no node answers, or none sees a master.
     pub fn seed_url(&self) -> String {
         let port = *self.masters().first().unwrap_or_else(|| panic!("no master in the cluster"));
-        url(port)
+        self.url(port)
+    }
+
+    /// `redis://[:<password>@]127.0.0.1:<port>/`: the URL of the node on `port`.
+    pub fn url(&self, port: u16) -> String {
+        url(port, self.auth())
+    }
+
+    fn auth(&self) -> Option<&str> {
+        self.options.password.as_deref()
     }
 
     /// `redis://127.0.0.1:<port>/` for each of [`masters`](Self::masters).
     pub fn urls(&self) -> Vec<String> {
-        self.masters().into_iter().map(url).collect()
+        self.masters().into_iter().map(|port| self.url(port)).collect()
     }
 
     /// Every node's port, in the order they were given to `redis-cli --cluster
@@ -205,7 +240,7 @@ impl RedisCluster {
     fn view(&self) -> Vec<NodeLine> {
         let mut last = String::from("no live node");
         for port in self.live_ports() {
-            match cluster_nodes(port) {
+            match cluster_nodes(port, self.auth()) {
                 Ok(lines) => return lines,
                 Err(err) => last = err,
             }
@@ -222,7 +257,8 @@ impl RedisCluster {
     /// node is paused).
     pub fn cli(&self, port: u16, args: &[&str]) -> String {
         let port = port.to_string();
-        redis_cli(&[&["-h", "127.0.0.1", "-p", &port][..], args].concat())
+        let auth: Vec<&str> = self.auth().map(|password| vec!["-a", password, "--no-auth-warning"]).unwrap_or_default();
+        redis_cli(&[&["-h", "127.0.0.1", "-p", &port][..], &auth, args].concat())
     }
 
     /// How many keys match `pattern` (a `SCAN MATCH` pattern) over every master.
@@ -235,7 +271,7 @@ impl RedisCluster {
             .into_iter()
             .map(|port| {
                 let scan = || -> redis::RedisResult<usize> {
-                    let mut conn = connect(port)?;
+                    let mut conn = connect(port, self.auth())?;
                     let cmd = redis::cmd("SCAN").cursor_arg(0).arg("MATCH").arg(pattern).arg("COUNT").arg(1000).clone();
                     Ok(cmd.iter::<String>(&mut conn)?.count())
                 };
@@ -263,6 +299,38 @@ impl RedisCluster {
         if let Some(mut process) = self.nodes[i].process.take() {
             process.kill();
         }
+    }
+
+    /// Starts the node on `port` again, after [`kill`](Self::kill), on its own port and
+    /// directory: it rejoins the cluster (as a replica of whoever took its slots over),
+    /// and this waits until it answers.
+    ///
+    /// # Panics
+    ///
+    /// If no node of the cluster is on `port`, it still runs, or it does not come up
+    /// within 10 s.
+    pub fn restart(&mut self, port: u16) {
+        let i = self.index(port);
+        assert!(self.nodes[i].process.is_none(), "the node on {port} still runs");
+        let mut process = spawn_node(&self.dir, port, &self.options);
+        let auth = self.options.password.clone();
+        if let Err(StartFailure::PortTaken | StartFailure::Other(_)) =
+            process.wait_ready(Duration::from_secs(10), || ping(port, auth.as_deref()))
+        {
+            panic!("the node on {port} did not come back; its log ends:\n{}", process.log_tail());
+        }
+        self.nodes[i].process = Some(process);
+    }
+
+    /// How many keys the node on `port` holds (`DBSIZE`).
+    ///
+    /// # Panics
+    ///
+    /// If it does not answer within 1 s.
+    pub fn dbsize(&self, port: u16) -> usize {
+        connect(port, self.auth())
+            .and_then(|mut conn| redis::cmd("DBSIZE").query(&mut conn))
+            .unwrap_or_else(|err| panic!("node {port} did not answer DBSIZE: {err}"))
     }
 
     /// Stops the node on `port` (`SIGSTOP`): connections stay open and nothing
@@ -297,13 +365,79 @@ impl RedisCluster {
     pub fn failover(&self, replica: u16) {
         let old_master = self.view().into_iter().find(|l| l.port == replica).and_then(|l| l.master_id);
         let reply: redis::RedisResult<String> =
-            connect(replica).and_then(|mut conn| redis::cmd("CLUSTER").arg("FAILOVER").query(&mut conn));
+            connect(replica, self.auth()).and_then(|mut conn| redis::cmd("CLUSTER").arg("FAILOVER").query(&mut conn));
         if let Err(err) = reply {
             panic!("CLUSTER FAILOVER on {replica} failed: {err}");
         }
+        self.wait_took_over(replica, old_master);
+    }
+
+    /// Promotes the replica on `replica` with `CLUSTER FAILOVER FORCE`: at once, without
+    /// the handover with its master, so that writes its master acknowledged and had not
+    /// sent it yet are lost (the old master, still up, becomes its replica and syncs
+    /// from it). Waits as [`failover`](Self::failover) does.
+    ///
+    /// # Panics
+    ///
+    /// As [`failover`](Self::failover).
+    pub fn failover_force(&self, replica: u16) {
+        let old_master = self.view().into_iter().find(|l| l.port == replica).and_then(|l| l.master_id);
+        let reply: redis::RedisResult<String> = connect(replica, self.auth())
+            .and_then(|mut conn| redis::cmd("CLUSTER").arg("FAILOVER").arg("FORCE").query(&mut conn));
+        if let Err(err) = reply {
+            panic!("CLUSTER FAILOVER FORCE on {replica} failed: {err}");
+        }
+        self.wait_took_over(replica, old_master);
+    }
+
+    /// Waits until every live node sees the node on `replica` as a master with slots,
+    /// and the cluster is ok: after its master was killed, the cluster's own failover.
+    ///
+    /// # Panics
+    ///
+    /// If that does not happen within 30 s.
+    pub fn wait_master(&self, replica: u16) {
+        self.wait_took_over(replica, None);
+    }
+
+    /// The node id of the node on `port`.
+    ///
+    /// # Panics
+    ///
+    /// If no live node knows it.
+    pub fn id(&self, port: u16) -> String {
+        self.view().into_iter().find(|l| l.port == port).map(|l| l.id).unwrap_or_else(|| panic!("no node on {port}"))
+    }
+
+    /// Moves `slots` slots from the master on `from` to the master on `to` with
+    /// `redis-cli --cluster reshard`, keys included, and returns when it is done.
+    ///
+    /// # Panics
+    ///
+    /// If `redis-cli` fails or takes more than 5 minutes.
+    pub fn reshard(&self, from: u16, to: u16, slots: usize) {
+        let (from, to) = (self.id(from), self.id(to));
+        let mut cmd = Command::new("redis-cli");
+        if let Some(password) = self.auth() {
+            cmd.args(["-a", password, "--no-auth-warning"]);
+        }
+        let seed = format!("127.0.0.1:{}", self.masters()[0]);
+        cmd.args(["--cluster", "reshard", &seed, "--cluster-from", &from, "--cluster-to", &to]);
+        cmd.args(["--cluster-slots", &slots.to_string(), "--cluster-yes"]);
+        let out = run(cmd, Duration::from_secs(300), REDIS_CLI);
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster reshard failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).lines().rev().take(5).collect::<Vec<_>>().join("\n"),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    fn wait_took_over(&self, replica: u16, old_master: Option<String>) {
         let done = wait_until(CLUSTER_DEADLINE, || {
             for port in self.live_ports() {
-                let lines = cluster_nodes(port)?;
+                let lines = cluster_nodes(port, self.auth())?;
                 let line =
                     lines.iter().find(|l| l.port == replica).ok_or(format!("node {port} does not know {replica}"))?;
                 if !(line.master && line.has_slots) {
@@ -339,7 +473,7 @@ impl RedisCluster {
 
     fn check_ok(&self) -> Result<(), String> {
         for port in self.live_ports() {
-            let info = cluster_info(port)?;
+            let info = cluster_info(port, self.auth())?;
             if info.get("cluster_state").map(String::as_str) != Some("ok")
                 || info.get("cluster_slots_ok").map(String::as_str) != Some("16384")
             {
@@ -379,7 +513,7 @@ impl RedisCluster {
 }
 
 /// Starts one node on `port`, in `<cluster dir>/<port>`.
-fn spawn_node(cluster_dir: &Scratch, port: u16) -> Server {
+fn spawn_node(cluster_dir: &Scratch, port: u16, options: &ClusterOptions) -> Server {
     let dir = cluster_dir.path().join(port.to_string());
     std::fs::create_dir_all(&dir).unwrap();
     let d = dir.display();
@@ -407,11 +541,22 @@ fn spawn_node(cluster_dir: &Scratch, port: u16) -> Server {
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
+    let mut args = args;
+    if let Some(password) = &options.password {
+        args.extend(["--requirepass", password, "--masterauth", password].map(str::to_owned));
+    }
+    if options.append_only {
+        // The last pair given wins: `appendonly no` above is overridden.
+        args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(str::to_owned));
+    }
     Server::spawn(&args, &dir.join("redis.log"))
 }
 
-fn url(port: u16) -> String {
-    format!("redis://127.0.0.1:{port}/")
+fn url(port: u16, password: Option<&str>) -> String {
+    match password {
+        Some(password) => format!("redis://:{password}@127.0.0.1:{port}/"),
+        None => format!("redis://127.0.0.1:{port}/"),
+    }
 }
 
 fn sorted(ports: impl Iterator<Item = u16>) -> Vec<u16> {
@@ -421,38 +566,40 @@ fn sorted(ports: impl Iterator<Item = u16>) -> Vec<u16> {
 }
 
 /// A plain connection to one node, with [`NODE_TIMEOUT`] on every step.
-fn connect(port: u16) -> redis::RedisResult<redis::Connection> {
-    let conn = redis::Client::open(url(port))?.get_connection_with_timeout(NODE_TIMEOUT)?;
+fn connect(port: u16, password: Option<&str>) -> redis::RedisResult<redis::Connection> {
+    let conn = redis::Client::open(url(port, password))?.get_connection_with_timeout(NODE_TIMEOUT)?;
     conn.set_read_timeout(Some(NODE_TIMEOUT))?;
     conn.set_write_timeout(Some(NODE_TIMEOUT))?;
     Ok(conn)
 }
 
-fn ping(port: u16) -> bool {
-    connect(port).and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn)).is_ok_and(|pong| pong == "PONG")
+fn ping(port: u16, password: Option<&str>) -> bool {
+    connect(port, password)
+        .and_then(|mut conn| redis::cmd("PING").query::<String>(&mut conn))
+        .is_ok_and(|pong| pong == "PONG")
 }
 
 /// `CLUSTER <what>` on one node.
-fn cluster(port: u16, what: &str) -> Result<String, String> {
-    connect(port)
+fn cluster(port: u16, what: &str, password: Option<&str>) -> Result<String, String> {
+    connect(port, password)
         .and_then(|mut conn| redis::cmd("CLUSTER").arg(what).query(&mut conn))
         .map_err(|err| format!("node {port} did not answer CLUSTER {what}: {err}"))
 }
 
 /// `INFO <section>` on one node.
-fn info(port: u16, section: &str) -> Result<String, String> {
-    connect(port)
+fn info(port: u16, section: &str, password: Option<&str>) -> Result<String, String> {
+    connect(port, password)
         .and_then(|mut conn| redis::cmd("INFO").arg(section).query(&mut conn))
         .map_err(|err| format!("node {port} did not answer INFO {section}: {err}"))
 }
 
-fn cluster_info(port: u16) -> Result<HashMap<String, String>, String> {
-    let text = cluster(port, "INFO")?;
+fn cluster_info(port: u16, password: Option<&str>) -> Result<HashMap<String, String>, String> {
+    let text = cluster(port, "INFO", password)?;
     Ok(text.lines().filter_map(|l| l.trim().split_once(':')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
 }
 
-fn cluster_nodes(port: u16) -> Result<Vec<NodeLine>, String> {
-    let text = cluster(port, "NODES")?;
+fn cluster_nodes(port: u16, password: Option<&str>) -> Result<Vec<NodeLine>, String> {
+    let text = cluster(port, "NODES", password)?;
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|l| parse_node_line(l).ok_or(format!("node {port}: {l:?}")))

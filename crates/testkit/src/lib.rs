@@ -27,7 +27,7 @@ mod redis_server;
 mod tls;
 
 pub use capture::{captured, warnings};
-pub use cluster::RedisCluster;
+pub use cluster::{ClusterOptions, RedisCluster};
 pub use proxy::LosingProxy;
 pub use redis_server::RedisServer;
 pub use tls::TlsServer;

@@ -1,7 +1,7 @@
 //! Where a handle's commands go: one server, or (feature `cluster`) the master that
 //! serves each of a Redis Cluster's 16,384 slots, with how many replicas each has.
 //!
-//! The slot map is read with `CLUSTER SLOTS` when the handle is built, and again when a
+//! The slot map is read with `CLUSTER NODES` when the handle is built, and again when a
 //! node answers that a slot moved, stops answering, or leaves a write short of its
 //! replicas: a failover or a resharding changes it under a running fleet. Nothing here
 //! does I/O; the connection asks the questions this module writes and hands it the
@@ -74,65 +74,85 @@ impl Topology {
         &self.masters
     }
 
-    /// The cluster's slot map from an answer to `CLUSTER SLOTS` asked of `asked`
-    /// (`[[start, end, [ip, port, id, …], replica…], …]`; an empty ip is the node
-    /// asked), each master's connection derived from `seed`.
+    /// The cluster's slot map from an answer to `CLUSTER NODES` asked of `asked`, each
+    /// master's connection derived from `seed`: the masters and the slots each serves,
+    /// and each master's replicas that no node reports failing. (`CLUSTER SLOTS` leaves
+    /// out a replica whose replication offset the node asked has not heard of yet, as
+    /// right after the cluster starts: a replica there would go uncounted.)
     #[cfg(feature = "cluster")]
-    pub(super) fn from_cluster_slots(
-        answer: &Value,
+    pub(super) fn from_cluster_nodes(
+        text: &str,
         asked: &Single,
         seed: &Single,
         certs: Option<&Certs>,
     ) -> Result<Self, String> {
-        let Value::Array(ranges) = answer else { return Err(format!("CLUSTER SLOTS answered {answer:?}")) };
+        let lines: Vec<NodeLine<'_>> = text.lines().filter_map(NodeLine::parse).collect();
         let mut masters: Vec<Master> = Vec::new();
         let mut slots = vec![NONE; usize::from(SLOTS)].into_boxed_slice();
-        for range in ranges {
-            let bad = || format!("CLUSTER SLOTS answered a range {range:?}");
-            let Value::Array(fields) = range else { return Err(bad()) };
-            let [Value::Int(start), Value::Int(end), master, replicas @ ..] = fields.as_slice() else {
-                return Err(bad());
+        for line in lines.iter().filter(|line| line.has("master") && !line.slots.is_empty()) {
+            let host = match line.host {
+                "" => asked_host(asked).ok_or("no address for a node")?,
+                host => host.to_owned(),
             };
-            let (host, port) = host_port(master, asked).ok_or_else(bad)?;
-            let addr: Addr = format!("{host}:{port}").into();
-            let at = match masters.iter().position(|m| m.addr == addr) {
-                Some(at) => at,
-                None => {
-                    let node = node(seed, &host, port, certs).map_err(|err| err.to_string())?;
-                    masters.push(Master { addr, node, replicas: replicas.len() });
-                    masters.len() - 1
-                }
-            };
-            let at = u16::try_from(at).map_err(|_| bad())?;
-            let (start, end) = (usize::try_from(*start).map_err(|_| bad())?, usize::try_from(*end).map_err(|_| bad())?);
-            for slot in slots.get_mut(start..=end).ok_or_else(bad)? {
-                *slot = at;
+            let node = node(seed, &host, line.port, certs).map_err(|err| err.to_string())?;
+            let live = |r: &&NodeLine<'_>| !r.has("fail") && !r.has("fail?") && !r.has("handshake");
+            let replicas = lines.iter().filter(|r| r.has("slave") && r.master == line.id).filter(live).count();
+            let at = u16::try_from(masters.len()).map_err(|_| "too many masters")?;
+            masters.push(Master { addr: format!("{host}:{}", line.port).into(), node, replicas });
+            for range in &line.slots {
+                let range = slots.get_mut(range.clone()).ok_or_else(|| format!("slots out of bounds: {range:?}"))?;
+                range.fill(at);
             }
         }
         if masters.is_empty() {
-            return Err("CLUSTER SLOTS answered no slot: the cluster serves none yet".to_owned());
+            return Err("CLUSTER NODES lists no master that serves slots: the cluster serves none yet".to_owned());
         }
         Ok(Topology { masters, slots })
     }
 }
 
-/// `[ip, port, …]` of a `CLUSTER SLOTS` node; an empty ip is the node asked.
+/// The host of the node asked, for a line that gives none.
 #[cfg(feature = "cluster")]
-fn host_port(node: &Value, asked: &Single) -> Option<(String, u16)> {
-    let Value::Array(fields) = node else { return None };
-    let [ip, Value::Int(port), ..] = fields.as_slice() else { return None };
-    let ip = match ip {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
-        Value::SimpleString(text) => text.clone(),
-        _ => return None,
-    };
-    let ip = match (ip.as_str(), asked.info.addr()) {
-        ("" | "?", ::redis::ConnectionAddr::Tcp(host, _) | ::redis::ConnectionAddr::TcpTls { host, .. }) => {
-            host.clone()
-        }
-        _ => ip,
-    };
-    Some((ip, u16::try_from(*port).ok()?))
+fn asked_host(asked: &Single) -> Option<String> {
+    match asked.info.addr() {
+        ::redis::ConnectionAddr::Tcp(host, _) | ::redis::ConnectionAddr::TcpTls { host, .. } => Some(host.clone()),
+        _ => None,
+    }
+}
+
+/// What a line of `CLUSTER NODES` says of its node: `<id> <ip:port@cport[,hostname]>
+/// <flags> <master> <ping-sent> <pong-recv> <config-epoch> <link-state> <slot> …`, a slot
+/// being `N` or `A-B` (or `[…]`, a slot migrating, which its owner's range still holds).
+#[cfg(feature = "cluster")]
+struct NodeLine<'a> {
+    id: &'a str,
+    host: &'a str,
+    port: u16,
+    flags: Vec<&'a str>,
+    master: &'a str,
+    slots: Vec<std::ops::RangeInclusive<usize>>,
+}
+
+#[cfg(feature = "cluster")]
+impl<'a> NodeLine<'a> {
+    fn parse(line: &'a str) -> Option<Self> {
+        let mut fields = line.split_whitespace();
+        let (id, address, flags, master) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (host, port) = address.split(['@', ',']).next()?.rsplit_once(':')?;
+        let slots = fields
+            .skip(4)
+            .filter(|slot| !slot.starts_with('['))
+            .filter_map(|slot| {
+                let (start, end) = slot.split_once('-').unwrap_or((slot, slot));
+                Some(start.parse().ok()?..=end.parse().ok()?)
+            })
+            .collect();
+        Some(NodeLine { id, host, port: port.parse().ok()?, flags: flags.split(',').collect(), master, slots })
+    }
+
+    fn has(&self, flag: &str) -> bool {
+        self.flags.contains(&flag)
+    }
 }
 
 /// The replicas an `INFO replication` answer counts (`connected_slaves:N`).
@@ -201,13 +221,13 @@ impl Deployment {
         None
     }
 
-    /// What to ask to learn where commands go now: `CLUSTER SLOTS` of a cluster node,
+    /// What to ask to learn where commands go now: `CLUSTER NODES` of a cluster node,
     /// `INFO replication` of one server (for its replicas).
     pub(super) fn refresh_cmd(&self) -> Cmd {
         let mut cmd;
         if self.cluster {
             cmd = ::redis::cmd("CLUSTER");
-            cmd.arg("SLOTS");
+            cmd.arg("NODES");
         } else {
             cmd = ::redis::cmd("INFO");
             cmd.arg("replication");
@@ -235,16 +255,16 @@ impl Deployment {
     /// slot map from now on; why not, when it cannot be.
     pub(super) fn refresh(&self, asked: &Single, answer: &Value) -> Result<(), String> {
         let current = self.topology();
+        let text = ::redis::from_redis_value::<String>(answer.clone()).map_err(|err| err.to_string())?;
         let fresh = if self.cluster {
             #[cfg(feature = "cluster")]
             {
                 let seed = self.seeds.first().ok_or("no seed")?;
-                Topology::from_cluster_slots(answer, asked, seed, self.certs.as_ref())?
+                Topology::from_cluster_nodes(&text, asked, seed, self.certs.as_ref())?
             }
             #[cfg(not(feature = "cluster"))]
             return Err(format!("{asked:?} is a cluster node"));
         } else {
-            let text = ::redis::from_redis_value::<String>(answer.clone()).map_err(|err| err.to_string())?;
             let replicas = connected_replicas(&text).ok_or("INFO replication has no connected_slaves")?;
             let mut fresh = Topology::clone(&current);
             for master in &mut fresh.masters {
@@ -398,30 +418,29 @@ mod tests {
 
     #[cfg(feature = "cluster")]
     #[test]
-    fn the_slot_map_is_read_from_cluster_slots() {
-        let node = |ip: &str, port: i64| {
-            Value::Array(vec![
-                Value::BulkString(ip.as_bytes().to_vec()),
-                Value::Int(port),
-                Value::BulkString(b"id".to_vec()),
-            ])
-        };
-        let answer = Value::Array(vec![
-            Value::Array(vec![Value::Int(0), Value::Int(5460), node("127.0.0.1", 7000), node("127.0.0.1", 7003)]),
-            Value::Array(vec![Value::Int(5461), Value::Int(10922), node("", 7001)]),
-            Value::Array(vec![Value::Int(10923), Value::Int(16383), node("127.0.0.1", 7000), node("127.0.0.1", 7004)]),
-        ]);
-        let seed = Single::plain("redis://10.0.0.9:7000/".parse::<::redis::ConnectionInfo>().unwrap());
-        let map = Topology::from_cluster_slots(&answer, &seed, &seed, None).unwrap();
-        assert_eq!(map.masters().len(), 2, "a master serving two ranges is one master");
-        assert_eq!(map.master(Some(0)).map(|m| (&*m.addr, m.replicas)), Some(("127.0.0.1:7000", 1)));
-        assert_eq!(map.master(Some(16_383)).map(|m| &*m.addr), Some("127.0.0.1:7000"));
-        assert_eq!(map.master(Some(6_000)).map(|m| (&*m.addr, m.replicas)), Some(("10.0.0.9:7001", 0)));
-        let partial = Value::Array(vec![Value::Array(vec![Value::Int(0), Value::Int(99), node("h", 1)])]);
-        let map = Topology::from_cluster_slots(&partial, &seed, &seed, None).unwrap();
+    fn the_slot_map_is_read_from_cluster_nodes() {
+        let nodes = "\
+07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:30004@31004 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
+67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 127.0.0.1:30002@31002,node-2 master - 0 1426238316232 2 connected 5461-10922 [10923->-292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f]
+292f8b365bb7edb5e285caf0b7e6ddc7265d2f4f :30003@31003 master,fail? - 0 1426238318243 3 connected 10923-16383
+e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-5459 5460
+6ec23923021cf3ffec47632106199cb7f496ce01 127.0.0.1:30005@31005 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238316232 5 connected
+824fe116063bc5fcf9f4ffd895bc17aee7731ac3 127.0.0.1:30006@31006 slave,fail 67ed2db8d677e59ec4a4cefb06858cf2a1a89fa1 0 1426238317741 6 connected
+";
+        let seed = Single::plain("redis://10.0.0.9:30001/".parse::<::redis::ConnectionInfo>().unwrap());
+        let map = Topology::from_cluster_nodes(nodes, &seed, &seed, None).unwrap();
+        assert_eq!(map.masters().len(), 3);
+        let at = |slot| map.master(Some(slot)).map(|m| (m.addr.to_string(), m.replicas));
+        assert_eq!(at(0), Some(("127.0.0.1:30001".to_owned(), 2)), "two replicas");
+        assert_eq!(at(5_460), Some(("127.0.0.1:30001".to_owned(), 2)), "a single slot");
+        assert_eq!(at(6_000), Some(("127.0.0.1:30002".to_owned(), 0)), "its replica fails");
+        assert_eq!(at(10_923), Some(("10.0.0.9:30003".to_owned(), 0)), "a migrating slot stays its owner's");
+        let partial =
+            "e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 127.0.0.1:30001@31001 myself,master - 0 0 1 connected 0-99";
+        let map = Topology::from_cluster_nodes(partial, &seed, &seed, None).unwrap();
         assert!(map.master(Some(100)).is_none(), "a slot no master serves");
-        for bad in [Value::Nil, Value::Array(vec![Value::Int(0)]), Value::Array(vec![])] {
-            assert!(Topology::from_cluster_slots(&bad, &seed, &seed, None).is_err(), "{bad:?}");
+        for bad in ["", "garbage", "e7d1 127.0.0.1:30001@31001 myself,slave - 0 0 1 connected"] {
+            assert!(Topology::from_cluster_nodes(bad, &seed, &seed, None).is_err(), "{bad:?}");
         }
     }
 }

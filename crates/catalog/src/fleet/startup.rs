@@ -54,16 +54,15 @@ struct Startup {
 }
 
 /// What the first seed is asked: whether it answers, whether it is a cluster node,
-/// which masters the cluster has and where its slots are, then the configuration
+/// which masters and replicas the cluster has and where its slots are, then the
+/// configuration
 /// [`checks`] reads.
 fn seed_commands() -> Vec<Cmd> {
     let mut info = ::redis::cmd("INFO");
     info.arg("cluster");
     let mut nodes = ::redis::cmd("CLUSTER");
     nodes.arg("NODES");
-    let mut slots = ::redis::cmd("CLUSTER");
-    slots.arg("SLOTS");
-    let mut cmds = vec![::redis::cmd("PING"), info, nodes, slots];
+    let mut cmds = vec![::redis::cmd("PING"), info, nodes];
     cmds.extend(checks::commands());
     cmds
 }
@@ -114,7 +113,6 @@ impl Startup {
         let text = |value: Option<Value>| value.and_then(|value| ::redis::from_redis_value::<String>(value).ok());
         let info = text(next()?);
         let nodes = text(next()?);
-        let slots = next()?;
         let cluster = info.is_some_and(|info| info.lines().any(|line| line.trim() == "cluster_enabled:1"));
         let checked: Answers = answers.collect();
         if !cluster {
@@ -126,7 +124,7 @@ impl Startup {
             self.findings.push(checks::read(&self.redis, checked)?);
             return self.done();
         }
-        let topology = self.slot_map(slots)?;
+        let topology = self.slot_map(nodes.as_deref().unwrap_or_default())?;
         // Masters found failing are not asked (nor is anything sent to them until the
         // slot map says they serve again); a node that lists none is checked itself.
         let mut masters = nodes.as_deref().map(healthy_masters).unwrap_or_default();
@@ -141,14 +139,13 @@ impl Startup {
         self.next_master()
     }
 
-    /// The slot map from the seed's answer to `CLUSTER SLOTS`.
-    fn slot_map(&self, slots: Option<Value>) -> Result<Topology, Error> {
+    /// The slot map from the seed's answer to `CLUSTER NODES`.
+    fn slot_map(&self, nodes: &str) -> Result<Topology, Error> {
         let redis = &self.redis;
         #[cfg(feature = "cluster")]
         {
             let seed = self.seeds.first().ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))?;
-            let slots = slots.unwrap_or(Value::Nil);
-            Topology::from_cluster_slots(&slots, seed, seed, self.certs.as_ref()).map_err(|message| Error::Redis {
+            Topology::from_cluster_nodes(nodes, seed, seed, self.certs.as_ref()).map_err(|message| Error::Redis {
                 url: redis.url().to_owned(),
                 operation: CONNECT,
                 message: redis.scrub(&message),
@@ -156,7 +153,7 @@ impl Startup {
         }
         #[cfg(not(feature = "cluster"))]
         {
-            let _ = slots;
+            let _ = nodes;
             let message =
                 "the server is a node of a Redis Cluster: that needs the `cluster` feature of idempotency-catalog"
                     .to_owned();
