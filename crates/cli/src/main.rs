@@ -3,7 +3,8 @@
 //! - `hash`: a key's digest, as `IdempotencyKey::derive` computes it;
 //! - `lookup`: what the shared catalog on Redis knows of digests (key, scope, TTL), and
 //!   with `--task` which run holds each key;
-//! - `reset`: forgets a task's key, so that its next trigger makes a new run;
+//! - `reset`: forgets a task's key, so that its next trigger makes a new run (with
+//!   `--run`, only while that run holds it);
 //! - `stats`: how many catalog entries, claims and run records Redis holds, and about
 //!   how much memory each kind takes.
 //!
@@ -17,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use idempotency_sdk::catalog::{RedisBuilder, RedisCatalog};
 use idempotency_sdk::{
-    Catalog as _, CatalogBuilder, Digest, IdempotencyKey, LocalEngine, ResetTarget, RunContext, RunRecord, Scope,
+    Catalog as _, CatalogBuilder, Digest, IdempotencyKey, LocalEngine, ResetTarget, RunContext, RunId, RunRecord, Scope,
 };
 use serde_json::{Value, json};
 
@@ -29,7 +30,7 @@ Exit codes:
   1  error: Redis unreachable or refused a command, a bad digest or key, bad settings
   2  usage error (unknown or missing arguments)
   3  lookup: a digest is unknown (no catalog entry, and with --task no run holds it);
-     reset: no key was held";
+     reset: no key was held (with --run: that run does not hold the key)";
 
 /// Exit code of `lookup` when a digest is unknown, and of `reset` when nothing was held.
 const NOT_FOUND: u8 = 3;
@@ -171,6 +172,11 @@ struct ResetArgs {
     scope: Option<ScopeArg>,
     #[command(flatten)]
     run: RunArgs,
+    /// Reset only while this run holds the key (`run_…`, as `lookup --task` shows it):
+    /// a reset meant for a run whose key has expired since, and is now held by a newer
+    /// run, frees nothing. Exit 3 when the run does not hold the key.
+    #[arg(long = "run", value_name = "RUN_ID")]
+    held_by: Option<String>,
     #[command(flatten)]
     redis: RedisArgs,
 }
@@ -399,20 +405,29 @@ fn reset(args: &ResetArgs, json: bool) -> Result<u8, Failure> {
         (None, Some(scope)) => ResetTarget::Raw { parts: &parts, scope, run: run.as_ref() },
         (None, None) => return Err("name the key with --digest D, or --key K --scope S".into()),
     };
+    let held_by: Option<RunId> = args.held_by.as_deref().map(str::parse).transpose()?;
     let redis = args.redis.connect()?;
     let engine = LocalEngine::on_redis(&redis)?;
     let holder = engine.holder(&args.task, target.clone())?;
-    let held = engine.reset_key(&args.task, target)?;
+    let held = match held_by {
+        Some(run) => engine.reset_key_held_by(&args.task, target, run)?,
+        None => engine.reset_key(&args.task, target)?,
+    };
     if json {
         let value = json!({
             "task": args.task,
             "held": held,
             "run": holder.as_ref().filter(|_| held).map(|r| r.id.to_string()),
+            "held_by": held_by.map(|run| run.to_string()),
         });
         out(&value.to_string())?;
     } else if held {
         let by = holder.map(|r| format!(" (by {} {})", r.id, r.status)).unwrap_or_default();
         out(&format!("reset: the key was held{by}; the next trigger makes a new run"))?;
+    } else if let Some(run) = held_by {
+        let now =
+            holder.map_or_else(|| "no run holds it".to_owned(), |r| format!("it is held by {} {}", r.id, r.status));
+        out(&format!("reset: run {run} does not hold the key ({now}); nothing was reset"))?;
     } else {
         out("reset: no key was held")?;
     }

@@ -204,6 +204,28 @@ fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
     assert!(!engine.trigger(&batch).unwrap()[0].cached);
     let gone = cli(&["--json", "reset", "--redis", &url, "--task", "refund", "--digest", &digest], "");
     assert_eq!((gone.code, gone.json()["held"].clone()), (3, Value::Bool(false)));
+    // Fenced by the run expected: another run frees nothing (exit 3, the holder named);
+    // the holder frees it.
+    let held = engine.trigger(&batch).unwrap()[0];
+    let stale = run.id.to_string();
+    let out = cli(&["reset", "--redis", &url, "--task", "charge", "--digest", &digest, "--run", &stale], "");
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("run {stale} does not hold the key (it is held by {}", held.id)),
+        "{}",
+        out.stdout
+    );
+    assert!(engine.trigger(&batch).unwrap()[0].cached, "the newer run still holds the key");
+    let ours = held.id.to_string();
+    let out = cli(&["--json", "reset", "--redis", &url, "--task", "charge", "--digest", &digest, "--run", &ours], "");
+    assert_eq!(
+        (out.code, out.json()["held"].clone(), out.json()["held_by"].clone()),
+        (0, Value::Bool(true), Value::from(ours))
+    );
+    assert!(!engine.trigger(&batch).unwrap()[0].cached);
+    let out = cli(&["reset", "--redis", &url, "--task", "charge", "--digest", &digest, "--run", "run_x"], "");
+    assert_eq!(out.code, 1, "a run id that does not parse: {}", out.stderr);
+    assert!(out.stderr.contains("invalid run id"), "{}", out.stderr);
     // A run-scoped key needs its run: an error, not a guess.
     let out = cli(&["reset", "--redis", &url, "--task", "charge", "--key", "k", "--scope", "run"], "");
     assert_eq!(out.code, 1, "{}", out.stderr);

@@ -256,3 +256,20 @@ fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_key
     let again = engine.trigger(&batches[0]).unwrap()[0];
     assert!(again.cached && again.id == ids[0]);
 }
+
+#[test]
+fn a_reset_held_by_a_run_frees_only_that_runs_key() {
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+    let engine = LocalEngine::new();
+    let key = sdk.create_key("k", Scope::Global);
+    let run = engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].id;
+    let other = engine.trigger(&one_item(&sdk, sdk.create_key("other", Scope::Global), None)).unwrap()[0].id;
+    assert!(!engine.reset_key_held_by("task", ResetTarget::Key(&key), other).unwrap());
+    // A shared store's id with the same number is not this engine's run.
+    let fleet: RunId = format!("run_{:032x}{:016x}", 7, run.to_string()[4..].parse::<u64>().unwrap()).parse().unwrap();
+    assert!(!engine.reset_key_held_by("task", ResetTarget::Key(&key), fleet).unwrap());
+    assert!(!engine.reset_key_held_by("another-task", ResetTarget::Key(&key), run).unwrap());
+    assert!(engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].cached);
+    assert!(engine.reset_key_held_by("task", ResetTarget::Key(&key), run).unwrap());
+    assert!(!engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].cached);
+}

@@ -388,3 +388,29 @@ fn two_workers_see_the_same_payload_mismatches_as_one_process_under_each_policy(
         }
     }
 }
+
+/// The issue that named it: worker A holds a key for a second (run R1); once it has
+/// expired, worker B triggers it (run R2); A's reset of R1 must leave R2's claim alone,
+/// so that a third worker is answered with R2. A plain reset frees whatever holds the
+/// key, as documented.
+#[test]
+fn a_stale_workers_reset_frees_only_the_run_it_names() {
+    let server = RedisServer::start(&[]);
+    let worker = || LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap();
+    let (a, b, c) = (worker(), worker(), worker());
+    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
+    let key = sdk.create_key("order-7", Scope::Global);
+    let mut batch = sdk.batch("charge", 1);
+    batch.item(None, ItemOptions::new().key(&key).ttl("1s".parse::<Ttl>().unwrap()));
+    let batch = batch.build().unwrap();
+    let r1 = a.trigger(&batch).unwrap()[0].id;
+    std::thread::sleep(Duration::from_millis(1_100));
+    let r2 = b.trigger(&batch).unwrap()[0];
+    assert!(!r2.cached && r2.id != r1);
+    let target = || idempotency_sdk::ResetTarget::Key(&key);
+    assert!(!a.reset_key_held_by("charge", target(), r1).unwrap(), "R1 no longer holds the key");
+    let r3 = c.trigger(&batch).unwrap()[0];
+    assert!(r3.cached && r3.id == r2.id, "the third worker is answered with R2: {r3:?}");
+    assert!(a.reset_key("charge", target()).unwrap(), "a plain reset frees whatever holds the key");
+    assert!(!c.trigger(&batch).unwrap()[0].cached);
+}

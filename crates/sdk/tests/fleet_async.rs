@@ -62,8 +62,13 @@ fn the_async_forms_answer_as_the_sync_ones_and_their_futures_are_send() {
         assert!(!after[0].cached && after[1].cached);
 
         let key = IdempotencyKey::derive(["item", "1"], Scope::Global, None);
-        assert!(engine.reset_key_async("async-task", ResetTarget::Key(&key)).await.unwrap());
-        assert!(!engine.reset_key_async("async-task", ResetTarget::Key(&key)).await.unwrap());
+        let target = || ResetTarget::Key(&key);
+        assert!(!engine.reset_key_held_by_async("async-task", target(), first[2].id).await.unwrap(), "another run");
+        assert!(engine.reset_key_held_by_async("async-task", target(), first[1].id).await.unwrap());
+        assert!(!engine.reset_key_async("async-task", target()).await.unwrap());
+        engine.trigger_async(&b).await.unwrap();
+        assert!(engine.reset_key_async("async-task", target()).await.unwrap());
+        assert!(!engine.reset_key_async("async-task", target()).await.unwrap());
         assert_eq!(engine.run_async(first[1].id).await.unwrap().unwrap().status, RunStatus::Pending);
         assert_eq!(redis.faults(), 0);
     });

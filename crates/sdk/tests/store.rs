@@ -81,15 +81,30 @@ fn suite(engine: &LocalEngine) {
     let b = batch(&sdk, "expiry", &["short"], "1s");
     let first = engine.trigger(&b).unwrap()[0];
     assert!(engine.trigger(&b).unwrap()[0].cached);
+    let fenced = batch(&sdk, "fenced", &["fenced"], "1s");
+    let stale = engine.trigger(&fenced).unwrap()[0];
     std::thread::sleep(Duration::from_millis(1_100));
     let later = engine.trigger(&b).unwrap()[0];
     assert!(!later.cached && later.id != first.id);
 
+    // A reset that names its run frees the key only while that run holds it: after the
+    // key expired and a newer run took it, a stale reset frees nothing.
+    let key = sdk.create_key("fenced", Scope::Global);
+    let newer = engine.trigger(&fenced).unwrap()[0];
+    assert!(!newer.cached && newer.id != stale.id);
+    assert!(!engine.reset_key_held_by("fenced", ResetTarget::Key(&key), stale.id).unwrap());
+    let still = engine.trigger(&fenced).unwrap()[0];
+    assert!(still.cached && still.id == newer.id, "the newer run still holds the key");
+    assert!(engine.reset_key_held_by("fenced", ResetTarget::Key(&key), newer.id).unwrap());
+    assert!(!engine.reset_key_held_by("fenced", ResetTarget::Key(&key), newer.id).unwrap(), "freed once");
+    assert!(!engine.trigger(&fenced).unwrap()[0].cached);
+
     // The runs created (repeat 2, elsewhere 1, outcomes 3, reset 2, zero TTL 2, odd
-    // TTL 1, expiry 2), each retained and readable; ids of cached answers left no run.
+    // TTL 1, expiry 2, fenced 3), each retained and readable; ids of cached answers left
+    // no run.
     let mut ids = Vec::new();
     engine.for_each_run(|run| ids.push(run.id()));
-    assert_eq!((ids.len(), engine.run_count(), engine.runs_retained()), (13, 13, 13));
+    assert_eq!((ids.len(), engine.run_count(), engine.runs_retained()), (16, 16, 16));
     assert!(ids.iter().all(|&id| engine.run(id).unwrap().is_some()));
 }
 
@@ -123,11 +138,15 @@ enum Op {
     Status { run: usize, failed: bool },
     /// Resets a key of a task.
     Reset { task: u8, key: u8 },
+    /// Resets a key of a task only while the n-th run created (modulo how many there
+    /// are) holds it.
+    ResetHeldBy { task: u8, key: u8, run: usize },
 }
 
-/// Any sequence of triggers, outcomes and resets gives the same answers on Redis as in
-/// memory: the same items cached, answered by the same runs (matched by the order they
-/// were created in), and the same resets found.
+/// Any sequence of triggers, outcomes and resets (of whatever holds a key, or only of a
+/// named run) gives the same answers on Redis as in memory: the same items cached,
+/// answered by the same runs (matched by the order they were created in), and the same
+/// resets found.
 #[cfg(feature = "redis")]
 #[test]
 fn redis_and_memory_agree_on_any_sequence() {
@@ -143,6 +162,7 @@ fn redis_and_memory_agree_on_any_sequence() {
         4 => (0..2u8, prop::collection::vec(0..6u8, 1..6)).prop_map(|(task, keys)| Op::Trigger { task, keys }),
         2 => (any::<usize>(), any::<bool>()).prop_map(|(run, failed)| Op::Status { run, failed }),
         1 => (0..2u8, 0..6u8).prop_map(|(task, key)| Op::Reset { task, key }),
+        2 => (0..2u8, 0..6u8, any::<usize>()).prop_map(|(task, key, run)| Op::ResetHeldBy { task, key, run }),
     ];
     let case = std::sync::atomic::AtomicUsize::new(0);
     let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });
@@ -189,6 +209,15 @@ fn redis_and_memory_agree_on_any_sequence() {
                         engines.iter().map(|e| e.reset_key(&task, ResetTarget::Key(&key)).unwrap()).collect();
                     prop_assert_eq!(found[0], found[1], "{:?}", op);
                 }
+                Op::ResetHeldBy { task, key, run } if !created[0].is_empty() => {
+                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global);
+                    let (task, n) = (format!("task{task}"), run % created[0].len());
+                    let freed: Vec<bool> = (0..2)
+                        .map(|e| engines[e].reset_key_held_by(&task, ResetTarget::Key(&key), created[e][n]).unwrap())
+                        .collect();
+                    prop_assert_eq!(freed[0], freed[1], "{:?}", op);
+                }
+                Op::ResetHeldBy { .. } => {}
             }
         }
         prop_assert_eq!(engines[0].run_count(), engines[1].run_count());

@@ -739,9 +739,14 @@ impl LocalEngine {
         Ok(())
     }
 
-    /// Forgets the cached run of `task` for a key, so that the next trigger with it
-    /// creates a new run. Returns whether there was one to forget. The run's record
-    /// stays.
+    /// Forgets the cached run of `task` for a key, whatever run holds it, so that the
+    /// next trigger with it creates a new run. Returns whether there was one to forget.
+    /// The run's record stays.
+    ///
+    /// It frees the key from whatever holds it **now**: a worker that meant to reset the
+    /// run it saw, after that run's key expired and another worker's trigger made a
+    /// newer run, frees the newer one, and a third trigger runs again. To reset only the
+    /// run you mean, use [`reset_key_held_by`](Self::reset_key_held_by).
     ///
     /// # Errors
     ///
@@ -750,10 +755,47 @@ impl LocalEngine {
     /// On a shared store, the Redis error naming the URL; after a timeout the key may
     /// have been reset, and calling again is safe.
     pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
-        let keys = reset_keys(&target)?;
+        self.reset(task, &target, None)
+    }
+
+    /// Forgets the cached run of `task` for a key only while run `run` holds it, in one
+    /// step (on Redis a script that checks the holder and frees the key, in memory under
+    /// the engine's lock); whether it did. A key held by another run, such as a newer
+    /// one made after `run`'s TTL passed, stays held, and `false` says so.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset_key`](Self::reset_key).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{ItemOptions, LocalEngine, ResetTarget, RunId, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// let engine = LocalEngine::new();
+    /// let key = sdk.create_key("order-7", Scope::Global);
+    /// let mut batch = sdk.batch("charge", 1);
+    /// batch.item(None, ItemOptions::new().key(&key));
+    /// let run = engine.trigger(&batch.build()?)?[0].id;
+    ///
+    /// // Another run than the holder: nothing is freed.
+    /// let stale: RunId = "run_7".parse()?;
+    /// assert!(!engine.reset_key_held_by("charge", ResetTarget::Key(&key), stale)?);
+    /// assert!(engine.reset_key_held_by("charge", ResetTarget::Key(&key), run)?);
+    /// assert!(engine.holder("charge", ResetTarget::Key(&key))?.is_none());
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn reset_key_held_by(&self, task: &str, target: ResetTarget<'_>, run: RunId) -> Result<bool, Error> {
+        self.reset(task, &target, Some(run))
+    }
+
+    /// A reset of `target`, of whatever holds it or only of `held_by`.
+    fn reset(&self, task: &str, target: &ResetTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+        let keys = reset_keys(target)?;
         if let Some(shared) = &self.shared {
             for key in keys {
-                if shared.reset(task, key)? {
+                if shared.reset(task, key, held_by)? {
                     return Ok(true);
                 }
             }
@@ -761,7 +803,11 @@ impl LocalEngine {
         }
         let mut state = self.state.lock();
         let Some(task) = state.log.tasks.find(task) else { return Ok(false) };
-        Ok(keys.into_iter().any(|key| state.dedup.reset(task, key)))
+        Ok(keys.into_iter().any(|key| match held_by {
+            None => state.dedup.reset(task, key),
+            // An id of a shared store's is never a run of this engine's.
+            Some(run) => !run.is_fleet() && state.dedup.release(task, key, run),
+        }))
     }
 
     /// The run of `task` that holds a key now, copied out, or `None` when the key is
@@ -1029,9 +1075,27 @@ impl LocalEngine {
     ///
     /// As [`reset_key`](Self::reset_key).
     pub async fn reset_key_async(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
-        let Some(shared) = &self.shared else { return self.reset_key(task, target) };
-        for key in reset_keys(&target)? {
-            if shared.reset_async(task, key).await? {
+        self.reset_async(task, &target, None).await
+    }
+
+    /// As [`reset_key_held_by`](Self::reset_key_held_by), from async code.
+    ///
+    /// # Errors
+    ///
+    /// As [`reset_key`](Self::reset_key).
+    pub async fn reset_key_held_by_async(
+        &self,
+        task: &str,
+        target: ResetTarget<'_>,
+        run: RunId,
+    ) -> Result<bool, Error> {
+        self.reset_async(task, &target, Some(run)).await
+    }
+
+    async fn reset_async(&self, task: &str, target: &ResetTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+        let Some(shared) = &self.shared else { return self.reset(task, target, held_by) };
+        for key in reset_keys(target)? {
+            if shared.reset_async(task, key, held_by).await? {
                 return Ok(true);
             }
         }

@@ -380,19 +380,48 @@ impl RedisStore {
         Some(Self::eval(SET_STATUS, &[&claim, &run], &[id.as_str(), status.as_str(), release, ttl.as_str()]))
     }
 
-    /// A reset's second step, after reading the claim: the script that frees it if it
-    /// still holds `held`.
-    fn reset_cmd(&self, claim: &str, tag: u128, held: &[u8]) -> Result<Cmd, Error> {
-        let (id, _) = Self::parse(claim, held, tag)
-            .map_err(|why| Error::from(self.conn.fault(RESET_OP, FaultKind::Foreign, why)))?;
-        let run = self.run_key(tag, id.nonce());
-        let (held, ttl) = (String::from_utf8_lossy(held), self.run_ttl.to_string());
-        Ok(Self::eval(RESET, &[claim, &run], &[&held, &ttl]))
+    /// A reset of `key` of `task` (of whatever holds it, or only of run `held_by`), and
+    /// its first command: the read of the claim.
+    fn resetting(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> (Reset, Cmd) {
+        let (claim, tag) = self.reset_target(task, key);
+        let mut read = redis::cmd("GET");
+        read.arg(&claim);
+        (Reset { claim, tag, held_by, read: true, tries: 0 }, read)
     }
 
-    fn reset_changed(&self, claim: &str) -> Error {
-        let message = format!("{claim} changed {RESET_TRIES} times while it was being reset");
-        self.conn.fault(RESET_OP, FaultKind::Rejected, message).into()
+    /// What a reset does after `answer`, sync or async alike: after the read, free the
+    /// claim if it still holds what was read (and that run, when one is named), with a
+    /// script, since its record must move to its run's key in the same step; after the
+    /// script, read again when another process changed the claim meanwhile.
+    fn reset_step(&self, reset: &mut Reset, answer: Value) -> Result<ResetStep, Error> {
+        let Reset { claim, tag, held_by, read, tries } = reset;
+        if !*read {
+            if answer == Value::Int(1) {
+                return Ok(ResetStep::Done(true));
+            }
+            *tries += 1;
+            if *tries == RESET_TRIES {
+                let message = format!("{claim} changed {RESET_TRIES} times while it was being reset");
+                return Err(self.conn.fault(RESET_OP, FaultKind::Rejected, message).into());
+            }
+            *read = true;
+            let mut again = redis::cmd("GET");
+            again.arg(&*claim);
+            return Ok(ResetStep::Send(again));
+        }
+        let held = match answer {
+            Value::BulkString(held) => held,
+            _ => return Ok(ResetStep::Done(false)),
+        };
+        let (id, _) = Self::parse(claim, &held, *tag)
+            .map_err(|why| Error::from(self.conn.fault(RESET_OP, FaultKind::Foreign, why)))?;
+        if held_by.is_some_and(|run| run != id) {
+            return Ok(ResetStep::Done(false));
+        }
+        *read = false;
+        let run = self.run_key(*tag, id.nonce());
+        let (held, ttl) = (String::from_utf8_lossy(&held), self.run_ttl.to_string());
+        Ok(ResetStep::Send(Self::eval(RESET, &[claim.as_str(), &run], &[&held, &ttl])))
     }
 
     /// The commands that read the claims of `keys` of `task`, one `GET` each.
@@ -534,17 +563,15 @@ impl SharedStore for RedisStore {
         Ok(self.conn.query::<u8>(STATUS, &cmd)? == 1)
     }
 
-    fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
-        let (claim, tag) = self.reset_target(task, key);
-        // Read, then free only if unchanged: the record must move to its run's key.
-        for _ in 0..RESET_TRIES {
-            let held: Option<Vec<u8>> = self.conn.query(RESET_OP, redis::cmd("GET").arg(&claim))?;
-            let Some(held) = held else { return Ok(false) };
-            if self.conn.query::<u8>(RESET_OP, &self.reset_cmd(&claim, tag, &held)?)? == 1 {
-                return Ok(true);
+    fn reset(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+        let (mut reset, mut cmd) = self.resetting(task, key, held_by);
+        loop {
+            let answer = self.conn.query::<Value>(RESET_OP, &cmd)?;
+            match self.reset_step(&mut reset, answer)? {
+                ResetStep::Send(next) => cmd = next,
+                ResetStep::Done(freed) => return Ok(freed),
             }
         }
-        Err(self.reset_changed(&claim))
     }
 
     #[cfg(feature = "tokio")]
@@ -594,18 +621,21 @@ impl SharedStore for RedisStore {
     }
 
     #[cfg(feature = "tokio")]
-    fn reset_async<'a>(&'a self, task: &'a str, key: KeyRef<'a>) -> BoxFuture<'a, Result<bool, Error>> {
+    fn reset_async<'a>(
+        &'a self,
+        task: &'a str,
+        key: KeyRef<'a>,
+        held_by: Option<RunId>,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let (claim, tag) = self.reset_target(task, key);
-            for _ in 0..RESET_TRIES {
-                let held: Option<Vec<u8>> = self.conn.query_async(RESET_OP, redis::cmd("GET").arg(&claim)).await?;
-                let Some(held) = held else { return Ok(false) };
-                let cmd = self.reset_cmd(&claim, tag, &held)?;
-                if self.conn.query_async::<u8>(RESET_OP, &cmd).await? == 1 {
-                    return Ok(true);
+            let (mut reset, mut cmd) = self.resetting(task, key, held_by);
+            loop {
+                let answer = self.conn.query_async::<Value>(RESET_OP, &cmd).await?;
+                match self.reset_step(&mut reset, answer)? {
+                    ResetStep::Send(next) => cmd = next,
+                    ResetStep::Done(freed) => return Ok(freed),
                 }
             }
-            Err(self.reset_changed(&claim))
         })
     }
 }
@@ -623,6 +653,22 @@ fn run_key(prefix: &str, tag: u128, nonce: u64) -> String {
 
 /// How often a reset reads the claim again when another process changed it meanwhile.
 const RESET_TRIES: usize = 8;
+
+/// A reset under way: see [`RedisStore::reset_step`].
+struct Reset {
+    claim: String,
+    tag: u128,
+    held_by: Option<RunId>,
+    /// Whether the last command sent was the read of the claim (else the script).
+    read: bool,
+    tries: usize,
+}
+
+/// What a reset sends next, or how it ended: whether it freed the key.
+enum ResetStep {
+    Send(Cmd),
+    Done(bool),
+}
 
 /// A record as written: the status first, where [`SET_STATUS`] finds it, then the id,
 /// which readers check.

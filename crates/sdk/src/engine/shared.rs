@@ -98,8 +98,9 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
     fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error>;
 
     /// Forgets the key of `task`, so the next trigger makes a new run; its run's
-    /// record stays. Whether a key was held.
-    fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error>;
+    /// record stays. Only while run `held_by` holds it, when given, checked and freed
+    /// in one step. Whether a key was freed.
+    fn reset(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error>;
 
     /// Items per call to [`create_async`](Self::create_async): smaller than
     /// [`chunk`](Self::chunk), so that building a call's commands never holds a thread
@@ -140,8 +141,13 @@ pub(crate) trait SharedStore: Send + Sync + fmt::Debug {
 
     /// As [`reset`](Self::reset), from async code.
     #[cfg(feature = "tokio")]
-    fn reset_async<'a>(&'a self, task: &'a str, key: KeyRef<'a>) -> BoxFuture<'a, Result<bool, Error>> {
-        let reset = self.reset(task, key);
+    fn reset_async<'a>(
+        &'a self,
+        task: &'a str,
+        key: KeyRef<'a>,
+        held_by: Option<RunId>,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        let reset = self.reset(task, key, held_by);
         Box::pin(async move { reset })
     }
 }
@@ -215,8 +221,8 @@ pub(crate) mod fake {
         fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
             (**self).set_status(id, status)
         }
-        fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
-            (**self).reset(task, key)
+        fn reset(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+            (**self).reset(task, key, held_by)
         }
     }
 
@@ -310,8 +316,13 @@ pub(crate) mod fake {
             Ok(true)
         }
 
-        fn reset(&self, task: &str, key: KeyRef<'_>) -> Result<bool, Error> {
-            Ok(self.claims.lock().remove(&(task.to_owned(), key.text().into_owned())).is_some())
+        fn reset(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+            let mut claims = self.claims.lock();
+            let key = (task.to_owned(), key.text().into_owned());
+            if held_by.is_some_and(|run| claims.get(&key).is_some_and(|&(held, _)| held != run)) {
+                return Ok(false);
+            }
+            Ok(claims.remove(&key).is_some())
         }
     }
 }
