@@ -5,9 +5,11 @@
 //!
 //! `cargo bench -p benches --features redis --bench fleet_ratio [-- ROUNDS]`: the sync
 //! SDK against two raw `SET`s per item. With `--features fleet-all`, `-- async [ROUNDS]`
-//! runs the async SDK against a raw async pipeline of the commands it sends, and
+//! runs the async SDK against a raw async pipeline of the commands it sends,
 //! `-- cluster [ROUNDS]` the sync SDK on a 3-master cluster against the same on one
-//! server.
+//! server, and `-- durable [ROUNDS]` the sync SDK on a 3+3 cluster (append-only file
+//! fsynced always, as the failover tests run it) with durable claims (`auto`: every
+//! master's pipeline waits for its replica) against the same with `none`.
 
 use std::time::Duration;
 
@@ -15,12 +17,14 @@ use benches::fleet::Workload;
 
 fn main() {
     let rounds: usize = std::env::args().skip(1).find_map(|arg| arg.parse().ok()).unwrap_or(9);
-    let mode = std::env::args().skip(1).find(|arg| arg == "async" || arg == "cluster");
+    let mode = std::env::args().skip(1).find(|arg| arg == "async" || arg == "cluster" || arg == "durable");
     match mode.as_deref() {
         #[cfg(feature = "fleet-all")]
         Some("async") => interleave("fan_out async sdk / raw async pipeline", rounds, &mut OnAsync::new()),
         #[cfg(feature = "fleet-all")]
         Some("cluster") => interleave("fan_out on a 3-master cluster / on one server", rounds, &mut OnCluster::new()),
+        #[cfg(feature = "fleet-all")]
+        Some("durable") => interleave("fan_out on a 3+3 cluster, durability auto / none", rounds, &mut Durable::new()),
         Some(other) => {
             eprintln!("`{other}` needs --features fleet-all");
             std::process::exit(2);
@@ -118,6 +122,37 @@ impl Sides for OnCluster {
     }
     fn second(&mut self) -> Duration {
         self.on_one.sdk()
+    }
+}
+
+/// The sync SDK on one 3+3 cluster, claims waited for on a replica and not.
+#[cfg(feature = "fleet-all")]
+struct Durable {
+    _cluster: testkit::RedisCluster,
+    durable: Workload,
+    loose: Workload,
+}
+
+#[cfg(feature = "fleet-all")]
+impl Durable {
+    fn new() -> Self {
+        use idempotency_catalog::{Durability, RedisBuilder};
+        let options = testkit::ClusterOptions { append_only: true, ..testkit::ClusterOptions::default() };
+        let cluster = testkit::RedisCluster::start_with(3, 1, options);
+        let (seed, urls) = (cluster.seed_url(), cluster.urls());
+        let on = |durability| Workload::on(RedisBuilder::new(&seed).durability(durability), &seed).flushing(&urls);
+        let (durable, loose) = (on(Durability::Auto), on(Durability::None));
+        Durable { _cluster: cluster, durable, loose }
+    }
+}
+
+#[cfg(feature = "fleet-all")]
+impl Sides for Durable {
+    fn first(&mut self) -> Duration {
+        self.durable.sdk()
+    }
+    fn second(&mut self) -> Duration {
+        self.loose.sdk()
     }
 }
 

@@ -57,7 +57,18 @@ impl Workload {
     /// When the server cannot be reached.
     #[allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure
     pub fn new(url: &str) -> Self {
-        let redis = RedisBuilder::new(url).build().unwrap_or_else(|err| panic!("{err}"));
+        Self::on(RedisBuilder::new(url), url)
+    }
+
+    /// The workload through a handle built by `builder`, whose deployment the server at
+    /// `url` is part of (a cluster's seed: see [`flushing`](Self::flushing)).
+    ///
+    /// # Panics
+    ///
+    /// When the server cannot be reached.
+    #[allow(clippy::panic, clippy::unwrap_used)] // a bench may stop at a failure
+    pub fn on(builder: RedisBuilder, url: &str) -> Self {
+        let redis = builder.build().unwrap_or_else(|err| panic!("{err}"));
         let conn = redis::Client::open(url).unwrap().get_connection().unwrap();
         let (names, run, keys, entries) = items();
         let claims = keys

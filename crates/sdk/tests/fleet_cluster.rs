@@ -207,6 +207,25 @@ fn an_evicting_policy_on_any_master_is_refused_naming_that_master() {
     }
     // Accepted when asked, as on one server.
     assert!(RedisBuilder::new(cluster.seed_url()).allow_evicting_policy().build().is_ok());
+
+    // Masters without a replica: one warning naming them (nothing takes over when one
+    // fails); a durability that needs a replica is refused, naming a master.
+    let (built, warned) = testkit::warnings(|| {
+        RedisBuilder::new(cluster.seed_url()).allow_evicting_policy().build().map(|r| r.masters())
+    });
+    let masters = built.unwrap();
+    assert_eq!(masters.len(), 3);
+    assert!(masters.iter().all(|(_, replicas)| *replicas == 0), "{masters:?}");
+    let alone: Vec<&String> = warned.iter().filter(|w| w.contains("redis cluster masters without a replica")).collect();
+    assert_eq!(alone.len(), 1, "{warned:?}");
+    assert!(masters.iter().all(|(master, _)| alone[0].contains(master.as_str())), "{alone:?}");
+    let err = RedisBuilder::new(cluster.seed_url())
+        .allow_evicting_policy()
+        .durability(idempotency_catalog::Durability::Replicas(1))
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("durability replicas:1 asks for 1 replicas of every write, but master 127.0.0.1:"), "{err}");
 }
 
 #[cfg(feature = "tokio")]

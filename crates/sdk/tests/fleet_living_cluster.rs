@@ -287,4 +287,22 @@ fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once()
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     assert!(engine.read_runs(&ids).unwrap().iter().all(Option::is_some));
     assert_eq!(cluster.count("short:claim:*"), 5_000);
+
+    // Under `auto` a replica that stops answering costs a pause: once the cluster marks
+    // it failing (the node timeout, 2 s), its master is no longer waited for.
+    let auto = RedisBuilder::new(cluster.urls().join(","))
+        .prefix("auto:")
+        .durability_timeout(Duration::from_millis(300))
+        .failover_window(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let engine = LocalEngine::on_redis(&auto).unwrap();
+    cluster.pause(replica);
+    let started = Instant::now();
+    let made = engine.trigger(&keys).map(|handles| handles.iter().filter(|h| !h.cached).count());
+    let paused_for = started.elapsed();
+    cluster.resume(replica);
+    assert_eq!(made.unwrap(), 5_000, "every run made, after a pause of {paused_for:?}");
+    assert!(paused_for >= Duration::from_millis(300), "the master's writes waited for its replica first");
+    cluster.wait_ok(Duration::from_secs(30));
 }

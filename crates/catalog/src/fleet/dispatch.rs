@@ -402,7 +402,8 @@ enum Redirect {
 /// What an error answer asks for, if it says elsewhere or later.
 fn redirect(err: &RedisError) -> Option<Redirect> {
     match err.code()? {
-        "ASK" => err.redirect_node().map(|(addr, _)| Redirect::Ask(addr.into())),
+        // `ASK <slot> <host:port>`
+        "ASK" => err.detail()?.split_whitespace().nth(1).map(|addr| Redirect::Ask(addr.into())),
         "MOVED" | "READONLY" => Some(Redirect::Moved { refresh: true }),
         "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN" | "LOADING" => Some(Redirect::Moved { refresh: false }),
         _ => None,
@@ -460,5 +461,234 @@ struct Waited(Duration);
 impl fmt::Display for Waited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.0 >= Duration::from_millis(100) { write!(f, " (waited {:.1}s)", self.0.as_secs_f64()) } else { Ok(()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::deployment::Deployment;
+    use crate::fleet::link::Single;
+
+    const T: Duration = Duration::from_millis(100);
+
+    fn node() -> Single {
+        Single::plain("redis://127.0.0.1:7000/".parse::<::redis::ConnectionInfo>().unwrap())
+    }
+
+    /// One server with `replicas` replicas, as a deployment.
+    fn one_server(replicas: usize) -> Deployment {
+        Deployment::new(vec![node()], None, false, T, Topology::single("s".into(), node(), replicas))
+    }
+
+    fn set(key: &str) -> Cmd {
+        let mut cmd = ::redis::cmd("SET");
+        cmd.arg(key).arg("v").arg("NX").arg("GET");
+        cmd
+    }
+
+    fn get(key: &str) -> Cmd {
+        let mut cmd = ::redis::cmd("GET");
+        cmd.arg(key);
+        cmd
+    }
+
+    fn names(dispatch: &Dispatch, flight: &Flight) -> Vec<String> {
+        dispatch
+            .flight_cmds(flight)
+            .map(|cmd| match cmd.args_iter().next() {
+                Some(::redis::Arg::Simple(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    fn plan(dispatch: &mut Dispatch, deployment: &Deployment, durability: Durability) -> Vec<Flight> {
+        dispatch.plan(&deployment.topology(), durability, T, "p:")
+    }
+
+    fn error(code: &str, detail: &str) -> Value {
+        match ::redis::make_extension_error(code.to_owned(), Some(detail.to_owned())).into_server_errors() {
+            Some(errors) => Value::ServerError(errors.first().map(|(_, e)| e.clone()).unwrap()),
+            None => panic!("not a server error"),
+        }
+    }
+
+    #[test]
+    fn writes_wait_for_a_replica_where_there_is_one_and_reads_never() {
+        let deployment = one_server(1);
+        let mut writes = Dispatch::new(vec![set("a"), get("b")], false, T);
+        let flights = plan(&mut writes, &deployment, Durability::Auto);
+        assert_eq!(names(&writes, &flights[0]), ["SET", "GET", "SET", "WAIT"], "a barrier write, then WAIT");
+        let only = |cmds: Vec<Cmd>, deployment: &Deployment, durability| {
+            let mut dispatch = Dispatch::new(cmds, false, T);
+            let flight = plan(&mut dispatch, deployment, durability).remove(0);
+            names(&dispatch, &flight)
+        };
+        assert_eq!(only(vec![get("a"), get("b")], &deployment, Durability::Auto), ["GET", "GET"]);
+        assert_eq!(only(vec![set("a")], &one_server(0), Durability::Auto), ["SET"], "no replica");
+        assert_eq!(only(vec![set("a")], &deployment, Durability::None), ["SET"]);
+        assert_eq!(only(vec![set("a")], &one_server(0), Durability::Replicas(1)), ["SET", "SET", "WAIT"], "always");
+        let mut scripts = Dispatch::new(vec![::redis::cmd("EVAL")], false, T);
+        assert!(plan(&mut scripts, &deployment, Durability::Auto)[0].wait.is_some(), "a script writes");
+    }
+
+    #[test]
+    fn answers_count_once_the_replicas_have_them_and_a_shortfall_fails_after_the_window() {
+        let deployment = one_server(1);
+        let mut dispatch = Dispatch::new(vec![set("a"), set("b")], false, T);
+        let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+        let answers = vec![Value::Nil, Value::BulkString(b"held".to_vec()), Value::Okay, Value::Int(1)];
+        dispatch.land(flight, Ok(answers), false, &deployment);
+        assert_eq!(dispatch.next(T), Next::Done);
+        let answers = dispatch.finish().unwrap();
+        assert_eq!(answers[0].as_ref().ok(), Some(&Value::Nil));
+        assert_eq!(answers[1].as_ref().ok(), Some(&Value::BulkString(b"held".to_vec())));
+
+        // No replica acknowledged: the commands go again, then fail naming the master.
+        let mut dispatch = Dispatch::new(vec![set("a"), set("b")], false, T);
+        let mut rounds = 0;
+        loop {
+            let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+            assert_eq!(names(&dispatch, &flight), ["SET", "SET", "SET", "WAIT"], "everything again");
+            dispatch.land(flight, Ok(vec![Value::Nil, Value::Nil, Value::Okay, Value::Int(0)]), false, &deployment);
+            rounds += 1;
+            match dispatch.next(T) {
+                Next::Done => break,
+                Next::Again { refresh, pause } => {
+                    assert!(refresh, "the replicas are read again");
+                    std::thread::sleep(pause);
+                }
+            }
+        }
+        assert!(rounds > 1, "a shortfall is waited out for the window");
+        let answers = dispatch.finish().unwrap();
+        let err = answers[0].as_ref().unwrap_err();
+        assert_eq!(err.code(), Some(NOT_DURABLE));
+        assert!(err.to_string().contains("master s: 0 of 1 replicas acknowledged within 100ms"), "{err}");
+        assert_eq!(crate::fleet::fault::server_error_of(err).0, crate::FaultKind::NotDurable);
+    }
+
+    #[test]
+    fn on_one_server_a_closed_kept_connection_is_sent_again_once_and_a_timeout_never() {
+        let deployment = one_server(0);
+        let closed = || Err(std::io::Error::from(std::io::ErrorKind::ConnectionReset).into());
+        let mut dispatch = Dispatch::new(vec![set("a")], false, T);
+        let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+        dispatch.land(flight, closed(), true, &deployment);
+        assert_eq!(dispatch.next(T), Next::Again { refresh: false, pause: Duration::ZERO });
+        let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+        dispatch.land(flight, closed(), false, &deployment);
+        assert_eq!(dispatch.next(T), Next::Done, "once");
+        assert!(dispatch.finish().unwrap_err().is_connection_dropped(), "the batch's error, as the connection said");
+
+        let mut fresh = Dispatch::new(vec![set("a")], false, T);
+        let flight = plan(&mut fresh, &deployment, Durability::Auto).remove(0);
+        fresh.land(flight, closed(), false, &deployment);
+        assert_eq!(fresh.next(T), Next::Done, "a connection just opened is not sent again");
+
+        let mut timed_out = Dispatch::new(vec![set("a")], false, T);
+        let flight = plan(&mut timed_out, &deployment, Durability::Auto).remove(0);
+        timed_out.land(flight, Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()), true, &deployment);
+        assert_eq!(timed_out.next(T), Next::Done);
+        assert!(timed_out.finish().unwrap_err().is_timeout());
+    }
+
+    #[cfg(feature = "cluster")]
+    mod cluster {
+        use super::*;
+
+        /// Two masters: 7000 serves slots 0-8191, 7001 the rest.
+        fn cluster() -> Deployment {
+            let nodes = "\
+a 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-8191
+b 127.0.0.1:7001@17001 master - 0 0 2 connected 8192-16383
+c 127.0.0.1:7002@17002 slave b 0 0 2 connected
+";
+            let topology = Topology::from_cluster_nodes(nodes, &node(), &node(), None).unwrap();
+            Deployment::new(vec![node()], None, true, T, topology)
+        }
+
+        /// A key in the slots of `port`.
+        fn key_of(port: u16) -> String {
+            let slot = |k: &String| crate::fleet::deployment::slot_for_key(k.as_bytes());
+            (0..).map(|n| format!("k{n}")).find(|k| (slot(k) < 8192) == (port == 7000)).unwrap()
+        }
+
+        #[test]
+        fn each_command_goes_to_the_master_of_its_slot_and_only_masters_with_replicas_wait() {
+            let deployment = cluster();
+            let (a, b) = (key_of(7000), key_of(7001));
+            let mut dispatch = Dispatch::new(vec![set(&a), set(&b), set(&a)], true, T);
+            let flights = plan(&mut dispatch, &deployment, Durability::Auto);
+            let by_node: Vec<(&str, Vec<usize>)> =
+                flights.iter().map(|f| (&*f.addr, f.cmds.iter().map(|&(at, _)| at).collect())).collect();
+            assert_eq!(by_node, [("127.0.0.1:7000", vec![0, 2]), ("127.0.0.1:7001", vec![1])]);
+            assert_eq!(names(&dispatch, &flights[0]), ["SET", "SET"], "7000 has no replica");
+            assert_eq!(names(&dispatch, &flights[1]), ["SET", "SET", "WAIT"]);
+            let barrier = flights[1].barrier.as_ref().map(|(cmd, _)| cmd.clone()).unwrap();
+            let key = match barrier.args_iter().nth(1) {
+                Some(::redis::Arg::Simple(key)) => key.to_vec(),
+                _ => Vec::new(),
+            };
+            assert_eq!(
+                crate::fleet::deployment::slot_for_key(&key),
+                crate::fleet::deployment::slot_for_key(b.as_bytes()),
+                "the barrier lands where the writes did"
+            );
+        }
+
+        #[test]
+        fn moved_and_ask_are_followed_command_by_command() {
+            let deployment = cluster();
+            let a = key_of(7000);
+            let mut dispatch = Dispatch::new(vec![set(&a), set(&a), get(&a)], true, T);
+            let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+            let answers = vec![Value::Nil, error("ASK", "3999 127.0.0.1:7009"), error("MOVED", "3999 127.0.0.1:7001")];
+            dispatch.land(flight, Ok(answers), false, &deployment);
+            assert_eq!(dispatch.next(T), Next::Again { refresh: true, pause: Duration::ZERO });
+            let flights = plan(&mut dispatch, &deployment, Durability::Auto);
+            let asked = flights.iter().find(|f| &*f.addr == "127.0.0.1:7009").unwrap();
+            assert_eq!(names(&dispatch, asked), ["ASKING", "SET"], "the ASK, to the node it names");
+            assert_eq!(asked.cmds, [(1, true)]);
+            let moved: Vec<usize> = flights
+                .iter()
+                .filter(|f| &*f.addr != "127.0.0.1:7009")
+                .flat_map(|f| f.cmds.iter().map(|&(at, _)| at))
+                .collect();
+            assert_eq!(moved, [2], "the MOVED one, by the layout");
+        }
+
+        #[test]
+        fn a_master_that_drops_the_connection_is_waited_for_then_named_with_its_slot() {
+            let deployment = cluster();
+            let a = key_of(7000);
+            let mut dispatch = Dispatch::new(vec![set(&a)], true, T);
+            let mut rounds = 0;
+            loop {
+                let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+                let refused = Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+                dispatch.land(flight, refused, false, &deployment);
+                rounds += 1;
+                match dispatch.next(T) {
+                    Next::Done => break,
+                    Next::Again { pause, .. } => std::thread::sleep(pause),
+                }
+            }
+            assert!(rounds > 1);
+            let answers = dispatch.finish().unwrap();
+            let err = answers[0].as_ref().unwrap_err().to_string();
+            assert!(err.contains("UNREACHABLE") && err.contains("node 127.0.0.1:7000 (slot "), "{err}");
+            // A later call meets the same master gone: the window has passed, no wait.
+            let mut later = Dispatch::new(vec![set(&a)], true, T);
+            let flight = plan(&mut later, &deployment, Durability::Auto).remove(0);
+            later.land(
+                flight,
+                Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into()),
+                false,
+                &deployment,
+            );
+            assert_eq!(later.next(T), Next::Done);
+        }
     }
 }
