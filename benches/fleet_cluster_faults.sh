@@ -10,7 +10,8 @@
 #   killed    kill -9 of a master (the cluster promotes its replica),
 #   resharded 2,000 slots moved with redis-cli --cluster reshard.
 #
-# Each round checks: every worker exits 0; the runs they report created add up to 20,000
+# A healthy round first, for the time a fan-out takes without a fault. Each round checks:
+# every worker exits 0; the runs they report created add up to 20,000
 # (one per key in all); each reports cached_without_record 0; a fresh process over the
 # same keys makes no run, answers 20,000 from cache, cached_without_record 0; no output
 # shows the password. Prints how long each fan-out took.
@@ -54,10 +55,16 @@ for port in "${ports[@]}"; do
 done
 for port in "${ports[@]}"; do for _ in $(seq 100); do cli "$port" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done; done
 redis-cli -a "$pw" --no-auth-warning --cluster create "${ports[@]/#/127.0.0.1:}" --cluster-replicas 1 --cluster-yes > "$d/create.log" || exit 1
+# Every live node says the cluster is ok, and every replica is in sync, not loading.
 wait_ok() {
-    for _ in $(seq 300); do
+    for _ in $(seq 600); do
         local ok=1
-        for port in "$@"; do cli "$port" cluster info 2>/dev/null | grep -q cluster_state:ok || ok=0; done
+        for port in "$@"; do
+            cli "$port" cluster info 2>/dev/null | grep -q cluster_state:ok || ok=0
+            local repl; repl=$(cli "$port" info replication 2>/dev/null)
+            case "$repl" in *role:slave*) echo "$repl" | grep -q master_link_status:up || ok=0 ;; esac
+            cli "$port" dbsize 2>/dev/null | grep -q '^[0-9]' || ok=0
+        done
         [ $ok -eq 1 ] && return 0
         sleep 0.1
     done
@@ -119,6 +126,9 @@ if not ok:
 sys.exit(0 if ok else 1)
 PY
 }
+
+read -r master _ < <(pair)
+round "healthy" "healthy:" "$master" "true"
 
 for r in $(seq "$rounds"); do
     read -r master replica < <(pair)

@@ -35,7 +35,7 @@
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
 //! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on Redis 7, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate's sync client, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, a few at startup to check the server's configuration |
 //! | `tokio` | no | `redis`, and async forms of every call that touches the network: `RedisBuilder::build_async`, `CatalogBuilder::redis_async` (writes sent from a task of the catalog's own), `RedisCatalog::prefetch_async` and `flush_async` | `tokio` and `futures-util`, and the `redis` crate's tokio support |
-//! | `cluster` | no | `redis` on a Redis Cluster, found from any node's URL, sync and (with `tokio`) async | the `redis` crate's cluster clients (which bring tokio with them); a round trip per master at startup |
+//! | `cluster` | no | `redis` on a Redis Cluster, found from any node's URL, sync and (with `tokio`) async: commands routed by slot, `MOVED`/`ASK` followed, failovers waited out | `crc16`; a round trip per master at startup |
 //! | `tls` | no | `redis` over TLS (`rediss://`), with a CA file and a client certificate if asked: `RedisBuilder::tls_ca`, `tls_client_cert` | `rustls` with `ring` (a C compiler to build), `tokio-rustls`, `rustls-native-certs` |
 //!
 //! `serde` is not optional: digests and key options exist to travel in the wire format,

@@ -60,8 +60,17 @@ fn writes_wait_for_the_replica_and_fail_naming_the_master_when_it_stops_acknowle
         .unwrap();
     assert!(replicated.is_some_and(|v| v.ends_with(":global:item-1")), "on the replica once acknowledged");
 
-    // `none` sends no WAIT.
-    let loose = RedisBuilder::new(master.url()).durability(Durability::None).build().unwrap();
+    // `none` sends no WAIT, and says at build what it costs where there are replicas.
+    let (loose, warned) = testkit::warnings(|| RedisBuilder::new(master.url()).durability(Durability::None).build());
+    let loose = loose.unwrap();
+    assert!(
+        warned
+            .iter()
+            .any(|w| w.contains("redis durability is none: a claim is reported created before any replica has it")),
+        "{warned:?}"
+    );
+    let (_, logged) = testkit::captured(|| RedisBuilder::new(master.url()).build().unwrap());
+    assert!(logged.contains("redis masters and their replicas") && logged.contains("(1 replicas)"), "{logged}");
     let catalog = CatalogBuilder::new().redis(loose).build().unwrap();
     register(catalog.as_ref(), 2);
     catalog.flush().unwrap();

@@ -47,7 +47,7 @@ pub(super) struct Dispatch {
     cluster: bool,
     /// The command timeout, which a node's error names.
     timeout: Duration,
-    /// Why the last round left commands to send again, when it was not an `ASK`.
+    /// Why the last round left commands to send again.
     trouble: Option<Trouble>,
     /// When this call first had to wait something out, or the node it waits for first
     /// failed: the failover window runs from then.
@@ -270,7 +270,12 @@ impl Dispatch {
             let value = values.next().map_or_else(|| Err(missing()), Value::extract_error);
             match value {
                 Err(err) => match redirect(&err) {
-                    Some(Redirect::Ask(addr)) => self.todo.push((at, Some(addr))),
+                    // At once the first time; counted against the window like the
+                    // others, so that a node that keeps answering `ASK` cannot loop.
+                    Some(Redirect::Ask(addr)) => {
+                        self.todo.push((at, Some(addr)));
+                        self.trouble = Some(Trouble::Moving(err));
+                    }
                     Some(Redirect::Moved { refresh }) => {
                         self.refresh |= refresh;
                         self.todo.push((at, None));
@@ -326,7 +331,6 @@ impl Dispatch {
             return Next::Again { refresh, pause: Duration::ZERO };
         }
         let Some(trouble) = &self.trouble else {
-            // Only `ASK`s: at once.
             return Next::Again { refresh, pause: Duration::ZERO };
         };
         let now = Instant::now();
