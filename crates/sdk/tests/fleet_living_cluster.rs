@@ -14,7 +14,8 @@
 //!
 //! Workers are this test binary run again: a worker is a test (`worker`) that does
 //! nothing unless `LIVING_CLUSTER_WORKER` is set in its environment. The scenarios share
-//! one cluster, each under a key prefix of its own, one after the other.
+//! one cluster (a cluster takes seconds to start), each under a key prefix of its own,
+//! one after the other, in one test.
 #![cfg(all(feature = "cluster", feature = "tokio"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
@@ -237,22 +238,32 @@ fn failovers_and_reshards_cost_a_pause_never_a_duplicate_run_or_a_failed_batch()
         cluster.kill(master);
         cluster.wait_master(replica);
     });
+    // The old master comes back as its replica's replica: a 3+3 cluster again.
+    cluster.restart(master);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let in_sync =
+        |cluster: &RedisCluster| cluster.cli(master, &["info", "replication"]).contains("master_link_status:up");
+    while !(cluster.replicas_of(replica).contains(&master) && in_sync(&cluster)) {
+        assert!(Instant::now() < deadline, "the restarted node did not rejoin as a replica");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.wait_ok(Duration::from_secs(30));
 
     // (c) 2,000 slots move between two masters while the workers claim.
     let masters = cluster.masters();
     let (from, to) = (masters[0], masters[1]);
     round(&mut cluster, "resharded:", from, 1_000, |cluster| cluster.reshard(from, to, 2_000));
+
+    // (d), on the same cluster: a master with a replica is left after (b).
+    writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(&cluster);
 }
 
 /// (d) A replica that stops acknowledging: claims cannot reach the one replica asked, the
 /// trigger fails naming the master and what it lacks, and once the replica is back a
 /// retry of the same batch makes each run once; another process then finds each key
 /// held by that run.
-#[test]
-fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once() {
-    let options = ClusterOptions { password: Some(PASSWORD.to_owned()), append_only: false };
-    let cluster = RedisCluster::start_with(3, 1, options);
-    let (master, replica) = master_with_replica(&cluster);
+fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(cluster: &RedisCluster) {
+    let (master, replica) = master_with_replica(cluster);
     let build = || -> Redis {
         RedisBuilder::new(cluster.urls().join(","))
             .prefix("short:")
