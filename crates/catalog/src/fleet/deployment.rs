@@ -273,6 +273,9 @@ impl Deployment {
             let _ = asked;
             fresh
         };
+        // A node that is no master now is forgotten as down: should it serve again and
+        // then fail, its failover is waited for afresh.
+        self.down.lock().retain(|addr, _| fresh.by_addr(addr).is_some());
         *self.topology.write() = Arc::new(fresh);
         Ok(())
     }
