@@ -94,8 +94,8 @@ pub use error::Error;
 pub use fleet::{
     DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE,
     DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, ENV_REDIS_CATALOG_TTL, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
-    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, Redis, RedisBuilder, RedisCatalog,
-    RedisConnection,
+    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, REDIS_RECONNECT_PAUSE, Redis, RedisBuilder,
+    RedisCatalog, RedisConnection,
 };
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;

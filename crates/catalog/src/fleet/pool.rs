@@ -12,7 +12,7 @@ use super::link::SyncConn;
 
 /// After a failed connect, how long calls fail at once instead of trying again: a
 /// server that is down must not cost every registration a connect timeout.
-pub(super) const RECONNECT_AFTER: Duration = Duration::from_millis(250);
+pub(super) const RECONNECT_AFTER: Duration = super::REDIS_RECONNECT_PAUSE;
 
 /// After a failed connect: until when calls fail at once, and why.
 #[derive(Default)]
