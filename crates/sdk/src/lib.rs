@@ -72,9 +72,9 @@ mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
-pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
 #[cfg(feature = "tokio")]
 pub use engine::REDIS_ASYNC_PIPELINE;
+pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
 #[cfg(feature = "redis")]
 pub use engine::{REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE};
 pub use error::Error;

@@ -192,7 +192,9 @@ fn the_outage_queue_holds_the_newest_registrations_up_to_its_bound() {
     assert_eq!(server.count("idempotency:key:*"), RedisCatalog::MAX_QUEUED);
     let elsewhere = CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build().unwrap();
     assert!(elsewhere.get(&digest(over - 1)).is_none(), "the oldest went");
-    assert!(elsewhere.get(&digest(over)).is_some() && elsewhere.get(&digest(RedisCatalog::MAX_QUEUED + over - 1)).is_some());
+    assert!(
+        elsewhere.get(&digest(over)).is_some() && elsewhere.get(&digest(RedisCatalog::MAX_QUEUED + over - 1)).is_some()
+    );
 }
 
 #[cfg(feature = "tokio")]
@@ -247,7 +249,9 @@ fn key_material_of_any_length_minted_in_one_process_resolves_in_another() {
     minting.catalog().flush().unwrap();
     assert_eq!(minting.catalog().stats().unshared, 1);
     assert!(lines.iter().any(|l| l.contains("too long to share") && l.contains("unshared=1")), "{lines:?}");
-    assert!(Sdk::new(shared()).resolve(&KeyInput::from(digest.to_string().as_str())).unwrap().unwrap().options().is_none());
+    assert!(
+        Sdk::new(shared()).resolve(&KeyInput::from(digest.to_string().as_str())).unwrap().unwrap().options().is_none()
+    );
     assert!(minting.resolve(&KeyInput::from(digest.to_string().as_str())).unwrap().unwrap().options().is_some());
 }
 

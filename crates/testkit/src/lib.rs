@@ -24,8 +24,8 @@
 
 mod capture;
 mod cluster;
-mod process;
 mod pipelines;
+mod process;
 mod proxy;
 mod redis_server;
 mod tls;

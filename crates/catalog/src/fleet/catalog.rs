@@ -575,9 +575,9 @@ fn starts_as_an_entry(value: &[u8]) -> bool {
     let Some((check, rest)) = value.split_first_chunk::<{ 2 * CHECK_BYTES }>() else { return false };
     let Some(rest) = rest.strip_prefix(b":") else { return false };
     check.iter().all(u8::is_ascii_hexdigit)
-        && Scope::ALL.iter().any(|scope| {
-            rest.strip_prefix(scope.as_str().as_bytes()).is_some_and(|after| after.first() == Some(&b':'))
-        })
+        && Scope::ALL
+            .iter()
+            .any(|scope| rest.strip_prefix(scope.as_str().as_bytes()).is_some_and(|after| after.first() == Some(&b':')))
 }
 
 const WRITE: &str = "write catalog entries";
@@ -810,7 +810,9 @@ mod tests {
         let digest = Digest::from_bytes([7; 32]);
         let long = encode(&digest, &KeyOptions::new(&"k".repeat(FIRST_READ), Scope::Run));
         assert!(starts_as_an_entry(long.as_bytes()));
-        for value in [&b"0c3e5a7f:world:k"[..], b"0c3e5a7g:run:k", b"0c3e5a7f:run", b"0c3e5a7f", b"", b"xxxxxxxxxxxxxxxxxx"] {
+        for value in
+            [&b"0c3e5a7f:world:k"[..], b"0c3e5a7g:run:k", b"0c3e5a7f:run", b"0c3e5a7f", b"", b"xxxxxxxxxxxxxxxxxx"]
+        {
             assert!(!starts_as_an_entry(value), "{value:?}");
         }
     }
