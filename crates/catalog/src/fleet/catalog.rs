@@ -41,7 +41,7 @@ const READ: &str = "read a catalog entry";
 /// process-local catalog in front.
 ///
 /// - **Writes are pipelined**: a registration goes to the local catalog at once and
-///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
+///   into a queue, sent when a reservation ends (a run, or a batch:
 ///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
 ///   past [`ASYNC_WRITE_PIPELINE`](Self::ASYNC_WRITE_PIPELINE) queued registrations,
 ///   in pipelines of at most [`WRITE_PIPELINE`](Self::WRITE_PIPELINE) (sync) or
@@ -56,8 +56,8 @@ const READ: &str = "read a catalog entry";
 ///   a miss, counted in [`Stats::faults`] as [`FaultKind::Foreign`] and warned about,
 ///   naming the Redis key. The check guards against mistakes, not against someone who
 ///   may write to the server.
-/// - **A local miss costs one round trip** (`GETRANGE`) from sync code; what it finds
-///   is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
+/// - **A local miss costs one round trip** (`GETRANGE`) from sync code, two for an
+///   entry longer than 8,210 bytes; what it finds is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
 ///   a miss stays a miss: `prefetch_async` (feature `tokio`) reads ahead.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
 ///   room is counted as released, never evicted: Redis keeps it.
