@@ -812,6 +812,24 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_quote_the_byte_bounds_the_code_uses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/fleet.md");
+        let docs = std::fs::read_to_string(path).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        let first_read = (FIRST_READ + 1).to_string();
+        let (thousands, units) = first_read.split_at(first_read.len() - 3);
+        for quoted in [
+            format!("and of {} MiB of values at most", WRITE_BYTES >> 20),
+            format!(
+                "Key material of any length up to {} MiB (`RedisCatalog::MAX_KEY_BYTES`)",
+                RedisCatalog::MAX_KEY_BYTES >> 20
+            ),
+            format!("(at most {thousands},{units} bytes are read, which holds every key of up to 2,048 characters"),
+        ] {
+            assert!(docs.contains(&quoted), "docs/fleet.md does not say: {quoted}");
+        }
+    }
+
+    #[test]
     fn only_a_value_that_starts_as_an_entry_is_read_again_whole() {
         let digest = Digest::from_bytes([7; 32]);
         let long = encode(&digest, &KeyOptions::new(&"k".repeat(FIRST_READ), Scope::Run));
