@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 /// A pipelined client writes a whole pipeline and then waits for its answers, which
 /// the proxy holds until then: a pipeline never looks larger than it is, and looks
 /// smaller only if the client stalls this long in the middle of writing one.
-const QUIET: Duration = Duration::from_millis(150);
+const QUIET: Duration = Duration::from_millis(250);
 
 /// A TCP proxy in front of a server on loopback that counts the commands of each
 /// pipeline a client sends: it forwards requests at once, and holds the answers until
-/// the client has sent nothing for 150 ms, so that everything the client wrote before
+/// the client has sent nothing for 250 ms, so that everything the client wrote before
 /// waiting for an answer counts as one pipeline. Each answer round trip costs those
-/// 150 ms: for tests of how a client splits its work, not of its speed.
+/// 250 ms: for tests of how a client splits its work, not of its speed.
 #[derive(Debug)]
 pub struct PipelineProxy {
     port: u16,
