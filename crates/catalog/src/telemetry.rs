@@ -126,7 +126,7 @@ pub enum FaultKind {
     /// another key, one of the wrong type or size). Never used as data.
     Foreign,
     /// Writes that did not reach as many replicas (or append-only files) as the
-    /// handle's [`Durability`](crate::Durability) asks, within the failover window: not
+    /// handle's `Durability` asks (feature `redis`), within the failover window: not
     /// reported done, since a failover could lose them.
     NotDurable,
 }
@@ -225,8 +225,10 @@ pub struct Stats {
     /// out-of-memory rejections. Each is passed to [`EvictionListener::on_fault`] and
     /// covered by a warning. Always 0 for a catalog that lives in this process.
     pub faults: u64,
-    /// Registrations that never reached the shared store: queued while it failed, and
-    /// dropped, oldest first, once the queue was full. Each is covered by a warning.
-    /// Always 0 for a catalog that lives in this process.
+    /// Registrations that never reached the shared store: queued while it failed (or,
+    /// in async mode, after its sender's runtime stopped) and dropped, oldest first,
+    /// once the queue was full; or holding a key longer than the shared store takes
+    /// (`RedisCatalog::MAX_KEY_BYTES`). Each is covered by a warning. Always 0 for a
+    /// catalog that lives in this process.
     pub unshared: u64,
 }

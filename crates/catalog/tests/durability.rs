@@ -125,6 +125,14 @@ fn a_durability_the_deployment_cannot_give_is_refused_at_build() {
         );
     } else {
         assert!(err.contains("needs the append-only file on every master"), "{err}");
+        // With it on, writes wait for the fsync (`WAITAOF 1 0`).
+        let fsynced = RedisServer::start(&["--appendonly", "yes"]);
+        let redis = RedisBuilder::new(fsynced.url()).durability(Durability::Aof(0)).build().unwrap();
+        let catalog = CatalogBuilder::new().redis(redis).build().unwrap();
+        register(catalog.as_ref(), 9);
+        catalog.flush().unwrap();
+        let stats = info(&fsynced, "commandstats");
+        assert!(stats.contains("cmdstat_waitaof:calls=1,"), "{stats}");
     }
     // The variable's grammar is checked before anything connects.
     let env = |name: &str| (name == "IDEMPOTENCY_REDIS_DURABILITY").then(|| "replicas:0".to_owned());

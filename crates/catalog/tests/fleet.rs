@@ -455,12 +455,16 @@ fn entries_written_by_one_catalog_are_read_by_another() {
     assert_eq!(found, Some(KeyOptions::new("item-42", Scope::Global)));
     assert_eq!((faults, lines.len()), (0, 0), "{lines:?}");
 
-    // Longer than the server accepts, and than readers take: kept local, not sent.
+    // Longer than the wire's idempotency key, and than one first read takes: shared
+    // all the same, and read back whole.
     let long = Digest::from_bytes([43; 32]);
-    writer.register(long, KeyOptions::new(&"k".repeat(2_049), Scope::Global));
+    let options = KeyOptions::new(&"k".repeat(100_000), Scope::Global);
+    writer.register(long, options.clone());
     writer.flush().unwrap();
-    assert_eq!(server.count("idempotency:key:*"), 1);
-    assert!(writer.get(&long).is_some());
+    assert_eq!(server.count("idempotency:key:*"), 2);
+    let (found, faults, lines) = read_back(&server, &long);
+    assert_eq!(found, Some(options));
+    assert_eq!((faults, lines.len(), writer.stats().unshared), (0, 0, 0), "{lines:?}");
 }
 
 #[test]

@@ -72,7 +72,11 @@ mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
+#[cfg(feature = "tokio")]
+pub use engine::REDIS_ASYNC_PIPELINE;
 pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
+#[cfg(feature = "redis")]
+pub use engine::{REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE};
 pub use error::Error;
 /// The catalog crate, re-exported so that one dependency is enough.
 pub use idempotency_catalog as catalog;

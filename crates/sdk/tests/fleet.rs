@@ -19,6 +19,9 @@ use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, RunHandle,
 use serde_json::json;
 use testkit::{RedisServer, warnings};
 
+mod fleet_support;
+use fleet_support::{a_fresh_engine_finds_every_key_held_once, batch as big_batch};
+
 const WORKER: &str = "FLEET_WORKER";
 
 /// Starts the worker test `name` of this binary in a new process, with `args`.
@@ -90,6 +93,7 @@ fn four_processes_fanning_out_the_same_keys_make_each_run_once() {
     // One claim per key, each holding its run's record; one catalog entry per key.
     assert_eq!(server.count("idempotency:claim:*"), 10_000);
     assert_eq!(server.count("idempotency:key:*"), 10_000);
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 10_000), 0);
 }
 
 /// A worker that mints keys and prints their digests.
@@ -148,16 +152,6 @@ fn assert_readable(engine: &LocalEngine, handles: &[RunHandle]) {
     assert!(records.iter().zip(&ids).all(|(record, id)| record.as_ref().is_some_and(|r| r.id == *id)));
 }
 
-/// `items` keys `item-<i>` in scope global, each once, for task `child-task`.
-fn big_batch(items: usize) -> idempotency_sdk::Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items);
-    for i in 0..items {
-        batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
-    }
-    batch.build().unwrap()
-}
-
 #[test]
 fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
     // Every claim on disk before it is answered: dedup survives the restart.
@@ -202,6 +196,7 @@ fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
     assert_eq!(keys.len(), 300_000);
     assert_readable(&engine, &handles);
     assert!(redis.faults() >= 2);
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 300_000), 0);
 }
 
 #[test]
@@ -235,6 +230,8 @@ fn while_redis_is_down_the_local_catalog_serves_and_queued_writes_go_out_when_it
     catalog.flush().unwrap();
     let elsewhere = CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build().unwrap();
     assert_eq!(elsewhere.get(&during).map(|o| o.key().to_owned()).as_deref(), Some("during"));
+    // The trigger that failed while it was down made nothing: the fresh engine makes all.
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 10), 10);
 }
 
 #[test]
@@ -259,6 +256,15 @@ fn redis_at_maxmemory_is_counted_warned_and_fails_the_trigger() {
     // The local catalog keeps serving: its base, and the rest for their retention.
     assert_eq!(catalog.len(), 2_000, "the local catalog keeps serving what it was given");
     assert!(catalog.stats().faults >= 3);
+    assert_eq!(catalog.stats().unshared, 0, "queued, not dropped");
+
+    // Room again: the queued writes go out at the next flush, and every claim the
+    // trigger made before the OOM holds its record.
+    redis::cmd("CONFIG").arg("SET").arg("maxmemory").arg("0").query::<()>(&mut server.client()).unwrap();
+    catalog.flush().unwrap();
+    assert_eq!(server.count("idempotency:key:*"), 2_000, "every write stayed queued and arrived");
+    let created = a_fresh_engine_finds_every_key_held_once(&server, 100_000);
+    assert!(created < 100_000, "the trigger claimed some before the OOM: {created} made now");
 }
 
 #[test]
@@ -291,6 +297,7 @@ fn runs_whose_answer_was_lost_answer_the_next_trigger_and_are_counted_by_their_e
     let again = engine.trigger(&batch).unwrap();
     assert_eq!(again.iter().map(|h| h.id).collect::<Vec<_>>(), handles.iter().map(|h| h.id).collect::<Vec<_>>());
     assert_eq!(engine.run_count(), 1_000);
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 1_000), 0);
 }
 
 #[test]

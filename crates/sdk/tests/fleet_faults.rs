@@ -17,21 +17,16 @@ use std::time::{Duration, Instant};
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
 use idempotency_sdk::{
-    Batch, ItemOptions, LocalEngine, ResetTarget, RunHandle, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
+    IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunHandle, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
 };
 use testkit::RedisServer;
 
-const WORKER: &str = "FAULT_WORKER";
+mod fleet_support;
+use fleet_support::{
+    a_fresh_engine_finds_every_key_held_once, a_fresh_engine_finds_every_key_held_once_in, batch, engine,
+};
 
-/// `items` keys `item-<i>` in scope global, for task `child-task`.
-fn batch(items: usize) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items);
-    for i in 0..items {
-        batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
-    }
-    batch.build().unwrap()
-}
+const WORKER: &str = "FAULT_WORKER";
 
 /// Wire items of every kind the store writes differently, `each` of each: keys held
 /// for 30 days (the claim is the record), for an hour (less than the record's TTL: the
@@ -52,45 +47,6 @@ fn mixed_items(each: usize, salt: &str) -> Vec<WireItem> {
         item.options.as_mut().unwrap().idempotency_key_ttl = Some("0s".to_owned());
     }
     items
-}
-
-fn engine(server: &RedisServer) -> LocalEngine {
-    LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap()
-}
-
-/// The ids of every claim on the server, read from the records they hold.
-fn claimed_runs(server: &RedisServer) -> Vec<RunId> {
-    let mut conn = server.client();
-    server
-        .keys("idempotency:claim:*")
-        .iter()
-        .map(|key| {
-            let value: String = redis::cmd("GET").arg(key).query(&mut conn).unwrap();
-            let record: serde_json::Value = serde_json::from_str(&value).unwrap();
-            record["id"].as_str().unwrap().parse().unwrap()
-        })
-        .collect()
-}
-
-/// After a fault: a fresh engine triggers the same `items` keys; every key is held by
-/// exactly one run, each with a record this engine reads, and every answer it gets is
-/// readable (`cached_without_record` is 0). Returns how many runs it had to create.
-fn a_fresh_engine_finds_every_key_held_once(server: &RedisServer, items: usize) -> usize {
-    let fresh = engine(server);
-    let handles = fresh.trigger(&batch(items)).unwrap();
-    let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
-    let records = fresh.read_runs(&ids).unwrap();
-    let cached_without_record = handles.iter().zip(&records).filter(|(h, r)| h.cached && r.is_none()).count();
-    assert_eq!(cached_without_record, 0);
-    let keys: HashSet<&str> = records.iter().map(|r| r.as_ref().unwrap().idempotency_key.as_deref().unwrap()).collect();
-    assert_eq!(keys.len(), items, "every answer names the run of its own key");
-
-    let claimed = claimed_runs(server);
-    assert_eq!(claimed.len(), items, "one claim per key");
-    let records = fresh.read_runs(&claimed).unwrap();
-    let keys: HashSet<String> = records.into_iter().map(|r| r.unwrap().idempotency_key.unwrap()).collect();
-    assert_eq!(keys.len(), items, "every claim names a readable run of its key");
-    handles.iter().filter(|h| !h.cached).count()
 }
 
 fn assert_all_readable(engine: &LocalEngine, handles: &[RunHandle]) {
@@ -291,6 +247,7 @@ fn after_redis_loses_its_data_no_id_names_two_runs() {
     let again = after.trigger(&batch(20_000)).unwrap();
     let seen: HashSet<RunId> = old.iter().chain(&new).chain(&more).map(|h| h.id).collect();
     assert!(again.iter().all(|h| !h.cached && !seen.contains(&h.id)));
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 20_000), 0);
 }
 
 #[test]
@@ -328,6 +285,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
     engine.set_status(run.id, RunStatus::Failed).unwrap();
     assert_eq!(engine.runs()[0].status, RunStatus::Failed);
     assert!(!observer.trigger(&b).unwrap()[0].cached, "the failed run released its key");
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 1), 0);
 }
 
 /// A worker that triggers keys and prints the ids of the runs it made.
@@ -373,6 +331,7 @@ fn a_run_made_in_one_process_is_read_and_failed_from_another() {
     assert!(handles[1].cached && handles[1].id == ids[1], "the succeeded run still holds its key");
     // The crashed run stays readable after its key moved on.
     assert_eq!(here.run(ids[0]).unwrap().unwrap().status, RunStatus::Crashed);
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 100), 0);
 }
 
 #[test]
@@ -407,6 +366,8 @@ fn an_answer_lost_with_its_connection_is_sent_again_and_every_run_counts_once() 
     assert!(engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
     assert!(!engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
     assert_eq!(proxy.lost(), 3);
+    // The 30-day and one-hour keys held once each, the reset one claimed again now.
+    assert_eq!(a_fresh_engine_finds_every_key_held_once_in(&server, &items, 50), 1 + 50);
 }
 
 #[test]
@@ -423,4 +384,70 @@ fn scripts_survive_a_server_that_forgot_them() {
     assert_eq!(cached, std::iter::repeat_n([true, true, false, false], 10).flatten().collect::<Vec<_>>());
     engine.set_status(first[1].id, RunStatus::Crashed).unwrap();
     assert_eq!(engine.run(first[1].id).unwrap().unwrap().status, RunStatus::Crashed);
+    // The 30-day and one-hour keys, the crashed one claimed again now; `0s` keys and
+    // runs without a key are new runs each time.
+    assert_eq!(a_fresh_engine_finds_every_key_held_once_in(&server, &items, 20), 1 + 20);
+}
+
+/// The claim key holding the record of `id`.
+fn claim_of(server: &RedisServer, id: RunId) -> String {
+    let mut conn = server.client();
+    server
+        .keys("idempotency:claim:*")
+        .into_iter()
+        .find(|key| redis::cmd("GET").arg(key).query::<String>(&mut conn).unwrap().contains(&format!("\"{id}\"")))
+        .unwrap()
+}
+
+#[test]
+fn a_status_change_or_reset_that_times_out_changes_nothing_here_and_may_be_called_again() {
+    let server = RedisServer::start(&[]);
+    let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build().unwrap();
+    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let runs = engine.trigger(&batch(2)).unwrap();
+    let key = IdempotencyKey::derive(["item", "1"], Scope::Global, None);
+
+    server.pause();
+    let err = engine.set_status(runs[0].id, RunStatus::Failed).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("redis at {}: cannot ", server.url())), "{err}");
+    assert!(err.ends_with("no answer within 300ms"), "{err}");
+    let err = engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap_err().to_string();
+    assert!(err.ends_with("no answer within 300ms"), "{err}");
+    assert_eq!(engine.runs()[0].status, RunStatus::Pending, "nothing changed here");
+    server.resume();
+    std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
+
+    // Redis may have applied them once it resumed: called again, each goes through
+    // (or finds it done), and nothing happens twice.
+    engine.set_status(runs[0].id, RunStatus::Failed).unwrap();
+    assert_eq!(engine.runs()[0].status, RunStatus::Failed);
+    assert_eq!(engine.run(runs[0].id).unwrap().unwrap().status, RunStatus::Failed);
+    engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap();
+    assert!(!engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap(), "reset already");
+    // Both keys free: the fresh engine makes both runs again, once.
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 2), 2);
+}
+
+#[test]
+fn a_status_change_or_reset_that_meets_a_foreign_value_fails_naming_the_key_and_changes_nothing() {
+    let server = RedisServer::start(&[]);
+    let engine = engine(&server);
+    let runs = engine.trigger(&batch(2)).unwrap();
+    let claim = claim_of(&server, runs[0].id);
+    let mut admin = server.client();
+    redis::cmd("SET").arg(&claim).arg("garbage").query::<()>(&mut admin).unwrap();
+    let key = IdempotencyKey::derive(["item", "0"], Scope::Global, None);
+
+    let err = engine.set_status(runs[0].id, RunStatus::Failed).unwrap_err().to_string();
+    assert!(err.starts_with(&format!("redis at {}: cannot ", server.url())) && err.contains(&claim), "{err}");
+    let err = engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap_err().to_string();
+    assert!(err.contains(&claim), "{err}");
+    // Nothing changed: not here, not on Redis.
+    assert_eq!(engine.runs()[0].status, RunStatus::Pending);
+    assert_eq!(redis::cmd("GET").arg(&claim).query::<String>(&mut admin).unwrap(), "garbage");
+    assert_eq!(server.count("idempotency:run:*"), 0, "no record moved out of a claim");
+
+    // Once the foreign value is gone, the key is free again: one new run, the other held.
+    redis::cmd("DEL").arg(&claim).query::<()>(&mut admin).unwrap();
+    assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 2), 1);
 }

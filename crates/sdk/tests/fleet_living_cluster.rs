@@ -175,18 +175,23 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
 
-/// A fresh engine over `prefix`: every key answered from cache with the run the workers
-/// made, which reads back; the cluster holds one claim per key.
-fn every_key_held_once(cluster: &RedisCluster, prefix: &str, runs: &HashMap<usize, RunId>) {
+/// A fresh engine over `prefix` triggers keys `0..runs.len()`: every key answered from
+/// cache with the run the workers made, which reads back; the cluster holds one claim
+/// per key.
+fn a_fresh_engine_finds_every_key_held_once_on_the_cluster(
+    cluster: &RedisCluster,
+    prefix: &str,
+    runs: &HashMap<usize, RunId>,
+) {
     let redis = RedisBuilder::new(cluster.urls().join(",")).prefix(prefix).build().unwrap();
     let fresh = LocalEngine::on_redis(&redis).unwrap();
-    let handles = fresh.trigger(&batch(0..KEYS)).unwrap();
+    let handles = fresh.trigger(&batch(0..runs.len())).unwrap();
     for (key, handle) in handles.iter().enumerate() {
         assert!(handle.cached && Some(&handle.id) == runs.get(&key), "{prefix} key {key}: {handle:?}");
     }
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     assert!(fresh.read_runs(&ids).unwrap().iter().all(Option::is_some));
-    assert_eq!(cluster.count(&format!("{prefix}claim:*")), KEYS, "{prefix}: one claim per key");
+    assert_eq!(cluster.count(&format!("{prefix}claim:*")), runs.len(), "{prefix}: one claim per key");
 }
 
 /// Runs the workers on `prefix`, calling `fault` once the master on `master` holds
@@ -205,7 +210,7 @@ fn round(cluster: &mut RedisCluster, prefix: &str, master: u16, claims: usize, f
     eprintln!("{prefix} fault took {:?}", started.elapsed());
     let outputs: Vec<Output> = children.into_iter().map(|child| child.wait_with_output().unwrap()).collect();
     let runs = judged(prefix, outputs);
-    every_key_held_once(cluster, prefix, &runs);
+    a_fresh_engine_finds_every_key_held_once_on_the_cluster(cluster, prefix, &runs);
 }
 
 /// A master of the cluster that has a replica, and that replica.
@@ -254,15 +259,18 @@ fn failovers_and_reshards_cost_a_pause_never_a_duplicate_run_or_a_failed_batch()
     let (from, to) = (masters[0], masters[1]);
     round(&mut cluster, "resharded:", from, 1_000, |cluster| cluster.reshard(from, to, 2_000));
 
-    // (d), on the same cluster: a master with a replica is left after (b).
-    writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(&cluster);
+    // (d), on the same cluster, 3+3 again since (b)'s old master came back.
+    let runs = writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(&cluster);
+    a_fresh_engine_finds_every_key_held_once_on_the_cluster(&cluster, "short:", &runs);
 }
 
 /// (d) A replica that stops acknowledging: claims cannot reach the one replica asked, the
 /// trigger fails naming the master and what it lacks, and once the replica is back a
 /// retry of the same batch makes each run once; another process then finds each key
 /// held by that run.
-fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(cluster: &RedisCluster) {
+fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(
+    cluster: &RedisCluster,
+) -> HashMap<usize, RunId> {
     let (master, replica) = master_with_replica(cluster);
     let build = || -> Redis {
         RedisBuilder::new(cluster.urls().join(","))
@@ -316,4 +324,5 @@ fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(c
     assert_eq!(made.unwrap(), 5_000, "every run made, after a pause of {paused_for:?}");
     assert!(paused_for >= Duration::from_millis(300), "the master's writes waited for its replica first");
     cluster.wait_ok(Duration::from_secs(30));
+    handles.iter().enumerate().map(|(key, handle)| (key, handle.id)).collect()
 }

@@ -10,17 +10,21 @@
 //!   means to kill, pause and fail over its nodes.
 //! - [`LosingProxy`]: a proxy in front of a server that loses an answer when told, as
 //!   a connection killed between a request and its answer does.
+//! - [`PipelineProxy`]: a proxy in front of a server that counts the commands of each
+//!   pipeline a client sends.
 //! - [`captured`]: what a global `tracing` fmt subscriber printed on this thread while
 //!   a closure ran, at every level.
 //!
 //! The servers need `redis-server` and `redis-cli` on `PATH` (`apt-get install
-//! redis-server`), and [`TlsServer`] needs `openssl`; a test that cannot find one fails,
+//! redis-server`), or another server binary named by [`SERVER_BINARY_VAR`]
+//! (`TESTKIT_REDIS_SERVER`, a path or a name on `PATH`: Valkey's `valkey-server`), and [`TlsServer`] needs `openssl`; a test that cannot find one fails,
 //! saying what to install. Everything a guard started dies when the guard drops, a
 //! panicking test's included, but not when the test process is killed outright.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test support may stop at a failure; library code may not
 
 mod capture;
 mod cluster;
+mod pipelines;
 mod process;
 mod proxy;
 mod redis_server;
@@ -28,6 +32,8 @@ mod tls;
 
 pub use capture::{captured, warnings};
 pub use cluster::{ClusterOptions, RedisCluster};
+pub use pipelines::{Pipeline, PipelineProxy};
+pub use process::{SERVER_BINARY_VAR, server_binary};
 pub use proxy::LosingProxy;
 pub use redis_server::RedisServer;
 pub use tls::TlsServer;

@@ -86,18 +86,32 @@ pub(crate) enum StartFailure {
     Other(String),
 }
 
+/// The variable naming the server binary every harness starts: a path or a name on
+/// `PATH`, `redis-server` when unset. `.ci/run` sets it to Valkey's `valkey-server` for
+/// a second run of the fleet tests.
+pub const SERVER_BINARY_VAR: &str = "TESTKIT_REDIS_SERVER";
+
+/// The server binary the harnesses start: [`SERVER_BINARY_VAR`], else `redis-server`.
+pub fn server_binary() -> String {
+    std::env::var(SERVER_BINARY_VAR).ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "redis-server".to_owned())
+}
+
 impl Server {
-    /// Starts `redis-server args`, appending its output to `log`.
+    /// Starts `<server binary> args`, appending its output to `log`.
     pub(crate) fn spawn(args: &[String], log: &Path) -> Self {
         let out = OpenOptions::new().create(true).append(true).open(log).unwrap();
-        let child = Command::new("redis-server")
+        let binary = server_binary();
+        let child = Command::new(&binary)
             .args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
             .unwrap_or_else(|err| {
-                panic!("cannot start redis-server ({err}): the tests need it; `apt-get install redis-server` (.ci/run does)")
+                panic!(
+                    "cannot start {binary} ({err}): the tests need it; `apt-get install redis-server` (.ci/run does), \
+                     or name another binary in {SERVER_BINARY_VAR}"
+                )
             });
         Server { child: Some(child), paused: AtomicBool::new(false), log: log.to_owned() }
     }

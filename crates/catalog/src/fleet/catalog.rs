@@ -16,52 +16,60 @@ use crate::kind::CatalogKind;
 use crate::scope::Scope;
 use crate::telemetry::{FaultKind, Stats};
 
-/// Past this many queued registrations, the next registration sends them: one round
-/// trip per this many keys while a batch is built.
-const SEND_AT: usize = 1_024;
-/// Registrations in one pipeline from sync code. A pipeline must come back whole within
-/// the command timeout, and after an outage the queue may hold up to [`MAX_QUEUED`]: it
-/// goes out in pipelines of this size, never in one that grows with the queue.
-const WRITE_CHUNK: usize = 10_000;
-/// The longest key an entry holds, in characters: the server refuses a longer
-/// idempotency key, and so does the SDK (`MAX_KEY_LEN`).
-const MAX_KEY_CHARS: usize = 2_048;
 /// How many bytes of SHA-256 an entry's check keeps (shown as twice as many hex digits).
 const CHECK_BYTES: usize = 4;
-/// The longest value an entry can have: check, longest scope, longest key in UTF-8.
-const MAX_VALUE_BYTES: usize = 2 * CHECK_BYTES + ":attempt:".len() + 4 * MAX_KEY_CHARS;
+/// What an entry's value holds before its key, at most: the check, the longest scope
+/// and the two separators.
+const HEADER_BYTES: usize = 2 * CHECK_BYTES + ":attempt:".len();
+/// What a read asks for first: every entry whose key is up to 2,048 characters (the
+/// wire's longest, of any UTF-8) comes back whole from it, and a huge foreign value
+/// costs this, not its size. A longer value that starts as an entry does is read again
+/// whole, up to [`MAX_VALUE_BYTES`].
+const FIRST_READ: usize = HEADER_BYTES + 4 * 2_048;
+/// The longest value an entry can have: its header and the longest key shared.
+const MAX_VALUE_BYTES: usize = HEADER_BYTES + RedisCatalog::MAX_KEY_BYTES;
+/// Long entries read again whole in one pipeline: a pipeline stays within a few times
+/// the longest value.
+const LONG_READS: usize = 4;
+/// The bytes of the values one write pipeline carries, at most (but one registration
+/// always goes): with keys up to [`RedisCatalog::MAX_KEY_BYTES`], a count alone would
+/// not bound a pipeline.
+const WRITE_BYTES: usize = 16 << 20;
 const READ: &str = "read a catalog entry";
-
-/// At most this many registrations wait while Redis fails (about 100 bytes each);
-/// older ones are dropped past it, counted in [`Stats::unshared`] and warned about.
-const MAX_QUEUED: usize = 100_000;
 
 /// A catalog shared by every process on one Redis (feature `redis`), with a bounded
 /// process-local catalog in front.
 ///
 /// - **Writes are pipelined**: a registration goes to the local catalog at once and
-///   into a queue, sent in one round trip when a reservation ends (a run, or a batch:
+///   into a queue, sent when a reservation ends (a run, or a batch:
 ///   building one ends its reservation), when [`flush`](Catalog::flush) is called, and
-///   past 1,024 queued registrations. Each entry is `SET <prefix>key:<digest>
-///   <check>:<scope>:<key> PX <ttl>`: one key per command, as Redis Cluster needs.
-///   A key over 2,048 characters, which the server refuses, stays local.
+///   past [`ASYNC_WRITE_PIPELINE`](Self::ASYNC_WRITE_PIPELINE) queued registrations,
+///   in pipelines of at most [`WRITE_PIPELINE`](Self::WRITE_PIPELINE) (sync) or
+///   [`ASYNC_WRITE_PIPELINE`](Self::ASYNC_WRITE_PIPELINE) (async) registrations and
+///   16 MiB of values. Each entry is `SET <prefix>key:<digest> <check>:<scope>:<key>
+///   PX <ttl>`: one key per command, as Redis Cluster needs. Keys of any length up to
+///   [`MAX_KEY_BYTES`](Self::MAX_KEY_BYTES) (4 MiB) are shared; a longer one stays
+///   local, counted in [`Stats::unshared`] and warned about.
 /// - **Values cannot lie.** `<check>` is 8 hex digits of SHA-256 over the digest, scope
 ///   and key: a value that does not parse, was written for another digest (copied, or
-///   another application's) or holds a key over 2,048 characters is never used. It is
+///   another application's) or is longer than any entry is never used. It is
 ///   a miss, counted in [`Stats::faults`] as [`FaultKind::Foreign`] and warned about,
 ///   naming the Redis key. The check guards against mistakes, not against someone who
 ///   may write to the server.
-/// - **A local miss costs one round trip** (`GETRANGE`) from sync code; what it finds
-///   is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
+/// - **A local miss costs one round trip** (`GETRANGE`) from sync code, two for an
+///   entry longer than 8,210 bytes; what it finds is kept locally. In async mode ([`CatalogBuilder::redis_async`](crate::CatalogBuilder))
 ///   a miss stays a miss: `prefetch_async` (feature `tokio`) reads ahead.
 /// - **The local catalog follows its own kind and capacity**, but what it drops for
 ///   room is counted as released, never evicted: Redis keeps it.
 /// - **Faults lose nothing silently.** When Redis fails, the local catalog keeps
-///   serving, a miss is a miss, and queued registrations wait (up to 100,000) to be
+///   serving, a miss is a miss, and queued registrations wait (up to
+///   [`MAX_QUEUED`](Self::MAX_QUEUED), then the oldest are dropped, however the
+///   sender stopped: a failing server, or in async mode a runtime that is gone) to be
 ///   sent again; every failure is counted in [`Stats::faults`], passed to the
 ///   handle's listener and covered by a rate-limited warning, and registrations that
-///   had to be dropped from a full queue, or were still queued when the catalog was
-///   dropped, are counted (in [`Stats::unshared`] while it lives) and warned about.
+///   had to be dropped from a full queue, were still queued when the catalog was
+///   dropped, or hold a key too long to share are counted (in [`Stats::unshared`]
+///   while it lives) and warned about.
 /// - [`clear`](Catalog::clear) and [`remove`](Catalog::remove) act on the local
 ///   catalog; from sync code `remove` deletes the shared entry too, in async mode it
 ///   leaves it to its TTL (no call there touches the network).
@@ -108,6 +116,31 @@ struct Sender {
 const SEND_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RedisCatalog {
+    /// Registrations sent in one pipeline from sync code. A pipeline must come back
+    /// whole within the command timeout, and after an outage the queue may hold up to
+    /// [`MAX_QUEUED`](Self::MAX_QUEUED): it goes out in pipelines of this size (and of
+    /// 16 MiB of values at most), never in one that grows with the queue.
+    pub const WRITE_PIPELINE: usize = 10_000;
+    /// Registrations sent in one pipeline from async code (the catalog's sender task),
+    /// so that building one never holds the runtime's thread long; also how many queued
+    /// registrations make the next registration send them, sync or async: one round
+    /// trip per this many keys while a batch is built.
+    pub const ASYNC_WRITE_PIPELINE: usize = 1_024;
+    /// Entries [`prefetch`](Self::prefetch) reads in one pipeline.
+    pub const READ_PIPELINE: usize = 5_000;
+    /// Entries [`prefetch_async`](Self::prefetch_async) reads in one pipeline, with a
+    /// yield between two.
+    pub const ASYNC_READ_PIPELINE: usize = 250;
+    /// Registrations that wait while Redis fails, at most (about 100 bytes each, more
+    /// for long keys): past it the oldest are dropped, counted in [`Stats::unshared`]
+    /// and warned about, whether the sends fail or, in async mode, the sender's runtime
+    /// is gone.
+    pub const MAX_QUEUED: usize = 100_000;
+    /// The longest key, in bytes of UTF-8, an entry shares (4 MiB): longer key material
+    /// stays local, counted in [`Stats::unshared`] and warned about. The SDK hashes any
+    /// key material into a 64-character digest for the wire; this is its original key.
+    pub const MAX_KEY_BYTES: usize = 4 << 20;
+
     /// `local` in front of the Redis behind `redis`; see
     /// [`CatalogBuilder::redis`](crate::CatalogBuilder::redis), which builds `local` so
     /// that what it drops for room counts as released.
@@ -157,36 +190,49 @@ impl RedisCatalog {
     }
 
     /// Reads the entries of `digests` this process does not hold into the local
-    /// catalog, in one round trip: after it, [`get`](Catalog::get) answers them without
-    /// asking Redis. Returns how many were found. For a batch built from digest strings
-    /// minted elsewhere; in async mode the only way a local miss reaches Redis.
+    /// catalog, in pipelines of [`READ_PIPELINE`](Self::READ_PIPELINE): after it,
+    /// [`get`](Catalog::get) answers them without asking Redis. Returns how many were
+    /// found. For a batch built from digest strings minted elsewhere; in async mode the
+    /// only way a local miss reaches Redis.
     ///
     /// # Errors
     ///
-    /// [`Error::Redis`] naming the URL when Redis could not be asked; foreign values
-    /// are counted as faults and skipped, as in [`get`](Catalog::get).
+    /// [`Error::Redis`] naming the URL when Redis could not be asked (what earlier
+    /// pipelines found is kept); foreign values are counted as faults and skipped, as
+    /// in [`get`](Catalog::get).
     pub fn prefetch(&self, digests: &[Digest]) -> Result<usize, Error> {
-        let missing = self.missing(digests);
-        if missing.is_empty() {
-            return Ok(0);
+        let mut found = 0;
+        for chunk in self.missing(digests).chunks(Self::READ_PIPELINE) {
+            let answers = self.shared.conn.send(READ, self.shared.read_cmds(chunk, FIRST_READ))?;
+            let longer = self.found(chunk, answers, &mut found);
+            for chunk in longer.chunks(LONG_READS) {
+                let answers = self.shared.conn.send(READ, self.shared.read_cmds(chunk, MAX_VALUE_BYTES))?;
+                let _ = self.found(chunk, answers, &mut found);
+            }
         }
-        let answers = self.shared.conn.send(READ, self.shared.read_cmds(&missing))?;
-        Ok(self.found(&missing, answers))
+        Ok(found)
     }
 
-    /// As [`prefetch`](Self::prefetch), from async code (feature `tokio`).
+    /// As [`prefetch`](Self::prefetch), from async code (feature `tokio`), in pipelines
+    /// of [`ASYNC_READ_PIPELINE`](Self::ASYNC_READ_PIPELINE) with a yield between two.
     ///
     /// # Errors
     ///
     /// As [`prefetch`](Self::prefetch).
     #[cfg(feature = "tokio")]
     pub async fn prefetch_async(&self, digests: &[Digest]) -> Result<usize, Error> {
-        let missing = self.missing(digests);
-        if missing.is_empty() {
-            return Ok(0);
+        let mut found = 0;
+        for chunk in self.missing(digests).chunks(Self::ASYNC_READ_PIPELINE) {
+            let answers = self.shared.conn.send_async(READ, self.shared.read_cmds(chunk, FIRST_READ)).await?;
+            let longer = self.found(chunk, answers, &mut found);
+            for chunk in longer.chunks(LONG_READS) {
+                let cmds = self.shared.read_cmds(chunk, MAX_VALUE_BYTES);
+                let answers = self.shared.conn.send_async(READ, cmds).await?;
+                let _ = self.found(chunk, answers, &mut found);
+            }
+            tokio::task::yield_now().await;
         }
-        let answers = self.shared.conn.send_async(READ, self.shared.read_cmds(&missing)).await?;
-        Ok(self.found(&missing, answers))
+        Ok(found)
     }
 
     /// Sends every queued registration, from async code (feature `tokio`): what
@@ -210,21 +256,43 @@ impl RedisCatalog {
         missing
     }
 
-    /// Keeps what Redis answered for `digests` locally; how many it held.
-    fn found(&self, digests: &[Digest], answers: Vec<::redis::RedisResult<::redis::Value>>) -> usize {
-        let mut found = 0;
+    /// Keeps what Redis answered for `digests` locally, counting it in `found`; the
+    /// digests whose entries are longer than the first read, to be read again whole.
+    fn found(
+        &self,
+        digests: &[Digest],
+        answers: Vec<::redis::RedisResult<::redis::Value>>,
+        found: &mut usize,
+    ) -> Vec<Digest> {
+        let mut longer = Vec::new();
         for (digest, answer) in digests.iter().zip(answers) {
-            if let Some(options) = self.shared.read_answer(digest, answer) {
-                self.local.register(*digest, options);
-                found += 1;
+            match self.shared.read_answer(digest, answer) {
+                Entry::Found(options) => {
+                    self.local.register(*digest, options);
+                    *found += 1;
+                }
+                Entry::Longer => longer.push(*digest),
+                Entry::Missing => {}
             }
         }
-        found
+        longer
     }
 
     fn fetch(&self, digest: &Digest) -> Option<KeyOptions> {
-        let answer = self.shared.conn.send(READ, self.shared.read_cmds(std::slice::from_ref(digest))).ok()?;
-        let options = self.shared.read_answer(digest, answer.into_iter().next()?)?;
+        let one = std::slice::from_ref(digest);
+        let mut options = None;
+        for limit in [FIRST_READ, MAX_VALUE_BYTES] {
+            let answer = self.shared.conn.send(READ, self.shared.read_cmds(one, limit)).ok()?.into_iter().next()?;
+            match self.shared.read_answer(digest, answer) {
+                Entry::Found(found) => {
+                    options = Some(found);
+                    break;
+                }
+                Entry::Longer => {}
+                Entry::Missing => return None,
+            }
+        }
+        let options = options?;
         self.local.register(*digest, options.clone());
         Some(options)
     }
@@ -258,13 +326,22 @@ impl Shared {
     }
 
     fn enqueue(&self, digest: Digest, options: KeyOptions) {
-        let due = {
+        if options.key().len() > RedisCatalog::MAX_KEY_BYTES {
+            self.too_long(&digest, &options);
+            return;
+        }
+        let (due, dropped, queued) = {
             let mut queue = self.queue.lock();
+            // Bounded here, whoever sends: an async catalog whose runtime is gone has no
+            // sender left to fail, and its queue would grow with every registration.
+            let dropped = usize::from(queue.len() >= RedisCatalog::MAX_QUEUED);
+            queue.drain(..dropped);
             queue.push_back((digest, options));
-            // At each multiple: while Redis fails, one attempt per `SEND_AT`
-            // registrations, not one per registration.
-            queue.len().is_multiple_of(SEND_AT)
+            // At each multiple: while Redis fails, one attempt per
+            // `ASYNC_WRITE_PIPELINE` registrations, not one per registration.
+            (queue.len().is_multiple_of(RedisCatalog::ASYNC_WRITE_PIPELINE), dropped, queue.len())
         };
+        self.dropped(dropped, queued);
         if due {
             #[cfg(feature = "tokio")]
             if let Some(sender) = &self.sender {
@@ -276,28 +353,49 @@ impl Shared {
         }
     }
 
-    /// The queued registrations as `SET` commands; those whose key the readers refuse
-    /// (and the server too) are left out: they stay local.
+    /// Key material too long to share: kept local, counted and warned about as a
+    /// registration that never reached the shared store.
+    fn too_long(&self, digest: &Digest, options: &KeyOptions) {
+        self.unshared.fetch_add(1, Ordering::Relaxed);
+        crate::meter::unshared(1);
+        tracing::warn!(
+            target: "idempotency_catalog::events",
+            store = %self.conn.redis().url(),
+            digest = %digest,
+            key_bytes = options.key().len(),
+            max_key_bytes = RedisCatalog::MAX_KEY_BYTES,
+            unshared = 1u64,
+            remedy = "pass shorter key material (hashed keys are 64 characters)",
+            "idempotency key too long to share: its metadata stays in this process"
+        );
+    }
+
+    /// Up to `most` of the oldest queued registrations, and 16 MiB of values at most
+    /// (one always), taken from the queue, with their `SET` commands.
     fn write_cmds(&self, most: usize) -> (Vec<(Digest, KeyOptions)>, Vec<::redis::Cmd>) {
         let batch: Vec<(Digest, KeyOptions)> = {
             let mut queue = self.queue.lock();
-            let n = queue.len().min(most);
+            let (mut n, mut bytes) = (0, 0);
+            for (_, options) in queue.iter().take(most) {
+                bytes += HEADER_BYTES + options.key().len();
+                if n > 0 && bytes > WRITE_BYTES {
+                    break;
+                }
+                n += 1;
+            }
             queue.drain(..n).collect()
         };
         let redis = self.conn.redis();
         let ttl = u64::try_from(redis.catalog_ttl().as_millis()).unwrap_or(u64::MAX);
-        let mut shared = Vec::with_capacity(batch.len());
-        let mut cmds = Vec::with_capacity(batch.len());
-        for (digest, options) in batch {
-            if options.key().chars().count() > MAX_KEY_CHARS {
-                continue;
-            }
-            let mut cmd = ::redis::cmd("SET");
-            cmd.arg(entry_key(redis.prefix(), &digest)).arg(encode(&digest, &options)).arg("PX").arg(ttl);
-            cmds.push(cmd);
-            shared.push((digest, options));
-        }
-        (shared, cmds)
+        let cmds = batch
+            .iter()
+            .map(|(digest, options)| {
+                let mut cmd = ::redis::cmd("SET");
+                cmd.arg(entry_key(redis.prefix(), digest)).arg(encode(digest, options)).arg("PX").arg(ttl);
+                cmd
+            })
+            .collect();
+        (batch, cmds)
     }
 
     /// After a send: the registrations whose write failed go back in the queue, and a
@@ -332,38 +430,41 @@ impl Shared {
         Err(self.conn.fault(WRITE, kind, message))
     }
 
-    /// Sends the registrations queued when it is called, [`WRITE_CHUNK`] to a pipeline,
-    /// until they are sent or a send fails; what fails is queued again. Not what other
-    /// threads queue meanwhile: a flush under a steady stream of registrations ends.
+    /// Sends the registrations queued when it is called,
+    /// [`WRITE_PIPELINE`](RedisCatalog::WRITE_PIPELINE) to a pipeline, until they are
+    /// sent or a send fails; what fails is queued again. Not what other threads queue
+    /// meanwhile: a flush under a steady stream of registrations ends.
     fn send(&self) -> Result<(), Error> {
         let mut left = self.queue.lock().len();
         while left > 0 {
-            let most = left.min(WRITE_CHUNK);
-            left -= most;
-            let (batch, cmds) = self.write_cmds(most);
-            if !cmds.is_empty() {
-                let answers = self.conn.send(WRITE, cmds);
-                self.sent(batch, answers)?;
+            let (batch, cmds) = self.write_cmds(left.min(RedisCatalog::WRITE_PIPELINE));
+            if batch.is_empty() {
+                break;
             }
+            left = left.saturating_sub(batch.len());
+            let answers = self.conn.send(WRITE, cmds);
+            self.sent(batch, answers)?;
         }
         Ok(())
     }
 
-    /// From async code: [`SEND_AT`] at a time, so that building a batch's commands
-    /// never holds the runtime's thread long, until the queue is empty or a send fails.
+    /// The same from async code, [`ASYNC_WRITE_PIPELINE`](RedisCatalog::ASYNC_WRITE_PIPELINE)
+    /// at a time with a yield between two, so that building a pipeline's commands never
+    /// holds the runtime's thread long.
     #[cfg(feature = "tokio")]
     async fn send_async(&self) -> Result<(), Error> {
-        loop {
-            let (batch, cmds) = self.write_cmds(SEND_AT);
-            if batch.is_empty() && self.queue.lock().is_empty() {
-                return Ok(());
+        let mut left = self.queue.lock().len();
+        while left > 0 {
+            let (batch, cmds) = self.write_cmds(left.min(RedisCatalog::ASYNC_WRITE_PIPELINE));
+            if batch.is_empty() {
+                break;
             }
-            if !cmds.is_empty() {
-                let answers = self.conn.send_async(WRITE, cmds).await;
-                self.sent(batch, answers)?;
-            }
+            left = left.saturating_sub(batch.len());
+            let answers = self.conn.send_async(WRITE, cmds).await;
+            self.sent(batch, answers)?;
             tokio::task::yield_now().await;
         }
+        Ok(())
     }
 
     /// The background sender: sends when rung, and every [`SEND_EVERY`], until the
@@ -389,10 +490,16 @@ impl Shared {
             let newer = std::mem::take(&mut *queue);
             queue.extend(batch);
             queue.extend(newer);
-            let dropped = queue.len().saturating_sub(MAX_QUEUED);
+            let dropped = queue.len().saturating_sub(RedisCatalog::MAX_QUEUED);
             queue.drain(..dropped);
-            (dropped as u64, queue.len())
+            (dropped, queue.len())
         };
+        self.dropped(dropped, queued);
+    }
+
+    /// `dropped` registrations left a full queue (of `queued` now): counted and warned.
+    fn dropped(&self, dropped: usize, queued: usize) {
+        let dropped = dropped as u64;
         if dropped > 0 {
             self.unshared.fetch_add(dropped, Ordering::Relaxed);
             crate::meter::unshared(dropped);
@@ -403,50 +510,74 @@ impl Shared {
         }
     }
 
-    /// `GETRANGE` rather than `GET`: a huge foreign value costs one byte more than the
-    /// longest entry, not its size. A missing key reads as empty.
-    fn read_cmds(&self, digests: &[Digest]) -> Vec<::redis::Cmd> {
+    /// `GETRANGE` of the first `limit` + 1 bytes rather than `GET`: a huge foreign
+    /// value costs one byte more than what is asked, not its size. A missing key reads
+    /// as empty.
+    fn read_cmds(&self, digests: &[Digest], limit: usize) -> Vec<::redis::Cmd> {
         let prefix = self.conn.redis().prefix();
         digests
             .iter()
             .map(|digest| {
                 let mut cmd = ::redis::cmd("GETRANGE");
-                cmd.arg(entry_key(prefix, digest)).arg(0).arg(MAX_VALUE_BYTES);
+                cmd.arg(entry_key(prefix, digest)).arg(0).arg(limit);
                 cmd
             })
             .collect()
     }
 
-    /// The options Redis holds for `digest`, if its entry is one this crate wrote;
-    /// anything else is a miss, and a foreign value a counted fault.
-    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>) -> Option<KeyOptions> {
+    /// The options Redis holds for `digest`, if its entry is one this crate wrote, or
+    /// that it is longer than the first read and starts as an entry does; anything else
+    /// is a miss, and a foreign value a counted fault.
+    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>) -> Entry {
         let key = || entry_key(self.conn.redis().prefix(), digest);
         let value = match answer.and_then(|value| Ok(::redis::from_redis_value::<Vec<u8>>(value)?)) {
-            Ok(value) if value.is_empty() => return None,
+            Ok(value) if value.is_empty() => return Entry::Missing,
             Ok(value) => value,
             Err(err) if err.code() == Some("WRONGTYPE") => {
                 let _ = self.conn.fault(READ, FaultKind::Foreign, format!("foreign value under {}: {err}", key()));
-                return None;
+                return Entry::Missing;
             }
             Err(err) => {
                 let (kind, said) = super::fault::server_error_of(&err);
                 let _ = self.conn.fault(READ, kind, said);
-                return None;
+                return Entry::Missing;
             }
         };
+        if value.len() == FIRST_READ + 1 && starts_as_an_entry(&value) {
+            return Entry::Longer;
+        }
         match decode(digest, &value) {
             Ok(options) => {
                 self.shared_hits.fetch_add(1, Ordering::Relaxed);
-                Some(options)
+                Entry::Found(options)
             }
             Err(why) => {
                 let message = format!("foreign value under {}: {} ({why})", key(), preview(&value));
                 // Counted and warned inside; a foreign value is a miss, never options.
                 let _ = self.conn.fault(READ, FaultKind::Foreign, message);
-                None
+                Entry::Missing
             }
         }
     }
+}
+
+/// What one read of an entry found.
+enum Entry {
+    Found(KeyOptions),
+    /// Nothing, or nothing this crate wrote.
+    Missing,
+    /// More than the first read asked for: read it again whole.
+    Longer,
+}
+
+/// Whether `value` starts with `<check>:<scope>:`, as an entry does.
+fn starts_as_an_entry(value: &[u8]) -> bool {
+    let Some((check, rest)) = value.split_first_chunk::<{ 2 * CHECK_BYTES }>() else { return false };
+    let Some(rest) = rest.strip_prefix(b":") else { return false };
+    check.iter().all(u8::is_ascii_hexdigit)
+        && Scope::ALL
+            .iter()
+            .any(|scope| rest.strip_prefix(scope.as_str().as_bytes()).is_some_and(|after| after.first() == Some(&b':')))
 }
 
 const WRITE: &str = "write catalog entries";
@@ -472,8 +603,8 @@ fn decode(digest: &Digest, value: &[u8]) -> Result<KeyOptions, &'static str> {
     let (written, rest) = value.split_once(':').ok_or(NOT_AN_ENTRY)?;
     let (scope, key) = rest.split_once(':').ok_or(NOT_AN_ENTRY)?;
     let scope = scope.parse::<Scope>().map_err(|_| NOT_AN_ENTRY)?;
-    if key.chars().count() > MAX_KEY_CHARS {
-        return Err("a key over 2048 characters");
+    if key.len() > RedisCatalog::MAX_KEY_BYTES {
+        return Err("longer than any entry");
     }
     if written != check(digest, scope, key) {
         return Err("written for another digest, or altered");
@@ -491,11 +622,11 @@ fn check(digest: &Digest, scope: Scope, key: &str) -> String {
 
 /// A foreign value as a message shows it: quoted, escaped and cut.
 fn preview(value: &[u8]) -> String {
-    let text = String::from_utf8_lossy(value);
-    if value.len() > MAX_VALUE_BYTES {
-        // Only a prefix was read: its length would mislead.
+    let text = String::from_utf8_lossy(value.get(..FIRST_READ + 1).unwrap_or(value));
+    if value.len() > FIRST_READ {
+        // Only a prefix was read, or shown: its length would mislead.
         let start: String = text.chars().take(64).collect();
-        format!("{}… (more than {MAX_VALUE_BYTES} bytes)", crate::error::shown(&start))
+        format!("{}… (more than {FIRST_READ} bytes)", crate::error::shown(&start))
     } else {
         crate::error::shown(&text)
     }
@@ -635,10 +766,13 @@ mod tests {
             let value = encode(&digest, &options);
             assert_eq!(decode(&digest, value.as_bytes()), Ok(options), "{value}");
         }
-        let longest = KeyOptions::new(&"\u{10FFFF}".repeat(MAX_KEY_CHARS), Scope::Attempt);
+        let longest = KeyOptions::new(&"\u{10FFFF}".repeat(RedisCatalog::MAX_KEY_BYTES / 4), Scope::Attempt);
         let value = encode(&digest, &longest);
         assert_eq!(value.len(), MAX_VALUE_BYTES);
-        assert_eq!(decode(&digest, value.as_bytes()), Ok(longest));
+        assert!(decode(&digest, value.as_bytes()) == Ok(longest), "the longest entry reads back");
+        // The wire's longest key, in any UTF-8, comes back whole from the first read.
+        let wire = encode(&digest, &KeyOptions::new(&"\u{10FFFF}".repeat(2_048), Scope::Attempt));
+        assert_eq!(wire.len(), FIRST_READ);
     }
 
     #[test]
@@ -667,10 +801,43 @@ mod tests {
         ] {
             assert_eq!(decode(&digest, value), Err(why), "{value:?}");
         }
-        let long = KeyOptions::new(&"k".repeat(MAX_KEY_CHARS + 1), Scope::Global);
-        assert_eq!(decode(&digest, encode(&digest, &long).as_bytes()), Err("a key over 2048 characters"));
+        for scope in Scope::ALL {
+            let long = KeyOptions::new(&"k".repeat(RedisCatalog::MAX_KEY_BYTES + 1), scope);
+            // Not `assert_eq!`: a failure would print megabytes.
+            assert!(decode(&digest, encode(&digest, &long).as_bytes()) == Err("longer than any entry"), "{scope}");
+        }
         let huge = vec![b'a'; MAX_VALUE_BYTES + 1];
         assert_eq!(decode(&digest, &huge), Err("longer than any entry"));
         assert!(preview(&huge).ends_with("… (more than 8209 bytes)"), "{}", preview(&huge));
+    }
+
+    #[test]
+    fn the_docs_quote_the_byte_bounds_the_code_uses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/fleet.md");
+        let docs = std::fs::read_to_string(path).unwrap().split_whitespace().collect::<Vec<_>>().join(" ");
+        let first_read = (FIRST_READ + 1).to_string();
+        let (thousands, units) = first_read.split_at(first_read.len() - 3);
+        for quoted in [
+            format!("and of {} MiB of values at most", WRITE_BYTES >> 20),
+            format!(
+                "Key material of any length up to {} MiB (`RedisCatalog::MAX_KEY_BYTES`)",
+                RedisCatalog::MAX_KEY_BYTES >> 20
+            ),
+            format!("(at most {thousands},{units} bytes are read, which holds every key of up to 2,048 characters"),
+        ] {
+            assert!(docs.contains(&quoted), "docs/fleet.md does not say: {quoted}");
+        }
+    }
+
+    #[test]
+    fn only_a_value_that_starts_as_an_entry_is_read_again_whole() {
+        let digest = Digest::from_bytes([7; 32]);
+        let long = encode(&digest, &KeyOptions::new(&"k".repeat(FIRST_READ), Scope::Run));
+        assert!(starts_as_an_entry(long.as_bytes()));
+        for value in
+            [&b"0c3e5a7f:world:k"[..], b"0c3e5a7g:run:k", b"0c3e5a7f:run", b"0c3e5a7f", b"", b"xxxxxxxxxxxxxxxxxx"]
+        {
+            assert!(!starts_as_an_entry(value), "{value:?}");
+        }
     }
 }

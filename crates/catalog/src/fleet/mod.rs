@@ -31,3 +31,8 @@ pub use self::connection::RedisConnection;
 pub use self::durability::Durability;
 pub use self::fault::server_error_of;
 pub use self::handle::Redis;
+
+/// After a failed connect, how long calls on the handle fail at once (`not reconnected
+/// yet: …`) instead of each waiting out the connect timeout: a server that is down
+/// must not cost every registration a connect timeout.
+pub const REDIS_RECONNECT_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);

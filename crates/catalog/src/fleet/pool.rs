@@ -15,7 +15,7 @@ use super::deployment::Addr;
 /// After a failed connect to one server: how long calls fail at once instead of trying
 /// again, so that a server that is down does not cost every registration a connect
 /// timeout. (A cluster's nodes are waited for through the failover window instead.)
-pub(super) const RECONNECT_AFTER: Duration = Duration::from_millis(250);
+pub(super) const RECONNECT_AFTER: Duration = super::REDIS_RECONNECT_PAUSE;
 
 /// After a failed connect: until when calls fail at once, and why.
 #[derive(Default)]

@@ -59,12 +59,12 @@ pub(crate) const CHUNK: usize = 10_000;
 /// Runs read, or keys peeked, in one pipeline: a pipeline must come back whole within
 /// the command timeout, so a read of 300,000 runs goes as many pipelines of about a
 /// trigger's size (two `GET`s a run), never one that no timeout could bound.
-const READ_CHUNK: usize = CHUNK / 2;
+pub(crate) const READ_CHUNK: usize = CHUNK / 2;
 /// Items sent in one pipeline from async code: building a pipeline's commands takes the
 /// thread, and a tenth of a millisecond per 50 items keeps a 2,000-item one within a few
 /// milliseconds on the slowest machine measured.
 #[cfg(feature = "tokio")]
-const ASYNC_CHUNK: usize = 250;
+pub(crate) const ASYNC_CHUNK: usize = 250;
 
 /// The longest TTL sent, a century: Redis refuses an expiry past its clock's range.
 const MAX_TTL_MS: u64 = 100 * 365 * 24 * 60 * 60 * 1_000;
