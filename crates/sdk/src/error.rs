@@ -40,7 +40,7 @@ pub enum Error {
     },
     /// Items lost their key options, under [`LossPolicy::Fail`](crate::LossPolicy::Fail).
     #[error(
-        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {}); nothing was sent; {remedy}",
+        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {}; most {cause}); nothing was sent; {remedy}",
         capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string())
     )]
     OptionsLost {
@@ -52,8 +52,10 @@ pub enum Error {
         kind: idempotency_catalog::CatalogKind,
         /// The catalog's capacity; `None` when unbounded.
         capacity: Option<usize>,
-        /// What to change.
-        remedy: &'static str,
+        /// The cause of most of them, as [`BatchReport::cause`](crate::BatchReport::cause) names it.
+        cause: &'static str,
+        /// What to change: the limit that dropped them, raised from where it was set.
+        remedy: String,
     },
     /// A run- or attempt-scoped key was to be derived without the run it belongs to.
     #[error("cannot derive a `{scope}`-scoped key without its run context; pass the run id{}", if *.scope == Scope::Attempt { " and attempt number" } else { "" })]
@@ -101,13 +103,15 @@ pub enum Error {
     /// by a run made with another payload, or repeats in its batch with another one.
     /// Nothing of the trigger was claimed or created.
     #[error(
-        "task {task}: idempotency key {key} {}; {items} item(s) of this trigger differ, nothing was triggered",
+        "task {}: idempotency key {key} {}; {items} item(s) of this trigger differ, nothing was triggered",
+        shown(task),
         holder(run.as_ref())
     )]
     PayloadMismatch {
         /// The task triggered.
         task: String,
-        /// The first differing item's key, as the catalog shows it (`item-42 (global)`),
+        /// The first differing item's key, for people: its original key, escaped and cut
+        /// by [`shown`](idempotency_catalog::shown), and its scope (`"item-42" (global)`),
         /// or as sent when its options are unknown.
         key: String,
         /// The run that holds it; `None` when the key repeats within the trigger with
@@ -121,7 +125,7 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-pub(crate) use idempotency_catalog::__private::shown;
+pub(crate) use idempotency_catalog::shown;
 
 fn holder(run: Option<&crate::engine::RunId>) -> String {
     match run {

@@ -1224,7 +1224,7 @@ mod tests {
                 Error::PayloadMismatch { task, key, run, items } => {
                     assert_eq!(
                         (task.as_str(), key.as_str(), *run, *items),
-                        ("pay", "order-1 (global)", Some(held[1].id), 1),
+                        ("pay", r#""order-1" (global)"#, Some(held[1].id), 1),
                         "{name}"
                     );
                 }
@@ -1253,7 +1253,10 @@ mod tests {
         for (name, engine, _) in pairs(PayloadPolicy::Fail) {
             let err = engine.trigger(&batch).unwrap_err();
             assert!(matches!(&err, Error::PayloadMismatch { run: None, items: 1, .. }), "{name}: {err}");
-            assert!(err.to_string().contains("order-3 (global) repeats in this trigger with another payload"), "{err}");
+            assert!(
+                err.to_string().contains(r#""order-3" (global) repeats in this trigger with another payload"#),
+                "{err}"
+            );
             assert_eq!(engine.run_count(), 0, "{name}");
         }
     }
