@@ -111,9 +111,11 @@ pub use unbounded::UnboundedCatalog;
 /// Not public API: what the SDK crate shares with this one.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes};
     pub use crate::error::shown;
     #[cfg(feature = "redis")]
     pub use crate::fleet::server_error_of;
+    pub use crate::remedy::{bytes as show_bytes, duration as show_duration};
 }
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.

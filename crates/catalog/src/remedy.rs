@@ -145,7 +145,7 @@ fn keeps_none(origin: Origin, base: &str) -> String {
 }
 
 /// A byte count as the variable takes it: `16MiB` when it is a whole number of them.
-pub(crate) fn bytes(n: usize) -> String {
+pub fn bytes(n: usize) -> String {
     for (suffix, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
         if n >= 1 << shift && n.is_multiple_of(1 << shift) {
             return format!("{}{suffix}", n >> shift);
@@ -155,7 +155,7 @@ pub(crate) fn bytes(n: usize) -> String {
 }
 
 /// A duration as the variable takes it: `10m`, `2h`, `90s`.
-pub(crate) fn duration(d: Duration) -> String {
+pub fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (suffix, unit) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs >= unit && secs.is_multiple_of(unit) {

@@ -120,6 +120,25 @@ pub enum Error {
         /// How many items differed.
         items: usize,
     },
+    /// The in-memory engine is at its byte budget, under
+    /// [`BudgetPolicy::Refuse`](crate::BudgetPolicy::Refuse): nothing of the trigger was
+    /// claimed or created.
+    #[error(
+        "engine at its byte budget of {} (set by {origin}): a trigger of {items} item(s) needs {needed} more bytes; nothing was triggered; {remedy}",
+        idempotency_catalog::__private::show_bytes(*max_bytes)
+    )]
+    EngineFull {
+        /// The budget.
+        max_bytes: usize,
+        /// Where it came from.
+        origin: idempotency_catalog::Source,
+        /// Items in the refused trigger.
+        items: usize,
+        /// The bytes the trigger would have added past the budget.
+        needed: usize,
+        /// What to change.
+        remedy: String,
+    },
     /// Writing the batch request failed.
     #[error("cannot write the batch request: {0}")]
     Io(#[from] std::io::Error),

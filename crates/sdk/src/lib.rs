@@ -72,7 +72,10 @@ mod wire;
 
 pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
-pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
+pub use engine::{
+    BudgetPolicy, DEFAULT_ENGINE_MAX_BYTES, ENV_ENGINE_MAX_BYTES, EngineStats, LocalEngine, ResetTarget, RunHandle,
+    RunId, RunRecord, RunStatus, RunView,
+};
 pub use error::Error;
 /// The catalog crate, re-exported so that one dependency is enough.
 pub use idempotency_catalog as catalog;

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use idempotency_catalog::{Digest, Scope};
 use parking_lot::Mutex;
 
+use super::budget::{self, Budget, BudgetPolicy, EngineStats};
 use super::incoming::{Incoming, WireGroups, millis};
 use super::key::KeyRef;
 use super::log::Log;
@@ -97,6 +98,8 @@ pub struct LocalEngine {
     share_payloads: bool,
     payload_policy: PayloadPolicy,
     payload_mismatches: AtomicU64,
+    /// The in-memory engine's byte budget (keys and run records held here).
+    budget: Budget,
 }
 
 #[derive(Default)]
@@ -104,7 +107,26 @@ struct State {
     log: Log,
     /// The keys, when they are held in this process.
     dedup: Dedup,
+    /// What the budget cost so far.
+    spent: Spent,
 }
+
+/// What the in-memory engine's budget cost: keys and records it dropped, and items it
+/// refused.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    evicted_keys: u64,
+    evicted_runs: u64,
+    refused: u64,
+    /// How long the latest key forgotten before its TTL had been held.
+    remembered: Option<Millis>,
+    /// Whether the one warning was emitted.
+    warned: bool,
+}
+
+/// The warning a trigger owes, taken under the lock and emitted after: the first key
+/// forgotten before its TTL, how long it had been held, and its TTL.
+type Forgotten = Option<(Millis, Millis)>;
 
 impl LocalEngine {
     /// An engine on the system clock.
@@ -121,6 +143,105 @@ impl LocalEngine {
             share_payloads: false,
             payload_policy: PayloadPolicy::default(),
             payload_mismatches: AtomicU64::new(0),
+            budget: Budget::default(),
+        }
+    }
+
+    /// An engine on the system clock whose byte budget is read from
+    /// [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES) when it is set (a number
+    /// of bytes, optionally with a `KiB`, `MiB` or `GiB` suffix, from 64 KiB), else
+    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES).
+    /// [`with_max_bytes`](Self::with_max_bytes) wins over it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Catalog`] with an `InvalidConfig` naming the variable and its value
+    /// when it is not a budget.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{LocalEngine, catalog::Source};
+    ///
+    /// let env = |name: &str| (name == "IDEMPOTENCY_ENGINE_MAX_BYTES").then(|| "32MiB".to_owned());
+    /// let stats = LocalEngine::from_env_with(env)?.stats();
+    /// assert_eq!((stats.max_bytes, stats.max_bytes_source), (32 << 20, Source::Env));
+    /// let bad = |_: &str| Some("32MB".to_owned());
+    /// let err = LocalEngine::from_env_with(bad).unwrap_err().to_string();
+    /// assert!(err.starts_with(r#"invalid IDEMPOTENCY_ENGINE_MAX_BYTES "32MB": expected a number of bytes"#));
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with(|name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()))
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let budget = Budget::from_env_with(lookup)?;
+        Ok(LocalEngine { budget, ..Self::new() })
+    }
+
+    /// The same engine holding at most `max_bytes` of keys and run records in memory
+    /// (from 64 KiB), whatever [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES)
+    /// says. At the budget the oldest keys and records go first
+    /// ([`BudgetPolicy::Evict`], the default) or new triggers are refused
+    /// ([`BudgetPolicy::Refuse`]). Default:
+    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES) (256 MiB). Does not
+    /// apply on a shared store, where keys live in Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Catalog`] with an `InvalidConfig` naming this call and the value when
+    /// it is below 64 KiB (a unit mistake, not a budget).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk};
+    ///
+    /// let engine = LocalEngine::new().with_max_bytes(64 << 10)?;
+    /// let sdk = Sdk::from_env()?;
+    /// let mut batch = sdk.batch("child-task", 1_000);
+    /// for i in 0..1_000 {
+    ///     let key = IdempotencyKey::derive(["item", &i.to_string()], Scope::Global, None);
+    ///     batch.item(None, ItemOptions::new().key(key));
+    /// }
+    /// engine.trigger_owned(batch.build()?)?;
+    /// let stats = engine.stats();
+    /// assert!(stats.bytes <= 64 << 10 && stats.evicted_keys > 0, "{stats:?}");
+    /// assert!(LocalEngine::new().with_max_bytes(1_000).is_err());
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Result<Self, Error> {
+        self.budget = self.budget.code(max_bytes)?;
+        Ok(self)
+    }
+
+    /// The same engine doing `policy` at its byte budget: [`BudgetPolicy::Evict`] by
+    /// default.
+    #[must_use]
+    pub fn with_budget_policy(mut self, policy: BudgetPolicy) -> Self {
+        self.budget.policy = policy;
+        self
+    }
+
+    /// What the engine holds against its byte budget, and what the budget cost.
+    pub fn stats(&self) -> EngineStats {
+        let state = self.state.lock();
+        EngineStats {
+            keys: state.dedup.len(),
+            runs_retained: state.log.retained(),
+            bytes: state.dedup.bytes() + state.log.bytes(),
+            max_bytes: self.budget.max_bytes,
+            max_bytes_source: self.budget.source,
+            evicted_keys: state.spent.evicted_keys,
+            evicted_runs: state.spent.evicted_runs,
+            refused: state.spent.refused,
+            remembered_ms: state.spent.remembered,
         }
     }
 
@@ -406,41 +527,83 @@ impl LocalEngine {
     ) -> Result<Vec<RunHandle>, Error> {
         let now = millis((self.clock)());
         let mut state = self.state.lock();
-        let State { log, dedup } = &mut *state;
-        dedup.prune(now);
-        let task = log.tasks.id(task_name);
-        let (handles, mismatches) = if self.payload_policy == PayloadPolicy::Fail {
+        state.dedup.prune(now);
+        let task = state.log.tasks.id(task_name);
+        let checks = self.payload_policy == PayloadPolicy::Fail || self.budget.policy == BudgetPolicy::Refuse;
+        let (handles, mismatches, forgotten) = if checks {
             // Checked under the same lock as the claims: nothing can come between.
             let items: Vec<Incoming<'a>> = items.collect();
-            let found = Self::check_in_memory(&state, task_name, &items, now);
-            if found.count > 0 {
-                drop(state);
-                return self.refuse(task_name, &found).map(|()| Vec::new());
+            if self.payload_policy == PayloadPolicy::Fail {
+                let found = Self::check_in_memory(&state, task_name, &items, now);
+                if found.count > 0 {
+                    drop(state);
+                    return self.refuse(task_name, &found).map(|()| Vec::new());
+                }
             }
-            let State { log, dedup } = &mut *state;
-            Self::claim_in_memory(log, dedup, task, now, len, items.into_iter())
+            if self.budget.policy == BudgetPolicy::Refuse {
+                self.check_room(&mut state, task, &items, now)?;
+            }
+            self.claim_in_memory(&mut state, task, now, len, items.into_iter())
         } else {
-            Self::claim_in_memory(log, dedup, task, now, len, items)
+            self.claim_in_memory(&mut state, task, now, len, items)
         };
+        let bytes = state.dedup.bytes() + state.log.bytes();
+        crate::meter::engine_bytes(bytes, self.budget.max_bytes);
         drop(state);
+        if let Some((remembered, ttl)) = forgotten {
+            budget::warn_forgotten(&self.budget, Duration::from_millis(remembered), Duration::from_millis(ttl), bytes);
+        }
         self.settle(task_name, &mismatches);
         Ok(handles)
     }
 
+    /// Under [`BudgetPolicy::Refuse`], before anything is claimed: whether `items` fit
+    /// the budget, counting a claim for each key not held (once per key) and a record
+    /// for each run they would make.
+    fn check_room(&self, state: &mut State, task: u32, items: &[Incoming<'_>], now: Millis) -> Result<(), Error> {
+        let mut new_keys = std::collections::HashSet::new();
+        let needed: usize = items
+            .iter()
+            .map(|item| match item.key.filter(|_| item.ttl > 0) {
+                Some(key) if state.dedup.holds(task, key, now) || !new_keys.insert(key) => 0,
+                Some(_) => budget::item_bytes(item, true),
+                None => budget::item_bytes(item, false),
+            })
+            .sum();
+        let held = state.dedup.bytes() + state.log.bytes();
+        if held + needed <= self.budget.max_bytes {
+            return Ok(());
+        }
+        state.spent.refused += items.len() as u64;
+        crate::meter::engine_refused(items.len());
+        Err(Error::EngineFull {
+            max_bytes: self.budget.max_bytes,
+            origin: self.budget.source,
+            items: items.len(),
+            needed: (held + needed).saturating_sub(self.budget.max_bytes),
+            remedy: format!(
+                "{}, or let keys expire (a shorter idempotencyKeyTTL), or BudgetPolicy::Evict to forget the oldest",
+                self.budget.remedy()
+            ),
+        })
+    }
+
     /// The in-memory trigger's loop, under the engine's lock: claims each item's key
-    /// or answers with the run holding it.
+    /// or answers with the run holding it, and keeps the budget.
     fn claim_in_memory<'a>(
-        log: &mut Log,
-        dedup: &mut Dedup,
+        &self,
+        state: &mut State,
         task: u32,
         now: Millis,
         len: usize,
         items: impl Iterator<Item = Incoming<'a>>,
-    ) -> (Vec<RunHandle>, Mismatches) {
+    ) -> (Vec<RunHandle>, Mismatches, Forgotten) {
+        let State { log, dedup, spent } = state;
         dedup.reserve(len);
         log.reserve(len);
         let mut handles = Vec::with_capacity(len);
         let mut mismatches = Mismatches::default();
+        let mut forgotten = None;
         for item in items {
             let id = RunId::new(log.next());
             if let Some(key) = item.key
@@ -452,9 +615,44 @@ impl LocalEngine {
             }
             log.push(run(task, item));
             handles.push(RunHandle { id, cached: false });
+            if dedup.bytes() + log.bytes() > self.budget.max_bytes {
+                forgotten = forgotten.or(Self::make_room(log, dedup, spent, self.budget.max_bytes, now));
+            }
         }
         log.trim();
-        (handles, mismatches)
+        (handles, mismatches, forgotten)
+    }
+
+    /// Drops the oldest keys and records, whichever is older, until what is held fits
+    /// `max_bytes`; the warning due, if this forgot the first key before its TTL.
+    #[cold]
+    fn make_room(log: &mut Log, dedup: &mut Dedup, spent: &mut Spent, max_bytes: usize, now: Millis) -> Forgotten {
+        let mut due = None;
+        let (mut keys, mut runs) = (0u64, 0u64);
+        while dedup.bytes() + log.bytes() > max_bytes {
+            match (dedup.oldest(), log.oldest()) {
+                // A record no older than the oldest key goes first: its run is done
+                // with, where a key forgotten may run twice.
+                (Some(key), Some(record)) if record <= key => runs += u64::from(log.pop_oldest()),
+                (None, Some(_)) => runs += u64::from(log.pop_oldest()),
+                (Some(_), _) => {
+                    let Some(forgot) = dedup.evict_oldest(now) else { break };
+                    if forgot.live {
+                        keys += 1;
+                        spent.remembered = Some(forgot.age);
+                        if !spent.warned {
+                            spent.warned = true;
+                            due = Some((forgot.age, forgot.ttl));
+                        }
+                    }
+                }
+                (None, None) => break,
+            }
+        }
+        spent.evicted_keys += keys;
+        spent.evicted_runs += runs;
+        crate::meter::engine_evicted(keys, runs);
+        due
     }
 
     /// Triggers on a shared store, a chunk at a time, without holding the engine's
@@ -716,7 +914,7 @@ impl LocalEngine {
             return self.status_set(shared.as_ref(), id, status, known);
         }
         let mut state = self.state.lock();
-        let State { log, dedup } = &mut *state;
+        let State { log, dedup, .. } = &mut *state;
         let run = log.get_mut(id.nonce()).filter(|_| !id.is_fleet()).ok_or(Error::UnknownRun { id })?;
         run.status = status;
         if let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) {
@@ -1070,6 +1268,8 @@ impl fmt::Debug for LocalEngine {
             .field("runs", &state.log.created())
             .field("retained", &state.log.retained())
             .field("keys", &state.dedup.len())
+            .field("bytes", &(state.dedup.bytes() + state.log.bytes()))
+            .field("budget", &self.budget)
             .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
