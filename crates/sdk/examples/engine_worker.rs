@@ -89,15 +89,17 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new(format!("run_{round}"), 1));
         let mut batch = sdk.batch("child-task", IN_RUN);
         for i in 0..IN_RUN {
-            let key = sdk.create_key(["item", &round.to_string(), &i.to_string()], Scope::Global);
+            let key = sdk.create_key(["item", &round.to_string(), &i.to_string()], Scope::Global)?;
             batch.item(json!({ "i": i }), ItemOptions::new().key(key));
         }
         engine.trigger_owned(batch.build()?)?;
         drop(sdk);
         // Keys made outside any run (an application backend), passed on as digests.
-        let keys: Vec<String> = (0..OUTSIDE)
-            .map(|i| outside.create_key(["outside", &round.to_string(), &i.to_string()], Scope::Global).to_string())
-            .collect();
+        let keys = (0..OUTSIDE)
+            .map(|i| {
+                Ok(outside.create_key(["outside", &round.to_string(), &i.to_string()], Scope::Global)?.to_string())
+            })
+            .collect::<Result<Vec<String>, idempotency_sdk::Error>>()?;
         let mut batch = outside.batch("child-task", OUTSIDE);
         for (i, key) in keys.into_iter().enumerate() {
             batch.item(json!({ "i": i }), ItemOptions::new().key(key));

@@ -49,7 +49,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let sdk = Sdk::new(Arc::clone(&catalog));
     let mut out = BufWriter::new(std::io::stdout().lock());
     for i in 0..items {
-        writeln!(out, "{}", sdk.create_key(["item", &i.to_string()], Scope::Global))?;
+        writeln!(out, "{}", sdk.create_key(["item", &i.to_string()], Scope::Global)?)?;
     }
     out.flush()?;
     // Every registration sent before the process exits.

@@ -82,7 +82,7 @@ impl ItemOptions {
 /// let sdk = Sdk::from_env()?;
 /// let mut batch = sdk.batch("child-task", 3);
 /// for i in 0..3 {
-///     let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+///     let key = sdk.create_key(["item", &i.to_string()], Scope::Global)?;
 ///     // Passing the digest alone, as a caller relaying keys through a payload would.
 ///     batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
 /// }
@@ -266,15 +266,20 @@ impl BatchBuilder {
         }
         let keys = keys(&self.sdk, &self.room);
         let run = self.sdk.run();
+        if let Some(KeyInput::Invalid { value, reason }) = &self.batch_key {
+            return Err(Error::InvalidKeyMaterial { value: value.clone(), reason: reason.clone() });
+        }
         if let Some(batch_key) = &self.batch_key {
             let head = flattened(batch_key);
-            for (index, entry) in self.entries.iter_mut().enumerate() {
+            for (at, entry) in self.entries.iter_mut().enumerate() {
                 if matches!(entry.key, Key::FromBatch) {
-                    let index = index.to_string();
+                    let index = at.to_string();
                     let derived = match &head {
                         Some(head) => IdempotencyKey::derive([head.as_str(), &index], Scope::Run, run),
                         None => IdempotencyKey::derive([index.as_str()], Scope::Run, run),
                     };
+                    let derived =
+                        derived.check_long().map_err(|error| Error::Item { index: at, error: Box::new(error) })?;
                     entry.key = Key::Given(Some(keys.register(derived)));
                 }
             }
@@ -360,6 +365,8 @@ fn flattened(batch_key: &KeyInput) -> Option<String> {
             Some(parts.iter().filter(|part| !part.is_empty()).map(String::as_str).collect::<Vec<_>>().join(","))
         }
         KeyInput::Key(key) => Some(key.digest().to_hex_string()),
+        // Refused by `build` before any key is derived from it.
+        KeyInput::Invalid { .. } => None,
     }
 }
 

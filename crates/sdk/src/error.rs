@@ -20,6 +20,16 @@ pub enum Error {
         /// Why it is not a digest.
         reason: String,
     },
+    /// Key material that makes no key: empty (an empty key means no key, as where a
+    /// key is expected), or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) characters
+    /// once joined.
+    #[error("invalid key material {value}: {reason}")]
+    InvalidKeyMaterial {
+        /// The material joined with `-`, quoted and cut to 64 characters.
+        value: String,
+        /// Why it makes no key, and what to do.
+        reason: String,
+    },
     /// An item's idempotency key is longer than the server accepts.
     #[error("item {index}: idempotency key is {len} characters long; the server accepts at most 2048")]
     KeyTooLong {

@@ -40,7 +40,7 @@
 //! let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
 //! let mut batch = sdk.batch("child-task", 100);
 //! for i in 0..100 {
-//!     let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+//!     let key = sdk.create_key(["item", &i.to_string()], Scope::Global)?;
 //!     batch.item(json!({ "i": i }), ItemOptions::new().key(key).ttl("7d".parse::<Ttl>()?));
 //! }
 //! let batch = batch.build()?;

@@ -65,7 +65,7 @@ impl fmt::Display for Fingerprint {
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
-/// let key = sdk.create_key(["order", "7"], Scope::Global);
+/// let key = sdk.create_key(["order", "7"], Scope::Global)?;
 /// let batch = |amount: u32| {
 ///     let mut batch = sdk.batch("charge", 1);
 ///     batch.item(json!({ "amount": amount }), ItemOptions::new().key(key.clone()));

@@ -20,7 +20,7 @@ fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
 
 fn key(sdk: &Sdk, i: usize, len: usize) -> IdempotencyKey {
     let pad = "x".repeat(len);
-    sdk.create_key(["item", &i.to_string(), &pad], Scope::Global)
+    sdk.create_key(["item", &i.to_string(), &pad], Scope::Global).unwrap()
 }
 
 /// Creates `n` keys (of about `len` bytes) first, then adds their digests to a batch:

@@ -35,7 +35,7 @@ fn in_run(catalog: Arc<dyn Catalog>) -> Sdk {
 
 /// Creates one global key per item and adds it to a batch, typed or as a digest.
 fn fan_out(sdk: &Sdk, items: usize, form: Form, order: Order) -> Result<Batch, idempotency_sdk::Error> {
-    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global);
+    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
     let mut created: std::vec::IntoIter<IdempotencyKey> =
         if order == Order::KeysFirst { (0..items).map(create).collect() } else { Vec::new() }.into_iter();
     let mut batch = sdk.batch("child-task", items);
@@ -205,7 +205,7 @@ fn items_without_a_key_derive_one_from_the_batch_key_material_and_their_index() 
 #[test]
 fn repeated_keys_are_counted_and_the_engine_serves_them_from_one_run() {
     let sdk = Sdk::new(catalog(CatalogKind::default()));
-    let key = sdk.create_key("same", Scope::Global);
+    let key = sdk.create_key("same", Scope::Global).unwrap();
     let mut batch = sdk.batch("child-task", 3);
     for _ in 0..3 {
         batch.item(None, ItemOptions::new().key(&key));

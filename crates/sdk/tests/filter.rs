@@ -42,7 +42,7 @@ fn printed_under(filter: EnvFilter) -> String {
         let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(10).build().unwrap();
         let sdk = Sdk::new(catalog);
         let keys: Vec<String> =
-            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).to_string()).collect();
+            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap().to_string()).collect();
         let mut batch = sdk.batch("child-task", keys.len());
         for key in &keys {
             batch.item(json!({}), ItemOptions::new().key(key.as_str()));

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 fn batch(sdk: &Sdk, payloads: &[Value]) -> Batch {
     let mut batch = sdk.batch("charge", payloads.len());
     for (i, payload) in payloads.iter().enumerate() {
-        let key = sdk.create_key(["order", &i.to_string()], Scope::Global);
+        let key = sdk.create_key(["order", &i.to_string()], Scope::Global).unwrap();
         batch.item(payload.clone(), ItemOptions::new().key(key));
     }
     batch.build().unwrap()
@@ -55,7 +55,7 @@ fn payloads_are_compared_as_the_text_that_travels() {
     assert_eq!(engine.payload_mismatches(), 0);
     // Wire items made elsewhere keep their text: another key order is another payload,
     // as the server would store another text.
-    let key = sdk.create_key(["order", "0"], Scope::Global).to_string();
+    let key = sdk.create_key(["order", "0"], Scope::Global).unwrap().to_string();
     let wire = |payload: &str| {
         let line =
             format!(r#"{{"index":0,"task":"charge","payload":{payload},"options":{{"idempotencyKey":"{key}"}}}}"#);

@@ -60,7 +60,7 @@ fn suite(engine: &LocalEngine) {
     assert!(engine.trigger(&b).unwrap()[0].cached);
 
     // Reset forgets the key, once.
-    let key = sdk.create_key("reset-me", Scope::Global);
+    let key = sdk.create_key("reset-me", Scope::Global).unwrap();
     let b = batch(&sdk, "reset", &["reset-me"], "1h");
     let before = engine.trigger(&b).unwrap()[0];
     assert!(engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
@@ -183,7 +183,7 @@ fn redis_and_memory_agree_on_any_sequence() {
                 }
                 Op::Status { .. } => {}
                 Op::Reset { task, key } => {
-                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global);
+                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global).unwrap();
                     let task = format!("task{task}");
                     let found: Vec<bool> =
                         engines.iter().map(|e| e.reset_key(&task, ResetTarget::Key(&key)).unwrap()).collect();

@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).name("fanout").build()?;
     let sdk = Sdk::new(catalog.clone()).with_run(RunContext::new("run_metrics", 1));
     let keys: Vec<IdempotencyKey> =
-        (0..ITEMS).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect();
+        (0..ITEMS).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect::<Result<_, _>>()?;
     let mut batch = sdk.batch("child-task", ITEMS);
     for (i, key) in keys.iter().enumerate() {
         batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));

@@ -73,7 +73,7 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 ///
 /// let sdk = Sdk::from_env()?;
 /// let engine = LocalEngine::new();
-/// let key = sdk.create_key("order-7", Scope::Global);
+/// let key = sdk.create_key("order-7", Scope::Global)?;
 /// let mut batch = sdk.batch("charge", 1);
 /// batch.item(None, ItemOptions::new().key(&key));
 /// let batch = batch.build()?;
@@ -986,7 +986,7 @@ impl LocalEngine {
     ///
     /// let sdk = Sdk::from_env()?;
     /// let engine = LocalEngine::new();
-    /// let key = sdk.create_key("order-7", Scope::Global);
+    /// let key = sdk.create_key("order-7", Scope::Global)?;
     /// let mut batch = sdk.batch("charge", 1);
     /// batch.item(None, ItemOptions::new().key(&key));
     /// let handles = engine.trigger(&batch.build()?)?;
@@ -1377,7 +1377,7 @@ mod tests {
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
         let mut batch = sdk.batch("pay", keys.len());
         for (key, amount) in keys.iter().zip(payloads) {
-            let key = sdk.create_key(["order", &key.to_string()], Scope::Global);
+            let key = sdk.create_key(["order", &key.to_string()], Scope::Global).unwrap();
             batch.item(serde_json::json!({ "amount": amount }), ItemOptions::new().key(key));
         }
         batch.build().unwrap_or_else(|err| panic!("{err}"))
@@ -1467,7 +1467,7 @@ mod tests {
         let clock = Arc::clone(&now);
         let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-        let key = sdk.create_key("k", Scope::Global);
+        let key = sdk.create_key("k", Scope::Global).unwrap();
         let mut batch = sdk.batch("task", 1);
         batch.item(None, ItemOptions::new().key(&key).ttl("1s".parse().unwrap_or_default()));
         engine.trigger(&batch.build().unwrap_or_else(|err| panic!("{err}"))).unwrap();
@@ -1524,7 +1524,7 @@ mod tests {
     /// The key of item `i` of [`batch`], as the engine's callers name it.
     fn item_key(i: usize) -> IdempotencyKey {
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-        sdk.create_key(["item", &i.to_string()], Scope::Global)
+        sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap()
     }
 
     #[test]
