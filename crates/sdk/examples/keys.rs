@@ -32,7 +32,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .init();
 
     let catalog: Arc<dyn Catalog> = match redis {
         #[cfg(feature = "redis")]
