@@ -62,6 +62,12 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 /// - Run records are compact (the task as a number, the key as 32 bytes), can be read
 ///   in place ([`for_each_run`](Self::for_each_run)) or one at a time
 ///   ([`run`](Self::run)), and can be capped ([`with_max_runs`](Self::with_max_runs)).
+/// - Keys and records held in this process are bounded in bytes
+///   ([`with_max_bytes`](Self::with_max_bytes), `IDEMPOTENCY_ENGINE_MAX_BYTES` through
+///   [`from_env`](Self::from_env), 256 MiB by default): at the budget the oldest go
+///   first, a key forgotten before its TTL is counted ([`stats`](Self::stats)) and
+///   warned about once with the dedup window kept, or under [`BudgetPolicy::Refuse`]
+///   the trigger is refused.
 ///
 /// With feature `redis`, `LocalEngine::on_redis` puts keys and run records on a
 /// Redis shared by every worker of a fleet.
