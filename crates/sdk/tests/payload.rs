@@ -137,3 +137,20 @@ fn a_raw_wire_key_with_control_characters_is_escaped_too() {
     assert!(!err.chars().any(char::is_control), "{err:?}");
     assert!(err.starts_with(r#"task "t\n\u{1b}[2J": idempotency key "a\nb\r\0\u{1b}[31m" is held by run"#), "{err}");
 }
+
+#[test]
+fn the_engine_from_the_environment_reads_the_payload_policy_the_warning_names() {
+    // The warning's remedy names IDEMPOTENCY_PAYLOAD_POLICY=fail for programs that read
+    // it: `LocalEngine::from_env` does.
+    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
+    let env = |name: &str| (name == "IDEMPOTENCY_PAYLOAD_POLICY").then(|| "fail".to_owned());
+    let engine = LocalEngine::from_env_with(env).unwrap();
+    engine.trigger(&batch(&sdk, &[json!(1)])).unwrap();
+    assert!(matches!(engine.trigger(&batch(&sdk, &[json!(2)])), Err(Error::PayloadMismatch { .. })));
+    // A policy set in code wins.
+    let engine = LocalEngine::from_env_with(env).unwrap().with_payload_policy(PayloadPolicy::Warn);
+    engine.trigger(&batch(&sdk, &[json!(1)])).unwrap();
+    assert!(engine.trigger(&batch(&sdk, &[json!(2)])).is_ok());
+    let bad = |name: &str| (name == "IDEMPOTENCY_PAYLOAD_POLICY").then(|| "strict".to_owned());
+    assert!(matches!(LocalEngine::from_env_with(bad), Err(Error::InvalidPayloadPolicy { .. })));
+}

@@ -156,13 +156,15 @@ impl LocalEngine {
     /// An engine on the system clock whose byte budget is read from
     /// [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES) when it is set (a number
     /// of bytes, optionally with a `KiB`, `MiB` or `GiB` suffix, from 64 KiB), else
-    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES).
-    /// [`with_max_bytes`](Self::with_max_bytes) wins over it.
+    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES), and whose payload
+    /// policy is read from [`ENV_PAYLOAD_POLICY`](crate::ENV_PAYLOAD_POLICY) as
+    /// [`PayloadPolicy::from_env`] reads it. [`with_max_bytes`](Self::with_max_bytes)
+    /// and [`with_payload_policy`](Self::with_payload_policy) win over them.
     ///
     /// # Errors
     ///
     /// [`Error::Catalog`] with an `InvalidConfig` naming the variable and its value
-    /// when it is not a budget.
+    /// when it is not a budget; [`Error::InvalidPayloadPolicy`] naming the other.
     ///
     /// # Examples
     ///
@@ -187,8 +189,9 @@ impl LocalEngine {
     ///
     /// As [`from_env`](Self::from_env).
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let budget = Budget::from_env_with(lookup)?;
-        Ok(LocalEngine { budget, ..Self::new() })
+        let budget = Budget::from_env_with(&lookup)?;
+        let payload_policy = PayloadPolicy::from_env_with(&lookup)?;
+        Ok(LocalEngine { budget, payload_policy, ..Self::new() })
     }
 
     /// The same engine holding at most `max_bytes` of keys and run records in memory
