@@ -63,9 +63,9 @@ fn at_its_budget_the_engine_forgets_the_oldest_keys_counts_them_and_warns_once()
     let line = forgot[0];
     // Batches came a minute apart: what was held when the budget first bound was some
     // minutes' worth, far from the keys' 30 days.
-    let remembered = line.split("keys are remembered ").nth(1).unwrap().split(',').next().unwrap();
-    assert!(remembered.ends_with(" not 30d") || line.contains(", not 30d"), "{line}");
-    assert!(remembered.contains('m') && !remembered.contains('d'), "{remembered}: {line}");
+    // 1 MiB holds 3,276 of these runs (320 bytes each): the budget first bound in the
+    // fourth minute, forgetting keys made three minutes before.
+    assert!(line.contains("keys are remembered 3m, not 30d") && line.contains("remembered=3m"), "{line}");
     for field in
         ["max_bytes=1MiB", "source=builder", "ttl=30d", "raise LocalEngine::with_max_bytes (set in code to 1MiB;"]
     {
@@ -73,7 +73,7 @@ fn at_its_budget_the_engine_forgets_the_oldest_keys_counts_them_and_warns_once()
     }
     // The window in the stats is the latest forgotten key's age: minutes, not days.
     let window = Duration::from_millis(stats.remembered_ms.unwrap());
-    assert!(window >= Duration::from_secs(60) && window < Duration::from_secs(3_600), "{window:?}");
+    assert!(window >= Duration::from_secs(180) && window <= Duration::from_secs(240), "{window:?}");
 
     // Following the remedy: a budget that holds the workload forgets nothing.
     let (roomy, minutes) = clocked(|e| e.with_max_bytes(64 << 20).unwrap());
