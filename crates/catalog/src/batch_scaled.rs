@@ -4,8 +4,9 @@ use std::sync::Arc;
 use crate::budget::Limits;
 use crate::error::Error;
 use crate::kind::{DEFAULT_BASE, DEFAULT_CEILING};
+use crate::remedy::Origins;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
-use crate::telemetry::EvictionListener;
+use crate::telemetry::{EvictionListener, Source};
 
 /// The default kind: a base capacity for free entries, plus what live runs and
 /// reservations hold, never above a ceiling.
@@ -87,7 +88,8 @@ impl BatchScaledCatalog {
                 format!("expected at least the capacity, {capacity}"),
             )
         })?;
-        Ok(Self::from_parts(base, max, Limits::default(), None, false, DEFAULT_NAME))
+        let origins = Origins::constructed("BatchScaledCatalog::new", Source::Builder);
+        Ok(Self::from_parts(base, max, Limits::default(), None, false, DEFAULT_NAME).origins(origins))
     }
 
     pub(crate) fn from_parts(
@@ -108,7 +110,8 @@ impl Default for BatchScaledCatalog {
     /// (1,000,000), budget [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES) (128 MiB),
     /// retention [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN) (10 minutes).
     fn default() -> Self {
-        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, Limits::DEFAULT, None, false, DEFAULT_NAME)
+        let origins = Origins::constructed("BatchScaledCatalog::new", Source::Default);
+        Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, Limits::DEFAULT, None, false, DEFAULT_NAME).origins(origins)
     }
 }
 
@@ -168,7 +171,8 @@ mod tests {
         let catalog = BatchScaledCatalog::new(10, 100).unwrap();
         let guard = catalog.reserve(500);
         assert_eq!(catalog.capacity(), Some(100));
-        assert_eq!(guard.shortfall(), 410);
+        // 100 of the 500 fit beside nothing else: the 400 evicted below.
+        assert_eq!(guard.shortfall(), 400);
         fill(&guard, 0..500);
         assert_eq!(catalog.len(), 100);
         assert_eq!(catalog.stats().evicted, 400);
@@ -181,7 +185,14 @@ mod tests {
         let catalog = BatchScaledCatalog::new(10, 100).unwrap();
         let first = catalog.reserve(90);
         let second = catalog.reserve(90);
-        assert_eq!((first.shortfall(), second.shortfall()), (0, 90));
+        // The second fits 10 beside the first's 90: 80 are evicted if both fill.
+        assert_eq!((first.shortfall(), second.shortfall()), (0, 80));
+        for (i, guard) in [&first, &second].into_iter().enumerate() {
+            for n in 0..90 {
+                guard.register(digest(i as u32 * 1_000 + n), KeyOptions::new("k", Scope::Run));
+            }
+        }
+        assert_eq!(catalog.stats().evicted, 80);
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub const DEFAULT_RETAIN: Duration = Duration::from_secs(600);
 
 /// The smallest byte budget accepted: 64 KiB, some thirty of the longest keys the SDK
 /// makes. A smaller one is a unit mistake (`64` for `64MiB`), not a budget.
-pub(crate) const MIN_MAX_BYTES: usize = 64 << 10;
+pub const MIN_MAX_BYTES: usize = 64 << 10;
 
 /// What a catalog is bounded by besides its entry count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,7 +55,7 @@ impl Limits {
 
 /// The size of an allocation of `n` bytes as glibc's allocator hands it out: a header
 /// of 8 bytes, rounded up to 16, at least 32.
-const fn chunk(n: usize) -> usize {
+pub const fn chunk(n: usize) -> usize {
     let size = (n + 8).div_ceil(16) * 16;
     if size < 32 { 32 } else { size }
 }
@@ -83,8 +83,9 @@ pub(crate) fn retained_bytes(options: &KeyOptions) -> usize {
     RETAINED_ENTRY + heap_bytes(options)
 }
 
+/// The bytes a long key's shared string takes on the heap (0 for a key stored inline).
 #[inline]
-fn heap_bytes(options: &KeyOptions) -> usize {
+pub fn heap_bytes(options: &KeyOptions) -> usize {
     // A long key is one shared `Arc<str>`: two counters and the tagged text.
     match options.heap_len() {
         0 => 0,
@@ -93,7 +94,7 @@ fn heap_bytes(options: &KeyOptions) -> usize {
 }
 
 /// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB`.
-pub(crate) fn parse_bytes(text: &str) -> Option<usize> {
+pub fn parse_bytes(text: &str) -> Option<usize> {
     let (digits, shift) = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("", 0)]
         .into_iter()
         .find_map(|(suffix, shift)| Some((text.strip_suffix(suffix)?, shift)))?;

@@ -9,8 +9,9 @@ use crate::catalog::Catalog;
 use crate::error::Error;
 use crate::kind::{CatalogKind, DEFAULT_BASE, DEFAULT_CEILING};
 use crate::lru::LruCatalog;
+use crate::remedy::Origins;
 use crate::store::DEFAULT_NAME;
-use crate::telemetry::EvictionListener;
+use crate::telemetry::{EvictionListener, Source};
 use crate::ttl::Ttl;
 use crate::unbounded::UnboundedCatalog;
 
@@ -328,6 +329,13 @@ impl CatalogBuilder {
         let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, ENV_CAPACITY);
         let (listener, log_keys) = (self.listener.clone(), self.log_keys);
         let name = self.name.as_deref().unwrap_or(DEFAULT_NAME);
+        // Where each setting comes from, by the same rule as its value.
+        let mut origins = Origins::builder();
+        origins.kind.source = source(self.kind.is_some(), self.env.kind.is_some());
+        origins.capacity.source = source(self.capacity.is_some(), self.env.capacity.is_some());
+        origins.max_capacity.source = source(self.max_capacity.is_some(), self.env.max_capacity.is_some());
+        origins.max_bytes.source = source(self.max_bytes.is_some(), self.env.max_bytes.is_some());
+        origins.retain.source = source(self.retain.is_some(), self.env.retain.is_some());
         #[cfg(feature = "redis")]
         let backed = self.redis.is_some();
         #[cfg(not(feature = "redis"))]
@@ -338,14 +346,16 @@ impl CatalogBuilder {
                 code_only(self.retain.map(|d| format!("{d:?}")), RETAIN)?;
                 let capacity = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
                 let limits = Limits { max_bytes: max_bytes()?, retain: None };
-                Arc::new(LruCatalog::from_parts(capacity, limits, listener, log_keys, name).backed(backed))
+                Arc::new(
+                    LruCatalog::from_parts(capacity, limits, listener, log_keys, name).backed(backed).origins(origins),
+                )
             }
             CatalogKind::Unbounded => {
                 code_only(shown(self.capacity), CAPACITY)?;
                 code_only(shown(self.max_capacity), MAX_CAPACITY)?;
                 code_only(self.retain.map(|d| format!("{d:?}")), RETAIN)?;
                 let limits = Limits { max_bytes: max_bytes()?, retain: None };
-                Arc::new(UnboundedCatalog::from_parts(limits, listener, log_keys, name).backed(backed))
+                Arc::new(UnboundedCatalog::from_parts(limits, listener, log_keys, name).backed(backed).origins(origins))
             }
             CatalogKind::BatchScaled => {
                 let base = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
@@ -367,10 +377,23 @@ impl CatalogBuilder {
                         None => retain(&self.env.retain)?,
                     },
                 };
-                Arc::new(BatchScaledCatalog::from_parts(base, max, limits, listener, log_keys, name).backed(backed))
+                Arc::new(
+                    BatchScaledCatalog::from_parts(base, max, limits, listener, log_keys, name)
+                        .backed(backed)
+                        .origins(origins),
+                )
             }
         };
         Ok(local)
+    }
+}
+
+/// Where a setting came from: the builder call wins over the variable.
+fn source(code: bool, env: bool) -> Source {
+    match (code, env) {
+        (true, _) => Source::Builder,
+        (false, true) => Source::Env,
+        (false, false) => Source::Default,
     }
 }
 

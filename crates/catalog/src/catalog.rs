@@ -4,7 +4,7 @@ use std::sync::Arc;
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
-use crate::telemetry::Stats;
+use crate::telemetry::{Forgotten, Limit, Stats};
 
 /// A shared map from idempotency-key digests to their [`KeyOptions`], with a capacity
 /// policy and eviction telemetry.
@@ -99,6 +99,52 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// Ends the reservation `id`, releasing what it held. For implementors and for
     /// [`Reservation`]'s `Drop`; an unknown or ended `id` is ignored.
     fn close_reservation(&self, id: ReservationId);
+
+    /// What the catalog remembers of `digest` if it dropped it without being asked to
+    /// (evicted at a limit, or released when its retention ended): the limit, and the
+    /// eviction count at the time, so that a batch can say whether an item lost its
+    /// options before it opened or while it was built. `None` for a digest it never
+    /// dropped, or dropped too long ago to remember (all but about one in a thousand
+    /// of its last 10,000 drops, in a table of 512 KiB allocated at the first one).
+    /// The default remembers nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::{Catalog, Digest, KeyOptions, Limit, LruCatalog, Scope};
+    ///
+    /// let catalog = LruCatalog::with_capacity(1)?;
+    /// catalog.register(Digest::from_bytes([1; 32]), KeyOptions::new("a", Scope::Run));
+    /// catalog.register(Digest::from_bytes([2; 32]), KeyOptions::new("b", Scope::Run));
+    /// let forgotten = catalog.forgotten(&Digest::from_bytes([1; 32])).unwrap();
+    /// assert_eq!((forgotten.limit, forgotten.evicted), (Limit::Entries, 1));
+    /// assert!(catalog.forgotten(&Digest::from_bytes([3; 32])).is_none());
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    fn forgotten(&self, digest: &Digest) -> Option<Forgotten> {
+        let _ = digest;
+        None
+    }
+
+    /// How to raise `limit` from where it was set, as this catalog's warnings say it:
+    /// the builder call when code set it (the variable would be ignored), the variable
+    /// when the environment did, both at the default. `None` when the catalog cannot
+    /// say (the default).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Limit};
+    ///
+    /// let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(100).build()?;
+    /// let remedy = catalog.remedy(Limit::Entries).unwrap();
+    /// assert!(remedy.starts_with("raise CatalogBuilder::capacity (set in code to 100;"), "{remedy}");
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    fn remedy(&self, limit: Limit) -> Option<String> {
+        let _ = limit;
+        None
+    }
 }
 
 /// Names a live reservation of one catalog; see [`Catalog::register_held`].

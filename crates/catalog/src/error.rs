@@ -70,9 +70,24 @@ impl Error {
     }
 }
 
-/// How an error message shows an offending input: quoted with escapes, and cut to its
-/// first 64 characters so that a hostile value cannot flood a log line. Shared with the
-/// SDK crate, so that both quote values the same way.
+/// How every message of this crate, the SDK and the `idempotency` command shows text a
+/// caller chose (key material, a value that did not parse): quoted, with control
+/// characters escaped as Rust escapes them (`\n`, `\r`, `\0`, `\u{1b}`, and any other
+/// character that is not printable), and cut to its first 64 characters with the
+/// length shown, so that a key can neither split a log line, write to the terminal, nor
+/// flood it.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::shown;
+///
+/// assert_eq!(shown("order-7"), r#""order-7""#);
+/// assert_eq!(shown("a\nb\r\0\u{1b}[31m"), r#""a\nb\r\0\u{1b}[31m""#);
+/// let long = shown(&"😀".repeat(2_048));
+/// assert!(long.ends_with("… (2048 characters)"));
+/// assert_eq!(long.matches('😀').count(), 64);
+/// ```
 pub fn shown(value: &str) -> String {
     match value.char_indices().nth(SHOWN_CHARS) {
         None => format!("{value:?}"),
@@ -100,6 +115,27 @@ mod tests {
     fn shown_quotes_short_values_whole() {
         assert_eq!(shown("abc"), "\"abc\"");
         assert_eq!(shown("a\nb"), "\"a\\nb\"");
+    }
+
+    #[test]
+    fn shown_leaves_no_control_character_raw() {
+        for hostile in
+            ["a\nWARN forged line", "a\rb", "a\0b", "\u{1b}[31mred\u{1b}[0m", "\u{202e}evil", "\u{7f}\u{85}\t"]
+        {
+            let out = shown(hostile);
+            assert!(!out.chars().any(|c| c.is_control() || c == '\u{202e}'), "{out:?}");
+            assert!(out.starts_with('"') && out.ends_with('"'), "{out}");
+        }
+        assert_eq!(shown("a\nb"), r#""a\nb""#);
+        assert_eq!(shown("\u{1b}[31m"), r#""\u{1b}[31m""#);
+    }
+
+    #[test]
+    fn shown_cuts_2048_emoji_to_64_and_counts_them() {
+        let out = shown(&"😀".repeat(2_048));
+        assert_eq!(out.matches('😀').count(), SHOWN_CHARS);
+        assert!(out.ends_with("… (2048 characters)"), "{out}");
+        assert!(out.len() < 300, "{} bytes", out.len());
     }
 
     #[test]

@@ -11,9 +11,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::digest::Digest;
+use crate::error::shown;
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
-use crate::telemetry::{EvictionListener, RemovalCause};
+use crate::remedy::{self, Origins, Values};
+use crate::telemetry::{EvictionListener, Limit, RemovalCause, Source};
 
 /// The listener, if any, and whether it has been disabled by a panic.
 pub(crate) struct ListenerSlot {
@@ -175,33 +177,25 @@ pub(crate) struct WarnContext {
     pub(crate) limit: Limit,
     pub(crate) bytes: usize,
     pub(crate) max_bytes: Option<usize>,
-}
-
-/// What an eviction made room under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Limit {
-    /// The entry capacity (an LRU's, or a batch-scaled catalog's base).
-    Capacity,
-    /// A batch-scaled catalog's entry ceiling.
-    Ceiling,
-    /// The byte budget.
-    Budget,
+    /// The settings' values and where each came from, for the remedy.
+    pub(crate) values: Values,
+    pub(crate) origins: Origins,
 }
 
 impl WarnContext {
-    fn remedy(&self) -> &'static str {
-        match (self.kind, self.limit) {
-            (_, Limit::Budget) => "raise IDEMPOTENCY_CATALOG_MAX_BYTES or CatalogBuilder::max_bytes",
-            (CatalogKind::BatchScaled, Limit::Ceiling) => {
-                "raise IDEMPOTENCY_CATALOG_MAX_CAPACITY or CatalogBuilder::max_capacity"
-            }
-            (CatalogKind::BatchScaled, _) => {
-                "register keys through a run or a reservation (Sdk::with_run, Reservation::register), or raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity"
-            }
-            _ => {
-                "raise IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity, or use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
-            }
-        }
+    fn remedy(&self) -> String {
+        remedy::remedy(self.limit, self.values, &self.origins)
+    }
+
+    /// Where the limit that bound came from.
+    fn source(&self) -> Source {
+        let origin = match self.limit {
+            Limit::Entries => self.origins.capacity,
+            Limit::Ceiling => self.origins.max_capacity,
+            Limit::Bytes => self.origins.max_bytes,
+            Limit::Retention => self.origins.retain,
+        };
+        origin.source
     }
 }
 
@@ -220,7 +214,8 @@ pub(crate) fn warn_capacity(
     } else {
         "catalog full: more idempotency key metadata evicted since the last warning"
     };
-    let key = last.filter(|_| log_keys).map(|(_, options)| options.key());
+    // Key material is the caller's text: escaped and cut, as every message shows it.
+    let key = last.filter(|_| log_keys).map(|(_, options)| shown(options.key()));
     let (digest, remedy) = (last.map(|(digest, _)| digest), ctx.remedy());
     // Every field is documented in `docs/telemetry.md`.
     tracing::warn!(
@@ -231,9 +226,11 @@ pub(crate) fn warn_capacity(
         max_bytes = ctx.max_bytes,
         evicted = summary.count,
         total_evicted = summary.total,
+        limit = %ctx.limit,
+        source = %ctx.source(),
         digest = digest.map(tracing::field::display),
-        key,
-        remedy,
+        key = key.as_deref().map(tracing::field::display),
+        remedy = remedy.as_str(),
         "{message}"
     );
 }

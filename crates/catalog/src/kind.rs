@@ -2,6 +2,8 @@ use std::fmt;
 use std::num::NonZeroUsize;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, shown};
 
 /// The default capacity, the reference SDK's figure (its 4.4 LRU held 1,000 entries).
@@ -29,7 +31,9 @@ pub(crate) const DEFAULT_CEILING: NonZeroUsize =
 /// assert!("LRU ".parse::<CatalogKind>().is_err());
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+/// Serializes as its name (`"batch-scaled"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum CatalogKind {
     /// [`LruCatalog`](crate::LruCatalog): fixed capacity, least recently used entry

@@ -76,8 +76,10 @@ mod fleet;
 mod global;
 mod key_options;
 mod kind;
+mod ledger;
 mod lru;
 mod meter;
+mod remedy;
 mod scope;
 mod store;
 mod telemetry;
@@ -89,7 +91,7 @@ pub use budget::{DEFAULT_MAX_BYTES, DEFAULT_RETAIN};
 pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
 pub use catalog::{Catalog, Reservation, ReservationId};
 pub use digest::Digest;
-pub use error::Error;
+pub use error::{Error, shown};
 #[cfg(feature = "redis")]
 pub use fleet::{
     DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_DURABILITY_TIMEOUT,
@@ -103,16 +105,18 @@ pub use key_options::KeyOptions;
 pub use kind::{CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
 pub use lru::LruCatalog;
 pub use scope::Scope;
-pub use telemetry::{EvictionListener, Fault, FaultKind, RemovalCause, Stats};
+pub use telemetry::{EvictionListener, Fault, FaultKind, Forgotten, Limit, RemovalCause, Source, Sources, Stats};
 pub use ttl::Ttl;
 pub use unbounded::UnboundedCatalog;
 
 /// Not public API: what the SDK crate shares with this one.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes};
     pub use crate::error::shown;
     #[cfg(feature = "redis")]
     pub use crate::fleet::server_error_of;
+    pub use crate::remedy::{bytes as show_bytes, duration as show_duration};
 }
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.

@@ -4,8 +4,9 @@ use std::sync::Arc;
 use crate::budget::Limits;
 use crate::error::Error;
 use crate::kind::DEFAULT_BASE;
+use crate::remedy::Origins;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
-use crate::telemetry::EvictionListener;
+use crate::telemetry::{EvictionListener, Source};
 
 /// A catalog with a fixed capacity that evicts the least recently used entry when full:
 /// the reference SDK's behaviour (capacity 1,000), made visible.
@@ -54,7 +55,8 @@ impl LruCatalog {
     pub fn with_capacity(capacity: usize) -> Result<Self, Error> {
         let capacity = NonZeroUsize::new(capacity)
             .ok_or_else(|| Error::config("LruCatalog::with_capacity capacity", "0", "expected at least 1"))?;
-        Ok(Self::from_parts(capacity, Limits::default(), None, false, DEFAULT_NAME))
+        Ok(Self::from_parts(capacity, Limits::default(), None, false, DEFAULT_NAME)
+            .origins(Origins::constructed(CALL, Source::Builder)))
     }
 
     pub(crate) fn from_parts(
@@ -73,8 +75,12 @@ impl Default for LruCatalog {
     /// reference SDK's figure.
     fn default() -> Self {
         Self::from_parts(DEFAULT_BASE, Limits::default(), None, false, DEFAULT_NAME)
+            .origins(Origins::constructed(CALL, Source::Default))
     }
 }
+
+/// The constructor a remedy names for a catalog made without the builder.
+const CALL: &str = "LruCatalog::with_capacity";
 
 delegate_catalog!(LruCatalog);
 

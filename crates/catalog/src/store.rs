@@ -23,11 +23,13 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::budget::{self, Limits};
 use crate::catalog::ReservationId;
 use crate::digest::Digest;
-use crate::events::{self, EvictionLog, EvictionSummary, Limit, ListenerSlot, WarnContext};
+use crate::events::{self, EvictionLog, EvictionSummary, ListenerSlot, WarnContext};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
+use crate::ledger::Ledger;
 use crate::meter::Meter;
-use crate::telemetry::{EvictionListener, RemovalCause, Stats};
+use crate::remedy::{Origins, Values};
+use crate::telemetry::{EvictionListener, Forgotten, Limit, RemovalCause, Stats};
 
 /// How the capacity moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +83,8 @@ pub(crate) struct Store {
     /// A shared store keeps every entry (fleet mode): what this one drops for room is
     /// released, not lost.
     pub(crate) backed: bool,
+    /// Where each setting came from, for the remedies.
+    pub(crate) origins: Origins,
 }
 
 #[derive(Debug)]
@@ -111,6 +115,8 @@ struct State {
     counters: Stats,
     /// When evictions are worth a log line.
     log: EvictionLog,
+    /// The digests dropped without being asked to, for `Catalog::forgotten`.
+    ledger: Ledger,
 }
 
 #[derive(Debug)]
@@ -260,8 +266,13 @@ impl State {
                     // What a run left behind is released; what was made outside runs kept.
                     Some(_) if from_run => out.released += 1,
                     Some(retain) => out.released += self.keep(pushed, retain, Instant::now()),
+                    // No retention: the base alone decided (a batch-scaled catalog
+                    // with its retention off; an LRU takes the other path).
                     None => {
-                        self.limit = Limit::Capacity;
+                        self.limit = match policy {
+                            Policy::Scaled { .. } => Limit::Retention,
+                            _ => Limit::Entries,
+                        };
                         out.lost.push(pushed);
                     }
                 }
@@ -278,7 +289,7 @@ impl State {
         let Some(max) = limits.max_bytes else { return };
         while self.bytes > max.get() {
             let Some(entry) = self.evict_oldest(target) else { break };
-            self.limit = Limit::Budget;
+            self.limit = Limit::Bytes;
             lost.push(entry);
         }
     }
@@ -299,8 +310,11 @@ impl State {
         while let Some((_, (_, at))) = self.retained.peek_lru()
             && now.saturating_duration_since(*at) >= retain
         {
-            if let Some((_, (options, _))) = self.retained.pop_lru() {
+            if let Some((digest, (options, _))) = self.retained.pop_lru() {
                 self.bytes -= budget::retained_bytes(&options);
+                // Released, not evicted; but a batch that needs it later should say
+                // that the retention ended.
+                self.ledger.record(&digest, Limit::Retention, self.counters.evicted);
                 released += 1;
             }
         }
@@ -366,7 +380,9 @@ impl State {
             Policy::Unbounded => return 0,
             // Every reservation fills the same fixed map.
             Policy::Fixed(cap) => cap.get().saturating_sub(others),
-            Policy::Scaled { base, max } => (max.get() - base.get()).saturating_sub(others),
+            // A reservation's entries are held apart from the free ones, which give
+            // way first: the whole ceiling is there beside the other reservations.
+            Policy::Scaled { max, .. } => max.get().saturating_sub(others),
         };
         room.saturating_sub(available)
     }
@@ -375,13 +391,23 @@ impl State {
         self.holds.iter().fold(0usize, |sum, hold| sum.saturating_add(hold.room))
     }
 
-    fn warn_context(&self, policy: Policy, limits: Limits) -> WarnContext {
+    fn warn_context(&self, policy: Policy, limits: Limits, origins: Origins) -> WarnContext {
         WarnContext {
             kind: policy.kind(),
             capacity: self.capacity(policy),
             limit: self.limit,
             bytes: self.bytes,
             max_bytes: limits.max_bytes.map(NonZeroUsize::get),
+            values: values(policy, limits),
+            origins,
+        }
+    }
+
+    /// Counts `lost` as evictions under the latest limit, and remembers them.
+    fn evict(&mut self, lost: &[(Digest, KeyOptions)]) {
+        for (digest, _) in lost {
+            self.counters.evicted += 1;
+            self.ledger.record(digest, self.limit, self.counters.evicted);
         }
     }
 }
@@ -408,16 +434,18 @@ impl Store {
                 holds: Vec::new(),
                 next_id: 0,
                 bytes: 0,
-                limit: Limit::Capacity,
+                limit: Limit::Entries,
                 retention_released: 0,
                 counters: Stats::default(),
                 log: EvictionLog::new(),
+                ledger: Ledger::default(),
             }),
             listener: ListenerSlot::new(listener),
             log_keys,
             name: name.into(),
             meter: Meter::new(policy.kind(), name),
             backed: false,
+            origins: Origins::builder(),
         };
         // The gauges start at the empty catalog's values, not at zero.
         store.publish(&store.state.lock());
@@ -562,20 +590,20 @@ impl Store {
             return self.over_budget(state, Some(evicted), max);
         }
         self.publish(&state);
-        state.limit = Limit::Capacity;
+        state.limit = Limit::Entries;
         if self.backed {
             state.counters.released += 1;
             self.meter.released(1);
             return;
         }
-        state.counters.evicted += 1;
+        state.evict(std::slice::from_ref(&evicted));
         self.meter.evicted(1);
         let due = state.log.record(1);
         let wants_entries = self.listener.wants_entries();
         if due.is_none() && !wants_entries {
             return;
         }
-        let ctx = state.warn_context(self.policy, self.limits);
+        let ctx = state.warn_context(self.policy, self.limits, self.origins);
         drop(state);
         self.report(ctx, due, wants_entries, std::slice::from_ref(&evicted));
     }
@@ -604,14 +632,14 @@ impl Store {
             self.meter.released(count);
             return;
         }
-        state.counters.evicted += count;
+        state.evict(lost.as_slice());
         self.meter.evicted(count);
         let due = state.log.record(count);
         let wants_entries = self.listener.wants_entries();
         if due.is_none() && !wants_entries {
             return;
         }
-        let ctx = state.warn_context(self.policy, self.limits);
+        let ctx = state.warn_context(self.policy, self.limits, self.origins);
         drop(state);
         self.report(ctx, due, wants_entries, lost.as_slice());
     }
@@ -688,11 +716,12 @@ impl Store {
         let cleared = old_held.iter().fold(old_free.len() + old_retained.len(), |len, map| len + map.len());
         state.counters.cleared += cleared as u64;
         (state.bytes, state.retained_peak) = (0, 0);
+        state.ledger.clear();
         state.from_runs.clear();
         self.meter.cleared(cleared as u64);
         self.publish(&state);
         let due = state.log.flush();
-        let ctx = state.warn_context(self.policy, self.limits);
+        let ctx = state.warn_context(self.policy, self.limits, self.origins);
         drop(state);
         // Freeing large maps takes a while; not under the lock.
         drop((old_free, old_retained, old_held));
@@ -704,7 +733,8 @@ impl Store {
     pub(crate) fn flush(&self) {
         let _span = tracing::info_span!("idempotency.catalog.flush", catalog = &*self.name, kind = %self.policy.kind())
             .entered();
-        let (due, ctx) = self.with_state(|state| (state.log.flush(), state.warn_context(self.policy, self.limits)));
+        let (due, ctx) =
+            self.with_state(|state| (state.log.flush(), state.warn_context(self.policy, self.limits, self.origins)));
         if let Some(summary) = due {
             events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
@@ -728,8 +758,17 @@ impl Store {
             bytes: state.bytes,
             max_bytes: self.limits.max_bytes.map(NonZeroUsize::get),
             listener_panics: self.listener.panics(),
+            sources: self.origins.sources(),
             ..state.counters
         })
+    }
+
+    pub(crate) fn forgotten(&self, digest: &Digest) -> Option<Forgotten> {
+        self.state.lock().ledger.get(digest)
+    }
+
+    pub(crate) fn remedy(&self, limit: Limit) -> String {
+        crate::remedy::remedy(limit, values(self.policy, self.limits), &self.origins)
     }
 
     pub(crate) fn open(&self, room: usize) -> (ReservationId, usize) {
@@ -786,7 +825,7 @@ impl Store {
         if self.backed {
             released += evicted;
         } else if evicted > 0 {
-            state.counters.evicted += evicted;
+            state.evict(lost.as_slice());
             self.meter.evicted(evicted);
             // A line due now covers everything unreported; else the flush below does.
             due = state.log.record(evicted);
@@ -795,7 +834,7 @@ impl Store {
         self.meter.released(released);
         self.publish(&state);
         let due = due.or_else(|| state.log.flush());
-        let ctx = state.warn_context(self.policy, self.limits);
+        let ctx = state.warn_context(self.policy, self.limits, self.origins);
         let event = Self::retention_event(&mut state);
         drop(state);
         drop(hold);
@@ -818,10 +857,26 @@ impl Store {
 impl Drop for Store {
     fn drop(&mut self) {
         let state = self.state.get_mut();
-        let ctx = state.warn_context(self.policy, self.limits);
+        let ctx = state.warn_context(self.policy, self.limits, self.origins);
         if let Some(summary) = state.log.flush() {
             events::warn_capacity(&self.name, ctx, summary, None, self.log_keys);
         }
+    }
+}
+
+/// The settings a remedy quotes.
+fn values(policy: Policy, limits: Limits) -> Values {
+    let (capacity, ceiling) = match policy {
+        Policy::Fixed(cap) => (Some(cap.get()), Some(cap.get())),
+        Policy::Scaled { base, max } => (Some(base.get()), Some(max.get())),
+        Policy::Unbounded => (None, None),
+    };
+    Values {
+        kind: policy.kind(),
+        capacity,
+        ceiling,
+        max_bytes: limits.max_bytes.map(NonZeroUsize::get),
+        retain: limits.retain,
     }
 }
 
@@ -857,6 +912,12 @@ macro_rules! delegate_catalog {
             #[cfg_attr(not(feature = "redis"), allow(dead_code))]
             pub(crate) fn backed(mut self, backed: bool) -> Self {
                 self.store.backed = backed;
+                self
+            }
+
+            /// The same catalog, its settings from `origins` (for the remedies).
+            pub(crate) fn origins(mut self, origins: $crate::remedy::Origins) -> Self {
+                self.store.origins = origins;
                 self
             }
         }
@@ -906,6 +967,12 @@ macro_rules! delegate_catalog {
             }
             fn close_reservation(&self, id: $crate::ReservationId) {
                 self.store.close(id)
+            }
+            fn forgotten(&self, digest: &$crate::Digest) -> Option<$crate::Forgotten> {
+                self.store.forgotten(digest)
+            }
+            fn remedy(&self, limit: $crate::Limit) -> Option<String> {
+                Some(self.store.remedy(limit))
             }
         }
     };

@@ -1,7 +1,7 @@
 //! What a catalog tells its users: counters, removal causes and the eviction listener
 //! hook. The `tracing` events and their rate limiting are in `events`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
@@ -231,4 +231,126 @@ pub struct Stats {
     /// (`RedisCatalog::MAX_KEY_BYTES`). Each is covered by a warning. Always 0 for a
     /// catalog that lives in this process.
     pub unshared: u64,
+    /// Where each limit's value came from, so that a remedy can name the call or the
+    /// variable that would change it.
+    pub sources: Sources,
+}
+
+/// Where a setting's value came from.
+///
+/// A builder call wins over the variable, which wins over the default, so a remedy
+/// must name the one that set the value: raising the variable does nothing while code
+/// sets the setting. Serializes as `"builder"`, `"env"` or `"default"`.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::{Catalog, CatalogBuilder, Source};
+///
+/// let catalog = CatalogBuilder::new().capacity(100).build()?;
+/// assert_eq!(catalog.stats().sources.capacity, Source::Builder);
+/// assert_eq!(catalog.stats().sources.max_bytes, Source::Default);
+/// let env = |name: &str| (name == "IDEMPOTENCY_CATALOG_MAX_BYTES").then(|| "16MiB".to_owned());
+/// let catalog = CatalogBuilder::from_env_with(env).build()?;
+/// assert_eq!(catalog.stats().sources.max_bytes, Source::Env);
+/// # Ok::<(), idempotency_catalog::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Source {
+    /// Set in code: a builder call, or the constructor the catalog was made with.
+    Builder,
+    /// Read from an environment variable.
+    Env,
+    /// Neither: the documented default.
+    #[default]
+    Default,
+}
+
+impl Source {
+    /// `builder`, `env` or `default`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Builder => "builder",
+            Source::Env => "env",
+            Source::Default => "default",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where each of a catalog's limits came from; see [`Source`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Sources {
+    /// The kind.
+    pub kind: Source,
+    /// The capacity (an LRU's) or base (a batch-scaled catalog's).
+    pub capacity: Source,
+    /// A batch-scaled catalog's ceiling.
+    pub max_capacity: Source,
+    /// The byte budget.
+    pub max_bytes: Source,
+    /// A batch-scaled catalog's retention of free keys past its base.
+    pub retain: Source,
+}
+
+/// The limit that made a catalog drop an entry, and that a remedy says how to raise.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::Limit;
+///
+/// assert_eq!(Limit::Bytes.as_str(), "bytes");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Limit {
+    /// The entry capacity: an LRU's.
+    Entries,
+    /// A batch-scaled catalog's entry ceiling.
+    Ceiling,
+    /// The byte budget.
+    Bytes,
+    /// A batch-scaled catalog's retention of free keys past its base: off (`0s`), so
+    /// that the base alone decided, or over, so that the key was released.
+    Retention,
+}
+
+impl Limit {
+    /// `entries`, `ceiling`, `bytes` or `retention`: the `limit` field of the warnings.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Limit::Entries => "entries",
+            Limit::Ceiling => "ceiling",
+            Limit::Bytes => "bytes",
+            Limit::Retention => "retention",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What a catalog remembers of a digest it dropped without being asked to: see
+/// [`Catalog::forgotten`](crate::Catalog::forgotten).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Forgotten {
+    /// [`Stats::evicted`] just after the digest was dropped: compared with the count
+    /// when a batch opened, it says whether the digest was dropped before or after.
+    pub evicted: u64,
+    /// The limit that dropped it.
+    pub limit: Limit,
 }

@@ -54,8 +54,10 @@ fn bounded_catalogs_stop_growing_and_the_end_of_a_run_frees_an_unbounded_one() {
         assert_eq!(catalog.len(), 10_000, "{kind}");
         assert_eq!(catalog.stats().evicted, 290_000, "{kind}");
         assert!(after <= settled + 4_096, "{kind}: grew from {settled} to {after} bytes while evicting");
-        // And what it holds is about what 10,000 entries need.
-        assert!(settled < 10_000 * 200, "{kind}: {settled} bytes for 10,000 entries");
+        // And what it holds is about what 10,000 entries need, beside the table of
+        // 512 KiB that remembers recent evictions (`Catalog::forgotten`), allocated at
+        // the first one.
+        assert!(settled < 10_000 * 200 + 512 * 1_024, "{kind}: {settled} bytes for 10,000 entries");
     }
 
     let catalog = CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap();

@@ -70,7 +70,11 @@ fn lru_of_1000_fed_6235_keeps_the_newest_and_warns_a_bounded_number_of_times() {
     let first = &lines[0];
     assert_eq!(field(first, "capacity"), Some(1_000));
     assert_eq!(field(first, "total_evicted"), Some(1));
-    assert!(first.contains("IDEMPOTENCY_CATALOG_CAPACITY") && first.contains("CatalogBuilder::capacity"), "{first}");
+    // Made with `LruCatalog::with_capacity`: the remedy names that call, and no
+    // variable, which this catalog never reads (docs/telemetry.md, "What a remedy names").
+    assert!(first.contains("limit=entries source=builder"), "{first}");
+    assert!(first.contains("raise the capacity given to LruCatalog::with_capacity (1000)"), "{first}");
+    assert!(!first.contains("IDEMPOTENCY_CATALOG_"), "{first}");
     // Every eviction is covered by exactly one line.
     let covered: u64 = lines.iter().filter_map(|l| field(l, "evicted")).sum();
     assert_eq!(covered, 5_235, "{lines:#?}");
@@ -134,7 +138,9 @@ fn batch_scaled_at_its_ceiling_names_the_ceiling_remedy() {
         let batch = catalog.reserve(1_000);
         fill_held(&batch, 0..101);
     });
-    assert!(lines[0].contains("IDEMPOTENCY_CATALOG_MAX_CAPACITY"), "{lines:#?}");
+    // Made with `BatchScaledCatalog::new`: the ceiling given to it, not a variable.
+    assert!(lines[0].contains("limit=ceiling") && lines[0].contains("BatchScaledCatalog::new (100)"), "{lines:#?}");
+    assert!(!lines[0].contains("IDEMPOTENCY_CATALOG_"), "{lines:#?}");
     assert_eq!(catalog.stats().evicted, 1);
 }
 
@@ -336,4 +342,27 @@ fn stats_name_each_kinds_ceiling_and_a_batch_scaled_capacity_reaches_it() {
     assert_eq!((scaled.stats().capacity, scaled.stats().max_capacity), (Some(100), Some(100)));
     drop(batch);
     assert_eq!(scaled.stats().capacity, Some(10));
+}
+
+#[test]
+fn a_logged_key_with_control_characters_stays_on_one_escaped_line() {
+    // With `log_keys`, the evicted key is shown: through `shown`, like every key.
+    let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1).log_keys(true).build().unwrap();
+    let hostile = "order\n2026-01-01T00:00:00Z  WARN forged: \r\0\u{1b}[31mred";
+    let (_, text) = testkit::captured(|| {
+        catalog.register(digest(0), KeyOptions::new(hostile, Scope::Global));
+        catalog.register(digest(1), KeyOptions::new("next", Scope::Global));
+    });
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(!text.trim_end().chars().any(char::is_control), "{text:?}");
+    assert!(text.contains(r#"key="order\n2026-01-01T00:00:00Z  WARN forged: \r\0\u{1b}[31mred""#), "{text}");
+    let emoji = "😀".repeat(2_048);
+    // A new catalog: its first eviction is the one that shows a key at once.
+    let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1).log_keys(true).build().unwrap();
+    let (_, text) = testkit::captured(|| {
+        catalog.register(digest(2), KeyOptions::new(&emoji, Scope::Global));
+        catalog.register(digest(3), KeyOptions::new("next", Scope::Global));
+    });
+    assert!(text.contains("… (2048 characters)"), "{text}");
+    assert!(text.len() < 1_024, "{} bytes: {text}", text.len());
 }

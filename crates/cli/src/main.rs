@@ -16,7 +16,7 @@ use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use idempotency_sdk::catalog::{RedisBuilder, RedisCatalog};
+use idempotency_sdk::catalog::{RedisBuilder, RedisCatalog, shown};
 use idempotency_sdk::{
     Catalog as _, CatalogBuilder, Digest, IdempotencyKey, LocalEngine, ResetTarget, RunContext, RunId, RunRecord, Scope,
 };
@@ -235,7 +235,8 @@ fn hash(args: &HashArgs, json: bool) -> Result<u8, Failure> {
 }
 
 fn parse_digest(text: &str) -> Result<Digest, Failure> {
-    text.parse::<Digest>().map_err(|err| format!("bad digest {text:?}: {err}").into())
+    // The parse error shows the text as every message shows caller text (`shown`).
+    text.parse::<Digest>().map_err(|err| format!("bad digest: {err}").into())
 }
 
 /// The digests to look up: the arguments, else stdin's non-empty lines.
@@ -371,13 +372,20 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 fn print_lookup(found: &[Found], with_task: bool) -> Result<(), Failure> {
+    out(&lookup_table(found, with_task))
+}
+
+/// The table `lookup` prints: a key is the caller's text, quoted, escaped and cut by
+/// `shown` as in every message, so that it can neither break a row nor write to the
+/// terminal (`--json` has it whole, JSON-escaped).
+fn lookup_table(found: &[Found], with_task: bool) -> String {
     let unknown = || "unknown".to_owned();
     let rows: Vec<Vec<String>> = found
         .iter()
         .map(|f| {
             let mut row = vec![
                 f.digest.to_string(),
-                f.key.clone().unwrap_or_else(unknown),
+                f.key.as_deref().map_or_else(unknown, shown),
                 f.scope.map_or_else(unknown, |s| s.as_str().to_owned()),
                 f.ttl_ms.map_or_else(unknown, |ms| ms.to_string()),
             ];
@@ -392,7 +400,7 @@ fn print_lookup(found: &[Found], with_task: bool) -> Result<(), Failure> {
     if with_task {
         header.extend(["RUN", "STATUS"]);
     }
-    out(&table(&header, &rows))
+    table(&header, &rows)
 }
 
 fn reset(args: &ResetArgs, json: bool) -> Result<u8, Failure> {
@@ -542,6 +550,29 @@ mod tests {
     fn tables_pad_to_the_widest_cell() {
         let rows = vec![vec!["a".to_owned(), "long cell".to_owned()], vec!["bbb".to_owned(), "c".to_owned()]];
         assert_eq!(table(&["H1", "H2"], &rows), "H1   H2\na    long cell\nbbb  c");
+    }
+
+    #[test]
+    fn keys_in_the_lookup_table_are_escaped_and_cut() {
+        let found = |key: &str| Found {
+            digest: Digest::from_bytes([7; 32]),
+            key: Some(key.to_owned()),
+            scope: Some(Scope::Global),
+            ttl_ms: Some(1_000),
+            holder: None,
+        };
+        let hostile = ["a\nforged row", "b\r\0", "\u{1b}[31mred\u{1b}[0m", &"😀".repeat(2_048)];
+        let rows: Vec<Found> = hostile.iter().map(|key| found(key)).collect();
+        let text = lookup_table(&rows, false);
+        assert_eq!(text.lines().count(), 1 + hostile.len(), "one row a key: {text}");
+        assert!(!text.chars().any(|c| c.is_control() && c != '\n'), "{text:?}");
+        assert!(text.contains(r#""a\nforged row""#) && text.contains(r#""\u{1b}[31mred\u{1b}[0m""#), "{text}");
+        assert!(text.contains("… (2048 characters)") && text.len() < 1_500, "{text}");
+        // An ordinary key reads as itself, quoted.
+        assert!(lookup_table(&[found("item-1")], false).contains(r#""item-1"  global"#));
+        // A bad digest is named the same way.
+        let err = parse_digest("x\ny").unwrap_err().to_string();
+        assert!(err.starts_with(r#"bad digest: invalid digest "x\ny""#), "{err}");
     }
 
     #[test]

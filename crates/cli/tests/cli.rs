@@ -51,7 +51,7 @@ fn register(url: &str, keys: std::ops::Range<usize>) -> Vec<String> {
     let redis = RedisBuilder::new(url).build().unwrap();
     let catalog = CatalogBuilder::new().redis(redis).build().unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog));
-    let digests = keys.map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).to_string()).collect();
+    let digests = keys.map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap().to_string()).collect();
     drop(sdk);
     catalog.flush().unwrap();
     digests
@@ -169,7 +169,7 @@ fn lookup_with_a_task_shows_the_holder_and_reset_frees_the_key() {
     let server = RedisServer::start(&[]);
     let url = server.url();
     let (catalog, engine, sdk) = fleet(&url);
-    let key = sdk.create_key("order-7", Scope::Global);
+    let key = sdk.create_key("order-7", Scope::Global).unwrap();
     let mut batch = sdk.batch("charge", 1);
     batch.item(serde_json::json!({ "n": 7 }), ItemOptions::new().key(&key).ttl("1h".parse::<Ttl>().unwrap()));
     let batch = batch.build().unwrap();

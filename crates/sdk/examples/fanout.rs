@@ -169,12 +169,13 @@ fn fan_out(
                 KeyForm::Typed => ItemOptions::new().key(key).ttl(ttl),
                 KeyForm::Digest => ItemOptions::new().key(key.to_string()).ttl(ttl),
             };
-            let created: Vec<IdempotencyKey> = if keys_first { (0..items).map(create).collect() } else { Vec::new() };
+            let created: Vec<IdempotencyKey> =
+                if keys_first { (0..items).map(create).collect::<Result<_, _>>()? } else { Vec::new() };
             let mut created = created.into_iter();
             for i in 0..items {
                 let key = match created.next() {
                     Some(key) => key,
-                    None => create(i),
+                    None => create(i)?,
                 };
                 batch.item(json!({ "i": i }), options(key));
             }

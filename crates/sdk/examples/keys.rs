@@ -32,7 +32,11 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(filter)
+        .init();
 
     let catalog: Arc<dyn Catalog> = match redis {
         #[cfg(feature = "redis")]
@@ -49,7 +53,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
     let sdk = Sdk::new(Arc::clone(&catalog));
     let mut out = BufWriter::new(std::io::stdout().lock());
     for i in 0..items {
-        writeln!(out, "{}", sdk.create_key(["item", &i.to_string()], Scope::Global))?;
+        writeln!(out, "{}", sdk.create_key(["item", &i.to_string()], Scope::Global)?)?;
     }
     out.flush()?;
     // Every registration sent before the process exits.

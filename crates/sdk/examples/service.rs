@@ -12,8 +12,11 @@
 //! Prints one JSON object: `max_stall_ms` (the ticker's worst lateness), `runs` (runs
 //! this service created), `cached`, `errors` (calls that failed, such as timeouts while
 //! Redis is paused; the handlers go on), `first_error`, `runs_after_errors` (items
-//! answered after the last error: the service went on without a restart), and
-//! `seconds`. Options: `--io-timeout-ms` (default 500), `--rounds` (default 1),
+//! answered after the last error: the service went on without a restart),
+//! `flush_error` (the final flush of the catalog's writes, `null` when it succeeded)
+//! and `seconds`. The figures are printed whatever failed once the service ran: a
+//! failed final flush (Redis still paused) prints them with the error beside them, and
+//! exits 1. Options: `--io-timeout-ms` (default 500), `--rounds` (default 1),
 //! `--event-interval` (default 1).
 //! `IDEMPOTENCY_REDIS_*` variables apply.
 //!
@@ -93,7 +96,9 @@ struct Tally {
     since_error: AtomicUsize,
 }
 
-async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+/// The figures, and the error that should fail the process after they are printed
+/// (the final flush, or a handler that panicked).
+async fn serve(args: Args) -> Result<(serde_json::Value, Option<String>), Box<dyn std::error::Error>> {
     let redis = RedisBuilder::from_env().url(&args.redis).io_timeout(args.io_timeout).build_async().await?;
     let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build_redis()?;
     let engine = Arc::new(LocalEngine::on_redis_async(&redis).await?);
@@ -156,16 +161,25 @@ async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Erro
             })
         })
         .collect();
+    let mut failed = None;
     for handler in handlers {
-        handler.await?;
+        if let Err(err) = handler.await {
+            failed.get_or_insert(format!("a handler failed: {err}"));
+        }
     }
-    // What the catalog's sender has not sent yet goes out before the runtime stops.
-    catalog.flush_async().await?;
+    // What the catalog's sender has not sent yet goes out before the runtime stops;
+    // when it cannot (Redis still paused), the figures are printed all the same.
+    let flush_error = catalog.flush_async().await.err().map(|err| err.to_string());
     let seconds = started.elapsed().as_secs_f64();
     ticking.store(false, Ordering::Relaxed);
-    ticker.await?;
+    if let Err(err) = ticker.await {
+        failed.get_or_insert(format!("the ticker failed: {err}"));
+    }
+    if let Some(err) = &flush_error {
+        failed.get_or_insert(format!("final flush: {err}"));
+    }
     let first_error = tally.first_error.lock().clone();
-    Ok(json!({
+    let figures = json!({
         "handlers": args.handlers,
         "items": args.items,
         "rounds": args.rounds,
@@ -175,23 +189,35 @@ async fn serve(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Erro
         "errors": tally.errors.load(Ordering::Relaxed),
         "first_error": first_error,
         "runs_after_errors": tally.since_error.load(Ordering::Relaxed),
+        "flush_error": flush_error,
         "seconds": seconds,
-    }))
+    });
+    Ok((figures, failed))
 }
 
 fn main() -> ExitCode {
-    let run = || -> Result<serde_json::Value, Box<dyn std::error::Error>> {
+    let run = || -> Result<(serde_json::Value, Option<String>), Box<dyn std::error::Error>> {
         let args = parse_args()?;
         let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-        tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(filter)
+            .init();
         let runtime =
             tokio::runtime::Builder::new_current_thread().enable_all().event_interval(args.event_interval).build()?;
         runtime.block_on(serve(args))
     };
     match run() {
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
+        Ok((figures, failed)) => {
+            println!("{figures}");
+            match failed {
+                None => ExitCode::SUCCESS,
+                Some(err) => {
+                    eprintln!("error: {err}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Err(err) => {
             eprintln!("error: {err}");

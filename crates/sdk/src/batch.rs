@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use hashbrown::{DefaultHashBuilder, HashTable};
 
-use idempotency_catalog::{CatalogKind, Digest, Reservation, Scope};
+use idempotency_catalog::{Catalog, CatalogKind, Digest, Limit, Reservation, Scope};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -81,7 +82,7 @@ impl ItemOptions {
 /// let sdk = Sdk::from_env()?;
 /// let mut batch = sdk.batch("child-task", 3);
 /// for i in 0..3 {
-///     let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+///     let key = sdk.create_key(["item", &i.to_string()], Scope::Global)?;
 ///     // Passing the digest alone, as a caller relaying keys through a payload would.
 ///     batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
 /// }
@@ -110,6 +111,17 @@ pub struct BatchBuilder {
     /// The catalog's eviction count when the batch opened: keys created for it since
     /// then may have been evicted before `build` resolves them.
     evictions_at_open: u64,
+    /// Items added without options so far, by cause, as found when each was added.
+    lost: Lost,
+}
+
+/// Items without options, by cause, and by the limit that dropped the evicted ones.
+#[derive(Debug, Default, Clone, Copy)]
+struct Lost {
+    evicted_before_open: usize,
+    evicted_while_building: usize,
+    never_registered: usize,
+    by_limit: [usize; 4],
 }
 
 impl BatchBuilder {
@@ -124,6 +136,25 @@ impl BatchBuilder {
             failed: None,
             room,
             evictions_at_open,
+            lost: Lost::default(),
+        }
+    }
+
+    /// Counts why `key`, just resolved, has no options: what the catalog remembers of
+    /// dropping its digest, now, when it was looked up.
+    fn count_lost(&mut self, key: &IdempotencyKey) {
+        match self.sdk.catalog().forgotten(&key.digest()) {
+            Some(forgotten) => {
+                if forgotten.evicted <= self.evictions_at_open {
+                    self.lost.evicted_before_open += 1;
+                } else {
+                    self.lost.evicted_while_building += 1;
+                }
+                if let Some(count) = self.lost.by_limit.get_mut(limit_index(forgotten.limit)) {
+                    *count += 1;
+                }
+            }
+            None => self.lost.never_registered += 1,
         }
     }
 
@@ -191,7 +222,12 @@ impl BatchBuilder {
             // No key, or one that is no key (an empty string): derived from the batch
             // key, if the batch gets one, as the reference does.
             None | Some(Ok(None)) => Key::FromBatch,
-            Some(Ok(key)) => Key::Given(key),
+            Some(Ok(key)) => {
+                if let Some(key) = key.as_ref().filter(|key| key.options().is_none()) {
+                    self.count_lost(key);
+                }
+                Key::Given(key)
+            }
             Some(Err(error)) => {
                 self.failed.get_or_insert(Error::Item { index, error: Box::new(error) });
                 Key::Given(None)
@@ -230,20 +266,26 @@ impl BatchBuilder {
         }
         let keys = keys(&self.sdk, &self.room);
         let run = self.sdk.run();
+        if let Some(KeyInput::Invalid { value, reason }) = &self.batch_key {
+            return Err(Error::InvalidKeyMaterial { value: value.clone(), reason: reason.clone() });
+        }
         if let Some(batch_key) = &self.batch_key {
             let head = flattened(batch_key);
-            for (index, entry) in self.entries.iter_mut().enumerate() {
+            for (at, entry) in self.entries.iter_mut().enumerate() {
                 if matches!(entry.key, Key::FromBatch) {
-                    let index = index.to_string();
+                    let index = at.to_string();
                     let derived = match &head {
                         Some(head) => IdempotencyKey::derive([head.as_str(), &index], Scope::Run, run),
                         None => IdempotencyKey::derive([index.as_str()], Scope::Run, run),
                     };
+                    let derived =
+                        derived.check_long().map_err(|error| Error::Item { index: at, error: Box::new(error) })?;
                     entry.key = Key::Given(Some(keys.register(derived)));
                 }
             }
         }
 
+        let catalog = keys.catalog();
         let mut report = BatchReport { items: self.entries.len(), ..BatchReport::default() };
         let mut seen = Seen::with_capacity(self.entries.len());
         let entries = &self.entries;
@@ -263,25 +305,37 @@ impl BatchBuilder {
                 }
             }
         }
-        let catalog = keys.catalog();
+        // Counted as each item was added, when its digest was looked up.
+        report.evicted_before_open = self.lost.evicted_before_open;
+        report.evicted_while_building = self.lost.evicted_while_building;
+        report.never_registered = self.lost.never_registered;
+        report.limit = LIMITS
+            .into_iter()
+            .zip(self.lost.by_limit)
+            .filter(|(_, n)| *n > 0)
+            .max_by_key(|(_, n)| *n)
+            .map(|(limit, _)| limit);
         let stats = catalog.stats();
         report.evictions = stats.evicted.saturating_sub(self.evictions_at_open);
         report.catalog_kind = catalog.kind();
         report.catalog_capacity = stats.capacity;
-        report.shortfall = self.room.shortfall();
+        // What the reservation said would not fit, and did not: a batch whose keys
+        // carry their options, or fit after all, lacked no room.
+        report.shortfall = self.room.shortfall().min(report.without_options);
         crate::meter::batch_built(report.items, report.without_options);
 
         if report.without_options > 0 {
             match self.sdk.loss_policy() {
                 LossPolicy::Ignore => {}
-                LossPolicy::Warn => report.warn(&self.task),
+                LossPolicy::Warn => report.warn(&self.task, catalog),
                 LossPolicy::Fail => {
                     return Err(Error::OptionsLost {
                         lost: report.without_options,
                         items: report.items,
                         kind: report.catalog_kind,
                         capacity: report.catalog_capacity,
-                        remedy: remedy(report.catalog_kind),
+                        cause: report.cause(),
+                        remedy: report.remedy(catalog),
                     });
                 }
             }
@@ -311,6 +365,8 @@ fn flattened(batch_key: &KeyInput) -> Option<String> {
             Some(parts.iter().filter(|part| !part.is_empty()).map(String::as_str).collect::<Vec<_>>().join(","))
         }
         KeyInput::Key(key) => Some(key.digest().to_hex_string()),
+        // Refused by `build` before any key is derived from it.
+        KeyInput::Invalid { .. } => None,
     }
 }
 
@@ -349,19 +405,32 @@ impl Seen {
     }
 }
 
-fn remedy(kind: CatalogKind) -> &'static str {
-    match kind {
-        CatalogKind::Lru => {
-            "pass IdempotencyKey values rather than digest strings, add each key to the batch as it is created, or raise IDEMPOTENCY_CATALOG_CAPACITY / use IDEMPOTENCY_CATALOG_KIND=batch-scaled"
-        }
-        _ => {
-            "pass IdempotencyKey values rather than digest strings, create keys inside a run (Sdk::with_run), or raise IDEMPOTENCY_CATALOG_MAX_CAPACITY"
-        }
-    }
+/// Every limit, in the order `limit_index` counts them.
+const LIMITS: [Limit; 4] = [Limit::Entries, Limit::Ceiling, Limit::Bytes, Limit::Retention];
+
+fn limit_index(limit: Limit) -> usize {
+    LIMITS.iter().position(|l| *l == limit).unwrap_or(0)
 }
 
-/// What building a batch found.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What building a batch found. Serializes as an object of its fields, for a status
+/// endpoint or a log line, and reads back.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{BatchReport, ItemOptions, Sdk};
+///
+/// let sdk = Sdk::from_env()?;
+/// let mut batch = sdk.batch("child-task", 1);
+/// batch.item(None, ItemOptions::new().key("0".repeat(64))); // a digest never registered here
+/// let report = *batch.build()?.report();
+/// assert_eq!((report.without_options, report.never_registered), (1, 1));
+/// let json = serde_json::to_string(&report).unwrap();
+/// assert!(json.contains(r#""never_registered":1"#));
+/// assert_eq!(serde_json::from_str::<BatchReport>(&json).unwrap(), report);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct BatchReport {
     /// Items in the batch.
@@ -382,9 +451,25 @@ pub struct BatchReport {
     pub payload_conflicts: usize,
     /// The index of the first of them.
     pub first_payload_conflict: Option<usize>,
-    /// Catalog evictions between opening the batch and building it (by any thread).
+    /// Of `without_options`, items whose digest the catalog dropped (at a limit, or
+    /// when its retention ended) before the batch was opened: the keys were created,
+    /// then pushed out before they were added.
+    pub evicted_before_open: usize,
+    /// Of `without_options`, items whose digest the catalog dropped after the batch was
+    /// opened, before the item was added.
+    pub evicted_while_building: usize,
+    /// Of `without_options`, items whose digest this process's catalog never held, as
+    /// far as it remembers (see [`Catalog::forgotten`](idempotency_catalog::Catalog::forgotten)):
+    /// minted in another process, released when the run that held it ended, or dropped
+    /// too long ago to be remembered. The three causes add up to `without_options`.
+    pub never_registered: usize,
+    /// The limit that dropped most of the evicted items, when any was.
+    pub limit: Option<Limit>,
+    /// Catalog evictions between opening the batch and building it (by any thread),
+    /// of this batch's keys or others.
     pub evictions: u64,
-    /// Items the catalog said would not fit when the batch reserved its room.
+    /// Items the catalog said would not fit when the batch reserved its room, and that
+    /// did lose their options: never more than `without_options`.
     pub shortfall: usize,
     /// The catalog's kind.
     pub catalog_kind: CatalogKind,
@@ -394,7 +479,37 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
-    fn warn(&self, task: &str) {
+    /// The cause of most lost items: `evicted before open`, `evicted while building`
+    /// or `never registered`.
+    pub fn cause(&self) -> &'static str {
+        let causes = [
+            (self.evicted_before_open, "evicted before open"),
+            (self.evicted_while_building, "evicted while building"),
+            (self.never_registered, "never registered"),
+        ];
+        // The first of the largest, by a stable rule.
+        causes.iter().rev().max_by_key(|(n, _)| *n).map_or("never registered", |(_, name)| name)
+    }
+
+    /// What to change, for the cause of most lost items: the catalog's own remedy for
+    /// the limit that dropped them (raised from where it was set), or for digests it
+    /// never held, what makes them resolve.
+    fn remedy(&self, catalog: &dyn Catalog) -> String {
+        let typed = "pass IdempotencyKey values rather than digest strings (they carry their options)";
+        match self.limit.filter(|_| self.never_registered < self.evicted_before_open + self.evicted_while_building) {
+            Some(limit) => match catalog.remedy(limit) {
+                Some(raise) => format!("{raise}; or {typed}, or add each key to the batch as it is created"),
+                None => format!("{typed}, or add each key to the batch as it is created"),
+            },
+            None => format!(
+                "{typed}, or create the keys in this process (Sdk::create_key), or share the catalog between \
+                 processes (fleet mode: CatalogBuilder::redis)"
+            ),
+        }
+    }
+
+    fn warn(&self, task: &str, catalog: &dyn Catalog) {
+        // Every field is documented in `docs/telemetry.md`.
         tracing::warn!(
             task,
             lost = self.without_options,
@@ -402,7 +517,12 @@ impl BatchReport {
             kind = %self.catalog_kind,
             capacity = self.catalog_capacity.unwrap_or(usize::MAX),
             evictions = self.evictions,
-            remedy = remedy(self.catalog_kind),
+            evicted_before_open = self.evicted_before_open,
+            evicted_while_building = self.evicted_while_building,
+            never_registered = self.never_registered,
+            cause = self.cause(),
+            limit = self.limit.map(Limit::as_str),
+            remedy = self.remedy(catalog).as_str(),
             "batch items lost their idempotency key options; their runs will show digests instead of keys"
         );
     }

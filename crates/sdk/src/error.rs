@@ -20,6 +20,16 @@ pub enum Error {
         /// Why it is not a digest.
         reason: String,
     },
+    /// Key material that makes no key: empty (an empty key means no key, as where a
+    /// key is expected), or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) characters
+    /// once joined.
+    #[error("invalid key material {value}: {reason}")]
+    InvalidKeyMaterial {
+        /// The material joined with `-`, quoted and cut to 64 characters.
+        value: String,
+        /// Why it makes no key, and what to do.
+        reason: String,
+    },
     /// An item's idempotency key is longer than the server accepts.
     #[error("item {index}: idempotency key is {len} characters long; the server accepts at most 2048")]
     KeyTooLong {
@@ -40,7 +50,7 @@ pub enum Error {
     },
     /// Items lost their key options, under [`LossPolicy::Fail`](crate::LossPolicy::Fail).
     #[error(
-        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {}); nothing was sent; {remedy}",
+        "{lost} of {items} batch items lost their key options (catalog {kind}, capacity {}; most {cause}); nothing was sent; {remedy}",
         capacity.map_or_else(|| "unbounded".to_owned(), |c| c.to_string())
     )]
     OptionsLost {
@@ -52,8 +62,10 @@ pub enum Error {
         kind: idempotency_catalog::CatalogKind,
         /// The catalog's capacity; `None` when unbounded.
         capacity: Option<usize>,
-        /// What to change.
-        remedy: &'static str,
+        /// The cause of most of them, as [`BatchReport::cause`](crate::BatchReport::cause) names it.
+        cause: &'static str,
+        /// What to change: the limit that dropped them, raised from where it was set.
+        remedy: String,
     },
     /// A run- or attempt-scoped key was to be derived without the run it belongs to.
     #[error("cannot derive a `{scope}`-scoped key without its run context; pass the run id{}", if *.scope == Scope::Attempt { " and attempt number" } else { "" })]
@@ -101,13 +113,15 @@ pub enum Error {
     /// by a run made with another payload, or repeats in its batch with another one.
     /// Nothing of the trigger was claimed or created.
     #[error(
-        "task {task}: idempotency key {key} {}; {items} item(s) of this trigger differ, nothing was triggered",
+        "task {}: idempotency key {key} {}; {items} item(s) of this trigger differ, nothing was triggered",
+        shown(task),
         holder(run.as_ref())
     )]
     PayloadMismatch {
         /// The task triggered.
         task: String,
-        /// The first differing item's key, as the catalog shows it (`item-42 (global)`),
+        /// The first differing item's key, for people: its original key, escaped and cut
+        /// by [`shown`](idempotency_catalog::shown), and its scope (`"item-42" (global)`),
         /// or as sent when its options are unknown.
         key: String,
         /// The run that holds it; `None` when the key repeats within the trigger with
@@ -116,12 +130,31 @@ pub enum Error {
         /// How many items differed.
         items: usize,
     },
+    /// The in-memory engine is at its byte budget, under
+    /// [`BudgetPolicy::Refuse`](crate::BudgetPolicy::Refuse): nothing of the trigger was
+    /// claimed or created.
+    #[error(
+        "engine at its byte budget of {} (set by {origin}): a trigger of {items} item(s) needs {needed} more bytes; nothing was triggered; {remedy}",
+        idempotency_catalog::__private::show_bytes(*max_bytes)
+    )]
+    EngineFull {
+        /// The budget.
+        max_bytes: usize,
+        /// Where it came from.
+        origin: idempotency_catalog::Source,
+        /// Items in the refused trigger.
+        items: usize,
+        /// The bytes the trigger would have added past the budget.
+        needed: usize,
+        /// What to change.
+        remedy: String,
+    },
     /// Writing the batch request failed.
     #[error("cannot write the batch request: {0}")]
     Io(#[from] std::io::Error),
 }
 
-pub(crate) use idempotency_catalog::__private::shown;
+pub(crate) use idempotency_catalog::shown;
 
 fn holder(run: Option<&crate::engine::RunId>) -> String {
     match run {

@@ -35,6 +35,25 @@ pub enum KeyInput {
     Raw(String),
     /// Key material as a list.
     Parts(Vec<String>),
+    /// A key that could not be made: [`Sdk::create_key`](crate::Sdk::create_key)'s
+    /// error, given to an item as it is. Resolving it is that error, so the batch's
+    /// `build` fails naming the item.
+    Invalid {
+        /// The material, quoted and cut.
+        value: String,
+        /// Why it makes no key.
+        reason: String,
+    },
+}
+
+impl From<Result<IdempotencyKey, Error>> for KeyInput {
+    fn from(key: Result<IdempotencyKey, Error>) -> Self {
+        match key {
+            Ok(key) => KeyInput::Key(key),
+            Err(Error::InvalidKeyMaterial { value, reason }) => KeyInput::Invalid { value, reason },
+            Err(other) => KeyInput::Invalid { value: String::new(), reason: other.to_string() },
+        }
+    }
 }
 
 impl From<IdempotencyKey> for KeyInput {
@@ -77,14 +96,14 @@ impl KeyInput {
     /// [`resolve`](Self::resolve), moving a typed key out rather than cloning it.
     pub(crate) fn into_key(self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         match self {
-            KeyInput::Key(key) if key.options().is_some() => Ok(Some(key)),
+            KeyInput::Key(key) if key.options().is_some() => Ok(Some(key.check_long()?)),
             other => other.resolve(keys, run),
         }
     }
 
     pub(crate) fn resolve(&self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         Ok(Some(match self {
-            KeyInput::Key(key) if key.options().is_some() => key.clone(),
+            KeyInput::Key(key) if key.options().is_some() => key.clone().check_long()?,
             KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), keys.get(&key.digest())),
             KeyInput::Raw(raw) if raw.is_empty() => return Ok(None),
             KeyInput::Raw(raw) if is_digest_length(raw) => {
@@ -92,8 +111,11 @@ impl KeyInput {
                     raw.parse::<Digest>().map_err(|_| Error::NotADigest { value: shown(raw), reason: not_hex(raw) })?;
                 IdempotencyKey::from_digest(digest, keys.get(&digest))
             }
-            KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
-            KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run)),
+            KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run).check_long()?),
+            KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run).check_long()?),
+            KeyInput::Invalid { value, reason } => {
+                return Err(Error::InvalidKeyMaterial { value: value.clone(), reason: reason.clone() });
+            }
         }))
     }
 }

@@ -40,7 +40,7 @@
 //! let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
 //! let mut batch = sdk.batch("child-task", 100);
 //! for i in 0..100 {
-//!     let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+//!     let key = sdk.create_key(["item", &i.to_string()], Scope::Global)?;
 //!     batch.item(json!({ "i": i }), ItemOptions::new().key(key).ttl("7d".parse::<Ttl>()?));
 //! }
 //! let batch = batch.build()?;
@@ -74,7 +74,10 @@ pub use batch::{Batch, BatchBuilder, BatchReport, ItemOptions, LossPolicy};
 pub use context::RunContext;
 #[cfg(feature = "tokio")]
 pub use engine::REDIS_ASYNC_PIPELINE;
-pub use engine::{LocalEngine, ResetTarget, RunHandle, RunId, RunRecord, RunStatus, RunView};
+pub use engine::{
+    BudgetPolicy, DEFAULT_ENGINE_MAX_BYTES, ENV_ENGINE_MAX_BYTES, EngineStats, LocalEngine, ResetTarget, RunHandle,
+    RunId, RunRecord, RunStatus, RunView,
+};
 #[cfg(feature = "redis")]
 pub use engine::{REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE};
 pub use error::Error;

@@ -65,7 +65,7 @@ impl fmt::Display for Fingerprint {
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
-/// let key = sdk.create_key(["order", "7"], Scope::Global);
+/// let key = sdk.create_key(["order", "7"], Scope::Global)?;
 /// let batch = |amount: u32| {
 ///     let mut batch = sdk.batch("charge", 1);
 ///     batch.item(json!({ "amount": amount }), ItemOptions::new().key(key.clone()));
@@ -74,7 +74,7 @@ impl fmt::Display for Fingerprint {
 /// let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
 /// engine.trigger(&batch(100)?)?;
 /// let err = engine.trigger(&batch(250)?).unwrap_err();
-/// assert!(err.to_string().starts_with("task charge: idempotency key order-7 (global) is held by run "));
+/// assert!(err.to_string().starts_with(r#"task "charge": idempotency key "order-7" (global) is held by run "#));
 /// assert_eq!(engine.payload_mismatches(), 1);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
@@ -140,7 +140,7 @@ impl PayloadPolicy {
             None => Ok(PayloadPolicy::default()),
             Some(raw) => raw.parse().map_err(|_| Error::InvalidPayloadPolicy {
                 source_name: ENV_PAYLOAD_POLICY,
-                value: idempotency_catalog::__private::shown(&raw),
+                value: idempotency_catalog::shown(&raw),
             }),
         }
     }
@@ -159,7 +159,7 @@ impl FromStr for PayloadPolicy {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         PayloadPolicy::ALL.into_iter().find(|policy| policy.as_str() == s).ok_or_else(|| Error::InvalidPayloadPolicy {
             source_name: "PayloadPolicy",
-            value: idempotency_catalog::__private::shown(s),
+            value: idempotency_catalog::shown(s),
         })
     }
 }

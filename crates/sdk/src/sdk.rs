@@ -24,7 +24,7 @@ use crate::key_input::{KeyInput, Keys};
 /// use idempotency_sdk::{RunContext, Scope, Sdk};
 ///
 /// let sdk = Sdk::from_env()?.with_run(RunContext::new("run_abc123", 1));
-/// let key = sdk.create_key(["item", "42"], Scope::Global);
+/// let key = sdk.create_key(["item", "42"], Scope::Global)?;
 /// assert_eq!(key.options().map(|o| o.key()), Some("item-42"));
 /// // Registered: a bare digest string finds its options again.
 /// let again = sdk.resolve(&key.to_string().into())?.unwrap();
@@ -78,7 +78,7 @@ impl Sdk {
     ///
     /// let catalog: Arc<dyn Catalog> = CatalogBuilder::new().capacity(10).build()?;
     /// let task = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_abc123", 1));
-    /// let keys: Vec<_> = (0..100).map(|i| task.create_key(["item", &i.to_string()], Scope::Global)).collect();
+    /// let keys: Vec<_> = (0..100).map(|i| task.create_key(["item", &i.to_string()], Scope::Global)).collect::<Result<_, _>>()?;
     /// // All 100 kept, though the catalog's base is 10: the run holds them.
     /// assert!(keys.iter().all(|k| catalog.get(&k.digest()).is_some()));
     /// drop(task); // the run ends
@@ -123,8 +123,40 @@ impl Sdk {
     /// Creates the key for `parts` in `scope` in this SDK's run, and registers its
     /// options in the catalog (held by the run, inside one), for callers that pass the
     /// digest on alone.
-    pub fn create_key(&self, parts: impl KeyParts, scope: Scope) -> IdempotencyKey {
-        self.keys().register(IdempotencyKey::derive(parts, scope, self.run()))
+    ///
+    /// The result can be given to [`ItemOptions::key`](crate::ItemOptions::key) as it
+    /// is: a key that could not be made then fails the batch's
+    /// [`build`](crate::BatchBuilder::build), naming the item, so that a loop adding
+    /// items needs no `?` per key.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidKeyMaterial`] when the parts joined with `-` are empty (an empty
+    /// key means no key, as `ItemOptions::key("")` does; the reference SDK would hash
+    /// the empty string) or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
+    /// characters (the reference sends any length whole; a shared catalog keeps at
+    /// most 2,048). Nothing is registered then.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{Error, ItemOptions, Scope, Sdk};
+    ///
+    /// let sdk = Sdk::from_env()?;
+    /// assert_eq!(sdk.create_key(["order", "7"], Scope::Global)?.options().map(|o| o.key()), Some("order-7"));
+    /// assert!(matches!(sdk.create_key("", Scope::Global), Err(Error::InvalidKeyMaterial { .. })));
+    /// let err = sdk.create_key("k".repeat(2_049), Scope::Global).unwrap_err().to_string();
+    /// assert!(err.ends_with("2049 characters joined; at most 2048 are accepted, the longest a shared catalog keeps: shorten it, or hash it yourself and pass the hash"), "{err}");
+    ///
+    /// // Given to an item as it is: the batch names the item.
+    /// let mut batch = sdk.batch("child-task", 1);
+    /// batch.item(None, ItemOptions::new().key(sdk.create_key("", Scope::Global)));
+    /// assert!(batch.build().unwrap_err().to_string().starts_with("item 0: invalid key material \"\""));
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn create_key(&self, parts: impl KeyParts, scope: Scope) -> Result<IdempotencyKey, Error> {
+        let key = IdempotencyKey::derive(parts, scope, self.run()).check_material()?;
+        Ok(self.keys().register(key))
     }
 
     /// Resolves whatever was passed as a key, with the reference SDK's rules (see

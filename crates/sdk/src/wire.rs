@@ -84,14 +84,14 @@ impl WireItem {
         let mut de = serde_json::Deserializer::from_str(line);
         let item: WireItem = serde_path_to_error::deserialize(&mut de).map_err(|err| {
             let mut path = err.path().to_string();
-            let message = err.into_inner().to_string();
+            let message = tamed(&err.into_inner().to_string());
             // A missing field is reported at its parent; name the field itself.
             if let Some(field) = message.strip_prefix("missing field `").and_then(|m| m.split('`').next()) {
                 path = if path == "." { field.to_owned() } else { format!("{path}.{field}") };
             }
             Error::Wire { path, message }
         })?;
-        de.end().map_err(|err| Error::Wire { path: ".".to_owned(), message: err.to_string() })?;
+        de.end().map_err(|err| Error::Wire { path: ".".to_owned(), message: tamed(&err.to_string()) })?;
         item.validate()?;
         Ok(item)
     }
@@ -115,6 +115,26 @@ impl WireItem {
     }
 }
 
+/// A parser's message as an error shows it: serde quotes some values (a string where
+/// a number was expected) but not others (an unknown variant, in backticks), and
+/// quotes them whole: control characters are escaped here, and the message is cut at
+/// 256 characters with its length shown, as `shown` does for a value.
+fn tamed(message: &str) -> String {
+    const MAX: usize = 256;
+    let mut out = String::with_capacity(message.len().min(MAX + 32));
+    for (n, c) in message.chars().enumerate() {
+        if n == MAX {
+            out.push_str(&format!("… ({} characters)", message.chars().count()));
+            break;
+        }
+        match c.is_control() {
+            true => out.extend(c.escape_default()),
+            false => out.push(c),
+        }
+    }
+    out
+}
+
 /// Writes `items` as NDJSON: one JSON object a line.
 pub(crate) fn write_ndjson(items: impl IntoIterator<Item = WireItem>, mut out: impl Write) -> Result<(), Error> {
     for item in items {
@@ -123,4 +143,21 @@ pub(crate) fn write_ndjson(items: impl IntoIterator<Item = WireItem>, mut out: i
     }
     out.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parser_message_shows_no_raw_control_character_and_stays_short() {
+        // serde names an unknown variant in backticks, unescaped.
+        let line = r#"{"index":0,"task":"t","options":{"idempotencyKeyOptions":{"key":"k","scope":"x\n\u001b[31m"}}}"#;
+        let err = WireItem::from_json(line).unwrap_err().to_string();
+        assert!(!err.chars().any(char::is_control), "{err:?}");
+        assert!(err.contains(r"unknown variant `x\n\u{1b}[31m`"), "{err}");
+        let long = format!(r#"{{"index":"{}","task":"t"}}"#, "9".repeat(100_000));
+        let err = WireItem::from_json(&long).unwrap_err().to_string();
+        assert!(err.len() < 400 && err.contains(" characters)"), "{} bytes", err.len());
+    }
 }

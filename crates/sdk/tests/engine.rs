@@ -33,7 +33,7 @@ fn one_item(sdk: &Sdk, key: impl Into<idempotency_sdk::KeyInput>, ttl: Option<&s
 fn a_repeat_within_the_ttl_is_cached_and_after_it_is_new() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let (engine, now) = clocked();
-    let batch = one_item(&sdk, sdk.create_key("k", Scope::Global), Some("60s"));
+    let batch = one_item(&sdk, sdk.create_key("k", Scope::Global).unwrap(), Some("60s"));
     let first = engine.trigger(&batch).unwrap().remove(0);
     now.fetch_add(59, Ordering::Relaxed);
     let second = engine.trigger(&batch).unwrap().remove(0);
@@ -51,7 +51,7 @@ fn a_repeat_within_the_ttl_is_cached_and_after_it_is_new() {
 fn the_default_ttl_is_thirty_days() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let (engine, now) = clocked();
-    let batch = one_item(&sdk, sdk.create_key("k", Scope::Global), None);
+    let batch = one_item(&sdk, sdk.create_key("k", Scope::Global).unwrap(), None);
     engine.trigger(&batch).unwrap();
     now.fetch_add(30 * 86_400, Ordering::Relaxed);
     assert!(engine.trigger(&batch).unwrap()[0].cached);
@@ -63,7 +63,7 @@ fn the_default_ttl_is_thirty_days() {
 fn the_same_key_on_another_task_is_another_run() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let engine = LocalEngine::new();
-    let key = sdk.create_key("k", Scope::Global);
+    let key = sdk.create_key("k", Scope::Global).unwrap();
     let mut a = sdk.batch("a", 1);
     a.item(None, ItemOptions::new().key(&key));
     let mut b = sdk.batch("b", 1);
@@ -77,7 +77,7 @@ fn the_same_key_on_another_task_is_another_run() {
 fn runs_record_the_original_key_or_else_the_digest() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let engine = LocalEngine::new();
-    let known = one_item(&sdk, sdk.create_key(["order", "7"], Scope::Attempt), None);
+    let known = one_item(&sdk, sdk.create_key(["order", "7"], Scope::Attempt).unwrap(), None);
     let unknown_digest = "f".repeat(64);
     let unknown = one_item(&sdk, unknown_digest.as_str(), None);
     engine.trigger(&known).unwrap();
@@ -98,7 +98,7 @@ fn reset_works_by_typed_key_raw_key_and_digest() {
     let run = RunContext::new("run_abc123", 2);
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new())).with_run(run.clone());
     let engine = LocalEngine::new();
-    let key = sdk.create_key(["a", "b"], Scope::Attempt);
+    let key = sdk.create_key(["a", "b"], Scope::Attempt).unwrap();
     let batch = one_item(&sdk, &key, None);
 
     let targets = [
@@ -176,7 +176,7 @@ fn reset_of_a_64_character_string_tries_it_as_it_is_then_derived_in_its_scope() 
     let engine = LocalEngine::new();
 
     // A digest string, with the scope it was created in: found as it is.
-    let created = sdk.create_key("k", Scope::Global);
+    let created = sdk.create_key("k", Scope::Global).unwrap();
     let hex = created.to_string();
     engine.trigger(&one_item(&sdk, &created, None)).unwrap();
     let target = ResetTarget::Raw { parts: &[hex.as_str()], scope: Scope::Run, run: Some(&run) };
@@ -185,7 +185,7 @@ fn reset_of_a_64_character_string_tries_it_as_it_is_then_derived_in_its_scope() 
 
     // 64 characters of key material: not found as it is, then found derived.
     let material = "k".repeat(64);
-    let derived = sdk.create_key(material.as_str(), Scope::Global);
+    let derived = sdk.create_key(material.as_str(), Scope::Global).unwrap();
     engine.trigger(&one_item(&sdk, &derived, None)).unwrap();
     let target = ResetTarget::Raw { parts: &[material.as_str()], scope: Scope::Global, run: None };
     assert!(engine.reset_key("task", target).unwrap());
@@ -214,7 +214,7 @@ fn a_run_that_fails_or_expires_releases_its_key_and_one_that_succeeds_or_is_canc
         (RunStatus::Expired, true),
     ];
     for (status, releases) in cases {
-        let batch = one_item(&sdk, sdk.create_key(status.as_str(), Scope::Global), None);
+        let batch = one_item(&sdk, sdk.create_key(status.as_str(), Scope::Global).unwrap(), None);
         let first = engine.trigger(&batch).unwrap()[0];
         engine.set_status(first.id, status).unwrap();
         assert_eq!(engine.run(first.id).unwrap().unwrap().status, status);
@@ -239,7 +239,7 @@ fn expired_keys_are_pruned_as_later_triggers_come() {
     engine.trigger_owned(batch.build().unwrap()).unwrap();
     assert_eq!(engine.key_count(), 3_000);
     now.fetch_add(2, Ordering::Relaxed);
-    engine.trigger(&one_item(&sdk, sdk.create_key("later", Scope::Global), None)).unwrap();
+    engine.trigger(&one_item(&sdk, sdk.create_key("later", Scope::Global).unwrap(), None)).unwrap();
     assert_eq!(engine.key_count(), 1, "the 3,000 expired keys were dropped");
 }
 
@@ -247,7 +247,8 @@ fn expired_keys_are_pruned_as_later_triggers_come() {
 fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_keys() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(3).unwrap());
-    let batches: Vec<_> = (0..5).map(|i| one_item(&sdk, sdk.create_key(i.to_string(), Scope::Global), None)).collect();
+    let batches: Vec<_> =
+        (0..5).map(|i| one_item(&sdk, sdk.create_key(i.to_string(), Scope::Global).unwrap(), None)).collect();
     let ids: Vec<RunId> = batches.iter().map(|b| engine.trigger(b).unwrap()[0].id).collect();
     assert_eq!(engine.run_count(), 5);
     let kept: Vec<RunId> = engine.runs().iter().map(|r| r.id).collect();
@@ -261,7 +262,7 @@ fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_key
 fn a_reset_held_by_a_run_frees_only_that_runs_key() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let engine = LocalEngine::new();
-    let key = sdk.create_key("k", Scope::Global);
+    let key = sdk.create_key("k", Scope::Global).unwrap();
     let run = engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].id;
     let other = engine.trigger(&one_item(&sdk, sdk.create_key("other", Scope::Global), None)).unwrap()[0].id;
     assert!(!engine.reset_key_held_by("task", ResetTarget::Key(&key), other).unwrap());

@@ -35,7 +35,7 @@ fn in_run(catalog: Arc<dyn Catalog>) -> Sdk {
 
 /// Creates one global key per item and adds it to a batch, typed or as a digest.
 fn fan_out(sdk: &Sdk, items: usize, form: Form, order: Order) -> Result<Batch, idempotency_sdk::Error> {
-    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global);
+    let create = |i: usize| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
     let mut created: std::vec::IntoIter<IdempotencyKey> =
         if order == Order::KeysFirst { (0..items).map(create).collect() } else { Vec::new() }.into_iter();
     let mut batch = sdk.batch("child-task", items);
@@ -155,7 +155,11 @@ fn digest_keys_created_first_under_an_lru_of_1000_lose_exactly_the_oldest_and_wa
     let lost: Vec<&str> = text.lines().filter(|l| l.contains("lost their idempotency key options")).collect();
     assert_eq!(lost.len(), 1, "{text}");
     assert!(lost[0].contains("lost=5235") && lost[0].contains("capacity=1000"), "{}", lost[0]);
-    assert!(lost[0].contains("IDEMPOTENCY_CATALOG_CAPACITY"), "{}", lost[0]);
+    // Every loss was an eviction before the batch opened, at the capacity set in code:
+    // the remedy raises the builder call (the variable would be ignored).
+    assert_eq!((report.evicted_before_open, report.evicted_while_building, report.never_registered), (5_235, 0, 0));
+    assert!(lost[0].contains("evicted_before_open=5235") && lost[0].contains("limit=\"entries\""), "{}", lost[0]);
+    assert!(lost[0].contains("raise CatalogBuilder::capacity (set in code to 1000;"), "{}", lost[0]);
     assert!(text.contains("catalog full"), "{text}");
 }
 
@@ -165,7 +169,10 @@ fn the_fail_policy_refuses_a_lossy_batch_before_anything_is_sent() {
     let sdk = Sdk::new(catalog).with_loss_policy(LossPolicy::Fail);
     let err = fan_out(&sdk, 25, Form::Digest, Order::KeysFirst).unwrap_err().to_string();
     assert!(
-        err.starts_with("15 of 25 batch items lost their key options (catalog lru, capacity 10); nothing was sent"),
+        err.starts_with(
+            "15 of 25 batch items lost their key options (catalog lru, capacity 10; most evicted before open); \
+             nothing was sent; raise CatalogBuilder::capacity (set in code to 10;"
+        ),
         "{err}"
     );
     // The same batch with typed keys is fine.
@@ -198,7 +205,7 @@ fn items_without_a_key_derive_one_from_the_batch_key_material_and_their_index() 
 #[test]
 fn repeated_keys_are_counted_and_the_engine_serves_them_from_one_run() {
     let sdk = Sdk::new(catalog(CatalogKind::default()));
-    let key = sdk.create_key("same", Scope::Global);
+    let key = sdk.create_key("same", Scope::Global).unwrap();
     let mut batch = sdk.batch("child-task", 3);
     for _ in 0..3 {
         batch.item(None, ItemOptions::new().key(&key));

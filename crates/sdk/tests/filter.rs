@@ -42,7 +42,7 @@ fn printed_under(filter: EnvFilter) -> String {
         let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(10).build().unwrap();
         let sdk = Sdk::new(catalog);
         let keys: Vec<String> =
-            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).to_string()).collect();
+            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap().to_string()).collect();
         let mut batch = sdk.batch("child-task", keys.len());
         for key in &keys {
             batch.item(json!({}), ItemOptions::new().key(key.as_str()));
@@ -78,4 +78,57 @@ fn rust_log_idempotency_warn_selects_both_crates_by_prefix() {
     // One crate's directive alone lets only that crate's warnings through.
     let text = printed_under(EnvFilter::new("idempotency_sdk=warn"));
     assert!(text.contains(LOST) && !text.contains(EVICTED), "{text}");
+}
+
+/// The README's subscriber line, as it is written there.
+fn readme_subscriber() {
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
+        .init();
+}
+
+#[test]
+fn the_readme_subscriber_line_is_the_one_tested() {
+    let readme = include_str!("../../../README.md");
+    for line in [
+        ".with_writer(std::io::stderr)",
+        ".with_ansi(std::io::stderr().is_terminal())",
+        r#".with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))"#,
+    ] {
+        assert!(readme.contains(line), "README.md no longer has {line}");
+    }
+}
+
+#[test]
+fn the_readme_subscriber_writes_to_stderr_without_colour_when_stderr_is_a_pipe() {
+    const CHILD: &str = "IDEMPOTENCY_TEST_README_SUBSCRIBER";
+    if std::env::var_os(CHILD).is_some() {
+        // In the child: the README's line, then a loss to warn about.
+        readme_subscriber();
+        let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1).build().unwrap();
+        let sdk = Sdk::new(catalog);
+        let keys: Vec<String> =
+            (0..3).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap().to_string()).collect();
+        let mut batch = sdk.batch("child-task", keys.len());
+        for key in &keys {
+            batch.item(json!({}), ItemOptions::new().key(key.as_str()));
+        }
+        batch.build().unwrap();
+        return;
+    }
+    // This test again, in a process whose stdout and stderr are pipes, not terminals.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_readme_subscriber_writes_to_stderr_without_colour_when_stderr_is_a_pipe", "--nocapture"])
+        .env(CHILD, "1")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stderr.contains(EVICTED) && stderr.contains(LOST), "the warnings go to stderr: {stderr}");
+    assert!(!stdout.contains(" WARN "), "nothing on stdout: {stdout}");
+    assert!(!stderr.contains('\u{1b}'), "no colour on a pipe: {stderr:?}");
 }

@@ -60,7 +60,7 @@ fn worker_fanout() {
     let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_fleet", 1));
     let mut batch = sdk.batch("child-task", 10_000);
     for i in 0..10_000 {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
         batch.item(json!({ "i": i }), ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
     }
     let batch = batch.build().unwrap();
@@ -104,7 +104,7 @@ fn worker_keys() {
     let redis = RedisBuilder::new(url).build().unwrap();
     let sdk = Sdk::new(CatalogBuilder::new().redis(redis).build().unwrap());
     for i in 0..n.parse::<usize>().unwrap() {
-        println!("DIGEST {}", sdk.create_key(["item", &i.to_string()], Scope::Global));
+        println!("DIGEST {}", sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap());
     }
     sdk.catalog().flush().unwrap();
 }
@@ -326,7 +326,7 @@ fn orders(keys: &[u32], amounts: &[u32]) -> idempotency_sdk::Batch {
     let sdk = Sdk::new(Arc::new(idempotency_catalog::UnboundedCatalog::new()));
     let mut batch = sdk.batch("pay", keys.len());
     for (key, amount) in keys.iter().zip(amounts) {
-        let key = sdk.create_key(["order", &key.to_string()], Scope::Global);
+        let key = sdk.create_key(["order", &key.to_string()], Scope::Global).unwrap();
         batch.item(json!({ "amount": amount }), ItemOptions::new().key(key));
     }
     batch.build().unwrap()
@@ -406,7 +406,7 @@ fn a_stale_workers_reset_frees_only_the_run_it_names() {
     let worker = || LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap();
     let (a, b, c) = (worker(), worker(), worker());
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let key = sdk.create_key("order-7", Scope::Global);
+    let key = sdk.create_key("order-7", Scope::Global).unwrap();
     let mut batch = sdk.batch("charge", 1);
     batch.item(None, ItemOptions::new().key(&key).ttl("1s".parse::<Ttl>().unwrap()));
     let batch = batch.build().unwrap();

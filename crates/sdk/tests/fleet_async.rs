@@ -28,7 +28,7 @@ fn batch(keys: std::ops::Range<usize>, ttl: &str) -> Batch {
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
     let mut batch = sdk.batch("async-task", keys.len());
     for i in keys {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
         batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
     }
     batch.build().unwrap()
@@ -246,7 +246,7 @@ fn orders(n: usize, changed: Option<usize>) -> Batch {
     let mut batch = sdk.batch("async-task", n);
     for i in 0..n {
         let amount = if Some(i) == changed { 2 } else { 1 };
-        let key = sdk.create_key(["order", &i.to_string()], Scope::Global);
+        let key = sdk.create_key(["order", &i.to_string()], Scope::Global).unwrap();
         batch.item(serde_json::json!({ "amount": amount }), ItemOptions::new().key(key));
     }
     batch.build().unwrap()

@@ -51,7 +51,7 @@ fn batch(items: std::ops::Range<usize>) -> Batch {
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
     let mut batch = sdk.batch("child-task", items.len());
     for i in items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
+        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
         batch.item(None, ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
     }
     batch.build().unwrap()
@@ -118,7 +118,7 @@ fn worker_keys() {
     let (url, n) = args.split_once(' ').unwrap();
     let sdk = Sdk::new(CatalogBuilder::new().redis(handle(url)).build().unwrap());
     for i in 0..n.parse::<usize>().unwrap() {
-        println!("DIGEST {}", sdk.create_key(["item", &i.to_string()], Scope::Global));
+        println!("DIGEST {}", sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap());
     }
     sdk.catalog().flush().unwrap();
 }
@@ -246,7 +246,7 @@ fn the_async_forms_work_on_a_cluster() {
         assert!(!engine.trigger_async(&batch(0..1)).await.unwrap()[0].cached);
         let catalog = CatalogBuilder::new().redis_async(redis.clone()).build_redis().unwrap();
         let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn idempotency_catalog::Catalog>);
-        let key = sdk.create_key("async-on-a-cluster", Scope::Global);
+        let key = sdk.create_key("async-on-a-cluster", Scope::Global).unwrap();
         catalog.flush_async().await.unwrap();
         let reader = CatalogBuilder::new().redis_async(redis.clone()).build_redis().unwrap();
         assert_eq!(reader.prefetch_async(&[key.digest()]).await.unwrap(), 1);

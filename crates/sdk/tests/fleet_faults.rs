@@ -37,7 +37,7 @@ fn mixed_items(each: usize, salt: &str) -> Vec<WireItem> {
     let mut batch = sdk.batch("mixed-task", 4 * each);
     for i in 0..each {
         for ttl in ["30d", "1h", "1s"] {
-            let key = sdk.create_key([salt, ttl, &i.to_string()], Scope::Global);
+            let key = sdk.create_key([salt, ttl, &i.to_string()], Scope::Global).unwrap();
             batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
         }
         batch.item(None, ItemOptions::new());

@@ -246,7 +246,7 @@ fn key_material_of_any_length_minted_in_one_process_resolves_in_another() {
     // The wire's longest key, one past it, a megabyte of ASCII and of 4-byte characters.
     let materials = ["k".repeat(2_048), "k".repeat(2_049), "k".repeat(1_000_000), "\u{10FFFF}".repeat(250_000)];
     let digests: Vec<String> =
-        materials.iter().map(|m| minting.create_key([m.as_str()], Scope::Global).to_string()).collect();
+        materials.iter().map(|m| minting.create_key([m.as_str()], Scope::Global).unwrap().to_string()).collect();
     minting.catalog().flush().unwrap();
     assert_eq!(minting.catalog().stats().unshared, 0);
 
@@ -265,7 +265,7 @@ fn key_material_of_any_length_minted_in_one_process_resolves_in_another() {
 
     // Past what an entry shares: kept here, counted and warned, never silently.
     let too_long = "k".repeat(RedisCatalog::MAX_KEY_BYTES + 1);
-    let (digest, lines) = testkit::warnings(|| minting.create_key([too_long.as_str()], Scope::Global));
+    let (digest, lines) = testkit::warnings(|| minting.create_key([too_long.as_str()], Scope::Global).unwrap());
     minting.catalog().flush().unwrap();
     assert_eq!(minting.catalog().stats().unshared, 1);
     assert!(lines.iter().any(|l| l.contains("too long to share") && l.contains("unshared=1")), "{lines:?}");

@@ -83,7 +83,7 @@ fn the_sizing_table_holds_for_the_server_it_runs_on() {
             let sdk =
                 Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).redis(redis.clone()).build().unwrap());
             for i in 0..ITEMS {
-                sdk.create_key(["item", &i.to_string()], Scope::Global);
+                sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
             }
             sdk.catalog().flush().unwrap();
         }),

@@ -17,7 +17,7 @@ fn works(redis: &idempotency_catalog::Redis, task: &str) {
     let engine = LocalEngine::on_redis(redis).unwrap();
     let sdk = Sdk::new(CatalogBuilder::new().redis(redis.clone()).build().unwrap());
     let mut batch = sdk.batch(task, 3);
-    let key = sdk.create_key("over-tls", Scope::Global);
+    let key = sdk.create_key("over-tls", Scope::Global).unwrap();
     batch.item(None, ItemOptions::new().key(&key));
     for i in 0..2 {
         batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));

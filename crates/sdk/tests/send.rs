@@ -32,9 +32,9 @@ fn a_builder_is_held_across_an_await_in_a_spawnable_future() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new())).with_run(RunContext::new("run_abc123", 1));
     let future = spawnable(async move {
         let mut batch = sdk.batch("child-task", 2);
-        batch.item(None, ItemOptions::new().key(sdk.create_key("a", Scope::Global).to_string()));
+        batch.item(None, ItemOptions::new().key(sdk.create_key("a", Scope::Global).unwrap().to_string()));
         std::future::ready(()).await; // the builder lives across this point
-        batch.item(None, ItemOptions::new().key(sdk.create_key("b", Scope::Global).to_string()));
+        batch.item(None, ItemOptions::new().key(sdk.create_key("b", Scope::Global).unwrap().to_string()));
         batch.build()
     });
     let mut future = pin!(future);

@@ -65,7 +65,7 @@ fn a_fan_out_runs_in_named_spans_and_its_warnings_carry_them() {
             CatalogBuilder::new().kind(CatalogKind::Lru).capacity(10).name("spans").build().unwrap();
         let sdk = Sdk::new(Arc::clone(&catalog));
         let keys: Vec<String> =
-            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).to_string()).collect();
+            (0..50).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap().to_string()).collect();
         let build = |amount: u32| {
             let mut batch = sdk.batch("child-task", keys.len());
             for key in &keys {

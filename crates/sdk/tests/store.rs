@@ -60,7 +60,7 @@ fn suite(engine: &LocalEngine) {
     assert!(engine.trigger(&b).unwrap()[0].cached);
 
     // Reset forgets the key, once.
-    let key = sdk.create_key("reset-me", Scope::Global);
+    let key = sdk.create_key("reset-me", Scope::Global).unwrap();
     let b = batch(&sdk, "reset", &["reset-me"], "1h");
     let before = engine.trigger(&b).unwrap()[0];
     assert!(engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
@@ -89,7 +89,7 @@ fn suite(engine: &LocalEngine) {
 
     // A reset that names its run frees the key only while that run holds it: after the
     // key expired and a newer run took it, a stale reset frees nothing.
-    let key = sdk.create_key("fenced", Scope::Global);
+    let key = sdk.create_key("fenced", Scope::Global).unwrap();
     let newer = engine.trigger(&fenced).unwrap()[0];
     assert!(!newer.cached && newer.id != stale.id);
     assert!(!engine.reset_key_held_by("fenced", ResetTarget::Key(&key), stale.id).unwrap());
@@ -203,14 +203,14 @@ fn redis_and_memory_agree_on_any_sequence() {
                 }
                 Op::Status { .. } => {}
                 Op::Reset { task, key } => {
-                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global);
+                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global).unwrap();
                     let task = format!("task{task}");
                     let found: Vec<bool> =
                         engines.iter().map(|e| e.reset_key(&task, ResetTarget::Key(&key)).unwrap()).collect();
                     prop_assert_eq!(found[0], found[1], "{:?}", op);
                 }
                 Op::ResetHeldBy { task, key, run } if !created[0].is_empty() => {
-                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global);
+                    let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global).unwrap();
                     let (task, n) = (format!("task{task}"), run % created[0].len());
                     let freed: Vec<bool> = (0..2)
                         .map(|e| engines[e].reset_key_held_by(&task, ResetTarget::Key(&key), created[e][n]).unwrap())

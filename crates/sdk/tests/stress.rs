@@ -42,7 +42,7 @@ fn builder(base: &Sdk, thread: u64, tally: &Tally) {
         let n = size(thread, batch);
         let sdk = base.clone().with_run(RunContext::new(format!("run_{thread}_{batch}"), 1));
         let create = |i: usize| {
-            sdk.create_key(["t", &thread.to_string(), "b", &batch.to_string(), &i.to_string()], Scope::Global)
+            sdk.create_key(["t", &thread.to_string(), "b", &batch.to_string(), &i.to_string()], Scope::Global).unwrap()
         };
         let keys_first = (thread + batch).is_multiple_of(2);
         let mut created = if keys_first { (0..n).map(create).collect() } else { Vec::new() }.into_iter();

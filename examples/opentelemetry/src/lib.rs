@@ -82,7 +82,7 @@ pub fn fan_out(items: usize, capacity: usize) -> Result<FanOut, idempotency_sdk:
     let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(capacity).name("fanout").build()?;
     let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn Catalog>);
     let keys: Vec<IdempotencyKey> =
-        (0..items).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect();
+        (0..items).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect::<Result<_, _>>()?;
     let mut batch = sdk.batch("child-task", items);
     for (i, key) in keys.iter().enumerate() {
         batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));

@@ -9,8 +9,8 @@
 //! curl -s http://ADDR/metrics                  # ADDR: printed on the first line
 //! ```
 //!
-//! The first line on stdout is JSON: the address, and the catalog's `Stats` to compare
-//! the metrics with.
+//! The first line on stdout is JSON: the address, and the catalog's `Stats` and a small
+//! engine's `EngineStats` to compare the metrics with.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let catalog = CatalogBuilder::new().kind(CatalogKind::Lru).capacity(1_000).name("fanout").build()?;
     let sdk = Sdk::new(catalog.clone()).with_run(RunContext::new("run_metrics", 1));
     let keys: Vec<IdempotencyKey> =
-        (0..ITEMS).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect();
+        (0..ITEMS).map(|i| sdk.create_key(["item", &i.to_string()], Scope::Global)).collect::<Result<_, _>>()?;
     let mut batch = sdk.batch("child-task", ITEMS);
     for (i, key) in keys.iter().enumerate() {
         batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
@@ -43,11 +43,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = LocalEngine::new();
     engine.trigger(&batch)?;
     engine.trigger(&batch)?; // every item again: answered from the cache
+    // An engine whose byte budget holds a fraction of the batch: it forgets the oldest
+    // keys (counted on `idempotency_sdk_engine_evictions_total`); its gauges are the
+    // last trigger's.
+    let small = LocalEngine::new().with_max_bytes(256 << 10)?;
+    small.trigger(&batch)?;
 
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let first = json!({ "addr": listener.local_addr()?.to_string(), "stats": catalog.stats(), "report": {
         "items": batch.report().items, "without_options": batch.report().without_options,
-    }});
+    }, "engine": small.stats() });
     println!("{first}");
     std::io::stdout().flush()?;
 

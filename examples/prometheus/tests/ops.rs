@@ -62,6 +62,7 @@ fn rules_and_dashboard_query_only_series_the_crates_emit() {
         "idempotency_catalog_faults_total",
         "idempotency_catalog_unshared_total",
         "idempotency_sdk_payload_mismatches_total",
+        "idempotency_sdk_engine_evictions_total",
     ] {
         assert!(names(&rules).contains(series), "no rule on {series}");
     }

@@ -97,6 +97,17 @@ fn every_exported_metric_matches_the_catalogs_stats_after_a_6235_item_fan_out() 
     assert_eq!(report["without_options"].as_f64(), Some(5_235.0));
     // The second trigger answered every item from the first's runs.
     assert_eq!(sdk("idempotency_sdk_cached_answers_total"), 6_235.0);
+    // The small engine's budget: what it forgot, and its gauges (the last trigger's).
+    let engine = &first["engine"];
+    let forgot = engine["evicted_keys"].as_f64().unwrap();
+    assert!(forgot > 0.0, "{engine}");
+    let by_entry = |entry: &str| {
+        let labels: BTreeMap<String, String> = [("entry".to_owned(), entry.to_owned())].into();
+        metrics[&("idempotency_sdk_engine_evictions_total".to_owned(), labels)]
+    };
+    assert_eq!((by_entry("key"), by_entry("run")), (forgot, engine["evicted_runs"].as_f64().unwrap()));
+    assert_eq!(sdk("idempotency_sdk_engine_bytes"), engine["bytes"].as_f64().unwrap());
+    assert_eq!(sdk("idempotency_sdk_engine_max_bytes"), 262_144.0);
     // Every metric is described once, with its unit.
     assert_eq!(body.matches("# HELP idempotency_catalog_removals_total").count(), 1);
 }

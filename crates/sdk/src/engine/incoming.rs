@@ -11,7 +11,7 @@ use super::memory::Millis;
 use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
-use crate::error::Error;
+use crate::error::{Error, shown};
 use crate::payload::Fingerprint;
 use crate::wire::WireItem;
 
@@ -43,12 +43,13 @@ impl<'a> Incoming<'a> {
         }
     }
 
-    /// The key as the catalog shows it (`item-42 (global)`), or as sent when its
-    /// options are unknown; for messages.
+    /// The key for messages: its original key and scope (`"item-42" (global)`), or as
+    /// sent when its options are unknown, the caller's text rendered by [`shown`]
+    /// (escaped, cut to 64 characters).
     pub(crate) fn shown_key(&self) -> String {
         match (&self.options, self.key) {
-            (Some(options), _) => format!("{} ({})", options.key(), options.scope()),
-            (None, Some(key)) => key.text().into_owned(),
+            (Some(options), _) => format!("{} ({})", shown(options.key()), options.scope()),
+            (None, Some(key)) => shown(&key.text()),
             (None, None) => String::new(),
         }
     }

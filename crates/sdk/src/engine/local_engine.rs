@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use idempotency_catalog::{Digest, Scope};
 use parking_lot::Mutex;
 
+use super::budget::{self, Budget, BudgetPolicy, EngineStats};
 use super::incoming::{Incoming, WireGroups, millis};
 use super::key::KeyRef;
 use super::log::Log;
@@ -61,6 +62,12 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 /// - Run records are compact (the task as a number, the key as 32 bytes), can be read
 ///   in place ([`for_each_run`](Self::for_each_run)) or one at a time
 ///   ([`run`](Self::run)), and can be capped ([`with_max_runs`](Self::with_max_runs)).
+/// - Keys and records held in this process are bounded in bytes
+///   ([`with_max_bytes`](Self::with_max_bytes), `IDEMPOTENCY_ENGINE_MAX_BYTES` through
+///   [`from_env`](Self::from_env), 256 MiB by default): at the budget the oldest go
+///   first, a key forgotten before its TTL is counted ([`stats`](Self::stats)) and
+///   warned about once with the dedup window kept, or under [`BudgetPolicy::Refuse`]
+///   the trigger is refused.
 ///
 /// With feature `redis`, `LocalEngine::on_redis` puts keys and run records on a
 /// Redis shared by every worker of a fleet.
@@ -72,7 +79,7 @@ type Clock = Box<dyn Fn() -> Duration + Send + Sync>;
 ///
 /// let sdk = Sdk::from_env()?;
 /// let engine = LocalEngine::new();
-/// let key = sdk.create_key("order-7", Scope::Global);
+/// let key = sdk.create_key("order-7", Scope::Global)?;
 /// let mut batch = sdk.batch("charge", 1);
 /// batch.item(None, ItemOptions::new().key(&key));
 /// let batch = batch.build()?;
@@ -97,6 +104,8 @@ pub struct LocalEngine {
     share_payloads: bool,
     payload_policy: PayloadPolicy,
     payload_mismatches: AtomicU64,
+    /// The in-memory engine's byte budget (keys and run records held here).
+    budget: Budget,
 }
 
 #[derive(Default)]
@@ -104,7 +113,26 @@ struct State {
     log: Log,
     /// The keys, when they are held in this process.
     dedup: Dedup,
+    /// What the budget cost so far.
+    spent: Spent,
 }
+
+/// What the in-memory engine's budget cost: keys and records it dropped, and items it
+/// refused.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spent {
+    evicted_keys: u64,
+    evicted_runs: u64,
+    refused: u64,
+    /// How long the latest key forgotten before its TTL had been held.
+    remembered: Option<Millis>,
+    /// Whether the one warning was emitted.
+    warned: bool,
+}
+
+/// The warning a trigger owes, taken under the lock and emitted after: the first key
+/// forgotten before its TTL, how long it had been held, and its TTL.
+type Forgotten = Option<(Millis, Millis)>;
 
 impl LocalEngine {
     /// An engine on the system clock.
@@ -121,6 +149,108 @@ impl LocalEngine {
             share_payloads: false,
             payload_policy: PayloadPolicy::default(),
             payload_mismatches: AtomicU64::new(0),
+            budget: Budget::default(),
+        }
+    }
+
+    /// An engine on the system clock whose byte budget is read from
+    /// [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES) when it is set (a number
+    /// of bytes, optionally with a `KiB`, `MiB` or `GiB` suffix, from 64 KiB), else
+    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES), and whose payload
+    /// policy is read from [`ENV_PAYLOAD_POLICY`](crate::ENV_PAYLOAD_POLICY) as
+    /// [`PayloadPolicy::from_env`] reads it. [`with_max_bytes`](Self::with_max_bytes)
+    /// and [`with_payload_policy`](Self::with_payload_policy) win over them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Catalog`] with an `InvalidConfig` naming the variable and its value
+    /// when it is not a budget; [`Error::InvalidPayloadPolicy`] naming the other.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{LocalEngine, catalog::Source};
+    ///
+    /// let env = |name: &str| (name == "IDEMPOTENCY_ENGINE_MAX_BYTES").then(|| "32MiB".to_owned());
+    /// let stats = LocalEngine::from_env_with(env)?.stats();
+    /// assert_eq!((stats.max_bytes, stats.max_bytes_source), (32 << 20, Source::Env));
+    /// let bad = |_: &str| Some("32MB".to_owned());
+    /// let err = LocalEngine::from_env_with(bad).unwrap_err().to_string();
+    /// assert!(err.starts_with(r#"invalid IDEMPOTENCY_ENGINE_MAX_BYTES "32MB": expected a number of bytes"#));
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_env_with(|name| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()))
+    }
+
+    /// Like [`from_env`](Self::from_env), reading variables through `lookup`.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_env`](Self::from_env).
+    pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let budget = Budget::from_env_with(&lookup)?;
+        let payload_policy = PayloadPolicy::from_env_with(&lookup)?;
+        Ok(LocalEngine { budget, payload_policy, ..Self::new() })
+    }
+
+    /// The same engine holding at most `max_bytes` of keys and run records in memory
+    /// (from 64 KiB), whatever [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES)
+    /// says. At the budget the oldest keys and records go first
+    /// ([`BudgetPolicy::Evict`], the default) or new triggers are refused
+    /// ([`BudgetPolicy::Refuse`]). Default:
+    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES) (256 MiB). Does not
+    /// apply on a shared store, where keys live in Redis.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Catalog`] with an `InvalidConfig` naming this call and the value when
+    /// it is below 64 KiB (a unit mistake, not a budget).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk};
+    ///
+    /// let engine = LocalEngine::new().with_max_bytes(64 << 10)?;
+    /// let sdk = Sdk::from_env()?;
+    /// let mut batch = sdk.batch("child-task", 1_000);
+    /// for i in 0..1_000 {
+    ///     let key = IdempotencyKey::derive(["item", &i.to_string()], Scope::Global, None);
+    ///     batch.item(None, ItemOptions::new().key(key));
+    /// }
+    /// engine.trigger_owned(batch.build()?)?;
+    /// let stats = engine.stats();
+    /// assert!(stats.bytes <= 64 << 10 && stats.evicted_keys > 0, "{stats:?}");
+    /// assert!(LocalEngine::new().with_max_bytes(1_000).is_err());
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Result<Self, Error> {
+        self.budget = self.budget.code(max_bytes)?;
+        Ok(self)
+    }
+
+    /// The same engine doing `policy` at its byte budget: [`BudgetPolicy::Evict`] by
+    /// default.
+    #[must_use]
+    pub fn with_budget_policy(mut self, policy: BudgetPolicy) -> Self {
+        self.budget.policy = policy;
+        self
+    }
+
+    /// What the engine holds against its byte budget, and what the budget cost.
+    pub fn stats(&self) -> EngineStats {
+        let state = self.state.lock();
+        EngineStats {
+            keys: state.dedup.len(),
+            runs_retained: state.log.retained(),
+            bytes: state.dedup.bytes() + state.log.bytes(),
+            max_bytes: self.budget.max_bytes,
+            max_bytes_source: self.budget.source,
+            evicted_keys: state.spent.evicted_keys,
+            evicted_runs: state.spent.evicted_runs,
+            refused: state.spent.refused,
+            remembered_ms: state.spent.remembered,
         }
     }
 
@@ -406,41 +536,83 @@ impl LocalEngine {
     ) -> Result<Vec<RunHandle>, Error> {
         let now = millis((self.clock)());
         let mut state = self.state.lock();
-        let State { log, dedup } = &mut *state;
-        dedup.prune(now);
-        let task = log.tasks.id(task_name);
-        let (handles, mismatches) = if self.payload_policy == PayloadPolicy::Fail {
+        state.dedup.prune(now);
+        let task = state.log.tasks.id(task_name);
+        let checks = self.payload_policy == PayloadPolicy::Fail || self.budget.policy == BudgetPolicy::Refuse;
+        let (handles, mismatches, forgotten) = if checks {
             // Checked under the same lock as the claims: nothing can come between.
             let items: Vec<Incoming<'a>> = items.collect();
-            let found = Self::check_in_memory(&state, task_name, &items, now);
-            if found.count > 0 {
-                drop(state);
-                return self.refuse(task_name, &found).map(|()| Vec::new());
+            if self.payload_policy == PayloadPolicy::Fail {
+                let found = Self::check_in_memory(&state, task_name, &items, now);
+                if found.count > 0 {
+                    drop(state);
+                    return self.refuse(task_name, &found).map(|()| Vec::new());
+                }
             }
-            let State { log, dedup } = &mut *state;
-            Self::claim_in_memory(log, dedup, task, now, len, items.into_iter())
+            if self.budget.policy == BudgetPolicy::Refuse {
+                self.check_room(&mut state, task, &items, now)?;
+            }
+            self.claim_in_memory(&mut state, task, now, len, items.into_iter())
         } else {
-            Self::claim_in_memory(log, dedup, task, now, len, items)
+            self.claim_in_memory(&mut state, task, now, len, items)
         };
+        let bytes = state.dedup.bytes() + state.log.bytes();
+        crate::meter::engine_bytes(bytes, self.budget.max_bytes);
         drop(state);
+        if let Some((remembered, ttl)) = forgotten {
+            budget::warn_forgotten(&self.budget, Duration::from_millis(remembered), Duration::from_millis(ttl), bytes);
+        }
         self.settle(task_name, &mismatches);
         Ok(handles)
     }
 
+    /// Under [`BudgetPolicy::Refuse`], before anything is claimed: whether `items` fit
+    /// the budget, counting a claim for each key not held (once per key) and a record
+    /// for each run they would make.
+    fn check_room(&self, state: &mut State, task: u32, items: &[Incoming<'_>], now: Millis) -> Result<(), Error> {
+        let mut new_keys = std::collections::HashSet::new();
+        let needed: usize = items
+            .iter()
+            .map(|item| match item.key.filter(|_| item.ttl > 0) {
+                Some(key) if state.dedup.holds(task, key, now) || !new_keys.insert(key) => 0,
+                Some(_) => budget::item_bytes(item, true),
+                None => budget::item_bytes(item, false),
+            })
+            .sum();
+        let held = state.dedup.bytes() + state.log.bytes();
+        if held + needed <= self.budget.max_bytes {
+            return Ok(());
+        }
+        state.spent.refused += items.len() as u64;
+        crate::meter::engine_refused(items.len());
+        Err(Error::EngineFull {
+            max_bytes: self.budget.max_bytes,
+            origin: self.budget.source,
+            items: items.len(),
+            needed: (held + needed).saturating_sub(self.budget.max_bytes),
+            remedy: format!(
+                "{}, or let keys expire (a shorter idempotencyKeyTTL), or BudgetPolicy::Evict to forget the oldest",
+                self.budget.remedy()
+            ),
+        })
+    }
+
     /// The in-memory trigger's loop, under the engine's lock: claims each item's key
-    /// or answers with the run holding it.
+    /// or answers with the run holding it, and keeps the budget.
     fn claim_in_memory<'a>(
-        log: &mut Log,
-        dedup: &mut Dedup,
+        &self,
+        state: &mut State,
         task: u32,
         now: Millis,
         len: usize,
         items: impl Iterator<Item = Incoming<'a>>,
-    ) -> (Vec<RunHandle>, Mismatches) {
+    ) -> (Vec<RunHandle>, Mismatches, Forgotten) {
+        let State { log, dedup, spent } = state;
         dedup.reserve(len);
         log.reserve(len);
         let mut handles = Vec::with_capacity(len);
         let mut mismatches = Mismatches::default();
+        let mut forgotten = None;
         for item in items {
             let id = RunId::new(log.next());
             if let Some(key) = item.key
@@ -452,9 +624,44 @@ impl LocalEngine {
             }
             log.push(run(task, item));
             handles.push(RunHandle { id, cached: false });
+            if dedup.bytes() + log.bytes() > self.budget.max_bytes {
+                forgotten = forgotten.or(Self::make_room(log, dedup, spent, self.budget.max_bytes, now));
+            }
         }
         log.trim();
-        (handles, mismatches)
+        (handles, mismatches, forgotten)
+    }
+
+    /// Drops the oldest keys and records, whichever is older, until what is held fits
+    /// `max_bytes`; the warning due, if this forgot the first key before its TTL.
+    #[cold]
+    fn make_room(log: &mut Log, dedup: &mut Dedup, spent: &mut Spent, max_bytes: usize, now: Millis) -> Forgotten {
+        let mut due = None;
+        let (mut keys, mut runs) = (0u64, 0u64);
+        while dedup.bytes() + log.bytes() > max_bytes {
+            match (dedup.oldest(), log.oldest()) {
+                // A record no older than the oldest key goes first: its run is done
+                // with, where a key forgotten may run twice.
+                (Some(key), Some(record)) if record <= key => runs += u64::from(log.pop_oldest()),
+                (None, Some(_)) => runs += u64::from(log.pop_oldest()),
+                (Some(_), _) => {
+                    let Some(forgot) = dedup.evict_oldest(now) else { break };
+                    if forgot.live {
+                        keys += 1;
+                        spent.remembered = Some(forgot.age);
+                        if !spent.warned {
+                            spent.warned = true;
+                            due = Some((forgot.age, forgot.ttl));
+                        }
+                    }
+                }
+                (None, None) => break,
+            }
+        }
+        spent.evicted_keys += keys;
+        spent.evicted_runs += runs;
+        crate::meter::engine_evicted(keys, runs);
+        due
     }
 
     /// Triggers on a shared store, a chunk at a time, without holding the engine's
@@ -716,7 +923,7 @@ impl LocalEngine {
             return self.status_set(shared.as_ref(), id, status, known);
         }
         let mut state = self.state.lock();
-        let State { log, dedup } = &mut *state;
+        let State { log, dedup, .. } = &mut *state;
         let run = log.get_mut(id.nonce()).filter(|_| !id.is_fleet()).ok_or(Error::UnknownRun { id })?;
         run.status = status;
         if let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) {
@@ -774,7 +981,7 @@ impl LocalEngine {
     ///
     /// let sdk = Sdk::from_env()?;
     /// let engine = LocalEngine::new();
-    /// let key = sdk.create_key("order-7", Scope::Global);
+    /// let key = sdk.create_key("order-7", Scope::Global)?;
     /// let mut batch = sdk.batch("charge", 1);
     /// batch.item(None, ItemOptions::new().key(&key));
     /// let run = engine.trigger(&batch.build()?)?[0].id;
@@ -834,7 +1041,7 @@ impl LocalEngine {
     ///
     /// let sdk = Sdk::from_env()?;
     /// let engine = LocalEngine::new();
-    /// let key = sdk.create_key("order-7", Scope::Global);
+    /// let key = sdk.create_key("order-7", Scope::Global)?;
     /// let mut batch = sdk.batch("charge", 1);
     /// batch.item(None, ItemOptions::new().key(&key));
     /// let handles = engine.trigger(&batch.build()?)?;
@@ -1134,6 +1341,8 @@ impl fmt::Debug for LocalEngine {
             .field("runs", &state.log.created())
             .field("retained", &state.log.retained())
             .field("keys", &state.dedup.len())
+            .field("bytes", &(state.dedup.bytes() + state.log.bytes()))
+            .field("budget", &self.budget)
             .field("shared", &self.shared)
             .finish_non_exhaustive()
     }
@@ -1241,7 +1450,7 @@ mod tests {
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
         let mut batch = sdk.batch("pay", keys.len());
         for (key, amount) in keys.iter().zip(payloads) {
-            let key = sdk.create_key(["order", &key.to_string()], Scope::Global);
+            let key = sdk.create_key(["order", &key.to_string()], Scope::Global).unwrap();
             batch.item(serde_json::json!({ "amount": amount }), ItemOptions::new().key(key));
         }
         batch.build().unwrap_or_else(|err| panic!("{err}"))
@@ -1288,7 +1497,7 @@ mod tests {
                 Error::PayloadMismatch { task, key, run, items } => {
                     assert_eq!(
                         (task.as_str(), key.as_str(), *run, *items),
-                        ("pay", "order-1 (global)", Some(held[1].id), 1),
+                        ("pay", r#""order-1" (global)"#, Some(held[1].id), 1),
                         "{name}"
                     );
                 }
@@ -1317,7 +1526,10 @@ mod tests {
         for (name, engine, _) in pairs(PayloadPolicy::Fail) {
             let err = engine.trigger(&batch).unwrap_err();
             assert!(matches!(&err, Error::PayloadMismatch { run: None, items: 1, .. }), "{name}: {err}");
-            assert!(err.to_string().contains("order-3 (global) repeats in this trigger with another payload"), "{err}");
+            assert!(
+                err.to_string().contains(r#""order-3" (global) repeats in this trigger with another payload"#),
+                "{err}"
+            );
             assert_eq!(engine.run_count(), 0, "{name}");
         }
     }
@@ -1328,7 +1540,7 @@ mod tests {
         let clock = Arc::clone(&now);
         let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-        let key = sdk.create_key("k", Scope::Global);
+        let key = sdk.create_key("k", Scope::Global).unwrap();
         let mut batch = sdk.batch("task", 1);
         batch.item(None, ItemOptions::new().key(&key).ttl("1s".parse().unwrap_or_default()));
         engine.trigger(&batch.build().unwrap_or_else(|err| panic!("{err}"))).unwrap();
@@ -1385,7 +1597,7 @@ mod tests {
     /// The key of item `i` of [`batch`], as the engine's callers name it.
     fn item_key(i: usize) -> IdempotencyKey {
         let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-        sdk.create_key(["item", &i.to_string()], Scope::Global)
+        sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap()
     }
 
     #[test]

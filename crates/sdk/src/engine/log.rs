@@ -4,6 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroUsize;
 
+use super::budget::record_bytes;
 use super::run::Run;
 
 /// Task names, each stored once and referred to by a number.
@@ -55,6 +56,8 @@ pub(crate) struct Log {
     /// Runs created, and how many of them are retained.
     created: u64,
     pub(crate) max_runs: Option<NonZeroUsize>,
+    /// What the retained records cost, as `budget` counts them.
+    bytes: usize,
 }
 
 impl Default for Log {
@@ -67,6 +70,7 @@ impl Default for Log {
             next: 1,
             created: 0,
             max_runs: None,
+            bytes: 0,
         }
     }
 }
@@ -83,6 +87,7 @@ impl Log {
 
     /// Records a run made in memory, numbered [`next`](Self::next).
     pub(crate) fn push(&mut self, run: Run) {
+        self.bytes += record_bytes(&run);
         self.runs.push_back(run);
         self.next += 1;
         self.created += 1;
@@ -123,6 +128,7 @@ impl Log {
             },
         };
         self.places.insert(at, (number, tag));
+        self.bytes += record_bytes(&run);
         self.runs.insert(at, run);
         true
     }
@@ -177,12 +183,32 @@ impl Log {
     pub(crate) fn trim(&mut self) {
         let Some(max) = self.max_runs else { return };
         while self.runs.len() > max.get() {
-            self.runs.pop_front();
-            self.first = match self.places.pop_front() {
-                Some((number, _)) => number + 1,
-                None => self.first + 1,
-            };
+            self.pop_oldest();
         }
+    }
+
+    /// What the retained records cost, as `budget` counts them.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The number of the oldest retained record.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        match self.places.front() {
+            Some(&(number, _)) => Some(number),
+            None => (!self.runs.is_empty()).then_some(self.first),
+        }
+    }
+
+    /// Drops the oldest retained record; whether there was one.
+    pub(crate) fn pop_oldest(&mut self) -> bool {
+        let Some(run) = self.runs.pop_front() else { return false };
+        self.bytes -= record_bytes(&run);
+        self.first = match self.places.pop_front() {
+            Some((number, _)) => number + 1,
+            None => self.first + 1,
+        };
+        true
     }
 }
 

@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
+use super::budget::claim_bytes;
 use super::key::{KeyRef, StoredKey};
 use super::run::RunId;
 use crate::payload::Fingerprint;
@@ -53,12 +54,72 @@ pub(crate) struct Dedup {
     /// each: a slot reused or renewed since is recognised by its run and skipped.
     queues: Vec<(Millis, VecDeque<(u32, u64)>)>,
     live: usize,
+    /// What the live entries cost, as `budget` counts them.
+    bytes: usize,
+}
+
+/// A live entry forgotten to make room: how old it was, and the TTL it was held for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Forgot {
+    /// Whether its TTL had not passed yet: a loss (an expired one is only pruned early).
+    pub(crate) live: bool,
+    pub(crate) age: Millis,
+    pub(crate) ttl: Millis,
 }
 
 impl Dedup {
     /// Entries held (expired ones not yet pruned included).
     pub(crate) fn len(&self) -> usize {
         self.live
+    }
+
+    /// What the entries held cost, as `budget` counts them.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The run number of the oldest entry held, dropping the queue places of entries
+    /// renewed or freed since.
+    pub(crate) fn oldest(&mut self) -> Option<u64> {
+        let mut oldest = None;
+        for (_, queue) in &mut self.queues {
+            while let Some(&(at, run)) = queue.front() {
+                match self.slots.get(at as usize).and_then(Option::as_ref) {
+                    Some(slot) if slot.run == run => break,
+                    _ => {
+                        queue.pop_front();
+                    }
+                }
+            }
+            if let Some(&(_, run)) = queue.front() {
+                oldest = Some(oldest.map_or(run, |o: u64| o.min(run)));
+            }
+        }
+        oldest
+    }
+
+    /// Forgets the oldest entry held, to make room; what it was.
+    pub(crate) fn evict_oldest(&mut self, now: Millis) -> Option<Forgot> {
+        let oldest = self.oldest()?;
+        let q = self.queues.iter().position(|(_, queue)| queue.front().is_some_and(|&(_, run)| run == oldest))?;
+        let (ttl, queue) = self.queues.get_mut(q)?;
+        let ttl = *ttl;
+        let (at, _) = queue.pop_front()?;
+        let slot = self.slots.get(at as usize)?.as_ref()?;
+        let forgot =
+            Forgot { live: slot.expires_at >= now, age: now.saturating_sub(slot.expires_at.saturating_sub(ttl)), ttl };
+        let hash = hash(&self.hasher, slot.task, slot.key.as_key_ref());
+        if let Ok(entry) = self.table.find_entry(hash, |&other| other == at) {
+            entry.remove();
+        }
+        self.vacate(at);
+        Some(forgot)
+    }
+
+    /// Whether `(task, key)` is held by a live, unexpired run; for the cost of a
+    /// trigger before it claims.
+    pub(crate) fn holds(&self, task: u32, key: KeyRef<'_>, now: Millis) -> bool {
+        self.peek(task, key, now).is_some()
     }
 
     /// Room for `additional` more entries without growing.
@@ -112,6 +173,7 @@ impl Dedup {
             Entry::Vacant(_) if ttl == 0 => Claim::Claimed,
             Entry::Vacant(vacant) => {
                 let slot = Slot { task, key: key.to_stored(), run, expires_at, fingerprint: fingerprint.0 };
+                self.bytes += claim_bytes(&slot.key);
                 let at = match self.free.pop() {
                     Some(at) => {
                         if let Some(free) = self.slots.get_mut(at as usize) {
@@ -199,6 +261,9 @@ impl Dedup {
 
     fn vacate(&mut self, at: u32) {
         if let Some(slot) = self.slots.get_mut(at as usize) {
+            if let Some(held) = slot.as_ref() {
+                self.bytes -= claim_bytes(&held.key);
+            }
             *slot = None;
             self.free.push(at);
             self.live -= 1;
@@ -356,6 +421,28 @@ mod tests {
         assert_eq!(dedup.peek(0, key(1), 1_001), None);
         dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), Fingerprint(3));
         assert_eq!(dedup.peek(0, key(1), 1_002), Some((RunId::new(3), Fingerprint(3))));
+    }
+
+    #[test]
+    fn entries_are_counted_and_the_oldest_goes_first_whatever_its_ttl() {
+        let mut dedup = Dedup::default();
+        dedup.claim(0, key(1), 0, 60_000, RunId::new(1), FP);
+        dedup.claim(0, key(2), 10, 1_000, RunId::new(2), FP);
+        dedup.claim(0, KeyRef::Raw(&"r".repeat(100)), 20, 60_000, RunId::new(3), FP);
+        let digest_claim = claim_bytes(&key(1).to_stored());
+        assert_eq!(dedup.bytes(), 2 * digest_claim + claim_bytes(&KeyRef::Raw(&"r".repeat(100)).to_stored()));
+        // Key 1 was released and claimed again by run 4: its old place is skipped.
+        assert!(dedup.release(0, key(1), RunId::new(1)));
+        dedup.claim(0, key(1), 30, 60_000, RunId::new(4), FP);
+        assert_eq!(dedup.oldest(), Some(2));
+        let forgot = dedup.evict_oldest(500).unwrap();
+        assert_eq!(forgot, Forgot { live: true, age: 490, ttl: 1_000 });
+        assert_eq!(dedup.evict_oldest(70_000).map(|f| (f.live, f.age)), Some((false, 69_980)));
+        assert_eq!(dedup.oldest(), Some(4));
+        assert_eq!(dedup.claim(0, key(2), 600, 1_000, RunId::new(5), FP), Claim::Claimed, "forgotten");
+        dedup.reset(0, key(1));
+        dedup.reset(0, key(2));
+        assert_eq!((dedup.len(), dedup.bytes()), (0, 0));
     }
 
     #[test]

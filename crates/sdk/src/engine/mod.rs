@@ -1,6 +1,7 @@
 //! The embedded engine: what triggering a batch does, with the reference server's
 //! rules, in this process or on a store shared by a fleet.
 
+mod budget;
 mod incoming;
 mod key;
 mod local_engine;
@@ -12,6 +13,7 @@ mod redis;
 mod run;
 mod shared;
 
+pub use budget::{BudgetPolicy, DEFAULT_ENGINE_MAX_BYTES, ENV_ENGINE_MAX_BYTES, EngineStats};
 pub use local_engine::{LocalEngine, ResetTarget};
 
 /// Items a trigger sends to Redis in one pipeline from sync code (feature `redis`): a

@@ -3,6 +3,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use idempotency_catalog::{KeyOptions, Scope};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
 use super::key::StoredKey;
@@ -76,6 +77,34 @@ impl fmt::Display for RunId {
 impl fmt::Debug for RunId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(self, f)
+    }
+}
+
+/// As its text (`"run_00000042"`), read back with [`FromStr`].
+impl Serialize for RunId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RunId {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// As its name (`"timed-out"`), read back with [`FromStr`].
+impl Serialize for RunStatus {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for RunStatus {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -224,7 +253,28 @@ pub struct RunHandle {
 
 /// One run as the engine records it, copied out: what a dashboard shows. See
 /// [`RunView`] to read runs without copying them.
-#[derive(Clone, Debug)]
+///
+/// Serializes as an object of its fields, the payload as the JSON it is, and reads
+/// back (with `serde_json`: the payload is kept as its text):
+///
+/// ```
+/// use idempotency_sdk::{ItemOptions, LocalEngine, RunRecord, Scope, Sdk};
+/// use serde_json::json;
+///
+/// let sdk = Sdk::from_env()?;
+/// let mut batch = sdk.batch("charge", 1);
+/// batch.item(json!({ "amount": 7 }), ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
+/// let engine = LocalEngine::new();
+/// let run = engine.run(engine.trigger(&batch.build()?)?[0].id)?.unwrap();
+/// let json = serde_json::to_string(&run).unwrap();
+/// assert_eq!(
+///     json,
+///     r#"{"id":"run_00000001","task":"charge","idempotency_key":"order-7","idempotency_key_scope":"global","payload":{"amount":7},"status":"pending"}"#
+/// );
+/// assert_eq!(serde_json::from_str::<RunRecord>(&json).unwrap(), run);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct RunRecord {
     /// The run's id.
@@ -361,6 +411,24 @@ mod tests {
             let err = bad.parse::<RunId>().unwrap_err().to_string();
             assert!(err.starts_with(&format!("invalid run id {bad:?}")), "{err}");
         }
+    }
+
+    #[test]
+    fn ids_and_statuses_serialize_as_their_text_and_bad_text_is_refused() {
+        for id in [RunId::new(42), RunId::fleet(0xab, 7)] {
+            let json = serde_json::to_string(&id).unwrap();
+            assert_eq!(json, format!("\"{id}\""));
+            assert_eq!(serde_json::from_str::<RunId>(&json).unwrap(), id);
+        }
+        for status in RunStatus::ALL {
+            let json = serde_json::to_string(&status).unwrap();
+            assert_eq!(json, format!("\"{status}\""));
+            assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), status);
+        }
+        let err = serde_json::from_str::<RunId>(r#""run_x""#).unwrap_err().to_string();
+        assert!(err.starts_with(r#"invalid run id "run_x""#), "{err}");
+        let err = serde_json::from_str::<RunStatus>(r#""done""#).unwrap_err().to_string();
+        assert!(err.starts_with(r#"invalid run status "done""#), "{err}");
     }
 
     #[test]

@@ -1,0 +1,292 @@
+//! The in-memory engine's byte budget: what a claim and a run record cost, where the
+//! budget came from, what happens at it, and the one warning that says the dedup
+//! window it kept.
+//!
+//! Costs are counted from what each entry holds, as the catalog counts its entries:
+//! a claim is its 64-byte slot, its place in the hash table at the table's lowest load
+//! (a 4-byte slot number and a control byte, at 7/16), its place in its TTL's queue
+//! (16 bytes, twice: a ring buffer's capacity reaches twice its length) and in the
+//! free list, and a raw key's heap string; a run record is its place in the log (twice
+//! the record, for the same reason), and the heap strings of its key, options and
+//! payload, rounded as the allocator rounds them. The `engine_worker` example checks
+//! the count against resident memory.
+
+use std::mem::size_of;
+use std::time::Duration;
+
+use idempotency_catalog::__private::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
+use idempotency_catalog::Source;
+use serde::Serialize;
+
+use super::incoming::Incoming;
+use super::key::{KeyRef, StoredKey};
+use super::run::Run;
+use crate::error::Error;
+
+/// The variable that sets the in-memory engine's byte budget: a number of bytes,
+/// optionally with a `KiB`, `MiB` or `GiB` suffix (`32MiB`), from 64 KiB.
+pub const ENV_ENGINE_MAX_BYTES: &str = "IDEMPOTENCY_ENGINE_MAX_BYTES";
+
+/// The in-memory engine's byte budget when none is given: 256 MiB.
+///
+/// A keyed run with a small payload counts 320 bytes (its claim and its record), so
+/// 256 MiB remembers about 838,000 keyed runs: a day of a service triggering 35,000
+/// keyed items an hour, or 50 minutes of one triggering a million. Past that, the
+/// oldest keys are forgotten before their TTL, and one `WARN` says how long keys are
+/// remembered instead (see `docs/configuration.md`).
+pub const DEFAULT_ENGINE_MAX_BYTES: usize = 256 << 20;
+
+/// A claim: its slot, its table slot at 7/16 load, its queue place twice, its free-list place.
+const CLAIM: usize = 64 + (5 * 16usize).div_ceil(7) + 2 * 16 + 4;
+
+/// A run record's place in the log, twice (a ring buffer's capacity).
+const RECORD: usize = 2 * size_of::<Run>();
+
+/// What the in-memory engine does at its byte budget.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{BudgetPolicy, LocalEngine};
+///
+/// let engine = LocalEngine::new().with_max_bytes(64 << 10)?.with_budget_policy(BudgetPolicy::Refuse);
+/// assert_eq!(engine.stats().max_bytes, 64 << 10);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BudgetPolicy {
+    /// Forget the oldest keys and run records to make room: a key forgotten before its
+    /// TTL may run twice, so each is counted ([`EngineStats::evicted_keys`]) and the
+    /// first is warned about, with the dedup window actually kept.
+    ///
+    /// [`EngineStats::evicted_keys`]: crate::EngineStats::evicted_keys
+    #[default]
+    Evict,
+    /// Refuse a trigger that would go past the budget with
+    /// [`Error::EngineFull`](crate::Error::EngineFull), before anything of it is
+    /// claimed; keys are never forgotten before their TTL.
+    Refuse,
+}
+
+/// What the in-memory engine holds against its byte budget, and what the budget cost:
+/// [`LocalEngine::stats`](crate::LocalEngine::stats). Serializes as an object of its
+/// fields, for a status endpoint.
+///
+/// On a shared store (`LocalEngine::on_redis`, feature `redis`) keys live in Redis:
+/// `keys` is 0, `bytes` counts this engine's run records, and no budget applies.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Keys held for deduplication (expired ones not yet pruned included).
+    pub keys: usize,
+    /// Run records retained.
+    pub runs_retained: usize,
+    /// What keys and records cost, counted per entry from what each holds.
+    pub bytes: usize,
+    /// The byte budget.
+    pub max_bytes: usize,
+    /// Where the budget came from: `LocalEngine::with_max_bytes`, the variable, or the default.
+    pub max_bytes_source: Source,
+    /// Keys forgotten at the budget before their TTL: each may run twice if triggered
+    /// again. The first is covered by one `WARN`.
+    pub evicted_keys: u64,
+    /// Run records dropped at the budget (their runs cannot be read any more).
+    pub evicted_runs: u64,
+    /// Items of triggers refused at the budget under [`BudgetPolicy::Refuse`].
+    pub refused: u64,
+    /// How long the most recently forgotten key had been held: the dedup window the
+    /// budget keeps, in milliseconds; `None` until a key is forgotten.
+    pub remembered_ms: Option<u64>,
+}
+
+/// The budget, where it came from, and what happens at it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Budget {
+    pub(crate) max_bytes: usize,
+    pub(crate) source: Source,
+    pub(crate) policy: BudgetPolicy,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { max_bytes: DEFAULT_ENGINE_MAX_BYTES, source: Source::Default, policy: BudgetPolicy::Evict }
+    }
+}
+
+const CALL: &str = "LocalEngine::with_max_bytes";
+
+impl Budget {
+    /// The budget from the variable read through `lookup`, else the default.
+    pub(crate) fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let Some(raw) = lookup(ENV_ENGINE_MAX_BYTES) else { return Ok(Budget::default()) };
+        let max_bytes = parse_bytes(&raw)
+            .filter(|n| *n >= MIN_MAX_BYTES)
+            .ok_or_else(|| invalid(ENV_ENGINE_MAX_BYTES, &raw, ", optionally with a KiB, MiB or GiB suffix (32MiB)"))?;
+        Ok(Budget { max_bytes, source: Source::Env, ..Budget::default() })
+    }
+
+    /// The budget set in code.
+    pub(crate) fn code(self, max_bytes: usize) -> Result<Self, Error> {
+        if max_bytes < MIN_MAX_BYTES {
+            return Err(invalid(CALL, &max_bytes.to_string(), ""));
+        }
+        Ok(Budget { max_bytes, source: Source::Builder, ..self })
+    }
+
+    /// How to raise the budget, from where it was set.
+    pub(crate) fn remedy(&self) -> String {
+        let now = show_bytes(self.max_bytes);
+        match self.source {
+            Source::Env => format!("raise {ENV_ENGINE_MAX_BYTES} (set to {now})"),
+            Source::Builder => {
+                format!("raise {CALL} (set in code to {now}; {ENV_ENGINE_MAX_BYTES} is not read while code sets it)")
+            }
+            _ => format!("raise the budget with {ENV_ENGINE_MAX_BYTES} or {CALL} (the default, {now})"),
+        }
+    }
+}
+
+fn invalid(source_name: &'static str, value: &str, also: &str) -> Error {
+    idempotency_catalog::Error::InvalidConfig {
+        source_name,
+        value: idempotency_catalog::shown(value),
+        reason: format!("expected a number of bytes from {MIN_MAX_BYTES} (64KiB){also}"),
+    }
+    .into()
+}
+
+/// What a claim of `key` costs.
+#[inline]
+pub(crate) fn claim_bytes(key: &StoredKey) -> usize {
+    CLAIM + key_heap(key)
+}
+
+/// What the record of `run` costs.
+pub(crate) fn record_bytes(run: &Run) -> usize {
+    RECORD
+        + run.key.as_ref().map_or(0, key_heap)
+        + run.options.as_ref().map_or(0, heap_bytes)
+        + run.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()))
+}
+
+/// What `item` would cost if it made a run, and claimed its key when `claims`.
+pub(crate) fn item_bytes(item: &Incoming<'_>, claims: bool) -> usize {
+    let key = match item.key {
+        Some(KeyRef::Raw(raw)) => chunk(raw.len()),
+        _ => 0,
+    };
+    let record = RECORD
+        + key
+        + item.options.as_ref().map_or(0, heap_bytes)
+        + item.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()));
+    if claims { record + CLAIM + key } else { record }
+}
+
+fn key_heap(key: &StoredKey) -> usize {
+    match key {
+        StoredKey::Digest(_) => 0,
+        StoredKey::Raw(raw) => chunk(raw.len()),
+    }
+}
+
+/// A duration as people read it: `3h 10m`, `2d 4h`, `5m 12s`, `850ms`, at most two units.
+pub(crate) fn human(duration: Duration) -> String {
+    let ms = u64::try_from(duration.as_millis()).unwrap_or(u64::MAX);
+    if ms < 1_000 {
+        return format!("{ms}ms");
+    }
+    let units = [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)];
+    let mut left = ms / 1_000;
+    let mut parts = Vec::new();
+    for (name, secs) in units {
+        if left >= secs || !parts.is_empty() {
+            parts.push(format!("{}{name}", left / secs));
+            left %= secs;
+        }
+        if parts.len() == 2 {
+            break;
+        }
+    }
+    parts.retain(|part| !part.starts_with('0'));
+    parts.join(" ")
+}
+
+/// Emits the one warning of an engine whose budget made it forget a key before its TTL.
+pub(crate) fn warn_forgotten(budget: &Budget, remembered: Duration, ttl: Duration, bytes: usize) {
+    let (remembered, ttl) = (human(remembered), human(ttl));
+    // Every field is documented in `docs/telemetry.md`.
+    tracing::warn!(
+        max_bytes = %show_bytes(budget.max_bytes),
+        source = %budget.source,
+        bytes,
+        remembered = %remembered,
+        ttl = %ttl,
+        remedy = budget.remedy().as_str(),
+        "engine at its byte budget: idempotency keys forgotten before their ttl may run twice; keys are remembered {remembered}, not {ttl}"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_keyed_run_with_a_small_payload_counts_320_bytes() {
+        use idempotency_catalog::{Digest, KeyOptions, Scope};
+        let key = StoredKey::Digest(Digest::from_bytes([1; 32]));
+        assert_eq!(claim_bytes(&key), 112);
+        let run = Run {
+            task: 0,
+            status: super::super::run::RunStatus::Pending,
+            key: Some(key),
+            options: Some(KeyOptions::new("item-123", Scope::Global)),
+            payload: serde_json::value::to_raw_value(&serde_json::json!({ "i": 123 })).ok(),
+        };
+        // Its log place twice (2 x 88), and the payload's 9 bytes in a 32-byte chunk.
+        assert_eq!(record_bytes(&run), 2 * 88 + 32);
+        assert_eq!(claim_bytes(&StoredKey::Digest(Digest::from_bytes([1; 32]))) + record_bytes(&run), 320);
+        // The default budget holds 838,860 of them (docs/configuration.md).
+        assert_eq!(DEFAULT_ENGINE_MAX_BYTES / 320, 838_860);
+    }
+
+    #[test]
+    fn durations_read_as_people_say_them() {
+        let s = Duration::from_secs;
+        assert_eq!(human(s(3 * 3_600 + 10 * 60 + 5)), "3h 10m");
+        assert_eq!(human(s(30 * 86_400)), "30d");
+        assert_eq!(human(s(86_400 + 3_600 * 4)), "1d 4h");
+        assert_eq!(human(s(3_600 + 5)), "1h");
+        assert_eq!(human(s(65)), "1m 5s");
+        assert_eq!(human(Duration::from_millis(850)), "850ms");
+    }
+
+    #[test]
+    fn the_variable_takes_binary_suffixes_and_bad_values_are_named() {
+        let env = |value: &'static str| move |name: &str| (name == ENV_ENGINE_MAX_BYTES).then(|| value.to_owned());
+        let budget = Budget::from_env_with(env("32MiB")).unwrap();
+        assert_eq!((budget.max_bytes, budget.source), (32 << 20, Source::Env));
+        assert_eq!(Budget::from_env_with(|_| None).unwrap(), Budget::default());
+        for bad in ["", "32MB", "1024", "-1", "32 MiB"] {
+            let err = Budget::from_env_with(env(bad)).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "invalid IDEMPOTENCY_ENGINE_MAX_BYTES {bad:?}: expected a number of bytes from 65536 (64KiB), \
+                     optionally with a KiB, MiB or GiB suffix (32MiB)"
+                )
+            );
+        }
+        let err = Budget::default().code(100).unwrap_err().to_string();
+        assert_eq!(err, r#"invalid LocalEngine::with_max_bytes "100": expected a number of bytes from 65536 (64KiB)"#);
+    }
+
+    #[test]
+    fn a_remedy_raises_the_budget_from_where_it_was_set() {
+        let env = Budget { max_bytes: 32 << 20, source: Source::Env, ..Budget::default() };
+        assert_eq!(env.remedy(), "raise IDEMPOTENCY_ENGINE_MAX_BYTES (set to 32MiB)");
+        let code = Budget::default().code(1 << 20).unwrap();
+        assert!(code.remedy().starts_with("raise LocalEngine::with_max_bytes (set in code to 1MiB;"));
+        assert!(Budget::default().remedy().contains("IDEMPOTENCY_ENGINE_MAX_BYTES or LocalEngine::with_max_bytes"));
+    }
+}
