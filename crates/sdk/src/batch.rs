@@ -278,8 +278,6 @@ impl BatchBuilder {
                         Some(head) => IdempotencyKey::derive([head.as_str(), &index], Scope::Run, run),
                         None => IdempotencyKey::derive([index.as_str()], Scope::Run, run),
                     };
-                    let derived =
-                        derived.check_long().map_err(|error| Error::Item { index: at, error: Box::new(error) })?;
                     entry.key = Key::Given(Some(keys.register(derived)));
                 }
             }

@@ -21,8 +21,7 @@ pub enum Error {
         reason: String,
     },
     /// Key material that makes no key: empty (an empty key means no key, as where a
-    /// key is expected), or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) characters
-    /// once joined.
+    /// key is expected).
     #[error("invalid key material {value}: {reason}")]
     InvalidKeyMaterial {
         /// The material joined with `-`, quoted and cut to 64 characters.

@@ -6,7 +6,6 @@ use serde::{Deserialize, Serialize};
 use crate::context::RunContext;
 use crate::error::{Error, shown};
 use crate::message::Message;
-use crate::wire::MAX_KEY_LEN;
 
 /// Key material: one string, or a list of strings joined with `-` in order.
 ///
@@ -155,9 +154,10 @@ impl IdempotencyKey {
     }
 
     /// Checks the key material this key was derived from: refused when it is empty (an
-    /// empty key means no key) or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
-    /// characters, the longest a shared catalog keeps (the reference SDK sends any
-    /// length; see `docs/configuration.md`). A key without options has nothing to check.
+    /// empty key means no key, as where a key is expected). Any length is accepted, as
+    /// the reference SDK sends any length whole as the options' key (see
+    /// `docs/configuration.md`, "Key material"). A key without options has nothing to
+    /// check.
     pub(crate) fn check_material(self) -> Result<Self, Error> {
         if self.options.as_ref().is_some_and(|options| options.key().is_empty()) {
             return Err(Error::InvalidKeyMaterial {
@@ -166,26 +166,6 @@ impl IdempotencyKey {
                          give the item no key instead"
                     .to_owned(),
             });
-        }
-        self.check_long()
-    }
-
-    /// Refuses key material longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN) characters
-    /// once joined (see [`check_material`](Self::check_material)).
-    pub(crate) fn check_long(self) -> Result<Self, Error> {
-        let Some(key) = self.options.as_ref().map(KeyOptions::key) else { return Ok(self) };
-        // Cheap first: at most MAX_KEY_LEN bytes is at most MAX_KEY_LEN characters.
-        if key.len() > MAX_KEY_LEN {
-            let len = key.chars().count();
-            if len > MAX_KEY_LEN {
-                return Err(Error::InvalidKeyMaterial {
-                    value: shown(key),
-                    reason: format!(
-                        "{len} characters joined; at most {MAX_KEY_LEN} are accepted, the longest a shared catalog \
-                         keeps: shorten it, or hash it yourself and pass the hash"
-                    ),
-                });
-            }
         }
         Ok(self)
     }

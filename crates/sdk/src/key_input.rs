@@ -96,14 +96,14 @@ impl KeyInput {
     /// [`resolve`](Self::resolve), moving a typed key out rather than cloning it.
     pub(crate) fn into_key(self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         match self {
-            KeyInput::Key(key) if key.options().is_some() => Ok(Some(key.check_long()?)),
+            KeyInput::Key(key) if key.options().is_some() => Ok(Some(key)),
             other => other.resolve(keys, run),
         }
     }
 
     pub(crate) fn resolve(&self, keys: &Keys<'_>, run: Option<&RunContext>) -> Result<Option<IdempotencyKey>, Error> {
         Ok(Some(match self {
-            KeyInput::Key(key) if key.options().is_some() => key.clone().check_long()?,
+            KeyInput::Key(key) if key.options().is_some() => key.clone(),
             KeyInput::Key(key) => IdempotencyKey::from_digest(key.digest(), keys.get(&key.digest())),
             KeyInput::Raw(raw) if raw.is_empty() => return Ok(None),
             KeyInput::Raw(raw) if is_digest_length(raw) => {
@@ -111,8 +111,8 @@ impl KeyInput {
                     raw.parse::<Digest>().map_err(|_| Error::NotADigest { value: shown(raw), reason: not_hex(raw) })?;
                 IdempotencyKey::from_digest(digest, keys.get(&digest))
             }
-            KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run).check_long()?),
-            KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run).check_long()?),
+            KeyInput::Raw(raw) => keys.register(IdempotencyKey::derive(raw.as_str(), Scope::Run, run)),
+            KeyInput::Parts(parts) => keys.register(IdempotencyKey::derive(parts, Scope::Run, run)),
             KeyInput::Invalid { value, reason } => {
                 return Err(Error::InvalidKeyMaterial { value: value.clone(), reason: reason.clone() });
             }

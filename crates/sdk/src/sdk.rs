@@ -133,9 +133,9 @@ impl Sdk {
     ///
     /// [`Error::InvalidKeyMaterial`] when the parts joined with `-` are empty (an empty
     /// key means no key, as `ItemOptions::key("")` does; the reference SDK would hash
-    /// the empty string) or longer than [`MAX_KEY_LEN`](crate::MAX_KEY_LEN)
-    /// characters (the reference sends any length whole; a shared catalog keeps at
-    /// most 2,048). Nothing is registered then.
+    /// the empty string). Nothing is registered then. Material of any length is taken,
+    /// as the reference SDK takes it: the digest travels as the idempotency key, the
+    /// material whole as the options' key.
     ///
     /// # Examples
     ///
@@ -145,8 +145,8 @@ impl Sdk {
     /// let sdk = Sdk::from_env()?;
     /// assert_eq!(sdk.create_key(["order", "7"], Scope::Global)?.options().map(|o| o.key()), Some("order-7"));
     /// assert!(matches!(sdk.create_key("", Scope::Global), Err(Error::InvalidKeyMaterial { .. })));
-    /// let err = sdk.create_key("k".repeat(2_049), Scope::Global).unwrap_err().to_string();
-    /// assert!(err.ends_with("2049 characters joined; at most 2048 are accepted, the longest a shared catalog keeps: shorten it, or hash it yourself and pass the hash"), "{err}");
+    /// let long = sdk.create_key("k".repeat(100_000), Scope::Global)?;
+    /// assert_eq!((long.to_string().len(), long.options().map(|o| o.key().len())), (64, Some(100_000)));
     ///
     /// // Given to an item as it is: the batch names the item.
     /// let mut batch = sdk.batch("child-task", 1);
