@@ -20,8 +20,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-6}
-cargo build --release -q -p idempotency-sdk --features redis,cluster --example fanout || exit 1
-bin=${CARGO_TARGET_DIR:-target}/release/examples
+cargo build --release -q -p fanout --features redis,cluster || exit 1
+bin=${CARGO_TARGET_DIR:-target}/release
 d=$(mktemp -d)
 pw=Probe-s3cret-pw
 pids=()

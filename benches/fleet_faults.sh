@@ -7,8 +7,10 @@
 #   benches/fleet_faults.sh [PORT]
 set -uo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p idempotency-sdk --features redis --example fanout --example keys || exit 1
+cargo build --release -q -p idempotency-sdk --features redis --example keys || exit 1
+cargo build --release -q -p fanout --features redis || exit 1
 bin=${CARGO_TARGET_DIR:-target}/release/examples
+fanout_bin=${CARGO_TARGET_DIR:-target}/release/fanout
 d=$(mktemp -d); trap 'rm -rf "$d"' EXIT
 port=${1:-7391}
 start() { redis-server --port $port --save "" --appendonly no --dir $d --daemonize yes --pidfile $d/r.pid >/dev/null; sleep 0.3; }
@@ -28,18 +30,18 @@ PY
   [ $? -eq 0 ] || failed=1
 }
 failed=0
-fan() { $bin/fanout --items "${N:-20000}" --redis $url --json "$@"; }
+fan() { $fanout_bin --items "${N:-20000}" --redis $url --json "$@"; }
 
 # 1. SIGKILL mid-batch: 200,000 keys minted first (so the fanout only claims), the
 # fanout process killed once 30,000 claims are in.
 start
 $bin/keys --items 200000 --redis $url > $d/d200.txt
 base=$(redis-cli -p $port dbsize)
-$bin/fanout --digests-from $d/d200.txt --redis $url --json > $d/a.json 2>$d/a.err & p=$!
+$fanout_bin --digests-from $d/d200.txt --redis $url --json > $d/a.json 2>$d/a.err & p=$!
 for _ in $(seq 1000); do [ "$(redis-cli -p $port dbsize)" -gt $((base + 30000)) ] && break; sleep 0.005; done
 kill -9 $p; wait $p 2>/dev/null; echo "killed: rc=$? (137 = SIGKILL)"
 before=$(claims); echo "sigkill: $before claims when killed"
-$bin/fanout --digests-from $d/d200.txt --redis $url --json > $d/b.json 2>$d/b.err; echo "rc=$?"; check sigkill $d/b.json 200000
+$fanout_bin --digests-from $d/d200.txt --redis $url --json > $d/b.json 2>$d/b.err; echo "rc=$?"; check sigkill $d/b.json 200000
 stop
 unset N
 # 2. CLIENT KILL every 50 ms
@@ -55,12 +57,12 @@ stop
 start
 $bin/keys --items 200000 --redis $url > $d/d200.txt
 base=$(redis-cli -p $port dbsize)
-$bin/fanout --digests-from $d/d200.txt --redis $url --json > $d/e.json 2>$d/e.err & p=$!
+$fanout_bin --digests-from $d/d200.txt --redis $url --json > $d/e.json 2>$d/e.err & p=$!
 for _ in $(seq 1000); do [ "$(redis-cli -p $port dbsize)" -gt $((base + 20000)) ] && break; sleep 0.005; done
 kill -STOP "$(cat $d/r.pid)"; sleep 7; kill -CONT "$(cat $d/r.pid)"
 wait $p; echo "paused run rc=$? ($(grep -v 'persistence is off' $d/e.err | tail -1 | cut -c1-250))"
 echo "paused: $(claims) claims after it"
-$bin/fanout --digests-from $d/d200.txt --redis $url --json > $d/f.json 2>$d/f.err; echo "rc=$?"; check paused $d/f.json 200000
+$fanout_bin --digests-from $d/d200.txt --redis $url --json > $d/f.json 2>$d/f.err; echo "rc=$?"; check paused $d/f.json 200000
 stop
 
 # 4. A foreign value under one claim key before the first trigger
@@ -75,10 +77,10 @@ print("idempotency:claim:{" + h.hex() + "}")
 PY
 )
 redis-cli -p $port set "$target" garbage >/dev/null
-$bin/fanout --digests-from $d/digests.txt --redis $url --json > $d/g.json 2>$d/g.err; echo "with a foreign value: rc=$? $(grep -o "idempotency:claim:{[0-9a-f]*}[^;]*" $d/g.err | head -1 | cut -c1-160)"
+$fanout_bin --digests-from $d/digests.txt --redis $url --json > $d/g.json 2>$d/g.err; echo "with a foreign value: rc=$? $(grep -o "idempotency:claim:{[0-9a-f]*}[^;]*" $d/g.err | head -1 | cut -c1-160)"
 grep -q "$target" $d/g.err && echo "the error names $target" || echo "ERROR DOES NOT NAME THE KEY"
 echo "claims made before it: $(( $(claims) - 1 ))"
 redis-cli -p $port del "$target" >/dev/null
-$bin/fanout --digests-from $d/digests.txt --redis $url --json > $d/h.json 2>$d/h.err; echo "rc=$?"; check foreign $d/h.json
+$fanout_bin --digests-from $d/digests.txt --redis $url --json > $d/h.json 2>$d/h.err; echo "rc=$?"; check foreign $d/h.json
 stop
 exit $failed

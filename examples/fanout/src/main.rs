@@ -2,9 +2,9 @@
 //! key form, and how many runs kept their key and scope.
 //!
 //! ```text
-//! cargo run --release -p idempotency-sdk --example fanout                 # the whole table
-//! cargo run --release -p idempotency-sdk --example fanout -- --catalog lru --capacity 1000 --key-form digest
-//! cargo run --release -p idempotency-sdk --example fanout -- --json      # catalog from the environment
+//! cargo run --release -p fanout                 # the whole table
+//! cargo run --release -p fanout -- --catalog lru --capacity 1000 --key-form digest
+//! cargo run --release -p fanout -- --json      # catalog from the environment
 //! ```
 //!
 //! The fan-out runs as a task does, inside a run (`run_fanout`, attempt 1): every key
@@ -17,10 +17,10 @@
 //! typed), `--keys-first` (create every key before opening the batch, then add the
 //! items: the order of the reference SDK's bug report), `--json` (one JSON object on
 //! stdout), `--ndjson PATH` (write the batch request). Without any option it runs every
-//! kind with typed keys, digest keys, and digest keys created first. Warnings go to stderr (`RUST_LOG` filters them; default
-//! `warn`).
+//! kind with typed keys, digest keys, and digest keys created first. Warnings go to
+//! stderr (`RUST_LOG` filters them by level and target, `warn` by default).
 //!
-//! Fleet mode (feature `redis`, see docs/fleet.md): `--redis URL` puts the dedup store
+//! Fleet mode (this crate's feature `redis`, see docs/fleet.md): `--redis URL` puts the dedup store
 //! and the catalog on Redis, so that several processes share them; `runs` then counts
 //! the runs this process created, `cached` the items answered with an existing run
 //! (possibly another process's), and `cached_without_record` the cached answers whose
@@ -31,13 +31,13 @@
 //!
 //! ```text
 //! cargo run --release -p idempotency-sdk --features redis --example keys -- --items 5000 --redis redis://127.0.0.1:6379 > d.txt
-//! cargo run --release -p idempotency-sdk --features redis --example fanout -- --digests-from d.txt --redis redis://127.0.0.1:6379 --json
+//! cargo run --release -p fanout --features redis -- --digests-from d.txt --redis redis://127.0.0.1:6379 --json
 //! ```
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
+use idempotency_sdk::catalog::{Catalog, CatalogBuilder, CatalogKind};
 use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, RunId, Scope, Sdk, Ttl};
 use serde_json::json;
 
@@ -222,7 +222,7 @@ fn build(
     kind: Option<CatalogKind>,
     capacity: Option<usize>,
     shared: Option<&Shared>,
-) -> Result<Arc<dyn Catalog>, idempotency_catalog::Error> {
+) -> Result<Arc<dyn Catalog>, idempotency_sdk::catalog::Error> {
     let builder = match kind {
         Some(kind) => CatalogBuilder::new().kind(kind),
         None => CatalogBuilder::from_env(),
@@ -239,18 +239,18 @@ fn build(
 
 /// The Redis handle in fleet mode; without the feature, a type with no value.
 #[cfg(feature = "redis")]
-type Shared = idempotency_catalog::Redis;
+type Shared = idempotency_sdk::catalog::Redis;
 #[cfg(not(feature = "redis"))]
 type Shared = std::convert::Infallible;
 
 #[cfg(feature = "redis")]
 fn connect(url: &str) -> Result<Shared, Box<dyn std::error::Error>> {
-    Ok(idempotency_catalog::RedisBuilder::from_env().url(url).build()?)
+    Ok(idempotency_sdk::catalog::RedisBuilder::from_env().url(url).build()?)
 }
 
 #[cfg(not(feature = "redis"))]
 fn connect(_: &str) -> Result<Shared, Box<dyn std::error::Error>> {
-    Err("--redis needs the `redis` feature: cargo run --release -p idempotency-sdk --features redis --example fanout -- --redis URL".into())
+    Err("--redis needs the `redis` feature: cargo run --release -p fanout --features redis -- --redis URL".into())
 }
 
 #[cfg(feature = "redis")]
@@ -273,11 +273,22 @@ fn engine(shared: Option<&Shared>) -> Result<LocalEngine, idempotency_sdk::Error
     }
 }
 
+/// Prints `tracing` events on stderr, without colour: those `RUST_LOG` selects
+/// (`warn`, `idempotency=debug`, …: levels and targets, the `Targets` grammar), `WARN`
+/// and above by default or when it does not parse.
+fn warnings_to_stderr() {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let targets = std::env::var("RUST_LOG").ok().and_then(|directives| directives.parse::<Targets>().ok());
+    let targets = targets.unwrap_or_else(|| Targets::new().with_default(LevelFilter::WARN));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(false);
+    tracing_subscriber::registry().with(fmt).with(targets).init();
+}
+
 fn run() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args()?;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into());
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_writer(std::io::stderr).with_ansi(ansi).with_env_filter(filter).init();
+    warnings_to_stderr();
 
     let shared = args.redis.as_deref().map(connect).transpose()?;
     if !args.any {
