@@ -1,5 +1,6 @@
 //! What [`RedisBuilder::build`](super::RedisBuilder::build) does once the settings are
-//! checked, sync or async: connects to the first seed within the connect timeout, finds
+//! checked, sync or async: connects to the first seed that answers (a cluster's seeds
+//! are tried in order) within the connect timeout, finds
 //! whether it is a Redis Cluster node and, if so, its slot map, checks the configuration
 //! of the server (or of every master of the cluster) and the durability asked, and hands
 //! out the handle.
@@ -10,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use ::redis::{Cmd, RedisResult, Value};
+use ::redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::builder::Plan;
 use super::checks::{self, Findings};
@@ -44,6 +45,8 @@ enum Step {
 struct Startup {
     redis: Redis,
     seeds: Vec<Single>,
+    /// The seed asked first: the first that answers.
+    at: usize,
     certs: Option<Certs>,
     allow_evicting: bool,
     /// The seed's findings, and on a cluster each master's as they come.
@@ -75,8 +78,32 @@ impl Startup {
         let topology = Topology::single(settings.url.as_str().into(), seed.clone(), 0);
         let deployment = Deployment::new(seeds.clone(), certs.clone(), false, Duration::ZERO, topology);
         let redis = Redis::new(settings, deployment, pool_size, listener);
-        let startup = Startup { redis, seeds, certs, allow_evicting, findings: Vec::new(), cluster: None };
+        let startup = Startup { redis, seeds, at: 0, certs, allow_evicting, findings: Vec::new(), cluster: None };
         Ok((startup, Step::Ask(Box::new(seed), seed_commands())))
+    }
+
+    /// The seed that answered (the first, until one did): the template every other
+    /// node's connection is made from.
+    fn seed(&self) -> Result<&Single, Error> {
+        self.seeds.get(self.at).ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))
+    }
+
+    /// The last [`Step::Ask`] could not reach its node (`err`): the next seed is asked,
+    /// while none has answered yet (a cluster's seeds are alternatives), and the one
+    /// skipped is a `WARN`, not a fault, since the build goes on; otherwise the build
+    /// fails with `err`, counted.
+    fn unreachable(&mut self, err: &RedisError, node: &Single) -> Result<Step, Error> {
+        let asking_seeds = self.cluster.is_none() && self.findings.is_empty();
+        match self.seeds.get(self.at + 1).filter(|_| asking_seeds) {
+            Some(next) => {
+                let (_, why) = super::fault::describe(err, self.redis.settings().connect_timeout);
+                let why = self.redis.scrub(&why);
+                tracing::warn!(url = self.redis.url(), seed = ?node, error = %why, "redis seed unreachable; the next one is asked");
+                self.at += 1;
+                Ok(Step::Ask(Box::new(next.clone()), seed_commands()))
+            }
+            None => Err(self.redis.failed(CONNECT, err, self.redis.settings().connect_timeout)),
+        }
     }
 
     /// Takes the answers to the last [`Step::Ask`]; what comes next.
@@ -118,7 +145,8 @@ impl Startup {
         if !cluster {
             if self.seeds.len() > 1 {
                 let message =
-                    "several URLs name the nodes of a cluster, but the first is not in cluster mode".to_owned();
+                    "several URLs name the nodes of a cluster, but the one that answered is not in cluster mode"
+                        .to_owned();
                 return Err(Error::Redis { url: self.redis.url().to_owned(), operation: CONNECT, message });
             }
             self.findings.push(checks::read(&self.redis, checked)?);
@@ -144,7 +172,7 @@ impl Startup {
         let redis = &self.redis;
         #[cfg(feature = "cluster")]
         {
-            let seed = self.seeds.first().ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))?;
+            let seed = self.seed()?;
             Topology::from_cluster_nodes(nodes, seed, seed, self.certs.as_ref()).map_err(|message| Error::Redis {
                 url: redis.url().to_owned(),
                 operation: CONNECT,
@@ -165,8 +193,7 @@ impl Startup {
     fn next_master(&mut self) -> Result<Step, Error> {
         let Some((_, masters)) = &self.cluster else { return self.done() };
         let Some((host, port)) = masters.last() else { return self.done() };
-        let seed = self.seeds.first().ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))?;
-        let master = link::node(seed, host, *port, self.certs.as_ref())
+        let master = link::node(self.seed()?, host, *port, self.certs.as_ref())
             .map_err(|err| self.redis.failed(CONNECT, &err, self.redis.settings().connect_timeout))?;
         Ok(Step::Ask(Box::new(master), checks::commands().into()))
     }
@@ -178,7 +205,9 @@ impl Startup {
         let (node_timeout, version) = (findings.iter().find_map(|f| f.node_timeout), min_version(&findings));
         // On every master that said, unknown where none did.
         let appendonly = findings.iter().filter_map(|f| f.appendonly).reduce(|all, on| all && on);
-        let seed = self.seeds.first().cloned().ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))?;
+        let seed = self.seed()?.clone();
+        // The seed that answered first: the template of the nodes a redirect names.
+        self.seeds.rotate_left(self.at);
         let (topology, cluster) = match self.cluster.take() {
             Some((topology, _)) => (topology, true),
             None => {
@@ -240,8 +269,10 @@ pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
         match step {
             Step::Done(redis) => return Ok(redis),
             Step::Ask(node, cmds) => {
-                let answers = ask(&startup.redis, &node, deadline, cmds)?;
-                step = startup.answer(answers)?;
+                step = match ask(&startup.redis, &node, deadline, cmds) {
+                    Ok(answers) => startup.answer(answers)?,
+                    Err(err) => startup.unreachable(&err, &node)?,
+                };
             }
         }
     }
@@ -250,9 +281,9 @@ pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
 /// Sends `cmds` to `node`, one at a time, all by `deadline`: an answer each, an
 /// error the server answered being that command's `Err`. After an answer lost with the
 /// connection (a timeout), the rest are lost too.
-fn ask(redis: &Redis, node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, Error> {
-    let timeout = redis.settings().connect_timeout;
-    let mut conn = link::open(node, deadline, timeout).map_err(|err| redis.failed(CONNECT, &err, timeout))?;
+/// `Err` when the node could not be reached: see [`Startup::unreachable`].
+fn ask(redis: &Redis, node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, RedisError> {
+    let mut conn = link::open(node, deadline, redis.settings().connect_timeout)?;
     let mut answers: Answers = Vec::with_capacity(cmds.len());
     for cmd in &cmds {
         let answer = link::until(&conn, deadline)
@@ -284,8 +315,10 @@ pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
         match step {
             Step::Done(redis) => return Ok(redis),
             Step::Ask(node, cmds) => {
-                let answers = ask_async(&startup.redis, &node, deadline, cmds).await?;
-                step = startup.answer(answers)?;
+                step = match ask_async(&node, deadline, cmds).await {
+                    Ok(answers) => startup.answer(answers)?,
+                    Err(err) => startup.unreachable(&err, &node)?,
+                };
             }
         }
     }
@@ -293,11 +326,9 @@ pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
 
 /// As [`ask`], over an async connection.
 #[cfg(feature = "tokio")]
-async fn ask_async(redis: &Redis, node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, Error> {
-    let timeout = redis.settings().connect_timeout;
-    let failed = |err: ::redis::RedisError| redis.failed(CONNECT, &err, timeout);
-    let left = link::remaining(deadline).map_err(failed)?;
-    let mut conn = link::open_async(node, left, left).await.map_err(failed)?;
+async fn ask_async(node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, RedisError> {
+    let left = link::remaining(deadline)?;
+    let mut conn = link::open_async(node, left, left).await?;
     let mut answers: Answers = Vec::with_capacity(cmds.len());
     for cmd in &cmds {
         let Ok(left) = link::remaining(deadline) else { break };
