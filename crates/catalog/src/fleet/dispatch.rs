@@ -664,6 +664,25 @@ c 127.0.0.1:7002@17002 slave b 0 0 2 connected
         }
 
         #[test]
+        fn a_timeout_on_a_cluster_is_never_sent_again_and_names_the_node() {
+            let deployment = cluster();
+            let mut dispatch = Dispatch::new(vec![set(&key_of(7001))], true, T);
+            let flight = plan(&mut dispatch, &deployment, Durability::Auto).remove(0);
+            let timed_out = Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+            dispatch.land(flight, timed_out, true, &deployment);
+            assert_eq!(dispatch.next(T), Next::Done, "not sent again, kept connection or not");
+            let answers = dispatch.finish().unwrap();
+            let err = answers[0].as_ref().unwrap_err();
+            assert_eq!(err.code(), Some(TIMEOUT));
+            assert!(
+                err.to_string().contains("node 127.0.0.1:7001 (slot ")
+                    && err.to_string().contains("no answer within 100ms"),
+                "{err}"
+            );
+            assert_eq!(crate::fleet::fault::server_error_of(err).0, crate::FaultKind::Timeout);
+        }
+
+        #[test]
         fn a_master_that_drops_the_connection_is_waited_for_then_named_with_its_slot() {
             let deployment = cluster();
             let a = key_of(7000);
