@@ -12,26 +12,9 @@ use std::mem::size_of;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use crate::defaults;
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
-
-/// The byte budget of a batch-scaled catalog built by [`CatalogBuilder`] when none is
-/// given: 128 MiB, which holds a run of 1,000,000 keys of up to 22 bytes (119 bytes
-/// each), the default entry ceiling, and bounds one of long keys to the same memory.
-///
-/// [`CatalogBuilder`]: crate::CatalogBuilder
-pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
-
-/// How long a batch-scaled catalog built by [`CatalogBuilder`] keeps a free key that
-/// newer free keys pushed out of its base, when none is given: ten minutes.
-///
-/// Keys made outside any run are usually used within the request or job that made
-/// them, seconds later; ten minutes covers a slow job with a wide margin, while at a
-/// steady 1,000 keys a second it holds about 600,000 keys (some 72 MB, within
-/// [`DEFAULT_MAX_BYTES`]).
-///
-/// [`CatalogBuilder`]: crate::CatalogBuilder
-pub const DEFAULT_RETAIN: Duration = Duration::from_secs(600);
 
 /// The smallest byte budget accepted: 64 KiB, some thirty of the longest keys the SDK
 /// makes. A smaller one is a unit mistake (`64` for `64MiB`), not a budget.
@@ -50,7 +33,7 @@ pub(crate) struct Limits {
 impl Limits {
     /// A batch-scaled catalog's limits under the default configuration.
     pub(crate) const DEFAULT: Limits =
-        Limits { max_bytes: NonZeroUsize::new(DEFAULT_MAX_BYTES), retain: Some(DEFAULT_RETAIN) };
+        Limits { max_bytes: NonZeroUsize::new(defaults::MAX_BYTES), retain: Some(defaults::RETAIN) };
 }
 
 /// The size of an allocation of `n` bytes as glibc's allocator hands it out: a header

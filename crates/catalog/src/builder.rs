@@ -4,9 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch_scaled::BatchScaledCatalog;
-use crate::budget::{self, DEFAULT_RETAIN, Limits, MIN_MAX_BYTES};
+use crate::budget::{self, Limits, MIN_MAX_BYTES};
 use crate::catalog::Catalog;
+use crate::defaults::RETAIN as DEFAULT_RETAIN;
+use crate::env::{
+    CAPACITY as ENV_CAPACITY, KIND as ENV_KIND, MAX_BYTES as ENV_MAX_BYTES, MAX_CAPACITY as ENV_MAX_CAPACITY,
+    RETAIN as ENV_RETAIN,
+};
 use crate::error::Error;
+#[cfg(feature = "redis")]
+use crate::fleet::{Redis, RedisCatalog};
 use crate::kind::{CatalogKind, DEFAULT_BASE, DEFAULT_CEILING};
 use crate::lru::LruCatalog;
 use crate::remedy::Origins;
@@ -14,19 +21,6 @@ use crate::store::DEFAULT_NAME;
 use crate::telemetry::{EvictionListener, Source};
 use crate::ttl::Ttl;
 use crate::unbounded::UnboundedCatalog;
-
-/// The variable that picks the catalog kind: `lru`, `unbounded` or `batch-scaled`.
-pub const ENV_KIND: &str = "IDEMPOTENCY_CATALOG_KIND";
-/// The variable that sets the capacity (the base capacity of a batch-scaled catalog).
-pub const ENV_CAPACITY: &str = "IDEMPOTENCY_CATALOG_CAPACITY";
-/// The variable that sets the ceiling of a batch-scaled catalog.
-pub const ENV_MAX_CAPACITY: &str = "IDEMPOTENCY_CATALOG_MAX_CAPACITY";
-/// The variable that sets the byte budget: a number of bytes, optionally with a `KiB`,
-/// `MiB` or `GiB` suffix (`64MiB`).
-pub const ENV_MAX_BYTES: &str = "IDEMPOTENCY_CATALOG_MAX_BYTES";
-/// The variable that sets how long a batch-scaled catalog keeps free keys past its
-/// base: `30s`, `10m`, `2h`, `1d`, or `0s` for not at all.
-pub const ENV_RETAIN: &str = "IDEMPOTENCY_CATALOG_RETAIN";
 
 /// Builds a catalog of any kind, from code, from the environment, or both.
 ///
@@ -78,9 +72,9 @@ pub struct CatalogBuilder {
     listener: Option<Arc<dyn EvictionListener>>,
     log_keys: bool,
     name: Option<String>,
-    /// The handle to put the catalog in front of, and whether in async mode.
+    /// The handle to put the catalog in front of, and how (sync or async mode).
     #[cfg(feature = "redis")]
-    redis: Option<(crate::fleet::Redis, bool)>,
+    redis: Option<(Redis, InFront)>,
 }
 
 /// The variables as read, checked only when they decide a setting.
@@ -215,9 +209,8 @@ impl CatalogBuilder {
     /// ```
     #[cfg(feature = "redis")]
     #[must_use]
-    pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
-        self.redis = Some((redis, false));
-        self
+    pub fn redis(self, redis: Redis) -> Self {
+        self.in_front_of(redis, RedisCatalog::new)
     }
 
     /// As [`redis`](Self::redis), for a catalog used from async code (feature
@@ -246,8 +239,14 @@ impl CatalogBuilder {
     /// ```
     #[cfg(feature = "tokio")]
     #[must_use]
-    pub fn redis_async(mut self, redis: crate::fleet::Redis) -> Self {
-        self.redis = Some((redis, true));
+    pub fn redis_async(self, redis: Redis) -> Self {
+        self.in_front_of(redis, RedisCatalog::new_async)
+    }
+
+    /// The catalog in front of `redis`, made by `in_front` (sync or async mode).
+    #[cfg(feature = "redis")]
+    fn in_front_of(mut self, redis: Redis, in_front: InFront) -> Self {
+        self.redis = Some((redis, in_front));
         self
     }
 
@@ -293,22 +292,17 @@ impl CatalogBuilder {
     ///
     /// As [`build`](Self::build), and [`Error::InvalidConfig`] when no handle was given.
     #[cfg(feature = "redis")]
-    pub fn build_redis(mut self) -> Result<Arc<crate::fleet::RedisCatalog>, Error> {
-        let Some((redis, background)) = self.redis.take() else {
+    pub fn build_redis(mut self) -> Result<Arc<RedisCatalog>, Error> {
+        let Some((redis, in_front)) = self.redis.take() else {
             return Err(Error::config(
                 "CatalogBuilder::build_redis",
                 "",
                 "no Redis handle: call CatalogBuilder::redis first",
             ));
         };
-        self.redis = Some((redis.clone(), background));
+        self.redis = Some((redis.clone(), in_front));
         let local = self.build_local()?;
-        #[cfg(feature = "tokio")]
-        if background {
-            return Ok(Arc::new(crate::fleet::RedisCatalog::new_async(local, &redis)?));
-        }
-        let _ = background;
-        Ok(Arc::new(crate::fleet::RedisCatalog::new(local, &redis)))
+        Ok(Arc::new(in_front(local, &redis)?))
     }
 
     /// The catalog in this process: the whole catalog, or the one in front of Redis.
@@ -396,6 +390,10 @@ fn source(code: bool, env: bool) -> Source {
         (false, false) => Source::Default,
     }
 }
+
+/// How a catalog is put in front of Redis: [`RedisCatalog`]'s sync or async constructor.
+#[cfg(feature = "redis")]
+type InFront = fn(Arc<dyn Catalog>, &Redis) -> Result<RedisCatalog, Error>;
 
 const CAPACITY: &str = "CatalogBuilder::capacity";
 const MAX_CAPACITY: &str = "CatalogBuilder::max_capacity";

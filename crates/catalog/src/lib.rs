@@ -68,11 +68,13 @@ mod batch_scaled;
 mod budget;
 mod builder;
 mod catalog;
+pub mod defaults;
 mod digest;
+pub mod env;
 mod error;
 mod events;
 #[cfg(feature = "redis")]
-mod fleet;
+pub mod fleet;
 mod global;
 mod key_options;
 mod kind;
@@ -87,22 +89,40 @@ mod ttl;
 mod unbounded;
 
 pub use batch_scaled::BatchScaledCatalog;
-pub use budget::{DEFAULT_MAX_BYTES, DEFAULT_RETAIN};
-pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
+pub use builder::CatalogBuilder;
+pub use defaults::{
+    CAPACITY as DEFAULT_CAPACITY, MAX_BYTES as DEFAULT_MAX_BYTES, MAX_CAPACITY as DEFAULT_MAX_CAPACITY,
+    RETAIN as DEFAULT_RETAIN,
+};
+#[cfg(feature = "redis")]
+pub use defaults::{
+    REDIS_CATALOG_TTL as DEFAULT_REDIS_CATALOG_TTL, REDIS_CONNECT_TIMEOUT as DEFAULT_REDIS_CONNECT_TIMEOUT,
+    REDIS_DURABILITY_TIMEOUT as DEFAULT_REDIS_DURABILITY_TIMEOUT, REDIS_IO_TIMEOUT as DEFAULT_REDIS_IO_TIMEOUT,
+    REDIS_POOL_SIZE as DEFAULT_REDIS_POOL_SIZE, REDIS_PREFIX as DEFAULT_REDIS_PREFIX,
+    REDIS_RUN_TTL as DEFAULT_REDIS_RUN_TTL,
+};
+pub use env::{
+    CAPACITY as ENV_CAPACITY, KIND as ENV_KIND, MAX_BYTES as ENV_MAX_BYTES, MAX_CAPACITY as ENV_MAX_CAPACITY,
+    RETAIN as ENV_RETAIN,
+};
+#[cfg(feature = "redis")]
+pub use env::{
+    REDIS_CATALOG_TTL as ENV_REDIS_CATALOG_TTL, REDIS_DURABILITY as ENV_REDIS_DURABILITY,
+    REDIS_FAILOVER_WINDOW as ENV_REDIS_FAILOVER_WINDOW, REDIS_PREFIX as ENV_REDIS_PREFIX,
+    REDIS_RUN_TTL as ENV_REDIS_RUN_TTL, REDIS_TLS_CA as ENV_REDIS_TLS_CA, REDIS_TLS_CERT as ENV_REDIS_TLS_CERT,
+    REDIS_TLS_KEY as ENV_REDIS_TLS_KEY, REDIS_URL as ENV_REDIS_URL,
+};
+/// Temporary alias, renamed in the next commit.
+#[cfg(feature = "redis")]
+pub const REDIS_RECONNECT_PAUSE: std::time::Duration = fleet::Redis::RECONNECT_PAUSE;
 pub use catalog::{Catalog, Reservation, ReservationId};
 pub use digest::Digest;
 pub use error::{Error, shown};
 #[cfg(feature = "redis")]
-pub use fleet::{
-    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_DURABILITY_TIMEOUT,
-    DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, Durability,
-    ENV_REDIS_CATALOG_TTL, ENV_REDIS_DURABILITY, ENV_REDIS_FAILOVER_WINDOW, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
-    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, REDIS_RECONNECT_PAUSE, Redis, RedisBuilder,
-    RedisCatalog, RedisConnection,
-};
+pub use fleet::{Durability, Redis, RedisBuilder, RedisCatalog, RedisConnection};
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;
-pub use kind::{CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
+pub use kind::CatalogKind;
 pub use lru::LruCatalog;
 pub use scope::Scope;
 pub use telemetry::{EvictionListener, Fault, FaultKind, Forgotten, Limit, RemovalCause, Source, Sources, Stats};

@@ -6,7 +6,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::builder::{ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
+use crate::env::{
+    CAPACITY as ENV_CAPACITY, KIND as ENV_KIND, MAX_BYTES as ENV_MAX_BYTES, MAX_CAPACITY as ENV_MAX_CAPACITY,
+    RETAIN as ENV_RETAIN,
+};
 use crate::kind::CatalogKind;
 use crate::telemetry::{Limit, Source, Sources};
 
