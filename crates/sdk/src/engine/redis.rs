@@ -39,6 +39,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use idempotency_catalog::fleet::layout::{claim_key, run_key};
 use idempotency_catalog::{FaultKind, KeyOptions, Redis, RedisConnection};
 use redis::{Cmd, RedisResult, Value};
 use serde::{Deserialize, Serialize};
@@ -638,17 +639,6 @@ impl SharedStore for RedisStore {
             }
         })
     }
-}
-
-/// The claim of the key whose tag is `tag`: its hash tag is the tag, so that it shares
-/// a slot with its runs' keys (the prefix has no braces: the builder refuses them).
-fn claim_key(prefix: &str, tag: u128) -> String {
-    format!("{prefix}claim:{{{tag:032x}}}")
-}
-
-/// Where the record of run (`tag`, `nonce`) lives once its run holds no key.
-fn run_key(prefix: &str, tag: u128, nonce: u64) -> String {
-    format!("{prefix}run:{{{tag:032x}}}:{nonce:016x}")
 }
 
 /// How often a reset reads the claim again when another process changed it meanwhile.
