@@ -47,7 +47,7 @@ impl CatalogKind {
     /// Every kind.
     pub const ALL: [CatalogKind; 3] = [CatalogKind::Lru, CatalogKind::Unbounded, CatalogKind::BatchScaled];
 
-    /// The name accepted by [`ENV_KIND`](crate::ENV_KIND).
+    /// The name accepted by [`env::KIND`](crate::env::KIND).
     pub const fn as_str(self) -> &'static str {
         match self {
             CatalogKind::Lru => "lru",

@@ -20,20 +20,27 @@
 //! Runs and batches are [`Reservation`]s: what they register through
 //! [`Reservation::register`] is kept until they end, then released (counted in
 //! [`Stats::released`], logged at `DEBUG`). Every eviction that drops metadata that
-//! may still be needed is counted in [`Stats::evicted`], passed to an
-//! [`EvictionListener`] with its [`RemovalCause`], and covered by a `tracing` `WARN`
+//! may still be needed is counted in [`Stats::evicted`], passed to the catalog's
+//! [`Listener`] with its [`RemovalCause`], and covered by a `tracing` `WARN`
 //! event (the first at once, later ones summarised; select them with
 //! `RUST_LOG=idempotency_catalog=warn`).
 //!
-//! Configure with [`CatalogBuilder`], or from the environment: [`ENV_KIND`],
-//! [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`].
+//! Configure with [`CatalogBuilder`], or from the environment: [`env::KIND`],
+//! [`env::CAPACITY`], [`env::MAX_CAPACITY`] …; what is set neither way takes its
+//! value from [`defaults`].
+//!
+//! Beside the types above, the modules: [`env`](mod@env) and [`defaults`] (the variables read
+//! and the default of each setting), [`budget`] (how a byte budget counts memory),
+//! [`implement`] (for implementors of [`Catalog`]) and, with feature `redis`, `fleet`
+//! (the handle, the catalog on Redis, the connection stores build on, and
+//! `fleet::layout`, the name of every key written).
 //!
 //! # Features
 //!
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
-//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on Redis 7, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate's sync client, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, a few at startup to check the server's configuration |
+//! | `redis` | no | fleet mode (module `fleet`): `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on Redis 7, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate's sync client, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, a few at startup to check the server's configuration |
 //! | `tokio` | no | `redis`, and async forms of every call that touches the network: `RedisBuilder::build_async`, `CatalogBuilder::redis_async` (writes sent from a task of the catalog's own), `RedisCatalog::prefetch_async` and `flush_async` | `tokio` and `futures-util`, and the `redis` crate's tokio support |
 //! | `cluster` | no | `redis` on a Redis Cluster, found from any node's URL, sync and (with `tokio`) async: commands routed by slot, `MOVED`/`ASK` followed, failovers waited out | `crc16`; a round trip per master at startup |
 //! | `tls` | no | `redis` over TLS (`rediss://`), with a CA file and a client certificate if asked: `RedisBuilder::tls_ca`, `tls_client_cert` | `rustls` with `ring` (a C compiler to build), `tokio-rustls`, `rustls-native-certs` |
@@ -65,7 +72,7 @@
 #![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch_scaled;
-mod budget;
+pub mod budget;
 mod builder;
 mod catalog;
 pub mod defaults;
@@ -76,6 +83,7 @@ mod events;
 #[cfg(feature = "redis")]
 pub mod fleet;
 mod global;
+pub mod implement;
 mod key_options;
 mod kind;
 mod ledger;
@@ -90,54 +98,19 @@ mod unbounded;
 
 pub use batch_scaled::BatchScaledCatalog;
 pub use builder::CatalogBuilder;
-pub use defaults::{
-    CAPACITY as DEFAULT_CAPACITY, MAX_BYTES as DEFAULT_MAX_BYTES, MAX_CAPACITY as DEFAULT_MAX_CAPACITY,
-    RETAIN as DEFAULT_RETAIN,
-};
-#[cfg(feature = "redis")]
-pub use defaults::{
-    REDIS_CATALOG_TTL as DEFAULT_REDIS_CATALOG_TTL, REDIS_CONNECT_TIMEOUT as DEFAULT_REDIS_CONNECT_TIMEOUT,
-    REDIS_DURABILITY_TIMEOUT as DEFAULT_REDIS_DURABILITY_TIMEOUT, REDIS_IO_TIMEOUT as DEFAULT_REDIS_IO_TIMEOUT,
-    REDIS_POOL_SIZE as DEFAULT_REDIS_POOL_SIZE, REDIS_PREFIX as DEFAULT_REDIS_PREFIX,
-    REDIS_RUN_TTL as DEFAULT_REDIS_RUN_TTL,
-};
-pub use env::{
-    CAPACITY as ENV_CAPACITY, KIND as ENV_KIND, MAX_BYTES as ENV_MAX_BYTES, MAX_CAPACITY as ENV_MAX_CAPACITY,
-    RETAIN as ENV_RETAIN,
-};
-#[cfg(feature = "redis")]
-pub use env::{
-    REDIS_CATALOG_TTL as ENV_REDIS_CATALOG_TTL, REDIS_DURABILITY as ENV_REDIS_DURABILITY,
-    REDIS_FAILOVER_WINDOW as ENV_REDIS_FAILOVER_WINDOW, REDIS_PREFIX as ENV_REDIS_PREFIX,
-    REDIS_RUN_TTL as ENV_REDIS_RUN_TTL, REDIS_TLS_CA as ENV_REDIS_TLS_CA, REDIS_TLS_CERT as ENV_REDIS_TLS_CERT,
-    REDIS_TLS_KEY as ENV_REDIS_TLS_KEY, REDIS_URL as ENV_REDIS_URL,
-};
-/// Temporary alias, renamed in the next commit.
-#[cfg(feature = "redis")]
-pub const REDIS_RECONNECT_PAUSE: std::time::Duration = fleet::Redis::RECONNECT_PAUSE;
-pub use catalog::{Catalog, Reservation, ReservationId};
+pub use catalog::{Catalog, Reservation};
 pub use digest::Digest;
 pub use error::{Error, shown};
 #[cfg(feature = "redis")]
-pub use fleet::{Durability, Redis, RedisBuilder, RedisCatalog, RedisConnection};
+pub use fleet::{Redis, RedisBuilder, RedisCatalog};
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;
 pub use kind::CatalogKind;
 pub use lru::LruCatalog;
 pub use scope::Scope;
-pub use telemetry::{EvictionListener, Fault, FaultKind, Forgotten, Limit, RemovalCause, Source, Sources, Stats};
+pub use telemetry::{Fault, FaultKind, Forgotten, Limit, Listener, RemovalCause, Source, Sources, Stats};
 pub use ttl::Ttl;
 pub use unbounded::UnboundedCatalog;
-
-/// Not public API: what the SDK crate shares with this one.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes};
-    pub use crate::error::shown;
-    #[cfg(feature = "redis")]
-    pub use crate::fleet::server_error_of;
-    pub use crate::remedy::{bytes as show_bytes, duration as show_duration};
-}
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.
 #[doc = include_str!("../README.md")]

@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{Catalog, CatalogBuilder, Digest, Durability, FaultKind, KeyOptions, RedisBuilder, Scope};
+use idempotency_catalog::{
+    Catalog, CatalogBuilder, Digest, FaultKind, KeyOptions, RedisBuilder, Scope, fleet::Durability,
+};
 use testkit::RedisServer;
 
 /// A master and a replica of it, the replica in sync (its first full sync at once, not

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{
-    Catalog, CatalogBuilder, Digest, Error, EvictionListener, Fault, FaultKind, KeyOptions, Redis, RedisBuilder,
-    RemovalCause, Scope,
+    Catalog, CatalogBuilder, Digest, Error, Fault, FaultKind, KeyOptions, Listener, Redis, RedisBuilder, RemovalCause,
+    Scope,
 };
 use proptest::prelude::*;
 use testkit::RedisServer;
@@ -352,7 +352,7 @@ impl Faults {
     }
 }
 
-impl EvictionListener for Faults {
+impl Listener for Faults {
     fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
     fn on_fault(&self, fault: &Fault) {
         self.0.lock().unwrap().push(fault.kind);
@@ -388,7 +388,7 @@ fn a_server_that_stalls_after_the_handshake_fails_the_build_within_the_connect_t
 #[test]
 fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() {
     let server = RedisServer::start(&DURABLE);
-    let env = |name: &str| (name == idempotency_catalog::ENV_REDIS_RUN_TTL).then(|| "2h".to_owned());
+    let env = |name: &str| (name == idempotency_catalog::env::REDIS_RUN_TTL).then(|| "2h".to_owned());
     let hour = Duration::from_secs(3_600);
     let redis = RedisBuilder::from_env_with(env).url(server.url()).build().unwrap();
     assert_eq!(redis.run_ttl(), 2 * hour);
@@ -396,8 +396,8 @@ fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() 
     assert_eq!(redis.run_ttl(), hour);
     assert!(format!("{redis:?}").contains("run_ttl: 3600s"), "{redis:?}");
     let redis = RedisBuilder::new(server.url()).build().unwrap();
-    assert_eq!(redis.run_ttl(), idempotency_catalog::DEFAULT_REDIS_RUN_TTL);
-    assert_eq!(idempotency_catalog::DEFAULT_REDIS_RUN_TTL, Duration::from_secs(86_400));
+    assert_eq!(redis.run_ttl(), idempotency_catalog::defaults::REDIS_RUN_TTL);
+    assert_eq!(idempotency_catalog::defaults::REDIS_RUN_TTL, Duration::from_secs(86_400));
     let err = RedisBuilder::new(server.url()).run_ttl(Duration::ZERO).build().unwrap_err().to_string();
     assert_eq!(err, r#"invalid RedisBuilder::run_ttl "0ns": expected at least 1 ms"#);
 }
@@ -521,7 +521,7 @@ fn foreign_values_are_misses_counted_and_warned_naming_the_key() {
 /// A listener whose `on_fault` always panics.
 struct Panicking;
 
-impl EvictionListener for Panicking {
+impl Listener for Panicking {
     fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
     fn on_fault(&self, _: &Fault) {
         panic!("listener bug");

@@ -134,7 +134,7 @@ pub enum Error {
     /// claimed or created.
     #[error(
         "engine at its byte budget of {} (set by {origin}): a trigger of {items} item(s) needs {needed} more bytes; nothing was triggered; {remedy}",
-        idempotency_catalog::__private::show_bytes(*max_bytes)
+        idempotency_catalog::budget::show_bytes(*max_bytes)
     )]
     EngineFull {
         /// The budget.

@@ -16,7 +16,7 @@ use super::settings::Settings;
 use super::startup::{self, Plan};
 use super::url::{Secrets, redacted};
 use crate::error::Error;
-use crate::telemetry::EvictionListener;
+use crate::telemetry::Listener;
 use crate::ttl::Ttl;
 use crate::{defaults, env};
 
@@ -75,7 +75,7 @@ pub struct RedisBuilder {
     failover_window: Option<Duration>,
     tls_ca: Option<PathBuf>,
     tls_client: Option<(PathBuf, PathBuf)>,
-    listener: Option<Arc<dyn EvictionListener>>,
+    listener: Option<Arc<dyn Listener>>,
     allow_evicting_policy: bool,
     env: Env,
 }
@@ -181,7 +181,8 @@ impl RedisBuilder {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_catalog::{Durability, RedisBuilder};
+    /// use idempotency_catalog::RedisBuilder;
+    /// use idempotency_catalog::fleet::Durability;
     ///
     /// // Refused before connecting: the variable says nothing this grammar knows.
     /// let env = |name: &str| (name == "IDEMPOTENCY_REDIS_DURABILITY").then(|| "2".to_owned());
@@ -236,10 +237,10 @@ impl RedisBuilder {
         self
     }
 
-    /// The listener whose [`on_fault`](EvictionListener::on_fault) sees every failed
+    /// The listener whose [`on_fault`](Listener::on_fault) sees every failed
     /// operation of everything built on this handle (catalogs and engines).
     #[must_use]
-    pub fn listener(mut self, listener: impl EvictionListener + 'static) -> Self {
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }

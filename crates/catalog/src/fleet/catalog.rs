@@ -12,10 +12,11 @@ use super::fault::server_error_of;
 use super::future::Sender;
 use super::handle::Redis;
 use super::layout::entry_key;
-use crate::catalog::{Catalog, Reservation, ReservationId};
+use crate::catalog::{Catalog, Reservation};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::events::{self, EvictionLog};
+use crate::implement::{ReservationId, Reservations};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::scope::Scope;
@@ -577,11 +578,6 @@ impl Catalog for RedisCatalog {
         self.shared.enqueue(digest, options);
     }
 
-    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions) {
-        self.local.register_held(holder, digest, options.clone());
-        self.shared.enqueue(digest, options);
-    }
-
     fn get(&self, digest: &Digest) -> Option<KeyOptions> {
         // In async mode a miss stays a miss: `prefetch_async` asks Redis beforehand.
         self.local.get(digest).or_else(|| if self.background() { None } else { self.fetch(digest) })
@@ -638,6 +634,13 @@ impl Catalog for RedisCatalog {
 
     fn reserve(&self, additional: usize) -> Reservation<'_> {
         Reservation::new(self, additional)
+    }
+}
+
+impl Reservations for RedisCatalog {
+    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions) {
+        self.local.register_held(holder, digest, options.clone());
+        self.shared.enqueue(digest, options);
     }
 
     fn open_reservation(&self, additional: usize) -> (ReservationId, usize) {

@@ -29,7 +29,7 @@ use crate::telemetry::FaultKind;
 ///
 /// - **Durable writes.** A batch that writes (anything but `GET`, `GETRANGE`, `EXISTS`,
 ///   `PTTL` and the like) waits, per master, until its writes are on as many replicas
-///   as the handle's [`Durability`](crate::Durability) asks; its answers count only
+///   as the handle's [`Durability`](super::Durability) asks; its answers count only
 ///   then.
 /// - **A living cluster.** `MOVED` and `ASK` answers are followed command by command,
 ///   `TRYAGAIN` and `CLUSTERDOWN` waited out, and a master that drops the connection
@@ -248,7 +248,8 @@ impl RedisConnection {
     /// # Examples
     ///
     /// ```no_run
-    /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
+    /// use idempotency_catalog::fleet::RedisConnection;
+    /// use idempotency_catalog::{Error, FaultKind};
     ///
     /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
     ///     let raw: Option<String> = conn.query("read a count", redis::cmd("GET").arg(key))?;

@@ -17,8 +17,8 @@ use ::redis::{Cmd, Value};
 use crate::error::Error;
 
 /// How many copies of a claim (or any write of the fleet) a master must have before it
-/// is reported done. Set with [`RedisBuilder::durability`](crate::RedisBuilder::durability)
-/// or [`ENV_REDIS_DURABILITY`](crate::ENV_REDIS_DURABILITY).
+/// is reported done. Set with [`RedisBuilder::durability`](super::RedisBuilder::durability)
+/// or [`env::REDIS_DURABILITY`](crate::env::REDIS_DURABILITY).
 ///
 /// | setting | variable | waits for | survives |
 /// |---|---|---|---|
@@ -28,15 +28,15 @@ use crate::error::Error;
 /// | [`None`](Self::None) | `none` | nothing | what the master had replicated by chance: a failover may lose the last writes it acknowledged, and their keys run twice |
 ///
 /// A write whose copies fall short within the
-/// [durability timeout](crate::RedisBuilder::durability_timeout) is sent again while a
-/// failover may be under way (the [failover window](crate::RedisBuilder::failover_window)),
+/// [durability timeout](super::RedisBuilder::durability_timeout) is sent again while a
+/// failover may be under way (the [failover window](super::RedisBuilder::failover_window)),
 /// then fails naming the master and how many replicas acknowledged: the claim is never
 /// reported created, and a retry of the same batch resolves it exactly once.
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_catalog::Durability;
+/// use idempotency_catalog::fleet::Durability;
 ///
 /// assert_eq!("auto".parse::<Durability>()?, Durability::Auto);
 /// assert_eq!("replicas:2".parse::<Durability>()?, Durability::Replicas(2));

@@ -16,7 +16,7 @@ use super::pool::{self, Pool};
 use super::settings::Settings;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
-use crate::telemetry::{EvictionListener, Fault, FaultKind};
+use crate::telemetry::{Fault, FaultKind, Listener};
 
 /// A handle on one Redis server or (feature `cluster`) one Redis Cluster, shared by the
 /// catalogs and engines built on it: its URL (shown with any password redacted), key prefix and timeouts, and one fault
@@ -62,7 +62,7 @@ impl Redis {
         settings: Settings,
         deployment: Deployment,
         pool_size: usize,
-        listener: Option<Arc<dyn EvictionListener>>,
+        listener: Option<Arc<dyn Listener>>,
     ) -> Self {
         let shared = Shared {
             settings,

@@ -20,7 +20,7 @@ use super::handle::Redis;
 use super::link::{self, Certs, Single};
 use super::settings::Settings;
 use crate::error::Error;
-use crate::telemetry::EvictionListener;
+use crate::telemetry::Listener;
 
 /// What [`RedisBuilder::build`] has checked before it connects.
 pub(super) struct Plan {
@@ -29,7 +29,7 @@ pub(super) struct Plan {
     pub(super) seeds: Vec<Single>,
     pub(super) certs: Option<Certs>,
     pub(super) pool_size: usize,
-    pub(super) listener: Option<Arc<dyn EvictionListener>>,
+    pub(super) listener: Option<Arc<dyn Listener>>,
     pub(super) allow_evicting: bool,
 }
 

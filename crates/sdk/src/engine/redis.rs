@@ -40,7 +40,7 @@ use std::hash::{BuildHasher, Hash};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use idempotency_catalog::fleet::layout::{claim_key, run_key};
-use idempotency_catalog::{FaultKind, KeyOptions, Redis, RedisConnection};
+use idempotency_catalog::{FaultKind, KeyOptions, Redis, fleet::RedisConnection};
 use redis::{Cmd, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -295,7 +295,7 @@ impl RedisStore {
                             Err(why) => failures.add(FaultKind::Foreign, why),
                         },
                         Err(err) => {
-                            let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                            let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                             failures.add(kind, format!("{said} (at {})", key()))
                         }
                         Ok(other) => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
@@ -354,7 +354,7 @@ impl RedisStore {
                         Err(why) => foreign = foreign.or(Some(why)),
                     },
                     Some(Err(err)) => {
-                        let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                         return Err(self.conn.fault(READ, kind, format!("{said} (at {redis_key})")).into());
                     }
                     _ => {}
@@ -449,7 +449,7 @@ impl RedisStore {
                         Err(_) => Ok(None),
                     },
                     Err(err) => {
-                        let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                         Err(self.conn.fault(READ, kind, format!("{said} (at {claim})")).into())
                     }
                     Ok(_) => Ok(None),
