@@ -9,16 +9,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope, defaults};
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, KeyOptions, Scope, defaults};
 use proptest::prelude::*;
+use support::digest;
+
+mod support;
 
 const BUDGET: usize = 64 << 10;
-
-fn digest(i: u32) -> Digest {
-    let mut bytes = [0u8; 32];
-    bytes[..4].copy_from_slice(&i.to_be_bytes());
-    Digest::from_bytes(bytes)
-}
 
 fn options(i: u32, len: usize) -> KeyOptions {
     let key = format!("{i}-{}", "k".repeat(len));
