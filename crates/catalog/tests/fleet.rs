@@ -450,6 +450,34 @@ fn entries_written_by_one_catalog_are_read_by_another() {
 }
 
 #[test]
+fn entries_around_the_length_of_a_first_read_are_read_back_whole() {
+    // `docs/fleet.md`: a first read takes at most 8,210 bytes of a value; one that fills
+    // it is read again whole. Keys from 8,185 to 8,204 bytes in every scope put a value
+    // at that length exactly, and on each side of it.
+    let server = RedisServer::start(&DURABLE);
+    let writer = fresh_catalog(&server);
+    let mut written = Vec::new();
+    for len in 8_185..8_205 {
+        for scope in Scope::ALL {
+            let digest = support::digest(u32::try_from(written.len()).unwrap());
+            let options = KeyOptions::new(&"k".repeat(len), scope);
+            writer.register(digest, options.clone());
+            written.push((digest, options));
+        }
+    }
+    writer.flush().unwrap();
+    for (digest, options) in &written {
+        let (found, faults, lines) = read_back(&server, digest);
+        assert!(found.as_ref() == Some(options), "get, a key of {} bytes, {}", options.key().len(), options.scope());
+        assert_eq!((faults, lines.len()), (0, 0), "{lines:?}");
+    }
+    let prefetching =
+        CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build_redis().unwrap();
+    let digests: Vec<Digest> = written.iter().map(|(digest, _)| *digest).collect();
+    assert_eq!(prefetching.prefetch(&digests).unwrap(), written.len(), "prefetch");
+}
+
+#[test]
 fn foreign_values_are_misses_counted_and_warned_naming_the_key() {
     let server = RedisServer::start(&DURABLE);
     let mut raw = server.client();

@@ -408,9 +408,9 @@ impl Shared {
     }
 
     /// The options Redis holds for `digest`, if its entry is one this crate wrote, or
-    /// that it is longer than the first read and starts as an entry does; anything else
-    /// is a miss, and a foreign value a counted fault.
-    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>) -> Entry {
+    /// that it is longer than a first read (`limit` bytes of [`FIRST_READ`]) and starts
+    /// as an entry does; anything else is a miss, and a foreign value a counted fault.
+    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>, limit: usize) -> Entry {
         let key = || entry_key(self.conn.redis().prefix(), digest);
         let value = match answer.and_then(|value| Ok(::redis::from_redis_value::<Vec<u8>>(value)?)) {
             Ok(value) if value.is_empty() => return Entry::Missing,
@@ -425,7 +425,9 @@ impl Shared {
                 return Entry::Missing;
             }
         };
-        if value.len() == FIRST_READ + 1 && starts_as_an_entry(&value) {
+        // Only a first read can be cut short: a value read whole is what it is, even
+        // one exactly as long as a first read takes.
+        if limit == FIRST_READ && value.len() == FIRST_READ + 1 && starts_as_an_entry(&value) {
             return Entry::Longer;
         }
         match decode(digest, &value) {
@@ -493,13 +495,13 @@ impl Reads {
     pub(super) fn answered(&mut self, shared: &Shared, read: Read, answers: Answers) -> Batch {
         let mut found = Vec::new();
         for (digest, answer) in read.digests.into_iter().zip(answers) {
-            match shared.read_answer(&digest, answer) {
+            match shared.read_answer(&digest, answer, read.limit) {
                 Entry::Found(options) => {
                     self.found += 1;
                     found.push((digest, options));
                 }
-                Entry::Longer if read.limit == FIRST_READ => self.longer.push(digest),
-                Entry::Longer | Entry::Missing => {}
+                Entry::Longer => self.longer.push(digest),
+                Entry::Missing => {}
             }
         }
         found
