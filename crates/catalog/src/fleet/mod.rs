@@ -18,14 +18,15 @@
 //! # Ok::<(), idempotency_catalog::Error>(())
 //! ```
 
-// Each file imports only from the files on the lines above its own (`future/x.rs` is
-// the async side of `x.rs`, gated once here; `sync_only.rs` stands in for it without
-// `tokio`):
+// Each file imports only from the files on the lines above its own, or before it on
+// its line (`future/x.rs` is the async side of `x.rs`, gated once here; `sync_only.rs`
+// stands in for `future/` without `tokio`):
 //
 //   url, link, layout, fault, durability, env     what a handle is made of; no I/O
 //   settings                                      the checked settings
 //   deployment                                    where commands go (slot map)
-//   pool, future/{link, pool, sender}             the connections kept, sync and async
+//   pool                                          the sync connections kept
+//   future/{link, pool, sender}                   the async ones, and a catalog's sender
 //   dispatch                                      the sans-I/O rules of one call
 //   handle                                        `Redis`: settings, deployment, pools, faults
 //   connection, checks                            the sync driver; the startup checks
