@@ -122,7 +122,7 @@ impl RedisCatalog {
     pub const ASYNC_WRITE_PIPELINE: usize = 1_024;
     /// Entries [`prefetch`](Self::prefetch) reads in one pipeline.
     pub const READ_PIPELINE: usize = 5_000;
-    /// Entries [`prefetch_async`](Self::prefetch_async) reads in one pipeline, with a
+    /// Entries `prefetch_async` (feature `tokio`) reads in one pipeline, with a
     /// yield between two.
     pub const ASYNC_READ_PIPELINE: usize = 250;
     /// Registrations that wait while Redis fails, at most (about 100 bytes each, more
