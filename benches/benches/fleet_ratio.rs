@@ -136,7 +136,7 @@ struct Durable {
 #[cfg(feature = "fleet-all")]
 impl Durable {
     fn new() -> Self {
-        use idempotency_catalog::{Durability, RedisBuilder};
+        use idempotency_catalog::{RedisBuilder, fleet::Durability};
         let options = testkit::ClusterOptions { append_only: true, ..testkit::ClusterOptions::default() };
         let cluster = testkit::RedisCluster::start_with(3, 1, options);
         let (seed, urls) = (cluster.seed_url(), cluster.urls());

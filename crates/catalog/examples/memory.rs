@@ -24,7 +24,7 @@ use std::process::{Command, ExitCode};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, ENV_MAX_BYTES, KeyOptions, Scope};
+use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope, env};
 
 const KEY_LENGTHS: [usize; 4] = [12, 64, 256, 2_048];
 const BUDGET: u64 = 64 << 20;
@@ -72,7 +72,7 @@ fn run() -> Result<bool, Box<dyn std::error::Error>> {
 }
 
 fn budget_table(entries: usize) -> Result<bool, Box<dyn std::error::Error>> {
-    println!("Held by a run, {ENV_MAX_BYTES}=64MiB:");
+    println!("Held by a run, {}=64MiB:", env::MAX_BYTES);
     println!();
     println!(
         "| key length | entries registered | entries kept | resident growth | counted bytes | within budget + slack | warned naming the budget |"
@@ -129,7 +129,7 @@ fn measure_length(len: usize, entries: usize, budget: bool) -> Result<bool, Box<
     let warned = Arc::new(AtomicBool::new(false));
     let catalog = if budget {
         tracing::subscriber::set_global_default(BudgetWarnings(Arc::clone(&warned)))?;
-        CatalogBuilder::from_env_with(|name| (name == ENV_MAX_BYTES).then(|| "64MiB".to_owned())).build()?
+        CatalogBuilder::from_env_with(|name| (name == env::MAX_BYTES).then(|| "64MiB".to_owned())).build()?
     } else {
         CatalogBuilder::new().max_capacity(entries.max(1_000)).max_bytes(usize::MAX).build()?
     };
@@ -193,7 +193,7 @@ impl tracing::Subscriber for BudgetWarnings {
     fn event(&self, event: &tracing::Event<'_>) {
         let mut fields = Fields::default();
         event.record(&mut fields);
-        if fields.max_bytes == Some(BUDGET) && fields.remedy.contains(ENV_MAX_BYTES) {
+        if fields.max_bytes == Some(BUDGET) && fields.remedy.contains(env::MAX_BYTES) {
             self.0.store(true, Ordering::Relaxed);
         }
     }

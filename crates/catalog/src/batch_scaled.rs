@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::kind::{DEFAULT_BASE, DEFAULT_CEILING};
 use crate::remedy::Origins;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
-use crate::telemetry::{EvictionListener, Source};
+use crate::telemetry::{Listener, Source};
 
 /// The default kind: a base capacity for free entries, plus what live runs and
 /// reservations hold, never above a ceiling.
@@ -96,7 +96,7 @@ impl BatchScaledCatalog {
         base: NonZeroUsize,
         max: NonZeroUsize,
         limits: Limits,
-        listener: Option<Arc<dyn EvictionListener>>,
+        listener: Option<Arc<dyn Listener>>,
         log_keys: bool,
         name: &str,
     ) -> Self {
@@ -105,10 +105,10 @@ impl BatchScaledCatalog {
 }
 
 impl Default for BatchScaledCatalog {
-    /// The default configuration: base [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY)
-    /// (1,000), ceiling [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY)
-    /// (1,000,000), budget [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES) (128 MiB),
-    /// retention [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN) (10 minutes).
+    /// The default configuration: base [`defaults::CAPACITY`](crate::defaults::CAPACITY)
+    /// (1,000), ceiling [`defaults::MAX_CAPACITY`](crate::defaults::MAX_CAPACITY)
+    /// (1,000,000), budget [`defaults::MAX_BYTES`](crate::defaults::MAX_BYTES) (128 MiB),
+    /// retention [`defaults::RETAIN`](crate::defaults::RETAIN) (10 minutes).
     fn default() -> Self {
         let origins = Origins::constructed("BatchScaledCatalog::new", Source::Default);
         Self::from_parts(DEFAULT_BASE, DEFAULT_CEILING, Limits::DEFAULT, None, false, DEFAULT_NAME).origins(origins)

@@ -1,40 +1,44 @@
-//! What an entry costs in memory, and the limits beside a catalog's entry count: a
-//! byte budget, and how long free keys beyond the base are kept.
+//! How a byte budget counts memory, and reads and writes byte counts: what a
+//! catalog's budget ([`CatalogBuilder::max_bytes`](crate::CatalogBuilder::max_bytes))
+//! and the SDK's engine budget share.
 //!
 //! An entry's cost is counted from what it holds, not measured: the `lru` crate's node
-//! (digest, options and two links) as the allocator hands it out, its slot in the
-//! hash table at the table's lowest load (just after it doubled), and the key's heap
-//! string when it is too long to be stored inline. Counting the table at its lowest
-//! load keeps the count an upper bound whatever the table's size; the `memory` example
-//! checks it against resident memory.
+//! (digest, options and two links) as the allocator hands it out ([`chunk`]), its slot
+//! in the hash table at the table's lowest load (just after it doubled), and the key's
+//! heap string when it is too long to be stored inline ([`heap_bytes`]). Counting the
+//! table at its lowest load keeps the count an upper bound whatever the table's size;
+//! the `memory` example checks it against resident memory.
+//!
+//! # Examples
+//!
+//! ```
+//! use idempotency_catalog::budget::{MIN_MAX_BYTES, parse_bytes, show_bytes};
+//!
+//! let budget = parse_bytes("64MiB").unwrap();
+//! assert!(budget >= MIN_MAX_BYTES);
+//! assert_eq!(show_bytes(budget), "64MiB");
+//! ```
 
 use std::mem::size_of;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
+use crate::defaults;
 use crate::digest::Digest;
 use crate::key_options::KeyOptions;
 
-/// The byte budget of a batch-scaled catalog built by [`CatalogBuilder`] when none is
-/// given: 128 MiB, which holds a run of 1,000,000 keys of up to 22 bytes (119 bytes
-/// each), the default entry ceiling, and bounds one of long keys to the same memory.
-///
-/// [`CatalogBuilder`]: crate::CatalogBuilder
-pub const DEFAULT_MAX_BYTES: usize = 128 << 20;
-
-/// How long a batch-scaled catalog built by [`CatalogBuilder`] keeps a free key that
-/// newer free keys pushed out of its base, when none is given: ten minutes.
-///
-/// Keys made outside any run are usually used within the request or job that made
-/// them, seconds later; ten minutes covers a slow job with a wide margin, while at a
-/// steady 1,000 keys a second it holds about 600,000 keys (some 72 MB, within
-/// [`DEFAULT_MAX_BYTES`]).
-///
-/// [`CatalogBuilder`]: crate::CatalogBuilder
-pub const DEFAULT_RETAIN: Duration = Duration::from_secs(600);
-
 /// The smallest byte budget accepted: 64 KiB, some thirty of the longest keys the SDK
 /// makes. A smaller one is a unit mistake (`64` for `64MiB`), not a budget.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::CatalogBuilder;
+/// use idempotency_catalog::budget::MIN_MAX_BYTES;
+///
+/// assert!(CatalogBuilder::new().max_bytes(MIN_MAX_BYTES).build().is_ok());
+/// assert!(CatalogBuilder::new().max_bytes(MIN_MAX_BYTES - 1).build().is_err());
+/// ```
 pub const MIN_MAX_BYTES: usize = 64 << 10;
 
 /// What a catalog is bounded by besides its entry count.
@@ -50,11 +54,19 @@ pub(crate) struct Limits {
 impl Limits {
     /// A batch-scaled catalog's limits under the default configuration.
     pub(crate) const DEFAULT: Limits =
-        Limits { max_bytes: NonZeroUsize::new(DEFAULT_MAX_BYTES), retain: Some(DEFAULT_RETAIN) };
+        Limits { max_bytes: NonZeroUsize::new(defaults::MAX_BYTES), retain: Some(defaults::RETAIN) };
 }
 
-/// The size of an allocation of `n` bytes as glibc's allocator hands it out: a header
-/// of 8 bytes, rounded up to 16, at least 32.
+/// The size of an allocation of `n` bytes as glibc's allocator hands it out (its
+/// "chunk"): a header of 8 bytes, rounded up to 16, at least 32.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::budget::chunk;
+///
+/// assert_eq!((chunk(0), chunk(24), chunk(25), chunk(100)), (32, 32, 48, 112));
+/// ```
 pub const fn chunk(n: usize) -> usize {
     let size = (n + 8).div_ceil(16) * 16;
     if size < 32 { 32 } else { size }
@@ -83,7 +95,18 @@ pub(crate) fn retained_bytes(options: &KeyOptions) -> usize {
     RETAINED_ENTRY + heap_bytes(options)
 }
 
-/// The bytes a long key's shared string takes on the heap (0 for a key stored inline).
+/// The bytes a long key's shared string takes on the heap (0 for a key stored inline,
+/// up to 22 bytes).
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::budget::heap_bytes;
+/// use idempotency_catalog::{KeyOptions, Scope};
+///
+/// assert_eq!(heap_bytes(&KeyOptions::new("item-42", Scope::Global)), 0);
+/// assert_eq!(heap_bytes(&KeyOptions::new(&"k".repeat(2_048), Scope::Global)), 2_080);
+/// ```
 #[inline]
 pub fn heap_bytes(options: &KeyOptions) -> usize {
     // A long key is one shared `Arc<str>`: two counters and the tagged text.
@@ -93,7 +116,18 @@ pub fn heap_bytes(options: &KeyOptions) -> usize {
     }
 }
 
-/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB`.
+/// Parses a byte count: digits, optionally followed by `KiB`, `MiB` or `GiB`; `None`
+/// for anything else (no spaces, decimals or other units) and on overflow.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::budget::parse_bytes;
+///
+/// assert_eq!(parse_bytes("65536"), Some(65_536));
+/// assert_eq!(parse_bytes("64KiB"), Some(65_536));
+/// assert_eq!(parse_bytes("64MB"), None);
+/// ```
 pub fn parse_bytes(text: &str) -> Option<usize> {
     let (digits, shift) = [("GiB", 30), ("MiB", 20), ("KiB", 10), ("", 0)]
         .into_iter()
@@ -102,6 +136,26 @@ pub fn parse_bytes(text: &str) -> Option<usize> {
         return None;
     }
     digits.parse::<usize>().ok()?.checked_mul(1 << shift)
+}
+
+/// A byte count as [`parse_bytes`] reads it: `16MiB` when it is a whole number of
+/// them, else the number of bytes. For messages that name a budget.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::budget::show_bytes;
+///
+/// assert_eq!(show_bytes(16 << 20), "16MiB");
+/// assert_eq!(show_bytes(100_000), "100000");
+/// ```
+pub fn show_bytes(n: usize) -> String {
+    for (suffix, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
+        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
+            return format!("{}{suffix}", n >> shift);
+        }
+    }
+    n.to_string()
 }
 
 #[cfg(test)]

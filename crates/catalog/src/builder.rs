@@ -4,29 +4,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::batch_scaled::BatchScaledCatalog;
-use crate::budget::{self, DEFAULT_RETAIN, Limits, MIN_MAX_BYTES};
+use crate::budget::{self, Limits, MIN_MAX_BYTES};
 use crate::catalog::Catalog;
+use crate::defaults;
+use crate::env;
 use crate::error::Error;
+#[cfg(feature = "redis")]
+use crate::fleet::{Redis, RedisCatalog};
 use crate::kind::{CatalogKind, DEFAULT_BASE, DEFAULT_CEILING};
 use crate::lru::LruCatalog;
 use crate::remedy::Origins;
 use crate::store::DEFAULT_NAME;
-use crate::telemetry::{EvictionListener, Source};
+use crate::telemetry::{Listener, Source};
 use crate::ttl::Ttl;
 use crate::unbounded::UnboundedCatalog;
-
-/// The variable that picks the catalog kind: `lru`, `unbounded` or `batch-scaled`.
-pub const ENV_KIND: &str = "IDEMPOTENCY_CATALOG_KIND";
-/// The variable that sets the capacity (the base capacity of a batch-scaled catalog).
-pub const ENV_CAPACITY: &str = "IDEMPOTENCY_CATALOG_CAPACITY";
-/// The variable that sets the ceiling of a batch-scaled catalog.
-pub const ENV_MAX_CAPACITY: &str = "IDEMPOTENCY_CATALOG_MAX_CAPACITY";
-/// The variable that sets the byte budget: a number of bytes, optionally with a `KiB`,
-/// `MiB` or `GiB` suffix (`64MiB`).
-pub const ENV_MAX_BYTES: &str = "IDEMPOTENCY_CATALOG_MAX_BYTES";
-/// The variable that sets how long a batch-scaled catalog keeps free keys past its
-/// base: `30s`, `10m`, `2h`, `1d`, or `0s` for not at all.
-pub const ENV_RETAIN: &str = "IDEMPOTENCY_CATALOG_RETAIN";
 
 /// Builds a catalog of any kind, from code, from the environment, or both.
 ///
@@ -38,11 +29,11 @@ pub const ENV_RETAIN: &str = "IDEMPOTENCY_CATALOG_RETAIN";
 ///
 /// | setting | builder | variable | default | applies to |
 /// |---|---|---|---|---|
-/// | kind | [`kind`](Self::kind) | [`ENV_KIND`] | `batch-scaled` | every kind |
-/// | capacity | [`capacity`](Self::capacity) | [`ENV_CAPACITY`] | [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) | `lru`, `batch-scaled` (its base) |
-/// | ceiling | [`max_capacity`](Self::max_capacity) | [`ENV_MAX_CAPACITY`] | [`DEFAULT_MAX_CAPACITY`](crate::DEFAULT_MAX_CAPACITY), or the capacity if larger | `batch-scaled` |
-/// | byte budget | [`max_bytes`](Self::max_bytes) | [`ENV_MAX_BYTES`] | [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES) for `batch-scaled`, none for the others | every kind |
-/// | retention of free keys past the base | [`retain`](Self::retain) | [`ENV_RETAIN`] | [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN) | `batch-scaled` |
+/// | kind | [`kind`](Self::kind) | [`env::KIND`] | `batch-scaled` | every kind |
+/// | capacity | [`capacity`](Self::capacity) | [`env::CAPACITY`] | [`defaults::CAPACITY`](crate::defaults::CAPACITY) | `lru`, `batch-scaled` (its base) |
+/// | ceiling | [`max_capacity`](Self::max_capacity) | [`env::MAX_CAPACITY`] | [`defaults::MAX_CAPACITY`](crate::defaults::MAX_CAPACITY), or the capacity if larger | `batch-scaled` |
+/// | byte budget | [`max_bytes`](Self::max_bytes) | [`env::MAX_BYTES`] | [`defaults::MAX_BYTES`](crate::defaults::MAX_BYTES) for `batch-scaled`, none for the others | every kind |
+/// | retention of free keys past the base | [`retain`](Self::retain) | [`env::RETAIN`] | [`defaults::RETAIN`](crate::defaults::RETAIN) | `batch-scaled` |
 ///
 /// Nothing is checked until [`build`](Self::build), which reports the first bad value
 /// naming where it came from (the variable or the builder method) and what is accepted.
@@ -75,12 +66,12 @@ pub struct CatalogBuilder {
     max_bytes: Option<usize>,
     retain: Option<Duration>,
     env: Env,
-    listener: Option<Arc<dyn EvictionListener>>,
+    listener: Option<Arc<dyn Listener>>,
     log_keys: bool,
     name: Option<String>,
-    /// The handle to put the catalog in front of, and whether in async mode.
+    /// The handle to put the catalog in front of, and how (sync or async mode).
     #[cfg(feature = "redis")]
-    redis: Option<(crate::fleet::Redis, bool)>,
+    redis: Option<(Redis, InFront)>,
 }
 
 /// The variables as read, checked only when they decide a setting.
@@ -99,8 +90,8 @@ impl CatalogBuilder {
         Self::default()
     }
 
-    /// A builder that falls back on the process environment ([`ENV_KIND`],
-    /// [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`], [`ENV_MAX_BYTES`], [`ENV_RETAIN`]) for
+    /// A builder that falls back on the process environment ([`env::KIND`],
+    /// [`env::CAPACITY`], [`env::MAX_CAPACITY`], [`env::MAX_BYTES`], [`env::RETAIN`]) for
     /// every setting no builder call makes.
     /// Values are checked by [`build`](Self::build); one that is not unicode is
     /// refused there, naming the variable.
@@ -112,11 +103,11 @@ impl CatalogBuilder {
     /// returns a variable's value or `None` when it is unset.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
         let env = Env {
-            kind: lookup(ENV_KIND),
-            capacity: lookup(ENV_CAPACITY),
-            max_capacity: lookup(ENV_MAX_CAPACITY),
-            max_bytes: lookup(ENV_MAX_BYTES),
-            retain: lookup(ENV_RETAIN),
+            kind: lookup(env::KIND),
+            capacity: lookup(env::CAPACITY),
+            max_capacity: lookup(env::MAX_CAPACITY),
+            max_bytes: lookup(env::MAX_BYTES),
+            retain: lookup(env::RETAIN),
         };
         CatalogBuilder { env, ..Self::default() }
     }
@@ -139,7 +130,7 @@ impl CatalogBuilder {
     /// Sets the byte budget: the entries' memory, counted per entry from what it holds,
     /// never exceeds it; at the budget the oldest entries are evicted (counted, and
     /// warned about naming the budget). At least 64 KiB; applies to every kind, beside
-    /// an entry capacity or ceiling. Default: [`DEFAULT_MAX_BYTES`](crate::DEFAULT_MAX_BYTES)
+    /// an entry capacity or ceiling. Default: [`defaults::MAX_BYTES`](crate::defaults::MAX_BYTES)
     /// for a batch-scaled catalog, none for the other kinds.
     ///
     /// # Examples
@@ -162,7 +153,7 @@ impl CatalogBuilder {
     /// any run or batch) that newer free keys pushed out of its base: until then it is
     /// kept, within the ceiling and the byte budget, and dropping it for room is an
     /// eviction; after, it is released. `Duration::ZERO` keeps none: the base is an LRU.
-    /// Applies to no other kind. Default: [`DEFAULT_RETAIN`](crate::DEFAULT_RETAIN).
+    /// Applies to no other kind. Default: [`defaults::RETAIN`](crate::defaults::RETAIN).
     ///
     /// # Examples
     ///
@@ -194,7 +185,7 @@ impl CatalogBuilder {
 
     /// Sets a hook called for every eviction.
     #[must_use]
-    pub fn listener(mut self, listener: impl EvictionListener + 'static) -> Self {
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
@@ -215,9 +206,8 @@ impl CatalogBuilder {
     /// ```
     #[cfg(feature = "redis")]
     #[must_use]
-    pub fn redis(mut self, redis: crate::fleet::Redis) -> Self {
-        self.redis = Some((redis, false));
-        self
+    pub fn redis(self, redis: Redis) -> Self {
+        self.in_front_of(redis, RedisCatalog::new)
     }
 
     /// As [`redis`](Self::redis), for a catalog used from async code (feature
@@ -246,8 +236,14 @@ impl CatalogBuilder {
     /// ```
     #[cfg(feature = "tokio")]
     #[must_use]
-    pub fn redis_async(mut self, redis: crate::fleet::Redis) -> Self {
-        self.redis = Some((redis, true));
+    pub fn redis_async(self, redis: Redis) -> Self {
+        self.in_front_of(redis, RedisCatalog::new_async)
+    }
+
+    /// The catalog in front of `redis`, made by `in_front` (sync or async mode).
+    #[cfg(feature = "redis")]
+    fn in_front_of(mut self, redis: Redis, in_front: InFront) -> Self {
+        self.redis = Some((redis, in_front));
         self
     }
 
@@ -293,22 +289,17 @@ impl CatalogBuilder {
     ///
     /// As [`build`](Self::build), and [`Error::InvalidConfig`] when no handle was given.
     #[cfg(feature = "redis")]
-    pub fn build_redis(mut self) -> Result<Arc<crate::fleet::RedisCatalog>, Error> {
-        let Some((redis, background)) = self.redis.take() else {
+    pub fn build_redis(mut self) -> Result<Arc<RedisCatalog>, Error> {
+        let Some((redis, in_front)) = self.redis.take() else {
             return Err(Error::config(
                 "CatalogBuilder::build_redis",
                 "",
                 "no Redis handle: call CatalogBuilder::redis first",
             ));
         };
-        self.redis = Some((redis.clone(), background));
+        self.redis = Some((redis.clone(), in_front));
         let local = self.build_local()?;
-        #[cfg(feature = "tokio")]
-        if background {
-            return Ok(Arc::new(crate::fleet::RedisCatalog::new_async(local, &redis)?));
-        }
-        let _ = background;
-        Ok(Arc::new(crate::fleet::RedisCatalog::new(local, &redis)))
+        Ok(Arc::new(in_front(local, &redis)?))
     }
 
     /// The catalog in this process: the whole catalog, or the one in front of Redis.
@@ -317,7 +308,7 @@ impl CatalogBuilder {
             (Some(kind), _) => kind,
             (None, Some(raw)) => raw
                 .parse()
-                .map_err(|_| Error::config(ENV_KIND, raw, "expected one of `lru`, `unbounded`, `batch-scaled`"))?,
+                .map_err(|_| Error::config(env::KIND, raw, "expected one of `lru`, `unbounded`, `batch-scaled`"))?,
             (None, None) => CatalogKind::default(),
         };
         let code_only = |value: Option<String>, method: &'static str| match value {
@@ -326,7 +317,7 @@ impl CatalogBuilder {
         };
         let shown = |n: Option<usize>| n.map(|n| n.to_string());
         let max_bytes = || max_bytes(self.max_bytes, &self.env.max_bytes);
-        let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, ENV_CAPACITY);
+        let capacity = || setting(self.capacity, CAPACITY, &self.env.capacity, env::CAPACITY);
         let (listener, log_keys) = (self.listener.clone(), self.log_keys);
         let name = self.name.as_deref().unwrap_or(DEFAULT_NAME);
         // Where each setting comes from, by the same rule as its value.
@@ -359,7 +350,7 @@ impl CatalogBuilder {
             }
             CatalogKind::BatchScaled => {
                 let base = capacity()?.map_or(DEFAULT_BASE, |(n, _)| n);
-                let max = match setting(self.max_capacity, MAX_CAPACITY, &self.env.max_capacity, ENV_MAX_CAPACITY)? {
+                let max = match setting(self.max_capacity, MAX_CAPACITY, &self.env.max_capacity, env::MAX_CAPACITY)? {
                     Some((max, source)) if max < base => {
                         return Err(Error::config(
                             source,
@@ -397,6 +388,10 @@ fn source(code: bool, env: bool) -> Source {
     }
 }
 
+/// How a catalog is put in front of Redis: [`RedisCatalog`]'s sync or async constructor.
+#[cfg(feature = "redis")]
+type InFront = fn(Arc<dyn Catalog>, &Redis) -> Result<RedisCatalog, Error>;
+
 const CAPACITY: &str = "CatalogBuilder::capacity";
 const MAX_CAPACITY: &str = "CatalogBuilder::max_capacity";
 const MAX_BYTES: &str = "CatalogBuilder::max_bytes";
@@ -413,19 +408,19 @@ fn max_bytes(code: Option<usize>, env: &Option<String>) -> Result<Option<NonZero
     }
     let Some(raw) = env else { return Ok(None) };
     budget::parse_bytes(raw).filter(|n| *n >= MIN_MAX_BYTES).and_then(NonZeroUsize::new).map(Some).ok_or_else(|| {
-        Error::config(ENV_MAX_BYTES, raw, expected(", optionally with a KiB, MiB or GiB suffix (64MiB)"))
+        Error::config(env::MAX_BYTES, raw, expected(", optionally with a KiB, MiB or GiB suffix (64MiB)"))
     })
 }
 
 /// The retention from the variable, else the default; `None` for `0s`.
 fn retain(env: &Option<String>) -> Result<Option<Duration>, Error> {
-    let Some(raw) = env else { return Ok(Some(DEFAULT_RETAIN)) };
+    let Some(raw) = env else { return Ok(Some(defaults::RETAIN)) };
     if Ttl::wire_millis(raw) == Some(0) {
         return Ok(None);
     }
     raw.parse::<Ttl>().map(|ttl| Some(Duration::from(ttl))).map_err(|_| {
         Error::config(
-            ENV_RETAIN,
+            env::RETAIN,
             raw,
             "expected a duration such as 30s, 10m, 2h or 1d, or 0s to keep no free key past the capacity",
         )
@@ -478,7 +473,7 @@ impl fmt::Debug for CatalogBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
+    use crate::defaults;
 
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
@@ -492,22 +487,22 @@ mod tests {
     #[test]
     fn unset_means_the_default() {
         let catalog = build(&[]).unwrap();
-        assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::BatchScaled, Some(DEFAULT_CAPACITY)));
+        assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::BatchScaled, Some(defaults::CAPACITY)));
     }
 
     #[test]
     fn every_kind_is_read_from_the_environment() {
         for kind in CatalogKind::ALL {
-            assert_eq!(build(&[(ENV_KIND, kind.as_str())]).unwrap().kind(), kind);
+            assert_eq!(build(&[(env::KIND, kind.as_str())]).unwrap().kind(), kind);
         }
-        let catalog = build(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "6235")]).unwrap();
+        let catalog = build(&[(env::KIND, "lru"), (env::CAPACITY, "6235")]).unwrap();
         assert_eq!(catalog.capacity(), Some(6_235));
     }
 
     #[test]
     fn bad_numbers_name_the_variable_the_value_and_the_range() {
         for bad in ["abc", "0", "-5", "1e3", "+5", " 5", "5 ", "1_000", "99999999999999999999999", "٣"] {
-            for var in [ENV_CAPACITY, ENV_MAX_CAPACITY] {
+            for var in [env::CAPACITY, env::MAX_CAPACITY] {
                 let err = build(&[(var, bad)]).unwrap_err().to_string();
                 assert!(
                     err.starts_with(&format!("invalid {var} {bad:?}: expected a whole number from 1 to ")),
@@ -515,13 +510,13 @@ mod tests {
                 );
             }
         }
-        let err = build(&[(ENV_CAPACITY, "")]).unwrap_err().to_string();
+        let err = build(&[(env::CAPACITY, "")]).unwrap_err().to_string();
         assert!(err.contains("unset the variable to use the default"), "{err}");
     }
 
     #[test]
     fn a_bad_kind_lists_what_is_accepted() {
-        let err = build(&[(ENV_KIND, "LRU")]).unwrap_err().to_string();
+        let err = build(&[(env::KIND, "LRU")]).unwrap_err().to_string();
         assert_eq!(
             err,
             r#"invalid IDEMPOTENCY_CATALOG_KIND "LRU": expected one of `lru`, `unbounded`, `batch-scaled`"#
@@ -530,7 +525,7 @@ mod tests {
 
     #[test]
     fn a_ceiling_below_the_base_is_refused() {
-        let err = build(&[(ENV_CAPACITY, "1000"), (ENV_MAX_CAPACITY, "500")]).unwrap_err().to_string();
+        let err = build(&[(env::CAPACITY, "1000"), (env::MAX_CAPACITY, "500")]).unwrap_err().to_string();
         assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_MAX_CAPACITY "500": expected at least the capacity, 1000"#);
     }
 
@@ -544,25 +539,27 @@ mod tests {
 
     #[test]
     fn variables_that_do_not_apply_to_the_kind_are_not_read() {
-        let catalog = build(&[(ENV_KIND, "unbounded"), (ENV_CAPACITY, "5000"), (ENV_MAX_CAPACITY, "x")]).unwrap();
+        let catalog = build(&[(env::KIND, "unbounded"), (env::CAPACITY, "5000"), (env::MAX_CAPACITY, "x")]).unwrap();
         assert_eq!(catalog.kind(), CatalogKind::Unbounded);
-        let catalog =
-            CatalogBuilder::from_env_with(env(&[(ENV_CAPACITY, "5000")])).kind(CatalogKind::Unbounded).build().unwrap();
+        let catalog = CatalogBuilder::from_env_with(env(&[(env::CAPACITY, "5000")]))
+            .kind(CatalogKind::Unbounded)
+            .build()
+            .unwrap();
         assert_eq!(catalog.capacity(), None);
-        let catalog = build(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "7"), (ENV_MAX_CAPACITY, "1")]).unwrap();
+        let catalog = build(&[(env::KIND, "lru"), (env::CAPACITY, "7"), (env::MAX_CAPACITY, "1")]).unwrap();
         assert_eq!(catalog.capacity(), Some(7));
     }
 
     #[test]
     fn builder_calls_override_the_environment_setting_by_setting() {
-        let vars = env(&[(ENV_KIND, "LRU"), (ENV_CAPACITY, "abc"), (ENV_MAX_CAPACITY, "50000")]);
+        let vars = env(&[(env::KIND, "LRU"), (env::CAPACITY, "abc"), (env::MAX_CAPACITY, "50000")]);
         let catalog = CatalogBuilder::from_env_with(vars).kind(CatalogKind::BatchScaled).capacity(7).build().unwrap();
         assert_eq!((catalog.kind(), catalog.capacity()), (CatalogKind::BatchScaled, Some(7)));
         // The ceiling was not overridden: the variable decides it.
         let _room = catalog.reserve(100_000);
         assert_eq!(catalog.capacity(), Some(50_000));
         // A variable checked against a builder value names the variable.
-        let vars = env(&[(ENV_MAX_CAPACITY, "500")]);
+        let vars = env(&[(env::MAX_CAPACITY, "500")]);
         let err = CatalogBuilder::from_env_with(vars).capacity(1_000).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid IDEMPOTENCY_CATALOG_MAX_CAPACITY "500": expected at least the capacity, 1000"#);
     }
@@ -571,12 +568,12 @@ mod tests {
     fn the_byte_budget_is_read_with_its_suffixes_and_bad_values_are_named() {
         for (raw, bytes) in [("65536", 65_536), ("64KiB", 64 << 10), ("64MiB", 64 << 20), ("2GiB", 2 << 30)] {
             for kind in CatalogKind::ALL {
-                let vars = [(ENV_KIND, kind.as_str()), (ENV_MAX_BYTES, raw)];
+                let vars = [(env::KIND, kind.as_str()), (env::MAX_BYTES, raw)];
                 assert_eq!(build(&vars).unwrap().stats().max_bytes, Some(bytes), "{kind} {raw}");
             }
         }
         for bad in ["", "64MB", "64 MiB", "1024", "0", "-1", "1.5GiB", "64mib"] {
-            let err = build(&[(ENV_MAX_BYTES, bad)]).unwrap_err().to_string();
+            let err = build(&[(env::MAX_BYTES, bad)]).unwrap_err().to_string();
             assert_eq!(
                 err,
                 format!(
@@ -588,7 +585,7 @@ mod tests {
         let err = CatalogBuilder::new().max_bytes(1_000).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid CatalogBuilder::max_bytes "1000": expected a number of bytes from 65536 (64KiB)"#);
         // The builder call wins over the variable, which is then not read.
-        let catalog = CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "x")])).max_bytes(1 << 20).build().unwrap();
+        let catalog = CatalogBuilder::from_env_with(env(&[(env::MAX_BYTES, "x")])).max_bytes(1 << 20).build().unwrap();
         assert_eq!(catalog.stats().max_bytes, Some(1 << 20));
     }
 
@@ -602,10 +599,10 @@ mod tests {
             catalog.stats().retained
         };
         assert_eq!(retained(&[]), 2, "retained by default");
-        assert_eq!(retained(&[(ENV_RETAIN, "10m")]), 2);
-        assert_eq!(retained(&[(ENV_RETAIN, "0s")]), 0, "0s keeps none");
+        assert_eq!(retained(&[(env::RETAIN, "10m")]), 2);
+        assert_eq!(retained(&[(env::RETAIN, "0s")]), 0, "0s keeps none");
         for bad in ["", "10", "10 m", "1h30m", "-5s", "ten"] {
-            let err = build(&[(ENV_RETAIN, bad)]).unwrap_err().to_string();
+            let err = build(&[(env::RETAIN, bad)]).unwrap_err().to_string();
             assert_eq!(
                 err,
                 format!(
@@ -615,7 +612,7 @@ mod tests {
             );
         }
         // Not read for the other kinds; refused as a builder call.
-        assert!(build(&[(ENV_KIND, "lru"), (ENV_RETAIN, "bad")]).is_ok());
+        assert!(build(&[(env::KIND, "lru"), (env::RETAIN, "bad")]).is_ok());
         for kind in [CatalogKind::Lru, CatalogKind::Unbounded] {
             let err = CatalogBuilder::new().kind(kind).retain(Duration::from_secs(1)).build().unwrap_err().to_string();
             assert_eq!(
@@ -625,14 +622,14 @@ mod tests {
         }
         // The builder call wins, and zero keeps none.
         let catalog =
-            CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, "bad")])).retain(Duration::ZERO).build().unwrap();
+            CatalogBuilder::from_env_with(env(&[(env::RETAIN, "bad")])).retain(Duration::ZERO).build().unwrap();
         assert_eq!(catalog.kind(), CatalogKind::BatchScaled);
     }
 
     #[test]
     fn a_large_base_lifts_the_default_ceiling() {
-        let catalog = CatalogBuilder::new().capacity(DEFAULT_MAX_CAPACITY * 2).build().unwrap();
+        let catalog = CatalogBuilder::new().capacity(defaults::MAX_CAPACITY * 2).build().unwrap();
         let _room = catalog.reserve(10);
-        assert_eq!(catalog.capacity(), Some(DEFAULT_MAX_CAPACITY * 2));
+        assert_eq!(catalog.capacity(), Some(defaults::MAX_CAPACITY * 2));
     }
 }

@@ -2,6 +2,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::digest::Digest;
+use crate::implement::{ReservationId, Reservations};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::telemetry::{Forgotten, Limit, Stats};
@@ -10,7 +11,9 @@ use crate::telemetry::{Forgotten, Limit, Stats};
 /// policy and eviction telemetry.
 ///
 /// Every method takes `&self`: a catalog is meant to be shared between threads, usually
-/// as an `Arc<dyn Catalog>`. The trait is object safe.
+/// as an `Arc<dyn Catalog>`. The trait is object safe. What only [`Reservation`] calls
+/// is in its supertrait, [`Reservations`], for implementors (see
+/// [`implement`](crate::implement)).
 ///
 /// Entries are either held by a live [`Reservation`] (a batch being built, or a run:
 /// see [`Reservation`]) or free. What a catalog may drop depends on its kind; what a
@@ -30,17 +33,11 @@ use crate::telemetry::{Forgotten, Limit, Stats};
 /// assert_eq!(catalog.stats().hits, 1);
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
-pub trait Catalog: Send + Sync + fmt::Debug {
+pub trait Catalog: Reservations + Send + Sync + fmt::Debug {
     /// Records `options` for `digest`, held by no reservation, replacing what was
     /// there. May evict older free entries when the catalog is full; every eviction is
     /// counted, passed to the eviction listener and covered by a `tracing` warning.
     fn register(&self, digest: Digest, options: KeyOptions);
-
-    /// Records `options` for `digest`, held by the live reservation `holder` until it
-    /// ends (see [`Reservation::register`], the usual way to call this). A `holder`
-    /// that has ended, or that this catalog did not open, holds nothing: the entry is
-    /// registered as by [`register`](Self::register).
-    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions);
 
     /// The options recorded for `digest`, if still held. Counts a hit or a miss.
     ///
@@ -91,15 +88,6 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     /// returned guard is dropped; see [`Reservation`].
     fn reserve(&self, additional: usize) -> Reservation<'_>;
 
-    /// Opens a reservation and returns its id and its shortfall. For implementors and
-    /// for [`Reservation`]; call [`reserve`](Self::reserve) or [`Reservation::shared`]
-    /// instead, which close it when dropped.
-    fn open_reservation(&self, additional: usize) -> (ReservationId, usize);
-
-    /// Ends the reservation `id`, releasing what it held. For implementors and for
-    /// [`Reservation`]'s `Drop`; an unknown or ended `id` is ignored.
-    fn close_reservation(&self, id: ReservationId);
-
     /// What the catalog remembers of `digest` if it dropped it without being asked to
     /// (evicted at a limit, or released when its retention ended): the limit, and the
     /// eviction count at the time, so that a batch can say whether an item lost its
@@ -144,22 +132,6 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     fn remedy(&self, limit: Limit) -> Option<String> {
         let _ = limit;
         None
-    }
-}
-
-/// Names a live reservation of one catalog; see [`Catalog::register_held`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ReservationId(u64);
-
-impl ReservationId {
-    /// An id with the number `n`, for implementors of [`Catalog`].
-    pub const fn new(n: u64) -> Self {
-        ReservationId(n)
-    }
-
-    /// The id's number.
-    pub const fn get(self) -> u64 {
-        self.0
     }
 }
 
@@ -248,7 +220,7 @@ impl<'a> Reservation<'a> {
     }
 
     /// Registers `options` for `digest`, held until this reservation ends; see
-    /// [`Catalog::register_held`].
+    /// [`Reservations::register_held`].
     pub fn register(&self, digest: Digest, options: KeyOptions) {
         self.catalog.get().register_held(self.id, digest, options);
     }
@@ -258,7 +230,7 @@ impl<'a> Reservation<'a> {
         self.catalog.get()
     }
 
-    /// This reservation's id.
+    /// This reservation's id, for [`Reservations::register_held`].
     pub fn id(&self) -> ReservationId {
         self.id
     }
@@ -316,7 +288,7 @@ impl Drop for Reservation<'_> {
 impl fmt::Debug for Reservation<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Reservation")
-            .field("id", &self.id.0)
+            .field("id", &self.id.get())
             .field("requested", &self.requested)
             .field("shortfall", &self.shortfall)
             .finish_non_exhaustive()

@@ -106,9 +106,7 @@ mod tests {
 
     #[test]
     fn error_is_small_and_thread_safe() {
-        fn assert_send_sync<T: Send + Sync + 'static>() {}
-        assert_send_sync::<Error>();
-        assert!(std::mem::size_of::<Error>() <= 80, "{}", std::mem::size_of::<Error>());
+        testkit::assert_small_and_thread_safe::<Error>(80);
     }
 
     #[test]

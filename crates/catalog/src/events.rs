@@ -15,17 +15,17 @@ use crate::error::shown;
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::remedy::{self, Origins, Values};
-use crate::telemetry::{EvictionListener, Limit, RemovalCause, Source};
+use crate::telemetry::{Limit, Listener, RemovalCause, Source};
 
 /// The listener, if any, and whether it has been disabled by a panic.
 pub(crate) struct ListenerSlot {
-    listener: Option<Arc<dyn EvictionListener>>,
+    listener: Option<Arc<dyn Listener>>,
     disabled: AtomicBool,
     panics: AtomicU64,
 }
 
 impl ListenerSlot {
-    pub(crate) fn new(listener: Option<Arc<dyn EvictionListener>>) -> Self {
+    pub(crate) fn new(listener: Option<Arc<dyn Listener>>) -> Self {
         ListenerSlot { listener, disabled: AtomicBool::new(false), panics: AtomicU64::new(0) }
     }
 
@@ -342,7 +342,7 @@ mod tests {
         panic_on_fault: bool,
     }
 
-    impl EvictionListener for Counting {
+    impl Listener for Counting {
         fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {
             self.evictions.fetch_add(1, Ordering::Relaxed);
         }
@@ -456,7 +456,7 @@ mod tests {
         panics: bool,
     }
 
-    impl EvictionListener for OnFault {
+    impl Listener for OnFault {
         fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
         #[allow(clippy::panic)] // the failure under test
         fn on_fault(&self, fault: &crate::telemetry::Fault) {
@@ -468,7 +468,7 @@ mod tests {
     }
 
     fn notify_three_faults(listener: &Arc<OnFault>) -> (ListenerSlot, String) {
-        let slot = ListenerSlot::new(Some(Arc::clone(listener) as Arc<dyn EvictionListener>));
+        let slot = ListenerSlot::new(Some(Arc::clone(listener) as Arc<dyn Listener>));
         let fault = crate::telemetry::Fault {
             store: "redis://127.0.0.1:6379/".to_owned(),
             operation: "connect",

@@ -4,19 +4,14 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::defaults;
 use crate::error::{Error, shown};
 
-/// The default capacity, the reference SDK's figure (its 4.4 LRU held 1,000 entries).
-pub const DEFAULT_CAPACITY: usize = 1_000;
-/// The default ceiling of a batch-scaled catalog: about 115 MB of entries at most
-/// (see `docs/performance.md`).
-pub const DEFAULT_MAX_CAPACITY: usize = 1_000_000;
-
-/// [`DEFAULT_CAPACITY`] as the type the catalogs take.
-pub(crate) const DEFAULT_BASE: NonZeroUsize = NonZeroUsize::new(DEFAULT_CAPACITY).expect("1,000 is not zero");
-/// [`DEFAULT_MAX_CAPACITY`] as the type the catalogs take.
+/// [`defaults::CAPACITY`] as the type the catalogs take.
+pub(crate) const DEFAULT_BASE: NonZeroUsize = NonZeroUsize::new(defaults::CAPACITY).expect("1,000 is not zero");
+/// [`defaults::MAX_CAPACITY`] as the type the catalogs take.
 pub(crate) const DEFAULT_CEILING: NonZeroUsize =
-    NonZeroUsize::new(DEFAULT_MAX_CAPACITY).expect("1,000,000 is not zero");
+    NonZeroUsize::new(defaults::MAX_CAPACITY).expect("1,000,000 is not zero");
 
 /// Which capacity policy a catalog follows.
 ///
@@ -52,7 +47,7 @@ impl CatalogKind {
     /// Every kind.
     pub const ALL: [CatalogKind; 3] = [CatalogKind::Lru, CatalogKind::Unbounded, CatalogKind::BatchScaled];
 
-    /// The name accepted by [`ENV_KIND`](crate::ENV_KIND).
+    /// The name accepted by [`env::KIND`](crate::env::KIND).
     pub const fn as_str(self) -> &'static str {
         match self {
             CatalogKind::Lru => "lru",

@@ -20,20 +20,27 @@
 //! Runs and batches are [`Reservation`]s: what they register through
 //! [`Reservation::register`] is kept until they end, then released (counted in
 //! [`Stats::released`], logged at `DEBUG`). Every eviction that drops metadata that
-//! may still be needed is counted in [`Stats::evicted`], passed to an
-//! [`EvictionListener`] with its [`RemovalCause`], and covered by a `tracing` `WARN`
+//! may still be needed is counted in [`Stats::evicted`], passed to the catalog's
+//! [`Listener`] with its [`RemovalCause`], and covered by a `tracing` `WARN`
 //! event (the first at once, later ones summarised; select them with
 //! `RUST_LOG=idempotency_catalog=warn`).
 //!
-//! Configure with [`CatalogBuilder`], or from the environment: [`ENV_KIND`],
-//! [`ENV_CAPACITY`], [`ENV_MAX_CAPACITY`].
+//! Configure with [`CatalogBuilder`], or from the environment: [`env::KIND`],
+//! [`env::CAPACITY`], [`env::MAX_CAPACITY`] …; what is set neither way takes its
+//! value from [`defaults`].
+//!
+//! Beside the types above, the modules: [`env`](mod@env) and [`defaults`] (the variables read
+//! and the default of each setting), [`budget`] (how a byte budget counts memory),
+//! [`implement`] (for implementors of [`Catalog`]) and, with feature `redis`, `fleet`
+//! (the handle, the catalog on Redis, the connection stores build on, and
+//! `fleet::layout`, the name of every key written).
 //!
 //! # Features
 //!
 //! | feature | default | what it adds | cost |
 //! |---|---|---|---|
 //! | `metrics` | no | counters and gauges on the [`metrics`](https://docs.rs/metrics) facade, labelled by kind and [`CatalogBuilder::name`] (names in `docs/telemetry.md`); install the recorder before building catalogs | the `metrics` crate; a few atomic adds per operation |
-//! | `redis` | no | fleet mode: `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on Redis 7, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate's sync client, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, a few at startup to check the server's configuration |
+//! | `redis` | no | fleet mode (module `fleet`): `Redis`, `RedisBuilder` and `RedisCatalog`, one catalog shared by every process on Redis 7, with a local catalog in front (`docs/fleet.md`) | the [`redis`](https://docs.rs/redis) crate's sync client, and `url` and `sha2`, which `redis` and the SDK build anyway; a round trip per 1,024 registrations and per local miss, a few at startup to check the server's configuration |
 //! | `tokio` | no | `redis`, and async forms of every call that touches the network: `RedisBuilder::build_async`, `CatalogBuilder::redis_async` (writes sent from a task of the catalog's own), `RedisCatalog::prefetch_async` and `flush_async` | `tokio` and `futures-util`, and the `redis` crate's tokio support |
 //! | `cluster` | no | `redis` on a Redis Cluster, found from any node's URL, sync and (with `tokio`) async: commands routed by slot, `MOVED`/`ASK` followed, failovers waited out | `crc16`; a round trip per master at startup |
 //! | `tls` | no | `redis` over TLS (`rediss://`), with a CA file and a client certificate if asked: `RedisBuilder::tls_ca`, `tls_client_cert` | `rustls` with `ring` (a C compiler to build), `tokio-rustls`, `rustls-native-certs` |
@@ -65,15 +72,18 @@
 #![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch_scaled;
-mod budget;
+pub mod budget;
 mod builder;
 mod catalog;
+pub mod defaults;
 mod digest;
+pub mod env;
 mod error;
 mod events;
 #[cfg(feature = "redis")]
-mod fleet;
+pub mod fleet;
 mod global;
+pub mod implement;
 mod key_options;
 mod kind;
 mod ledger;
@@ -87,37 +97,20 @@ mod ttl;
 mod unbounded;
 
 pub use batch_scaled::BatchScaledCatalog;
-pub use budget::{DEFAULT_MAX_BYTES, DEFAULT_RETAIN};
-pub use builder::{CatalogBuilder, ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
-pub use catalog::{Catalog, Reservation, ReservationId};
+pub use builder::CatalogBuilder;
+pub use catalog::{Catalog, Reservation};
 pub use digest::Digest;
 pub use error::{Error, shown};
 #[cfg(feature = "redis")]
-pub use fleet::{
-    DEFAULT_REDIS_CATALOG_TTL, DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_DURABILITY_TIMEOUT,
-    DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE, DEFAULT_REDIS_PREFIX, DEFAULT_REDIS_RUN_TTL, Durability,
-    ENV_REDIS_CATALOG_TTL, ENV_REDIS_DURABILITY, ENV_REDIS_FAILOVER_WINDOW, ENV_REDIS_PREFIX, ENV_REDIS_RUN_TTL,
-    ENV_REDIS_TLS_CA, ENV_REDIS_TLS_CERT, ENV_REDIS_TLS_KEY, ENV_REDIS_URL, REDIS_RECONNECT_PAUSE, Redis, RedisBuilder,
-    RedisCatalog, RedisConnection,
-};
+pub use fleet::{Redis, RedisBuilder, RedisCatalog};
 pub use global::{default_catalog, set_default_catalog};
 pub use key_options::KeyOptions;
-pub use kind::{CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_CAPACITY};
+pub use kind::CatalogKind;
 pub use lru::LruCatalog;
 pub use scope::Scope;
-pub use telemetry::{EvictionListener, Fault, FaultKind, Forgotten, Limit, RemovalCause, Source, Sources, Stats};
+pub use telemetry::{Fault, FaultKind, Forgotten, Limit, Listener, RemovalCause, Source, Sources, Stats};
 pub use ttl::Ttl;
 pub use unbounded::UnboundedCatalog;
-
-/// Not public API: what the SDK crate shares with this one.
-#[doc(hidden)]
-pub mod __private {
-    pub use crate::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes};
-    pub use crate::error::shown;
-    #[cfg(feature = "redis")]
-    pub use crate::fleet::server_error_of;
-    pub use crate::remedy::{bytes as show_bytes, duration as show_duration};
-}
 
 /// The crate's README, compiled and run as a doctest so that its example stays true.
 #[doc = include_str!("../README.md")]

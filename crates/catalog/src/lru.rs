@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::kind::DEFAULT_BASE;
 use crate::remedy::Origins;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
-use crate::telemetry::{EvictionListener, Source};
+use crate::telemetry::{Listener, Source};
 
 /// A catalog with a fixed capacity that evicts the least recently used entry when full:
 /// the reference SDK's behaviour (capacity 1,000), made visible.
@@ -62,7 +62,7 @@ impl LruCatalog {
     pub(crate) fn from_parts(
         capacity: NonZeroUsize,
         limits: Limits,
-        listener: Option<Arc<dyn EvictionListener>>,
+        listener: Option<Arc<dyn Listener>>,
         log_keys: bool,
         name: &str,
     ) -> Self {
@@ -71,7 +71,7 @@ impl LruCatalog {
 }
 
 impl Default for LruCatalog {
-    /// A catalog of [`DEFAULT_CAPACITY`](crate::DEFAULT_CAPACITY) (1,000) entries, the
+    /// A catalog of [`defaults::CAPACITY`](crate::defaults::CAPACITY) (1,000) entries, the
     /// reference SDK's figure.
     fn default() -> Self {
         Self::from_parts(DEFAULT_BASE, Limits::default(), None, false, DEFAULT_NAME)

@@ -6,7 +6,8 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::builder::{ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES, ENV_MAX_CAPACITY, ENV_RETAIN};
+use crate::budget::show_bytes;
+use crate::env;
 use crate::kind::CatalogKind;
 use crate::telemetry::{Limit, Source, Sources};
 
@@ -83,11 +84,11 @@ pub(crate) fn remedy(limit: Limit, values: Values, origins: &Origins) -> String 
     let base = values.capacity.map_or_else(|| "none".to_owned(), |n| n.to_string());
     match limit {
         Limit::Entries => {
-            let mut text = raise("capacity", ENV_CAPACITY, origins.capacity, &base);
+            let mut text = raise("capacity", env::CAPACITY, origins.capacity, &base);
             if values.kind == CatalogKind::Lru {
                 let switch = match (origins.kind.source, origins.kind.reads_env) {
                     (_, false) => "BatchScaledCatalog".to_owned(),
-                    (Source::Env, _) => format!("{ENV_KIND}=batch-scaled"),
+                    (Source::Env, _) => format!("{}=batch-scaled", env::KIND),
                     _ => "CatalogBuilder::kind(CatalogKind::BatchScaled)".to_owned(),
                 };
                 let _ = write!(text, ", or use a batch-scaled catalog, which keeps a run's keys ({switch})");
@@ -96,14 +97,14 @@ pub(crate) fn remedy(limit: Limit, values: Values, origins: &Origins) -> String 
         }
         Limit::Ceiling => {
             let ceiling = values.ceiling.map_or_else(|| "none".to_owned(), |n| n.to_string());
-            raise("ceiling", ENV_MAX_CAPACITY, origins.max_capacity, &ceiling)
+            raise("ceiling", env::MAX_CAPACITY, origins.max_capacity, &ceiling)
         }
         Limit::Bytes => {
-            let budget = values.max_bytes.map_or_else(|| "none".to_owned(), bytes);
-            raise("byte budget", ENV_MAX_BYTES, origins.max_bytes, &budget)
+            let budget = values.max_bytes.map_or_else(|| "none".to_owned(), show_bytes);
+            raise("byte budget", env::MAX_BYTES, origins.max_bytes, &budget)
         }
         Limit::Retention => match values.retain {
-            Some(retain) => raise("retention", ENV_RETAIN, origins.retain, &duration(retain)),
+            Some(retain) => raise("retention", env::RETAIN, origins.retain, &duration(retain)),
             None => keeps_none(origins.retain, &base),
         },
     }
@@ -126,13 +127,14 @@ fn raise(setting: &str, variable: &str, origin: Origin, now: &str) -> String {
 /// The remedy when no retention is kept: what turned it off, and how to turn it on.
 fn keeps_none(origin: Origin, base: &str) -> String {
     let run = "or register keys through a run (Sdk::with_run, Reservation::register)";
+    let variable = env::RETAIN;
     match (origin.source, origin.reads_env) {
         (Source::Env, _) => format!(
-            "{ENV_RETAIN}=0s keeps no free key past the base of {base}: set it to a duration such as 10m, or unset it \
+            "{variable}=0s keeps no free key past the base of {base}: set it to a duration such as 10m, or unset it \
              for the default (10m); {run}"
         ),
         (_, true) => format!(
-            "{}(0s) in code keeps no free key past the base of {base}: give it a duration such as 10m ({ENV_RETAIN} \
+            "{}(0s) in code keeps no free key past the base of {base}: give it a duration such as 10m ({variable} \
              is not read while code sets it); {run}",
             origin.call
         ),
@@ -144,18 +146,8 @@ fn keeps_none(origin: Origin, base: &str) -> String {
     }
 }
 
-/// A byte count as the variable takes it: `16MiB` when it is a whole number of them.
-pub fn bytes(n: usize) -> String {
-    for (suffix, shift) in [("GiB", 30), ("MiB", 20), ("KiB", 10)] {
-        if n >= 1 << shift && n.is_multiple_of(1 << shift) {
-            return format!("{}{suffix}", n >> shift);
-        }
-    }
-    n.to_string()
-}
-
 /// A duration as the variable takes it: `10m`, `2h`, `90s`.
-pub fn duration(d: Duration) -> String {
+fn duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (suffix, unit) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
         if secs >= unit && secs.is_multiple_of(unit) {
@@ -172,7 +164,7 @@ mod tests {
     #[test]
     fn quantities_are_written_as_the_variables_take_them() {
         assert_eq!(
-            (bytes(16 << 20), bytes(1 << 30), bytes(65_536), bytes(100_000)),
+            (show_bytes(16 << 20), show_bytes(1 << 30), show_bytes(65_536), show_bytes(100_000)),
             ("16MiB".into(), "1GiB".into(), "64KiB".into(), "100000".into())
         );
         let d = |s| duration(Duration::from_secs(s));

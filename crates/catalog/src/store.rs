@@ -21,15 +21,15 @@ use lru::LruCache;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::budget::{self, Limits};
-use crate::catalog::ReservationId;
 use crate::digest::Digest;
 use crate::events::{self, EvictionLog, EvictionSummary, ListenerSlot, WarnContext};
+use crate::implement::ReservationId;
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::ledger::Ledger;
 use crate::meter::Meter;
 use crate::remedy::{Origins, Values};
-use crate::telemetry::{EvictionListener, Forgotten, Limit, RemovalCause, Stats};
+use crate::telemetry::{Forgotten, Limit, Listener, RemovalCause, Stats};
 
 /// How the capacity moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -417,7 +417,7 @@ impl Store {
     pub(crate) fn new(
         policy: Policy,
         limits: Limits,
-        listener: Option<Arc<dyn EvictionListener>>,
+        listener: Option<Arc<dyn Listener>>,
         log_keys: bool,
         name: &str,
     ) -> Self {
@@ -922,17 +922,26 @@ macro_rules! delegate_catalog {
             }
         }
 
-        impl $crate::Catalog for $ty {
-            fn register(&self, digest: $crate::Digest, options: $crate::KeyOptions) {
-                self.store.register(None, digest, options)
+        impl $crate::implement::Reservations for $ty {
+            fn open_reservation(&self, additional: usize) -> ($crate::implement::ReservationId, usize) {
+                self.store.open(additional)
+            }
+            fn close_reservation(&self, id: $crate::implement::ReservationId) {
+                self.store.close(id)
             }
             fn register_held(
                 &self,
-                holder: $crate::ReservationId,
+                holder: $crate::implement::ReservationId,
                 digest: $crate::Digest,
                 options: $crate::KeyOptions,
             ) {
                 self.store.register(Some(holder), digest, options)
+            }
+        }
+
+        impl $crate::Catalog for $ty {
+            fn register(&self, digest: $crate::Digest, options: $crate::KeyOptions) {
+                self.store.register(None, digest, options)
             }
             fn get(&self, digest: &$crate::Digest) -> Option<$crate::KeyOptions> {
                 self.store.get(digest)
@@ -961,12 +970,6 @@ macro_rules! delegate_catalog {
             }
             fn reserve(&self, additional: usize) -> $crate::Reservation<'_> {
                 $crate::Reservation::new(self, additional)
-            }
-            fn open_reservation(&self, additional: usize) -> ($crate::ReservationId, usize) {
-                self.store.open(additional)
-            }
-            fn close_reservation(&self, id: $crate::ReservationId) {
-                self.store.close(id)
             }
             fn forgotten(&self, digest: &$crate::Digest) -> Option<$crate::Forgotten> {
                 self.store.forgotten(digest)

@@ -1,4 +1,4 @@
-//! What a catalog tells its users: counters, removal causes and the eviction listener
+//! What a catalog tells its users: counters, removal causes and the [`Listener`]
 //! hook. The `tracing` events and their rate limiting are in `events`.
 
 use serde::{Deserialize, Serialize};
@@ -36,13 +36,15 @@ pub enum RemovalCause {
 
 impl RemovalCause {
     /// Whether the catalog dropped the entry on its own while it may still have been
-    /// needed. Only these causes reach an [`EvictionListener`] and the warnings.
+    /// needed. Only these causes reach a [`Listener`] and the warnings.
     pub const fn was_evicted(self) -> bool {
         matches!(self, RemovalCause::Capacity)
     }
 }
 
-/// A hook called for every eviction, after the catalog's lock is released.
+/// A hook told of what a catalog loses: every eviction ([`on_evict`](Self::on_evict)),
+/// and, for a catalog or engine on Redis (feature `redis`), every failed operation
+/// ([`on_fault`](Self::on_fault)). Called after the catalog's lock is released.
 ///
 /// Because the lock is released, a listener may call back into the catalog. A listener
 /// that panics is disabled, and the panic is reported once as an `ERROR` event and in
@@ -72,7 +74,7 @@ impl RemovalCause {
 /// assert_eq!(evicted.load(Ordering::Relaxed), 1);
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
-pub trait EvictionListener: Send + Sync {
+pub trait Listener: Send + Sync {
     /// Called once per evicted entry with the options it held and why it left.
     fn on_evict(&self, digest: &Digest, options: &KeyOptions, cause: RemovalCause);
 
@@ -85,7 +87,7 @@ pub trait EvictionListener: Send + Sync {
 }
 
 /// A failed operation on a shared store: what was being done, what kind of failure,
-/// and the store's message. See [`EvictionListener::on_fault`].
+/// and the store's message. See [`Listener::on_fault`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Fault {
@@ -146,7 +148,7 @@ impl FaultKind {
     }
 }
 
-impl<F> EvictionListener for F
+impl<F> Listener for F
 where
     F: Fn(&Digest, &KeyOptions, RemovalCause) + Send + Sync,
 {
@@ -222,7 +224,7 @@ pub struct Stats {
     /// `RedisBuilder::listener` (feature `redis`).
     pub listener_panics: u64,
     /// Operations on the shared store that failed (feature `redis`): errors, timeouts,
-    /// out-of-memory rejections. Each is passed to [`EvictionListener::on_fault`] and
+    /// out-of-memory rejections. Each is passed to [`Listener::on_fault`] and
     /// covered by a warning. Always 0 for a catalog that lives in this process.
     pub faults: u64,
     /// Registrations that never reached the shared store: queued while it failed (or,

@@ -2,7 +2,7 @@ use std::sync::Arc;
 
 use crate::budget::Limits;
 use crate::store::{DEFAULT_NAME, Policy, Store, delegate_catalog};
-use crate::telemetry::EvictionListener;
+use crate::telemetry::Listener;
 
 /// A catalog that never evicts: the reference SDK's behaviour since 4.5, where every
 /// key of a run is kept until the run ends.
@@ -43,12 +43,7 @@ impl UnboundedCatalog {
         Self::from_parts(Limits::default(), None, false, DEFAULT_NAME)
     }
 
-    pub(crate) fn from_parts(
-        limits: Limits,
-        listener: Option<Arc<dyn EvictionListener>>,
-        log_keys: bool,
-        name: &str,
-    ) -> Self {
+    pub(crate) fn from_parts(limits: Limits, listener: Option<Arc<dyn Listener>>, log_keys: bool, name: &str) -> Self {
         UnboundedCatalog { store: Store::new(Policy::Unbounded, limits, listener, log_keys, name) }
     }
 }

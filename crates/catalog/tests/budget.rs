@@ -9,19 +9,13 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{
-    Catalog, CatalogBuilder, CatalogKind, DEFAULT_CAPACITY, DEFAULT_MAX_BYTES, DEFAULT_RETAIN, Digest, KeyOptions,
-    Scope,
-};
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, KeyOptions, Scope, defaults};
 use proptest::prelude::*;
+use support::digest;
+
+mod support;
 
 const BUDGET: usize = 64 << 10;
-
-fn digest(i: u32) -> Digest {
-    let mut bytes = [0u8; 32];
-    bytes[..4].copy_from_slice(&i.to_be_bytes());
-    Digest::from_bytes(bytes)
-}
 
 fn options(i: u32, len: usize) -> KeyOptions {
     let key = format!("{i}-{}", "k".repeat(len));
@@ -113,10 +107,10 @@ fn a_loss_at_the_budget_warns_naming_the_budget_and_how_to_raise_it() {
 #[test]
 fn the_default_configuration_has_a_budget_and_a_retention() {
     let stats = CatalogBuilder::new().build().unwrap().stats();
-    assert_eq!(stats.max_bytes, Some(DEFAULT_MAX_BYTES));
+    assert_eq!(stats.max_bytes, Some(defaults::MAX_BYTES));
     // A run of 1,000,000 short keys, the default ceiling, fits the default budget.
-    assert!(1_000_000 * KeyOptions::new("item-1234567", Scope::Global).entry_bytes() <= DEFAULT_MAX_BYTES);
-    assert!(DEFAULT_RETAIN >= Duration::from_secs(60));
+    assert!(1_000_000 * KeyOptions::new("item-1234567", Scope::Global).entry_bytes() <= defaults::MAX_BYTES);
+    assert!(defaults::RETAIN >= Duration::from_secs(60));
     // An LRU or an unbounded catalog has no budget unless given one.
     for kind in [CatalogKind::Lru, CatalogKind::Unbounded] {
         assert_eq!(CatalogBuilder::new().kind(kind).build().unwrap().stats().max_bytes, None);
@@ -208,10 +202,10 @@ fn a_steady_stream_outside_runs_stays_within_the_budget_and_memory_returns_to_th
     assert!(most > 10_000, "the stream was retained while it ran ({most} at most)");
     thread::sleep(Duration::from_millis(300));
     let stats = catalog.stats();
-    assert_eq!((stats.len, stats.retained), (DEFAULT_CAPACITY, 0));
-    assert_eq!(stats.bytes, DEFAULT_CAPACITY * options(0, 4).entry_bytes());
+    assert_eq!((stats.len, stats.retained), (defaults::CAPACITY, 0));
+    assert_eq!(stats.bytes, defaults::CAPACITY * options(0, 4).entry_bytes());
     assert_eq!(stats.registered, 1_000_000);
-    assert_eq!(stats.released + stats.evicted, 1_000_000 - DEFAULT_CAPACITY as u64);
+    assert_eq!(stats.released + stats.evicted, 1_000_000 - defaults::CAPACITY as u64);
 }
 
 #[test]

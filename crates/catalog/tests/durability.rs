@@ -7,8 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{Catalog, CatalogBuilder, Digest, Durability, FaultKind, KeyOptions, RedisBuilder, Scope};
+use idempotency_catalog::{
+    Catalog, CatalogBuilder, Digest, FaultKind, KeyOptions, RedisBuilder, Scope, fleet::Durability,
+};
+use support::entry_key;
 use testkit::RedisServer;
+
+mod support;
 
 /// A master and a replica of it, the replica in sync (its first full sync at once, not
 /// after Redis's default 5 s).
@@ -54,10 +59,8 @@ fn writes_wait_for_the_replica_and_fail_naming_the_master_when_it_stops_acknowle
     assert_eq!(waits(&master), 1, "one WAIT for the pipeline");
     catalog.get(&Digest::from_bytes([1; 32]));
     assert_eq!(waits(&master), 1, "reads wait for nothing");
-    let replicated: Option<String> = redis::cmd("GET")
-        .arg(format!("idempotency:key:{}", Digest::from_bytes([1; 32])))
-        .query(&mut replica.client())
-        .unwrap();
+    let replicated: Option<String> =
+        redis::cmd("GET").arg(entry_key(&Digest::from_bytes([1; 32]))).query(&mut replica.client()).unwrap();
     assert!(replicated.is_some_and(|v| v.ends_with(":global:item-1")), "on the replica once acknowledged");
 
     // `none` sends no WAIT, and says at build what it costs where there are replicas.

@@ -4,15 +4,18 @@
 #![cfg(feature = "redis")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{
-    Catalog, CatalogBuilder, Digest, Error, EvictionListener, Fault, FaultKind, KeyOptions, Redis, RedisBuilder,
-    RemovalCause, Scope,
+    Catalog, CatalogBuilder, Digest, Error, Fault, FaultKind, KeyOptions, Listener, Redis, RedisBuilder, RemovalCause,
+    Scope,
 };
 use proptest::prelude::*;
+use support::{Faults, entries, entry_key};
 use testkit::RedisServer;
+
+mod support;
 
 /// Where nothing listens: every connect is refused at once.
 const REFUSED: &str = "127.0.0.1:1";
@@ -195,9 +198,9 @@ fn a_database_number_in_the_url_is_selected() {
     catalog.flush().unwrap();
     let mut conn = server.client();
     redis::cmd("SELECT").arg(3).query::<()>(&mut conn).unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("idempotency:key:*").query(&mut conn).unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(entries()).query(&mut conn).unwrap();
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert_eq!(server.count("idempotency:key:*"), 0, "nothing in db 0");
+    assert_eq!(server.count(&entries()), 0, "nothing in db 0");
 }
 
 /// Builds a handle on `url`, with the `WARN` lines the build printed.
@@ -342,23 +345,6 @@ fn a_server_that_refuses_the_credentials_fails_the_build_at_once_naming_the_url(
     }
 }
 
-/// A listener that records the kind of every fault.
-#[derive(Clone, Default)]
-struct Faults(Arc<Mutex<Vec<FaultKind>>>);
-
-impl Faults {
-    fn kinds(&self) -> Vec<FaultKind> {
-        self.0.lock().unwrap().clone()
-    }
-}
-
-impl EvictionListener for Faults {
-    fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
-    fn on_fault(&self, fault: &Fault) {
-        self.0.lock().unwrap().push(fault.kind);
-    }
-}
-
 #[test]
 fn a_server_that_stalls_after_the_handshake_fails_the_build_within_the_connect_timeout() {
     // Answers the first command (PING) and nothing after: the checks share the deadline.
@@ -388,7 +374,7 @@ fn a_server_that_stalls_after_the_handshake_fails_the_build_within_the_connect_t
 #[test]
 fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() {
     let server = RedisServer::start(&DURABLE);
-    let env = |name: &str| (name == idempotency_catalog::ENV_REDIS_RUN_TTL).then(|| "2h".to_owned());
+    let env = |name: &str| (name == idempotency_catalog::env::REDIS_RUN_TTL).then(|| "2h".to_owned());
     let hour = Duration::from_secs(3_600);
     let redis = RedisBuilder::from_env_with(env).url(server.url()).build().unwrap();
     assert_eq!(redis.run_ttl(), 2 * hour);
@@ -396,8 +382,8 @@ fn the_run_ttl_comes_from_the_builder_call_then_the_variable_then_the_default() 
     assert_eq!(redis.run_ttl(), hour);
     assert!(format!("{redis:?}").contains("run_ttl: 3600s"), "{redis:?}");
     let redis = RedisBuilder::new(server.url()).build().unwrap();
-    assert_eq!(redis.run_ttl(), idempotency_catalog::DEFAULT_REDIS_RUN_TTL);
-    assert_eq!(idempotency_catalog::DEFAULT_REDIS_RUN_TTL, Duration::from_secs(86_400));
+    assert_eq!(redis.run_ttl(), idempotency_catalog::defaults::REDIS_RUN_TTL);
+    assert_eq!(idempotency_catalog::defaults::REDIS_RUN_TTL, Duration::from_secs(86_400));
     let err = RedisBuilder::new(server.url()).run_ttl(Duration::ZERO).build().unwrap_err().to_string();
     assert_eq!(err, r#"invalid RedisBuilder::run_ttl "0ns": expected at least 1 ms"#);
 }
@@ -429,10 +415,6 @@ fn fresh_catalog(server: &RedisServer) -> Arc<dyn Catalog> {
     CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build().unwrap()
 }
 
-fn entry_key(digest: &Digest) -> String {
-    format!("idempotency:key:{digest}")
-}
-
 /// What a fresh catalog makes of the value under `digest`'s key: its answer, its
 /// faults, and its warnings.
 fn read_back(server: &RedisServer, digest: &Digest) -> (Option<KeyOptions>, u64, Vec<String>) {
@@ -461,10 +443,38 @@ fn entries_written_by_one_catalog_are_read_by_another() {
     let options = KeyOptions::new(&"k".repeat(100_000), Scope::Global);
     writer.register(long, options.clone());
     writer.flush().unwrap();
-    assert_eq!(server.count("idempotency:key:*"), 2);
+    assert_eq!(server.count(&entries()), 2);
     let (found, faults, lines) = read_back(&server, &long);
     assert_eq!(found, Some(options));
     assert_eq!((faults, lines.len(), writer.stats().unshared), (0, 0, 0), "{lines:?}");
+}
+
+#[test]
+fn entries_around_the_length_of_a_first_read_are_read_back_whole() {
+    // `docs/fleet.md`: a first read takes at most 8,210 bytes of a value; one that fills
+    // it is read again whole. Keys from 8,185 to 8,204 bytes in every scope put a value
+    // at that length exactly, and on each side of it.
+    let server = RedisServer::start(&DURABLE);
+    let writer = fresh_catalog(&server);
+    let mut written = Vec::new();
+    for len in 8_185..8_205 {
+        for scope in Scope::ALL {
+            let digest = support::digest(u32::try_from(written.len()).unwrap());
+            let options = KeyOptions::new(&"k".repeat(len), scope);
+            writer.register(digest, options.clone());
+            written.push((digest, options));
+        }
+    }
+    writer.flush().unwrap();
+    for (digest, options) in &written {
+        let (found, faults, lines) = read_back(&server, digest);
+        assert!(found.as_ref() == Some(options), "get, a key of {} bytes, {}", options.key().len(), options.scope());
+        assert_eq!((faults, lines.len()), (0, 0), "{lines:?}");
+    }
+    let prefetching =
+        CatalogBuilder::new().redis(RedisBuilder::new(server.url()).build().unwrap()).build_redis().unwrap();
+    let digests: Vec<Digest> = written.iter().map(|(digest, _)| *digest).collect();
+    assert_eq!(prefetching.prefetch(&digests).unwrap(), written.len(), "prefetch");
 }
 
 #[test]
@@ -521,7 +531,7 @@ fn foreign_values_are_misses_counted_and_warned_naming_the_key() {
 /// A listener whose `on_fault` always panics.
 struct Panicking;
 
-impl EvictionListener for Panicking {
+impl Listener for Panicking {
     fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
     fn on_fault(&self, _: &Fault) {
         panic!("listener bug");
@@ -562,7 +572,7 @@ fn a_connection_the_server_closed_is_opened_again_and_the_call_goes_through() {
     catalog.register(Digest::from_bytes([11; 32]), KeyOptions::new("after a restart", Scope::Global));
     catalog.flush().unwrap();
     assert_eq!(redis.faults(), 0, "a closed connection opened again is not a fault");
-    assert_eq!(server.count("idempotency:key:*"), 3, "every write arrived");
+    assert_eq!(server.count(&entries()), 3, "every write arrived");
 
     // A server that is gone stays a fault: the second attempt fails too.
     server.kill();
@@ -608,7 +618,7 @@ fn registrations_queued_through_an_outage_go_out_in_several_pipelines_when_it_en
     server.restart();
     std::thread::sleep(Duration::from_millis(300)); // past the reconnect pause
     catalog.flush().unwrap();
-    assert_eq!(server.count("idempotency:key:*"), 25_000, "every queued registration arrived");
+    assert_eq!(server.count(&entries()), 25_000, "every queued registration arrived");
     catalog.flush().unwrap();
     assert_eq!(catalog.stats().unshared, 0);
 }

@@ -5,10 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use idempotency_catalog::{
-    DEFAULT_REDIS_CONNECT_TIMEOUT, DEFAULT_REDIS_IO_TIMEOUT, DEFAULT_REDIS_POOL_SIZE, REDIS_RECONNECT_PAUSE,
-    RedisBuilder,
-};
+use idempotency_catalog::{Redis, RedisBuilder, defaults};
 use testkit::RedisServer;
 
 /// A duration as the docs write it: `2 s`, `250 ms`.
@@ -34,16 +31,16 @@ fn default_cell(setting: &str) -> String {
 #[test]
 fn the_docs_say_the_defaults_the_constants_hold() {
     let docs = fleet_md();
-    assert_eq!(spoken(DEFAULT_REDIS_CONNECT_TIMEOUT), "2 s");
-    assert_eq!(spoken(DEFAULT_REDIS_IO_TIMEOUT), "5 s");
-    assert_eq!((DEFAULT_REDIS_POOL_SIZE, spoken(REDIS_RECONNECT_PAUSE).as_str()), (8, "250 ms"));
-    assert_eq!(default_cell("connect timeout"), spoken(DEFAULT_REDIS_CONNECT_TIMEOUT));
-    assert_eq!(default_cell("command timeout"), spoken(DEFAULT_REDIS_IO_TIMEOUT));
-    assert_eq!(default_cell("sync connections at most"), format!("{DEFAULT_REDIS_POOL_SIZE} (from 1)"));
+    assert_eq!(spoken(defaults::REDIS_CONNECT_TIMEOUT), "2 s");
+    assert_eq!(spoken(defaults::REDIS_IO_TIMEOUT), "5 s");
+    assert_eq!((defaults::REDIS_POOL_SIZE, spoken(Redis::RECONNECT_PAUSE).as_str()), (8, "250 ms"));
+    assert_eq!(default_cell("connect timeout"), spoken(defaults::REDIS_CONNECT_TIMEOUT));
+    assert_eq!(default_cell("command timeout"), spoken(defaults::REDIS_IO_TIMEOUT));
+    assert_eq!(default_cell("sync connections at most"), format!("{} (from 1)", defaults::REDIS_POOL_SIZE));
     for quoted in [
-        format!("calls fail at once for {} (`not reconnected yet: …`)", spoken(REDIS_RECONNECT_PAUSE)),
-        format!("`pool_size` at most ({DEFAULT_REDIS_POOL_SIZE} by default)"),
-        format!("an unreachable address fails here within {}", spoken(DEFAULT_REDIS_CONNECT_TIMEOUT)),
+        format!("calls fail at once for {} (`not reconnected yet: …`)", spoken(Redis::RECONNECT_PAUSE)),
+        format!("`pool_size` at most ({} by default)", defaults::REDIS_POOL_SIZE),
+        format!("an unreachable address fails here within {}", spoken(defaults::REDIS_CONNECT_TIMEOUT)),
     ] {
         assert!(docs.contains(&quoted), "docs/fleet.md does not say: {quoted}");
     }
@@ -53,7 +50,7 @@ fn the_docs_say_the_defaults_the_constants_hold() {
 fn by_default_a_silent_server_fails_the_build_after_the_default_connect_timeout() {
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let err = RedisBuilder::new(format!("redis://{}/", silent.local_addr().unwrap())).build().unwrap_err();
-    let expected = format!(": cannot connect: no answer within {DEFAULT_REDIS_CONNECT_TIMEOUT:?}");
+    let expected = format!(": cannot connect: no answer within {:?}", defaults::REDIS_CONNECT_TIMEOUT);
     assert!(err.to_string().ends_with(&expected), "{err}");
 }
 
@@ -66,7 +63,7 @@ fn by_default_a_paused_server_fails_a_call_after_the_default_command_timeout() {
     server.pause();
     let err = conn.query::<()>("ping", &redis::cmd("PING")).unwrap_err();
     server.resume();
-    assert!(err.to_string().ends_with(&format!("no answer within {DEFAULT_REDIS_IO_TIMEOUT:?}")), "{err}");
+    assert!(err.to_string().ends_with(&format!("no answer within {:?}", defaults::REDIS_IO_TIMEOUT)), "{err}");
 }
 
 #[test]
@@ -79,7 +76,7 @@ fn by_default_a_handle_opens_at_most_the_default_pool_of_sync_connections() {
         list.lines().count() - 1 // but this one
     };
     // Twice the pool, each call blocked on the server for a second.
-    let threads: Vec<_> = (0..2 * DEFAULT_REDIS_POOL_SIZE)
+    let threads: Vec<_> = (0..2 * defaults::REDIS_POOL_SIZE)
         .map(|i| {
             let conn = redis.connection();
             std::thread::spawn(move || {
@@ -97,8 +94,8 @@ fn by_default_a_handle_opens_at_most_the_default_pool_of_sync_connections() {
     for thread in threads {
         assert_eq!(thread.join().unwrap(), None);
     }
-    assert_eq!(most, DEFAULT_REDIS_POOL_SIZE, "connections open at once");
-    assert_eq!(clients(&mut admin), DEFAULT_REDIS_POOL_SIZE, "and kept open");
+    assert_eq!(most, defaults::REDIS_POOL_SIZE, "connections open at once");
+    assert_eq!(clients(&mut admin), defaults::REDIS_POOL_SIZE, "and kept open");
 }
 
 #[test]
@@ -111,7 +108,7 @@ fn after_a_failed_connect_calls_fail_at_once_for_the_reconnect_pause() {
     assert!(!first.contains("not reconnected yet"), "{first}");
     let second = conn.query::<()>("ping", &redis::cmd("PING")).unwrap_err().to_string();
     assert!(second.contains("not reconnected yet"), "{second}");
-    std::thread::sleep(REDIS_RECONNECT_PAUSE + Duration::from_millis(100));
+    std::thread::sleep(Redis::RECONNECT_PAUSE + Duration::from_millis(100));
     let after = conn.query::<()>("ping", &redis::cmd("PING")).unwrap_err().to_string();
     assert!(!after.contains("not reconnected yet"), "tried again after the pause: {after}");
 }

@@ -3,9 +3,7 @@
 //! error names its source, and valid input round-trips exactly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
-use idempotency_catalog::{
-    CatalogBuilder, CatalogKind, Digest, ENV_CAPACITY, ENV_KIND, ENV_MAX_CAPACITY, KeyOptions, Scope,
-};
+use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, KeyOptions, Scope, env};
 use proptest::prelude::*;
 
 /// Any string, with the traps made likely: empty, whitespace, digits, signs, huge
@@ -54,16 +52,16 @@ proptest! {
 
     #[test]
     fn any_environment_value_is_accepted_exactly_or_named_in_the_error(var_index in 0usize..3, value in nasty()) {
-        let var = [ENV_KIND, ENV_CAPACITY, ENV_MAX_CAPACITY][var_index];
+        let var = [env::KIND, env::CAPACITY, env::MAX_CAPACITY][var_index];
         let result = CatalogBuilder::from_env_with(|name| (name == var).then(|| value.clone())).build();
         match result {
             Ok(catalog) => match var {
-                ENV_KIND => prop_assert_eq!(catalog.kind().as_str(), value.as_str()),
+                env::KIND => prop_assert_eq!(catalog.kind().as_str(), value.as_str()),
                 _ => {
                     // Only plain decimal digits get through, and they mean what they say.
                     prop_assert!(!value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()), "{:?}", value);
                     let n: usize = value.parse().unwrap();
-                    if var == ENV_CAPACITY {
+                    if var == env::CAPACITY {
                         prop_assert_eq!(catalog.capacity(), Some(n));
                     }
                 }
@@ -99,7 +97,7 @@ fn huge_and_edge_capacities_are_exact_or_refused() {
     let cases: [(&str, bool); 6] =
         [("1", true), (max.as_str(), true), (over, false), ("0", false), ("00", false), ("007", true)];
     for (value, ok) in cases {
-        let result = CatalogBuilder::from_env_with(|name| (name == ENV_CAPACITY).then(|| value.to_owned())).build();
+        let result = CatalogBuilder::from_env_with(|name| (name == env::CAPACITY).then(|| value.to_owned())).build();
         assert_eq!(result.is_ok(), ok, "{value}");
     }
     // A huge capacity costs nothing until it is used, and a huge reservation is not

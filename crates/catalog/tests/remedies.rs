@@ -9,20 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_catalog::{
-    BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, Digest, ENV_CAPACITY, ENV_KIND, ENV_MAX_BYTES,
-    ENV_MAX_CAPACITY, ENV_RETAIN, KeyOptions, Limit, LruCatalog, Scope,
+    BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, KeyOptions, Limit, LruCatalog, Scope, env,
 };
+use support::{digest, lookup};
 
-fn digest(i: u32) -> Digest {
-    let mut bytes = [0u8; 32];
-    bytes[..4].copy_from_slice(&i.to_be_bytes());
-    Digest::from_bytes(bytes)
-}
-
-fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    move |name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-}
+mod support;
 
 /// What a workload does to a catalog.
 #[derive(Clone, Copy)]
@@ -89,7 +80,7 @@ fn cases() -> Vec<Case> {
             not: &["raise IDEMPOTENCY_CATALOG_CAPACITY"],
             followed: || lru().capacity(1_000).build().unwrap(),
             ignored: Some(|| {
-                CatalogBuilder::from_env_with(env(&[(ENV_CAPACITY, "5000")]))
+                CatalogBuilder::from_env_with(lookup(&[(env::CAPACITY, "5000")]))
                     .kind(CatalogKind::Lru)
                     .capacity(100)
                     .build()
@@ -101,11 +92,13 @@ fn cases() -> Vec<Case> {
             limit: Limit::Entries,
             source: "env",
             work: free,
-            low: || CatalogBuilder::from_env_with(env(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "100")])).build().unwrap(),
+            low: || {
+                CatalogBuilder::from_env_with(lookup(&[(env::KIND, "lru"), (env::CAPACITY, "100")])).build().unwrap()
+            },
             says: &["raise IDEMPOTENCY_CATALOG_CAPACITY (set to 100)", "IDEMPOTENCY_CATALOG_KIND=batch-scaled"],
             not: &["CatalogBuilder::capacity"],
             followed: || {
-                CatalogBuilder::from_env_with(env(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "1000")])).build().unwrap()
+                CatalogBuilder::from_env_with(lookup(&[(env::KIND, "lru"), (env::CAPACITY, "1000")])).build().unwrap()
             },
             ignored: None,
         },
@@ -114,11 +107,11 @@ fn cases() -> Vec<Case> {
             limit: Limit::Entries,
             source: "default",
             work: Work::Free { n: 2_000 },
-            low: || CatalogBuilder::from_env_with(env(&[(ENV_KIND, "lru")])).build().unwrap(),
+            low: || CatalogBuilder::from_env_with(lookup(&[(env::KIND, "lru")])).build().unwrap(),
             says: &["IDEMPOTENCY_CATALOG_CAPACITY or CatalogBuilder::capacity (the default, 1000)"],
             not: &[],
             followed: || {
-                CatalogBuilder::from_env_with(env(&[(ENV_KIND, "lru"), (ENV_CAPACITY, "2000")])).build().unwrap()
+                CatalogBuilder::from_env_with(lookup(&[(env::KIND, "lru"), (env::CAPACITY, "2000")])).build().unwrap()
             },
             ignored: None,
         },
@@ -144,7 +137,7 @@ fn cases() -> Vec<Case> {
             not: &["raise IDEMPOTENCY_CATALOG_MAX_CAPACITY"],
             followed: || CatalogBuilder::new().capacity(10).max_capacity(1_000).build().unwrap(),
             ignored: Some(|| {
-                CatalogBuilder::from_env_with(env(&[(ENV_MAX_CAPACITY, "5000")]))
+                CatalogBuilder::from_env_with(lookup(&[(env::MAX_CAPACITY, "5000")]))
                     .capacity(10)
                     .max_capacity(200)
                     .build()
@@ -156,11 +149,11 @@ fn cases() -> Vec<Case> {
             limit: Limit::Ceiling,
             source: "env",
             work: held,
-            low: || CatalogBuilder::from_env_with(env(&[(ENV_MAX_CAPACITY, "200")])).capacity(10).build().unwrap(),
+            low: || CatalogBuilder::from_env_with(lookup(&[(env::MAX_CAPACITY, "200")])).capacity(10).build().unwrap(),
             says: &["raise IDEMPOTENCY_CATALOG_MAX_CAPACITY (set to 200)"],
             not: &["CatalogBuilder::max_capacity"],
             followed: || {
-                CatalogBuilder::from_env_with(env(&[(ENV_MAX_CAPACITY, "1000")])).capacity(10).build().unwrap()
+                CatalogBuilder::from_env_with(lookup(&[(env::MAX_CAPACITY, "1000")])).capacity(10).build().unwrap()
             },
             ignored: None,
         },
@@ -172,7 +165,7 @@ fn cases() -> Vec<Case> {
             low: || CatalogBuilder::new().build().unwrap(),
             says: &["IDEMPOTENCY_CATALOG_MAX_CAPACITY or CatalogBuilder::max_capacity (the default, 1000000)"],
             not: &[],
-            followed: || CatalogBuilder::from_env_with(env(&[(ENV_MAX_CAPACITY, "1000100")])).build().unwrap(),
+            followed: || CatalogBuilder::from_env_with(lookup(&[(env::MAX_CAPACITY, "1000100")])).build().unwrap(),
             ignored: None,
         },
         Case {
@@ -197,7 +190,7 @@ fn cases() -> Vec<Case> {
             not: &["raise IDEMPOTENCY_CATALOG_MAX_BYTES"],
             followed: || CatalogBuilder::new().max_bytes(1 << 20).build().unwrap(),
             ignored: Some(|| {
-                CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "64MiB")])).max_bytes(64 << 10).build().unwrap()
+                CatalogBuilder::from_env_with(lookup(&[(env::MAX_BYTES, "64MiB")])).max_bytes(64 << 10).build().unwrap()
             }),
         },
         Case {
@@ -205,10 +198,10 @@ fn cases() -> Vec<Case> {
             limit: Limit::Bytes,
             source: "env",
             work: held,
-            low: || CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "64KiB")])).build().unwrap(),
+            low: || CatalogBuilder::from_env_with(lookup(&[(env::MAX_BYTES, "64KiB")])).build().unwrap(),
             says: &["raise IDEMPOTENCY_CATALOG_MAX_BYTES (set to 64KiB)"],
             not: &["CatalogBuilder::max_bytes"],
-            followed: || CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "1MiB")])).build().unwrap(),
+            followed: || CatalogBuilder::from_env_with(lookup(&[(env::MAX_BYTES, "1MiB")])).build().unwrap(),
             ignored: None,
         },
         Case {
@@ -220,7 +213,7 @@ fn cases() -> Vec<Case> {
             low: || CatalogBuilder::new().build().unwrap(),
             says: &["IDEMPOTENCY_CATALOG_MAX_BYTES or CatalogBuilder::max_bytes (the default, 128MiB)"],
             not: &[],
-            followed: || CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, "256MiB")])).build().unwrap(),
+            followed: || CatalogBuilder::from_env_with(lookup(&[(env::MAX_BYTES, "256MiB")])).build().unwrap(),
             ignored: None,
         },
         // The retention of free keys past a batch-scaled catalog's base, turned off.
@@ -234,7 +227,7 @@ fn cases() -> Vec<Case> {
             not: &["set it to a duration such as 10m, or unset"],
             followed: || CatalogBuilder::new().capacity(100).retain(Duration::from_secs(600)).build().unwrap(),
             ignored: Some(|| {
-                CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, "10m")]))
+                CatalogBuilder::from_env_with(lookup(&[(env::RETAIN, "10m")]))
                     .capacity(100)
                     .retain(Duration::ZERO)
                     .build()
@@ -246,11 +239,13 @@ fn cases() -> Vec<Case> {
             limit: Limit::Retention,
             source: "env",
             work: free,
-            low: || CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, "0s"), (ENV_CAPACITY, "100")])).build().unwrap(),
+            low: || {
+                CatalogBuilder::from_env_with(lookup(&[(env::RETAIN, "0s"), (env::CAPACITY, "100")])).build().unwrap()
+            },
             says: &["IDEMPOTENCY_CATALOG_RETAIN=0s keeps no free key past the base of 100"],
             not: &["CatalogBuilder::retain"],
             followed: || {
-                CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, "10m"), (ENV_CAPACITY, "100")])).build().unwrap()
+                CatalogBuilder::from_env_with(lookup(&[(env::RETAIN, "10m"), (env::CAPACITY, "100")])).build().unwrap()
             },
             ignored: None,
         },

@@ -10,12 +10,9 @@ use idempotency_catalog::{
     BatchScaledCatalog, Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, LruCatalog, RemovalCause,
     Reservation, Scope,
 };
+use support::digest;
 
-fn digest(i: u32) -> Digest {
-    let mut bytes = [0u8; 32];
-    bytes[..4].copy_from_slice(&i.to_be_bytes());
-    Digest::from_bytes(bytes)
-}
+mod support;
 
 fn options(i: u32) -> KeyOptions {
     KeyOptions::new(&format!("customer-{i}@example.com"), Scope::Global)

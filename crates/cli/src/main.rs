@@ -16,6 +16,7 @@ use std::io::{BufRead as _, Write as _};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use idempotency_sdk::catalog::fleet::layout;
 use idempotency_sdk::catalog::{RedisBuilder, RedisCatalog, shown};
 use idempotency_sdk::{
     Catalog as _, CatalogBuilder, Digest, IdempotencyKey, LocalEngine, ResetTarget, RunContext, RunId, RunRecord, Scope,
@@ -443,7 +444,8 @@ fn reset(args: &ResetArgs, json: bool) -> Result<u8, Failure> {
 }
 
 /// What `stats` counts, by where a key's name starts after the prefix.
-const KINDS: [(&str, &str); 3] = [("catalog_entries", "key:"), ("claims", "claim:"), ("run_records", "run:")];
+const KINDS: [(&str, &str); 3] =
+    [("catalog_entries", layout::ENTRY), ("claims", layout::CLAIM), ("run_records", layout::RUN)];
 
 /// `text` as a `SCAN MATCH` pattern that matches it literally.
 fn glob_escaped(text: &str) -> String {

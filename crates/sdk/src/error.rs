@@ -134,7 +134,7 @@ pub enum Error {
     /// claimed or created.
     #[error(
         "engine at its byte budget of {} (set by {origin}): a trigger of {items} item(s) needs {needed} more bytes; nothing was triggered; {remedy}",
-        idempotency_catalog::__private::show_bytes(*max_bytes)
+        idempotency_catalog::budget::show_bytes(*max_bytes)
     )]
     EngineFull {
         /// The budget.
@@ -168,9 +168,7 @@ mod tests {
 
     #[test]
     fn error_is_small_and_thread_safe() {
-        fn assert_send_sync<T: Send + Sync + 'static>() {}
-        assert_send_sync::<Error>();
-        assert!(std::mem::size_of::<Error>() <= 96, "{}", std::mem::size_of::<Error>());
+        testkit::assert_small_and_thread_safe::<Error>(96);
     }
 
     #[test]

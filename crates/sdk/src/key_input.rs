@@ -1,4 +1,4 @@
-use idempotency_catalog::{Catalog, Digest, KeyOptions, ReservationId, Scope};
+use idempotency_catalog::{Catalog, Digest, KeyOptions, Scope, implement::ReservationId};
 
 use crate::context::RunContext;
 use crate::error::{Error, shown};

@@ -7,9 +7,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use idempotency_catalog::{
-    Catalog, CatalogBuilder, CatalogKind, Digest, ENV_CAPACITY, ENV_MAX_BYTES, ENV_RETAIN, KeyOptions, RemovalCause,
-};
+use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, RemovalCause, env};
 use idempotency_sdk::{BatchReport, IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
 use proptest::prelude::*;
 
@@ -49,7 +47,7 @@ fn assert_adds_up(report: &BatchReport) {
 fn a_capacity_set_in_code_is_named_as_code_and_raising_it_there_keeps_every_option() {
     // The variable says 5,000, but code set 100: the code's value decides.
     let build = |capacity: usize| {
-        let catalog = CatalogBuilder::from_env_with(env(&[(ENV_CAPACITY, "5000")]))
+        let catalog = CatalogBuilder::from_env_with(env(&[(env::CAPACITY, "5000")]))
             .kind(CatalogKind::Lru)
             .capacity(capacity)
             .build()
@@ -74,7 +72,7 @@ fn the_byte_budget_that_bound_is_the_one_the_sdk_names() {
     // Inside a run the keys are held until the run ends; the budget (from the
     // environment) drops them, not the entry ceiling.
     let build = |budget: &str| {
-        let catalog = CatalogBuilder::from_env_with(env(&[(ENV_MAX_BYTES, budget)])).build().unwrap();
+        let catalog = CatalogBuilder::from_env_with(env(&[(env::MAX_BYTES, budget)])).build().unwrap();
         Sdk::new(catalog).with_run(RunContext::new("run_abc123", 1))
     };
     let (report, line) = keys_first(&build("64KiB"), 1_000, 200);
@@ -95,7 +93,7 @@ fn the_byte_budget_that_bound_is_the_one_the_sdk_names() {
 fn a_retention_turned_off_by_the_environment_is_named() {
     let build = |retain: &str| {
         let catalog =
-            CatalogBuilder::from_env_with(env(&[(ENV_RETAIN, retain), (ENV_CAPACITY, "100")])).build().unwrap();
+            CatalogBuilder::from_env_with(env(&[(env::RETAIN, retain), (env::CAPACITY, "100")])).build().unwrap();
         Sdk::new(catalog)
     };
     let (report, line) = keys_first(&build("0s"), 1_000, 0);

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use idempotency_catalog::{
-    CatalogBuilder, CatalogKind, Digest, EvictionListener, Fault, FaultKind, KeyOptions, RedisBuilder, RemovalCause,
+    CatalogBuilder, CatalogKind, Digest, Fault, FaultKind, KeyOptions, Listener, RedisBuilder, RemovalCause,
 };
 use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, RunHandle, RunId, Scope, Sdk, Ttl};
 use serde_json::json;
@@ -135,7 +135,7 @@ fn keys_minted_by_one_process_resolve_with_their_options_in_another() {
 #[derive(Clone, Default)]
 struct Faults(Arc<Mutex<Vec<FaultKind>>>);
 
-impl EvictionListener for Faults {
+impl Listener for Faults {
     fn on_evict(&self, _: &Digest, _: &KeyOptions, _: RemovalCause) {}
     fn on_fault(&self, fault: &Fault) {
         self.0.lock().unwrap().push(fault.kind);

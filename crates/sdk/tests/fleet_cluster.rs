@@ -225,7 +225,7 @@ fn an_evicting_policy_on_any_master_is_refused_naming_that_master() {
     assert!(masters.iter().all(|(master, _)| alone[0].contains(master.as_str())), "{alone:?}");
     let err = RedisBuilder::new(cluster.seed_url())
         .allow_evicting_policy()
-        .durability(idempotency_catalog::Durability::Replicas(1))
+        .durability(idempotency_catalog::fleet::Durability::Replicas(1))
         .build()
         .unwrap_err()
         .to_string();

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use idempotency_catalog::{CatalogBuilder, CatalogKind, Durability, Redis, RedisBuilder};
+use idempotency_catalog::{CatalogBuilder, CatalogKind, Redis, RedisBuilder, fleet::Durability};
 use idempotency_sdk::{Batch, ItemOptions, LocalEngine, RunHandle, RunId, Scope, Sdk, Ttl};
 use testkit::{ClusterOptions, RedisCluster};
 

@@ -153,7 +153,7 @@ fn eight_threads_of_batches_against_one_catalog_of_each_kind() {
             // Back to its base, but for the unrelated keys made outside any run, which
             // are kept for the retention time (and only those).
             assert!(stats.retained as u64 <= unrelated, "{} retained of {unrelated}", stats.retained);
-            let base = idempotency_catalog::DEFAULT_CAPACITY;
+            let base = idempotency_catalog::defaults::CAPACITY;
             assert_eq!(stats.capacity, Some(base + stats.retained), "back to its base and what it retains");
             // Live runs never held more than 8 batches' keys and room.
             assert!(stats.peak_len as u64 <= 1_000 + 8 * 20_000 + unrelated, "peak {}", stats.peak_len);

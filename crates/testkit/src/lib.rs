@@ -14,6 +14,7 @@
 //!   pipeline a client sends.
 //! - [`captured`]: what a global `tracing` fmt subscriber printed on this thread while
 //!   a closure ran, at every level.
+//! - [`assert_small_and_thread_safe`]: the check every crate's error type passes.
 //!
 //! The servers need `redis-server` and `redis-cli` on `PATH` (`apt-get install
 //! redis-server`), or another server binary named by [`SERVER_BINARY_VAR`]
@@ -37,3 +38,16 @@ pub use process::{SERVER_BINARY_VAR, server_binary};
 pub use proxy::LosingProxy;
 pub use redis_server::RedisServer;
 pub use tls::TlsServer;
+
+/// Checks what every error type of the workspace promises (reqwest's check): that it
+/// is `Send`, `Sync` and `'static`, so that it crosses threads and converts into a
+/// boxed `dyn Error + Send + Sync`, and at most `max_bytes`, since it travels in every
+/// `Result` its crate returns.
+///
+/// # Panics
+///
+/// When `T` is larger than `max_bytes`, naming the type and its size.
+pub fn assert_small_and_thread_safe<T: Send + Sync + 'static>(max_bytes: usize) {
+    let size = std::mem::size_of::<T>();
+    assert!(size <= max_bytes, "{} is {size} bytes, more than {max_bytes}", std::any::type_name::<T>());
+}

@@ -9,91 +9,33 @@ use std::time::Duration;
 use ::redis::IntoConnectionInfo;
 
 use super::durability::{self, Durability};
+use super::env::Env;
 use super::handle::Redis;
-use super::link::{self, Certs, Single};
+use super::link;
 use super::settings::Settings;
-use super::startup;
+use super::startup::{self, Plan};
 use super::url::{Secrets, redacted};
 use crate::error::Error;
-use crate::telemetry::EvictionListener;
+use crate::telemetry::Listener;
 use crate::ttl::Ttl;
-
-/// The variable that names the Redis server: `redis://[user:password@]host:port[/db]`,
-/// `rediss://…` (TLS, feature `tls`) or `redis+unix:///path/to/socket`; for a Redis
-/// Cluster (feature `cluster`), any one node, or several separated by commas.
-pub const ENV_REDIS_URL: &str = "IDEMPOTENCY_REDIS_URL";
-/// The variable that names the PEM file of the certificate authority a `rediss://`
-/// server's certificate must chain to (feature `tls`); without it, the system's roots.
-pub const ENV_REDIS_TLS_CA: &str = "IDEMPOTENCY_REDIS_TLS_CA";
-/// The variable that names the PEM file of the client certificate, for a server that
-/// asks for one (mutual TLS, feature `tls`); with [`ENV_REDIS_TLS_KEY`].
-pub const ENV_REDIS_TLS_CERT: &str = "IDEMPOTENCY_REDIS_TLS_CERT";
-/// The variable that names the PEM file of the client certificate's private key.
-pub const ENV_REDIS_TLS_KEY: &str = "IDEMPOTENCY_REDIS_TLS_KEY";
-/// The variable that sets the prefix of every Redis key this crate and the SDK write.
-pub const ENV_REDIS_PREFIX: &str = "IDEMPOTENCY_REDIS_PREFIX";
-/// The variable that sets how long a catalog entry lives in Redis: a whole number
-/// followed by `s`, `m`, `h` or `d`, such as `24h`.
-pub const ENV_REDIS_CATALOG_TTL: &str = "IDEMPOTENCY_REDIS_CATALOG_TTL";
-/// The variable that sets how long the SDK engine keeps a run record on Redis when its
-/// key's TTL is shorter, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `30d`.
-pub const ENV_REDIS_RUN_TTL: &str = "IDEMPOTENCY_REDIS_RUN_TTL";
-
-/// The variable that sets how many copies of a claim a master must have before it is
-/// reported created: `auto`, `none`, `replicas:N` or `aof:N` (see [`Durability`]).
-pub const ENV_REDIS_DURABILITY: &str = "IDEMPOTENCY_REDIS_DURABILITY";
-/// The variable that sets how long a call waits for a Redis Cluster failover before it
-/// fails, in the grammar of [`ENV_REDIS_CATALOG_TTL`], such as `20s`.
-pub const ENV_REDIS_FAILOVER_WINDOW: &str = "IDEMPOTENCY_REDIS_FAILOVER_WINDOW";
-
-/// The default key prefix.
-pub const DEFAULT_REDIS_PREFIX: &str = "idempotency:";
-/// How long a catalog entry lives in Redis by default: a day. A shared entry exists so
-/// that a digest minted by one worker shows its key in another; that happens while the
-/// fan-out that minted it is being processed, which the reference platform bounds far
-/// below a day (its runs time out, its batches are triggered at once). A day covers
-/// retries and slow queues with room, and bounds Redis at a day of keys
-/// (`docs/fleet.md` has the bytes per entry). Raise it when digests are stored and
-/// resolved later.
-pub const DEFAULT_REDIS_CATALOG_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// How long, at least, the SDK engine keeps a run record on Redis by default: a day. A
-/// record also lives as long as its key is held (30 days by default, the item's TTL),
-/// since a cached answer must name a run that can be read; this bounds the records of
-/// runs that hold no key (no key, a TTL of `0s`, a key released or reset) and of keys
-/// held for less. Records exist so that every worker and dashboard reads a run while it
-/// is processed, which, as for catalog entries, the reference platform bounds far below
-/// a day. At the default, a key held a day or more costs one command to claim; a
-/// shorter one, a script that also writes the record apart (`docs/fleet.md`).
-pub const DEFAULT_REDIS_RUN_TTL: Duration = Duration::from_secs(24 * 60 * 60);
-/// How long connecting may take by default, at startup and when reconnecting.
-pub const DEFAULT_REDIS_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long a command or pipeline may wait for its answer by default.
-pub const DEFAULT_REDIS_IO_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many sync connections a handle keeps open at most by default: threads beyond
-/// them take turns. The async client needs one, multiplexed.
-pub const DEFAULT_REDIS_POOL_SIZE: usize = 8;
-/// How long a master waits for its replicas to acknowledge a pipeline's writes by
-/// default (the timeout of its `WAIT`). Replicas on a healthy network answer within
-/// milliseconds; a second tells a replica that is gone from one that is slow, and
-/// keeps a failover's pause short.
-pub const DEFAULT_REDIS_DURABILITY_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::{defaults, env};
 
 /// Builds a [`Redis`] handle from code, from the environment, or both: a builder call
 /// wins over the variable for its setting, and the variable over the default.
 ///
 /// | setting | builder | variable | default |
 /// |---|---|---|---|
-/// | URL | [`url`](Self::url) | [`ENV_REDIS_URL`] | none: required |
-/// | key prefix | [`prefix`](Self::prefix) | [`ENV_REDIS_PREFIX`] | [`DEFAULT_REDIS_PREFIX`] |
-/// | catalog entry TTL | [`catalog_ttl`](Self::catalog_ttl) | [`ENV_REDIS_CATALOG_TTL`] | [`DEFAULT_REDIS_CATALOG_TTL`] (a day) |
-/// | run record TTL, at least | [`run_ttl`](Self::run_ttl) | [`ENV_REDIS_RUN_TTL`] | [`DEFAULT_REDIS_RUN_TTL`] (a day) |
-/// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`DEFAULT_REDIS_CONNECT_TIMEOUT`] |
-/// | command timeout | [`io_timeout`](Self::io_timeout) | | [`DEFAULT_REDIS_IO_TIMEOUT`] |
-/// | sync connections | [`pool_size`](Self::pool_size) | | [`DEFAULT_REDIS_POOL_SIZE`] |
-/// | durability | [`durability`](Self::durability) | [`ENV_REDIS_DURABILITY`] | [`Durability::Auto`]: one replica where the master has one |
-/// | durability timeout | [`durability_timeout`](Self::durability_timeout) | | [`DEFAULT_REDIS_DURABILITY_TIMEOUT`], or half the command timeout if that is less |
-/// | failover window | [`failover_window`](Self::failover_window) | [`ENV_REDIS_FAILOVER_WINDOW`] | the cluster's `cluster-node-timeout` plus 3 s (3 s on one server) |
-/// | TLS CA, client certificate (feature `tls`) | [`tls_ca`](Self::tls_ca), [`tls_client_cert`](Self::tls_client_cert) | [`ENV_REDIS_TLS_CA`], [`ENV_REDIS_TLS_CERT`] and [`ENV_REDIS_TLS_KEY`] | the system's roots; none |
+/// | URL | [`url`](Self::url) | [`env::REDIS_URL`] | none: required |
+/// | key prefix | [`prefix`](Self::prefix) | [`env::REDIS_PREFIX`] | [`defaults::REDIS_PREFIX`] |
+/// | catalog entry TTL | [`catalog_ttl`](Self::catalog_ttl) | [`env::REDIS_CATALOG_TTL`] | [`defaults::REDIS_CATALOG_TTL`] (a day) |
+/// | run record TTL, at least | [`run_ttl`](Self::run_ttl) | [`env::REDIS_RUN_TTL`] | [`defaults::REDIS_RUN_TTL`] (a day) |
+/// | connect timeout | [`connect_timeout`](Self::connect_timeout) | | [`defaults::REDIS_CONNECT_TIMEOUT`] |
+/// | command timeout | [`io_timeout`](Self::io_timeout) | | [`defaults::REDIS_IO_TIMEOUT`] |
+/// | sync connections | [`pool_size`](Self::pool_size) | | [`defaults::REDIS_POOL_SIZE`] |
+/// | durability | [`durability`](Self::durability) | [`env::REDIS_DURABILITY`] | [`Durability::Auto`]: one replica where the master has one |
+/// | durability timeout | [`durability_timeout`](Self::durability_timeout) | | [`defaults::REDIS_DURABILITY_TIMEOUT`], or half the command timeout if that is less |
+/// | failover window | [`failover_window`](Self::failover_window) | [`env::REDIS_FAILOVER_WINDOW`] | the cluster's `cluster-node-timeout` plus 3 s (3 s on one server) |
+/// | TLS CA, client certificate (feature `tls`) | [`tls_ca`](Self::tls_ca), [`tls_client_cert`](Self::tls_client_cert) | [`env::REDIS_TLS_CA`], [`env::REDIS_TLS_CERT`] and [`env::REDIS_TLS_KEY`] | the system's roots; none |
 ///
 /// [`build`](Self::build) checks every value, connects once and checks the server's
 /// configuration, so a server that cannot be reached, refuses the credentials or may
@@ -133,27 +75,9 @@ pub struct RedisBuilder {
     failover_window: Option<Duration>,
     tls_ca: Option<PathBuf>,
     tls_client: Option<(PathBuf, PathBuf)>,
-    listener: Option<Arc<dyn EvictionListener>>,
+    listener: Option<Arc<dyn Listener>>,
     allow_evicting_policy: bool,
     env: Env,
-}
-
-/// The variables as read: never printed, since the URL may hold a password.
-#[derive(Clone, Default)]
-struct Env {
-    url: Option<String>,
-    prefix: Option<String>,
-    catalog_ttl: Option<String>,
-    run_ttl: Option<String>,
-    durability: Option<String>,
-    failover_window: Option<String>,
-    // Read only for `rediss://`, which needs feature `tls`.
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    tls_ca: Option<String>,
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    tls_cert: Option<String>,
-    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
-    tls_key: Option<String>,
 }
 
 impl RedisBuilder {
@@ -162,9 +86,9 @@ impl RedisBuilder {
         RedisBuilder { url: Some(url.into()), ..Self::default() }
     }
 
-    /// A builder that falls back on the process environment ([`ENV_REDIS_URL`],
-    /// [`ENV_REDIS_PREFIX`], [`ENV_REDIS_CATALOG_TTL`], [`ENV_REDIS_RUN_TTL`], and with
-    /// feature `tls` [`ENV_REDIS_TLS_CA`], [`ENV_REDIS_TLS_CERT`], [`ENV_REDIS_TLS_KEY`])
+    /// A builder that falls back on the process environment ([`env::REDIS_URL`],
+    /// [`env::REDIS_PREFIX`], [`env::REDIS_CATALOG_TTL`], [`env::REDIS_RUN_TTL`], and with
+    /// feature `tls` [`env::REDIS_TLS_CA`], [`env::REDIS_TLS_CERT`], [`env::REDIS_TLS_KEY`])
     /// for every setting no builder call makes.
     pub fn from_env() -> Self {
         Self::from_env_with(|name| std::env::var(name).ok())
@@ -172,18 +96,7 @@ impl RedisBuilder {
 
     /// As [`from_env`](Self::from_env), reading variables through `lookup`.
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Self {
-        let env = Env {
-            url: lookup(ENV_REDIS_URL),
-            prefix: lookup(ENV_REDIS_PREFIX),
-            catalog_ttl: lookup(ENV_REDIS_CATALOG_TTL),
-            run_ttl: lookup(ENV_REDIS_RUN_TTL),
-            durability: lookup(ENV_REDIS_DURABILITY),
-            failover_window: lookup(ENV_REDIS_FAILOVER_WINDOW),
-            tls_ca: lookup(ENV_REDIS_TLS_CA),
-            tls_cert: lookup(ENV_REDIS_TLS_CERT),
-            tls_key: lookup(ENV_REDIS_TLS_KEY),
-        };
-        RedisBuilder { env, ..Self::default() }
+        RedisBuilder { env: Env::read(lookup), ..Self::default() }
     }
 
     /// Whether a URL is set, by a builder call or the environment: whether fleet mode
@@ -268,7 +181,8 @@ impl RedisBuilder {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_catalog::{Durability, RedisBuilder};
+    /// use idempotency_catalog::RedisBuilder;
+    /// use idempotency_catalog::fleet::Durability;
     ///
     /// // Refused before connecting: the variable says nothing this grammar knows.
     /// let env = |name: &str| (name == "IDEMPOTENCY_REDIS_DURABILITY").then(|| "2".to_owned());
@@ -323,10 +237,10 @@ impl RedisBuilder {
         self
     }
 
-    /// The listener whose [`on_fault`](EvictionListener::on_fault) sees every failed
+    /// The listener whose [`on_fault`](Listener::on_fault) sees every failed
     /// operation of everything built on this handle (catalogs and engines).
     #[must_use]
-    pub fn listener(mut self, listener: impl EvictionListener + 'static) -> Self {
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.listener = Some(Arc::new(listener));
         self
     }
@@ -376,26 +290,14 @@ impl RedisBuilder {
         startup::connect(self.plan()?)
     }
 
-    /// As [`build`](Self::build), from async code (feature `tokio`): connects and
-    /// checks without blocking a thread of the runtime. The handle serves sync and
-    /// async calls alike.
-    ///
-    /// # Errors
-    ///
-    /// As [`build`](Self::build).
-    #[cfg(feature = "tokio")]
-    pub async fn build_async(self) -> Result<Redis, Error> {
-        startup::connect_async(self.plan()?).await
-    }
-
     /// Every setting checked, before anything connects.
-    fn plan(mut self) -> Result<Plan, Error> {
+    pub(super) fn plan(mut self) -> Result<Plan, Error> {
         let (url, url_source) = match (self.url.take(), self.env.url.take()) {
             (Some(url), _) => (url, URL),
-            (None, Some(url)) => (url, ENV_REDIS_URL),
+            (None, Some(url)) => (url, env::REDIS_URL),
             (None, None) => {
                 return Err(Error::config(
-                    ENV_REDIS_URL,
+                    env::REDIS_URL,
                     "",
                     "not set: name the server, such as `redis://127.0.0.1:6379`, with the variable or RedisBuilder::url",
                 ));
@@ -426,29 +328,31 @@ impl RedisBuilder {
         }
         let prefix = match (self.prefix, self.env.prefix) {
             (Some(prefix), _) => checked_prefix(prefix, PREFIX)?,
-            (None, Some(prefix)) => checked_prefix(prefix, ENV_REDIS_PREFIX)?,
-            (None, None) => DEFAULT_REDIS_PREFIX.to_owned(),
+            (None, Some(prefix)) => checked_prefix(prefix, env::REDIS_PREFIX)?,
+            (None, None) => defaults::REDIS_PREFIX.to_owned(),
         };
-        let catalog_ttl = ttl(self.catalog_ttl, CATALOG_TTL, self.env.catalog_ttl, ENV_REDIS_CATALOG_TTL)?;
-        let catalog_ttl = catalog_ttl.unwrap_or(DEFAULT_REDIS_CATALOG_TTL);
-        let run_ttl = ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, ENV_REDIS_RUN_TTL)?.unwrap_or(DEFAULT_REDIS_RUN_TTL);
-        let connect_timeout = positive(self.connect_timeout.unwrap_or(DEFAULT_REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
-        let io_timeout = positive(self.io_timeout.unwrap_or(DEFAULT_REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
-        let pool_size = match self.pool_size.unwrap_or(DEFAULT_REDIS_POOL_SIZE) {
+        let catalog_ttl = ttl(self.catalog_ttl, CATALOG_TTL, self.env.catalog_ttl, env::REDIS_CATALOG_TTL)?;
+        let catalog_ttl = catalog_ttl.unwrap_or(defaults::REDIS_CATALOG_TTL);
+        let run_ttl =
+            ttl(self.run_ttl, RUN_TTL, self.env.run_ttl, env::REDIS_RUN_TTL)?.unwrap_or(defaults::REDIS_RUN_TTL);
+        let connect_timeout =
+            positive(self.connect_timeout.unwrap_or(defaults::REDIS_CONNECT_TIMEOUT), CONNECT_TIMEOUT)?;
+        let io_timeout = positive(self.io_timeout.unwrap_or(defaults::REDIS_IO_TIMEOUT), IO_TIMEOUT)?;
+        let pool_size = match self.pool_size.unwrap_or(defaults::REDIS_POOL_SIZE) {
             0 => return Err(Error::config(POOL_SIZE, "0", "expected at least 1 connection")),
             size => size,
         };
         let durability = match (self.durability, self.env.durability) {
             (Some(durability), _) => durability,
             (None, Some(raw)) => {
-                raw.parse().map_err(|_| Error::config(ENV_REDIS_DURABILITY, &raw, durability::EXPECTED))?
+                raw.parse().map_err(|_| Error::config(env::REDIS_DURABILITY, &raw, durability::EXPECTED))?
             }
             (None, None) => Durability::default(),
         };
         // By default within half the command timeout, so that a short one still leaves the
         // pipeline time to come back after its WAIT.
         let durability_timeout = match self.durability_timeout {
-            None => DEFAULT_REDIS_DURABILITY_TIMEOUT.min(io_timeout / 2),
+            None => defaults::REDIS_DURABILITY_TIMEOUT.min(io_timeout / 2),
             Some(timeout) if positive(timeout, DURABILITY_TIMEOUT)? < io_timeout => timeout,
             Some(timeout) => {
                 return Err(Error::config(
@@ -461,7 +365,7 @@ impl RedisBuilder {
             }
         };
         let failover_window =
-            ttl(self.failover_window, FAILOVER_WINDOW, self.env.failover_window, ENV_REDIS_FAILOVER_WINDOW)?;
+            ttl(self.failover_window, FAILOVER_WINDOW, self.env.failover_window, env::REDIS_FAILOVER_WINDOW)?;
         let settings = Settings {
             url: shown_url,
             secrets,
@@ -493,21 +397,21 @@ impl RedisBuilder {
         };
         let root_cert = match (&self.tls_ca, &self.env.tls_ca) {
             (Some(path), _) => Some(read(TLS_CA, path)?),
-            (None, Some(path)) => Some(read(ENV_REDIS_TLS_CA, path.as_ref())?),
+            (None, Some(path)) => Some(read(env::REDIS_TLS_CA, path.as_ref())?),
             (None, None) => None,
         };
         let client = match (&self.tls_client, &self.env.tls_cert, &self.env.tls_key) {
             (Some((cert, key)), _, _) => Some((read(TLS_CLIENT, cert)?, read(TLS_CLIENT, key)?)),
             (None, Some(cert), Some(key)) => {
-                Some((read(ENV_REDIS_TLS_CERT, cert.as_ref())?, read(ENV_REDIS_TLS_KEY, key.as_ref())?))
+                Some((read(env::REDIS_TLS_CERT, cert.as_ref())?, read(env::REDIS_TLS_KEY, key.as_ref())?))
             }
             (None, Some(cert), None) => {
-                let why = format!("set without {ENV_REDIS_TLS_KEY}: a client certificate needs its key");
-                return Err(Error::config(ENV_REDIS_TLS_CERT, cert, why));
+                let why = format!("set without {}: a client certificate needs its key", env::REDIS_TLS_KEY);
+                return Err(Error::config(env::REDIS_TLS_CERT, cert, why));
             }
             (None, None, Some(key)) => {
-                let why = format!("set without {ENV_REDIS_TLS_CERT}: a client key needs its certificate");
-                return Err(Error::config(ENV_REDIS_TLS_KEY, key, why));
+                let why = format!("set without {}: a client key needs its certificate", env::REDIS_TLS_CERT);
+                return Err(Error::config(env::REDIS_TLS_KEY, key, why));
             }
             (None, None, None) => None,
         };
@@ -516,20 +420,9 @@ impl RedisBuilder {
     }
 
     #[cfg(not(feature = "tls"))]
-    fn tls_certs(&self) -> Result<Option<Certs>, Error> {
+    fn tls_certs(&self) -> Result<Option<link::Certs>, Error> {
         Ok(None)
     }
-}
-
-/// What [`RedisBuilder::build`] has checked before it connects.
-pub(super) struct Plan {
-    pub(super) settings: Settings,
-    /// The URLs' servers: one, or a cluster's seed nodes.
-    pub(super) seeds: Vec<Single>,
-    pub(super) certs: Option<Certs>,
-    pub(super) pool_size: usize,
-    pub(super) listener: Option<Arc<dyn EvictionListener>>,
-    pub(super) allow_evicting: bool,
 }
 
 const URL: &str = "RedisBuilder::url";
@@ -603,6 +496,22 @@ fn ttl(
     }
 }
 
+impl Redis {
+    /// The handle configured by the environment, connected; `None` when
+    /// [`env::REDIS_URL`] is not set.
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisBuilder::build`].
+    pub fn from_env() -> Result<Option<Redis>, Error> {
+        let builder = RedisBuilder::from_env();
+        if !builder.has_url() {
+            return Ok(None);
+        }
+        builder.build().map(Some)
+    }
+}
+
 impl fmt::Debug for RedisBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisBuilder")
@@ -637,15 +546,15 @@ mod tests {
 
     #[test]
     fn bad_settings_name_their_source_and_value() {
-        let env = |vars: &'static [(&'static str, &'static str)]| {
+        let lookup = |vars: &'static [(&'static str, &'static str)]| {
             move |name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned())
         };
-        let err = RedisBuilder::from_env_with(env(&[])).build().unwrap_err().to_string();
+        let err = RedisBuilder::from_env_with(lookup(&[])).build().unwrap_err().to_string();
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "": not set"#), "{err}");
-        let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "http://:secret@host")])).build().unwrap_err();
+        let err = RedisBuilder::from_env_with(lookup(&[(env::REDIS_URL, "http://:secret@host")])).build().unwrap_err();
         let err = err.to_string();
         assert!(err.starts_with(r#"invalid IDEMPOTENCY_REDIS_URL "http://***@host": expected redis://"#), "{err}");
-        let err = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://h"), (ENV_REDIS_PREFIX, "a b")]))
+        let err = RedisBuilder::from_env_with(lookup(&[(env::REDIS_URL, "redis://h"), (env::REDIS_PREFIX, "a b")]))
             .build()
             .unwrap_err()
             .to_string();
@@ -660,7 +569,7 @@ mod tests {
             let err = RedisBuilder::new("redis://h").prefix(braced).build().unwrap_err().to_string();
             assert!(err.contains("without spaces, braces or control characters"), "{err}");
         }
-        let builder = RedisBuilder::from_env_with(env(&[(ENV_REDIS_URL, "redis://:s3cret@h")]));
+        let builder = RedisBuilder::from_env_with(lookup(&[(env::REDIS_URL, "redis://:s3cret@h")]));
         assert!(format!("{builder:?}").contains(r#"url: Some("redis://:***@h")"#), "{builder:?}");
         let err = RedisBuilder::new("redis://h").connect_timeout(Duration::ZERO).build().unwrap_err().to_string();
         assert_eq!(err, r#"invalid RedisBuilder::connect_timeout "0ns": expected at least 1 ms"#);

@@ -3,14 +3,20 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ::redis::Cmd;
 use parking_lot::Mutex;
 use sha2::{Digest as _, Sha256};
 
-use super::{Redis, RedisConnection};
-use crate::catalog::{Catalog, Reservation, ReservationId};
+use super::connection::RedisConnection;
+use super::fault::server_error_of;
+use super::future::Sender;
+use super::handle::Redis;
+use super::layout::entry_key;
+use crate::catalog::{Catalog, Reservation};
 use crate::digest::Digest;
 use crate::error::Error;
 use crate::events::{self, EvictionLog};
+use crate::implement::{ReservationId, Reservations};
 use crate::key_options::KeyOptions;
 use crate::kind::CatalogKind;
 use crate::scope::Scope;
@@ -35,7 +41,7 @@ const LONG_READS: usize = 4;
 /// always goes): with keys up to [`RedisCatalog::MAX_KEY_BYTES`], a count alone would
 /// not bound a pipeline.
 const WRITE_BYTES: usize = 16 << 20;
-const READ: &str = "read a catalog entry";
+pub(super) const READ: &str = "read a catalog entry";
 
 /// A catalog shared by every process on one Redis (feature `redis`), with a bounded
 /// process-local catalog in front.
@@ -87,33 +93,21 @@ const READ: &str = "read a catalog entry";
 /// # Ok::<(), idempotency_catalog::Error>(())
 /// ```
 pub struct RedisCatalog {
-    local: Arc<dyn Catalog>,
-    shared: Arc<Shared>,
+    pub(super) local: Arc<dyn Catalog>,
+    pub(super) shared: Arc<Shared>,
 }
 
 /// What the catalog shares with its background sender (async mode).
-struct Shared {
-    conn: RedisConnection,
+pub(super) struct Shared {
+    pub(super) conn: RedisConnection,
     queue: Mutex<VecDeque<(Digest, KeyOptions)>>,
     shared_hits: AtomicU64,
     unshared: AtomicU64,
     unshared_log: Mutex<EvictionLog>,
-    /// In async mode, the sender task's bell: nothing here touches the network then.
-    #[cfg(feature = "tokio")]
-    sender: Option<Sender>,
+    /// In async mode (feature `tokio`), the sender task's bell: nothing here touches
+    /// the network then.
+    pub(super) sender: Option<Sender>,
 }
-
-/// The background sender of an async-mode catalog.
-#[cfg(feature = "tokio")]
-struct Sender {
-    wake: tokio::sync::Notify,
-    closed: std::sync::atomic::AtomicBool,
-}
-
-/// How often an async-mode catalog's sender sends what is queued, even when nothing
-/// rang: registrations outside any run and batch go out within this.
-#[cfg(feature = "tokio")]
-const SEND_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl RedisCatalog {
     /// Registrations sent in one pipeline from sync code. A pipeline must come back
@@ -128,7 +122,7 @@ impl RedisCatalog {
     pub const ASYNC_WRITE_PIPELINE: usize = 1_024;
     /// Entries [`prefetch`](Self::prefetch) reads in one pipeline.
     pub const READ_PIPELINE: usize = 5_000;
-    /// Entries [`prefetch_async`](Self::prefetch_async) reads in one pipeline, with a
+    /// Entries `prefetch_async` (feature `tokio`) reads in one pipeline, with a
     /// yield between two.
     pub const ASYNC_READ_PIPELINE: usize = 250;
     /// Registrations that wait while Redis fails, at most (about 100 bytes each, more
@@ -144,25 +138,8 @@ impl RedisCatalog {
     /// `local` in front of the Redis behind `redis`; see
     /// [`CatalogBuilder::redis`](crate::CatalogBuilder::redis), which builds `local` so
     /// that what it drops for room counts as released.
-    pub(crate) fn new(local: Arc<dyn Catalog>, redis: &Redis) -> Self {
-        RedisCatalog { local, shared: Arc::new(Shared::new(redis, false)) }
-    }
-
-    /// The same in async mode (feature `tokio`): see
-    /// [`CatalogBuilder::redis_async`](crate::CatalogBuilder::redis_async). A task on
-    /// the current tokio runtime sends the writes.
-    #[cfg(feature = "tokio")]
-    pub(crate) fn new_async(local: Arc<dyn Catalog>, redis: &Redis) -> Result<Self, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config(
-                "CatalogBuilder::redis_async",
-                redis.url(),
-                "build it inside a tokio runtime: it spawns its sender there",
-            )
-        })?;
-        let shared = Arc::new(Shared::new(redis, true));
-        runtime.spawn(Arc::clone(&shared).sending());
-        Ok(RedisCatalog { local, shared })
+    pub(crate) fn new(local: Arc<dyn Catalog>, redis: &Redis) -> Result<Self, Error> {
+        Ok(RedisCatalog { local, shared: Arc::new(Shared::new(redis, None)) })
     }
 
     fn redis(&self) -> &Redis {
@@ -201,127 +178,57 @@ impl RedisCatalog {
     /// pipelines found is kept); foreign values are counted as faults and skipped, as
     /// in [`get`](Catalog::get).
     pub fn prefetch(&self, digests: &[Digest]) -> Result<usize, Error> {
-        let mut found = 0;
-        for chunk in self.missing(digests).chunks(Self::READ_PIPELINE) {
-            let answers = self.shared.conn.send(READ, self.shared.read_cmds(chunk, FIRST_READ))?;
-            let longer = self.found(chunk, answers, &mut found);
-            for chunk in longer.chunks(LONG_READS) {
-                let answers = self.shared.conn.send(READ, self.shared.read_cmds(chunk, MAX_VALUE_BYTES))?;
-                let _ = self.found(chunk, answers, &mut found);
-            }
+        let mut reads = Reads::new(self.missing(digests), Self::READ_PIPELINE);
+        while let Some((read, cmds)) = reads.next(&self.shared) {
+            let answers = self.shared.conn.send(READ, cmds)?;
+            self.keep(&mut reads, read, answers);
         }
-        Ok(found)
-    }
-
-    /// As [`prefetch`](Self::prefetch), from async code (feature `tokio`), in pipelines
-    /// of [`ASYNC_READ_PIPELINE`](Self::ASYNC_READ_PIPELINE) with a yield between two.
-    ///
-    /// # Errors
-    ///
-    /// As [`prefetch`](Self::prefetch).
-    #[cfg(feature = "tokio")]
-    pub async fn prefetch_async(&self, digests: &[Digest]) -> Result<usize, Error> {
-        let mut found = 0;
-        for chunk in self.missing(digests).chunks(Self::ASYNC_READ_PIPELINE) {
-            let answers = self.shared.conn.send_async(READ, self.shared.read_cmds(chunk, FIRST_READ)).await?;
-            let longer = self.found(chunk, answers, &mut found);
-            for chunk in longer.chunks(LONG_READS) {
-                let cmds = self.shared.read_cmds(chunk, MAX_VALUE_BYTES);
-                let answers = self.shared.conn.send_async(READ, cmds).await?;
-                let _ = self.found(chunk, answers, &mut found);
-            }
-            tokio::task::yield_now().await;
-        }
-        Ok(found)
-    }
-
-    /// Sends every queued registration, from async code (feature `tokio`): what
-    /// [`flush`](Catalog::flush) does in sync mode.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Redis`] naming the URL when the write failed; the registrations stay
-    /// queued for the next send.
-    #[cfg(feature = "tokio")]
-    pub async fn flush_async(&self) -> Result<(), Error> {
-        let local = self.local.flush();
-        self.shared.send_async().await.and(local)
+        Ok(reads.found)
     }
 
     /// The distinct digests of `digests` the local catalog does not hold.
-    fn missing(&self, digests: &[Digest]) -> Vec<Digest> {
+    pub(super) fn missing(&self, digests: &[Digest]) -> Vec<Digest> {
         let mut missing: Vec<Digest> = digests.iter().filter(|d| self.local.get(d).is_none()).copied().collect();
         missing.sort_unstable();
         missing.dedup();
         missing
     }
 
-    /// Keeps what Redis answered for `digests` locally, counting it in `found`; the
-    /// digests whose entries are longer than the first read, to be read again whole.
-    fn found(
-        &self,
-        digests: &[Digest],
-        answers: Vec<::redis::RedisResult<::redis::Value>>,
-        found: &mut usize,
-    ) -> Vec<Digest> {
-        let mut longer = Vec::new();
-        for (digest, answer) in digests.iter().zip(answers) {
-            match self.shared.read_answer(digest, answer) {
-                Entry::Found(options) => {
-                    self.local.register(*digest, options);
-                    *found += 1;
-                }
-                Entry::Longer => longer.push(*digest),
-                Entry::Missing => {}
-            }
+    /// Keeps locally what Redis answered to `read`.
+    pub(super) fn keep(&self, reads: &mut Reads, read: Read, answers: Answers) {
+        for (digest, options) in reads.answered(&self.shared, read, answers) {
+            self.local.register(digest, options);
         }
-        longer
     }
 
+    /// Asks Redis for the entry of `digest`, after a local miss, and keeps it locally.
     fn fetch(&self, digest: &Digest) -> Option<KeyOptions> {
-        let one = std::slice::from_ref(digest);
+        let mut reads = Reads::new(vec![*digest], 1);
         let mut options = None;
-        for limit in [FIRST_READ, MAX_VALUE_BYTES] {
-            let answer = self.shared.conn.send(READ, self.shared.read_cmds(one, limit)).ok()?.into_iter().next()?;
-            match self.shared.read_answer(digest, answer) {
-                Entry::Found(found) => {
-                    options = Some(found);
-                    break;
-                }
-                Entry::Longer => {}
-                Entry::Missing => return None,
-            }
+        while let Some((read, cmds)) = reads.next(&self.shared) {
+            let answers = self.shared.conn.send(READ, cmds).ok()?;
+            options = reads.answered(&self.shared, read, answers).pop().map(|(_, options)| options).or(options);
         }
         let options = options?;
         self.local.register(*digest, options.clone());
         Some(options)
     }
 
-    /// Whether the catalog's writes go through its background sender.
+    /// Whether the catalog's writes go through its background sender, which is rung.
     fn background(&self) -> bool {
-        #[cfg(feature = "tokio")]
-        if let Some(sender) = &self.shared.sender {
-            sender.wake.notify_one();
-            return true;
-        }
-        false
+        self.shared.sender.as_ref().inspect(|sender| sender.ring()).is_some()
     }
 }
 
 impl Shared {
-    fn new(redis: &Redis, background: bool) -> Self {
-        let _ = background;
+    pub(super) fn new(redis: &Redis, sender: Option<Sender>) -> Self {
         Shared {
             conn: redis.connection(),
             queue: Mutex::new(VecDeque::new()),
             shared_hits: AtomicU64::new(0),
             unshared: AtomicU64::new(0),
             unshared_log: Mutex::new(EvictionLog::new()),
-            #[cfg(feature = "tokio")]
-            sender: background.then(|| Sender {
-                wake: tokio::sync::Notify::new(),
-                closed: std::sync::atomic::AtomicBool::new(false),
-            }),
+            sender,
         }
     }
 
@@ -343,9 +250,8 @@ impl Shared {
         };
         self.dropped(dropped, queued);
         if due {
-            #[cfg(feature = "tokio")]
             if let Some(sender) = &self.sender {
-                sender.wake.notify_one();
+                sender.ring();
                 return;
             }
             // Counted and warned inside; the entries wait for the next send.
@@ -372,8 +278,8 @@ impl Shared {
 
     /// Up to `most` of the oldest queued registrations, and 16 MiB of values at most
     /// (one always), taken from the queue, with their `SET` commands.
-    fn write_cmds(&self, most: usize) -> (Vec<(Digest, KeyOptions)>, Vec<::redis::Cmd>) {
-        let batch: Vec<(Digest, KeyOptions)> = {
+    fn write_cmds(&self, most: usize) -> (Batch, Vec<Cmd>) {
+        let batch: Batch = {
             let mut queue = self.queue.lock();
             let (mut n, mut bytes) = (0, 0);
             for (_, options) in queue.iter().take(most) {
@@ -400,11 +306,7 @@ impl Shared {
 
     /// After a send: the registrations whose write failed go back in the queue, and a
     /// failure is counted once for the batch.
-    fn sent(
-        &self,
-        batch: Vec<(Digest, KeyOptions)>,
-        answers: Result<Vec<::redis::RedisResult<::redis::Value>>, Error>,
-    ) -> Result<(), Error> {
+    pub(super) fn sent(&self, batch: Batch, answers: Result<Answers, Error>) -> Result<(), Error> {
         let answers = match answers {
             Ok(answers) => answers,
             Err(err) => {
@@ -421,7 +323,7 @@ impl Shared {
             }
         }
         let Some(err) = first else { return Ok(()) };
-        let (kind, said) = super::fault::server_error_of(&err);
+        let (kind, said) = server_error_of(&err);
         let message = match failed.len() {
             1 => said,
             n => format!("{said} ({n} writes failed)"),
@@ -435,56 +337,36 @@ impl Shared {
     /// sent or a send fails; what fails is queued again. Not what other threads queue
     /// meanwhile: a flush under a steady stream of registrations ends.
     fn send(&self) -> Result<(), Error> {
-        let mut left = self.queue.lock().len();
-        while left > 0 {
-            let (batch, cmds) = self.write_cmds(left.min(RedisCatalog::WRITE_PIPELINE));
-            if batch.is_empty() {
-                break;
-            }
-            left = left.saturating_sub(batch.len());
-            let answers = self.conn.send(WRITE, cmds);
-            self.sent(batch, answers)?;
+        let mut left = self.queued();
+        while let Some((batch, cmds)) = self.next_writes(&mut left, RedisCatalog::WRITE_PIPELINE) {
+            self.sent(batch, self.conn.send(WRITE, cmds))?;
         }
         Ok(())
     }
 
-    /// The same from async code, [`ASYNC_WRITE_PIPELINE`](RedisCatalog::ASYNC_WRITE_PIPELINE)
-    /// at a time with a yield between two, so that building a pipeline's commands never
-    /// holds the runtime's thread long.
-    #[cfg(feature = "tokio")]
-    async fn send_async(&self) -> Result<(), Error> {
-        let mut left = self.queue.lock().len();
-        while left > 0 {
-            let (batch, cmds) = self.write_cmds(left.min(RedisCatalog::ASYNC_WRITE_PIPELINE));
-            if batch.is_empty() {
-                break;
-            }
-            left = left.saturating_sub(batch.len());
-            let answers = self.conn.send_async(WRITE, cmds).await;
-            self.sent(batch, answers)?;
-            tokio::task::yield_now().await;
-        }
-        Ok(())
+    /// How many registrations are queued: what a send sends, at most.
+    pub(super) fn queued(&self) -> usize {
+        self.queue.lock().len()
     }
 
-    /// The background sender: sends when rung, and every [`SEND_EVERY`], until the
-    /// catalog is dropped; then once more.
-    #[cfg(feature = "tokio")]
-    async fn sending(self: Arc<Self>) {
-        let Some(sender) = &self.sender else { return };
-        loop {
-            let _ = tokio::time::timeout(SEND_EVERY, sender.wake.notified()).await;
-            // Counted and warned inside; what failed waits for the next send.
-            let _ = self.send_async().await;
-            if sender.closed.load(Ordering::Acquire) {
-                return;
-            }
+    /// The next pipeline of a send that has `left` registrations still to send: up to
+    /// `most` of the oldest queued, taken from the queue, with their `SET` commands;
+    /// `None` when the send is done.
+    pub(super) fn next_writes(&self, left: &mut usize, most: usize) -> Option<(Batch, Vec<Cmd>)> {
+        if *left == 0 {
+            return None;
         }
+        let (batch, cmds) = self.write_cmds((*left).min(most));
+        if batch.is_empty() {
+            return None;
+        }
+        *left = left.saturating_sub(batch.len());
+        Some((batch, cmds))
     }
 
     /// Puts `batch` back in front of what was queued since, dropping the oldest past
     /// the bound.
-    fn requeue(&self, batch: Vec<(Digest, KeyOptions)>) {
+    fn requeue(&self, batch: Batch) {
         let (dropped, queued) = {
             let mut queue = self.queue.lock();
             let newer = std::mem::take(&mut *queue);
@@ -513,7 +395,7 @@ impl Shared {
     /// `GETRANGE` of the first `limit` + 1 bytes rather than `GET`: a huge foreign
     /// value costs one byte more than what is asked, not its size. A missing key reads
     /// as empty.
-    fn read_cmds(&self, digests: &[Digest], limit: usize) -> Vec<::redis::Cmd> {
+    fn read_cmds(&self, digests: &[Digest], limit: usize) -> Vec<Cmd> {
         let prefix = self.conn.redis().prefix();
         digests
             .iter()
@@ -526,9 +408,9 @@ impl Shared {
     }
 
     /// The options Redis holds for `digest`, if its entry is one this crate wrote, or
-    /// that it is longer than the first read and starts as an entry does; anything else
-    /// is a miss, and a foreign value a counted fault.
-    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>) -> Entry {
+    /// that it is longer than a first read (`limit` bytes of [`FIRST_READ`]) and starts
+    /// as an entry does; anything else is a miss, and a foreign value a counted fault.
+    fn read_answer(&self, digest: &Digest, answer: ::redis::RedisResult<::redis::Value>, limit: usize) -> Entry {
         let key = || entry_key(self.conn.redis().prefix(), digest);
         let value = match answer.and_then(|value| Ok(::redis::from_redis_value::<Vec<u8>>(value)?)) {
             Ok(value) if value.is_empty() => return Entry::Missing,
@@ -538,12 +420,14 @@ impl Shared {
                 return Entry::Missing;
             }
             Err(err) => {
-                let (kind, said) = super::fault::server_error_of(&err);
+                let (kind, said) = server_error_of(&err);
                 let _ = self.conn.fault(READ, kind, said);
                 return Entry::Missing;
             }
         };
-        if value.len() == FIRST_READ + 1 && starts_as_an_entry(&value) {
+        // Only a first read can be cut short: a value read whole is what it is, even
+        // one exactly as long as a first read takes.
+        if limit == FIRST_READ && value.len() == FIRST_READ + 1 && starts_as_an_entry(&value) {
             return Entry::Longer;
         }
         match decode(digest, &value) {
@@ -558,6 +442,69 @@ impl Shared {
                 Entry::Missing
             }
         }
+    }
+}
+
+/// Registrations on their way to Redis, oldest first.
+pub(super) type Batch = Vec<(Digest, KeyOptions)>;
+
+/// One answer per command.
+type Answers = Vec<::redis::RedisResult<::redis::Value>>;
+
+/// A read of shared entries under way, sync or async: the pipelines it sends next, and
+/// how many entries it found. Each entry is read first up to [`FIRST_READ`] bytes,
+/// which hold every key of up to 2,048 characters; one that is longer is read again
+/// whole, [`LONG_READS`] to a pipeline, before the next first reads.
+pub(super) struct Reads {
+    first: std::vec::IntoIter<Digest>,
+    /// First reads to a pipeline.
+    pipeline: usize,
+    longer: Vec<Digest>,
+    pub(super) found: usize,
+}
+
+/// One pipeline of reads: its digests, and how many bytes of each entry it reads.
+pub(super) struct Read {
+    digests: Vec<Digest>,
+    limit: usize,
+}
+
+impl Reads {
+    pub(super) fn new(digests: Vec<Digest>, pipeline: usize) -> Self {
+        Reads { first: digests.into_iter(), pipeline: pipeline.max(1), longer: Vec::new(), found: 0 }
+    }
+
+    /// The next pipeline, with its `GETRANGE` commands; `None` when every entry is read.
+    pub(super) fn next(&mut self, shared: &Shared) -> Option<(Read, Vec<Cmd>)> {
+        let read = if self.longer.is_empty() {
+            let digests: Vec<Digest> = self.first.by_ref().take(self.pipeline).collect();
+            if digests.is_empty() {
+                return None;
+            }
+            Read { digests, limit: FIRST_READ }
+        } else {
+            let n = self.longer.len().min(LONG_READS);
+            Read { digests: self.longer.drain(..n).collect(), limit: MAX_VALUE_BYTES }
+        };
+        let cmds = shared.read_cmds(&read.digests, read.limit);
+        Some((read, cmds))
+    }
+
+    /// Takes the answers to `read`: the entries found, for the caller to keep; those
+    /// longer than a first read are read again whole next.
+    pub(super) fn answered(&mut self, shared: &Shared, read: Read, answers: Answers) -> Batch {
+        let mut found = Vec::new();
+        for (digest, answer) in read.digests.into_iter().zip(answers) {
+            match shared.read_answer(&digest, answer, read.limit) {
+                Entry::Found(options) => {
+                    self.found += 1;
+                    found.push((digest, options));
+                }
+                Entry::Longer => self.longer.push(digest),
+                Entry::Missing => {}
+            }
+        }
+        found
     }
 }
 
@@ -580,12 +527,7 @@ fn starts_as_an_entry(value: &[u8]) -> bool {
             .any(|scope| rest.strip_prefix(scope.as_str().as_bytes()).is_some_and(|after| after.first() == Some(&b':')))
 }
 
-const WRITE: &str = "write catalog entries";
-
-/// The Redis key of a catalog entry.
-fn entry_key(prefix: &str, digest: &Digest) -> String {
-    format!("{prefix}key:{digest}")
-}
+pub(super) const WRITE: &str = "write catalog entries";
 
 /// An entry's value: `<check>:<scope>:<key>`, readable with `redis-cli`
 /// (`0c3e5a7f:global:item-42`).
@@ -635,11 +577,6 @@ fn preview(value: &[u8]) -> String {
 impl Catalog for RedisCatalog {
     fn register(&self, digest: Digest, options: KeyOptions) {
         self.local.register(digest, options.clone());
-        self.shared.enqueue(digest, options);
-    }
-
-    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions) {
-        self.local.register_held(holder, digest, options.clone());
         self.shared.enqueue(digest, options);
     }
 
@@ -700,6 +637,13 @@ impl Catalog for RedisCatalog {
     fn reserve(&self, additional: usize) -> Reservation<'_> {
         Reservation::new(self, additional)
     }
+}
+
+impl Reservations for RedisCatalog {
+    fn register_held(&self, holder: ReservationId, digest: Digest, options: KeyOptions) {
+        self.local.register_held(holder, digest, options.clone());
+        self.shared.enqueue(digest, options);
+    }
 
     fn open_reservation(&self, additional: usize) -> (ReservationId, usize) {
         self.local.open_reservation(additional)
@@ -717,10 +661,8 @@ impl Catalog for RedisCatalog {
 impl Drop for RedisCatalog {
     fn drop(&mut self) {
         // In async mode the sender sends the rest, and stops.
-        #[cfg(feature = "tokio")]
         if let Some(sender) = &self.shared.sender {
-            sender.closed.store(true, Ordering::Release);
-            sender.wake.notify_one();
+            sender.close();
             return;
         }
         let _ = self.shared.send();

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 
 use ::redis::{Cmd, FromRedisValue, InfoDict, RedisError, Value};
 
+use super::deployment::Topology;
+use super::durability::Durability;
 use super::handle::Redis;
 use crate::error::Error;
 use crate::events;
@@ -13,7 +15,7 @@ use crate::events;
 /// The operation named when the server cannot be asked in time.
 pub(super) const CHECK: &str = "check the server's configuration";
 /// The operation named when the server's configuration is refused.
-const ACCEPT: &str = "accept the server's configuration";
+pub(super) const ACCEPT: &str = "accept the server's configuration";
 
 /// A setting as read, or why it could not be: the server's answer to a user without the
 /// command (`NOPERM`), or to a command a managed service renamed (`ERR unknown command`).
@@ -148,6 +150,61 @@ impl Findings {
         }
         self
     }
+}
+
+/// At build: whether `durability` can be had on the masters of `topology` (each with
+/// its replicas, the append-only file on or not on every master, the lowest server
+/// version), and the events that say what was found: one `INFO` with each master's
+/// replicas, and a `WARN` where a failover may cost claims. Why not, for the error.
+pub(super) fn accept(
+    url: &str,
+    durability: Durability,
+    topology: &Topology,
+    cluster: bool,
+    appendonly: Option<bool>,
+    version: Option<(u32, u32)>,
+) -> Result<(), String> {
+    let masters = topology.masters();
+    let found: Vec<String> = masters.iter().map(|m| format!("{} ({} replicas)", m.addr, m.replicas)).collect();
+    tracing::info!(url, durability = %durability, masters = %found.join(", "), "redis masters and their replicas");
+    let fewest = masters.iter().min_by_key(|m| m.replicas);
+    let short = |n: u8| fewest.filter(|m| m.replicas < usize::from(n));
+    match durability {
+        Durability::Replicas(n) | Durability::Aof(n) if short(n).is_some() => {
+            let master = short(n).map_or_else(String::new, |m| format!("{} has {}", m.addr, m.replicas));
+            return Err(format!(
+                "durability {durability} asks for {n} replicas of every write, but master {master}: add replicas, or lower {} or RedisBuilder::durability",
+                crate::env::REDIS_DURABILITY
+            ));
+        }
+        Durability::Aof(_) if version.is_some_and(|v| v < (7, 2)) => {
+            let (major, minor) = version.unwrap_or_default();
+            return Err(format!(
+                "durability {durability} needs WAITAOF (Redis 7.2 or later, Valkey): the server is {major}.{minor}"
+            ));
+        }
+        Durability::Aof(_) if appendonly == Some(false) => {
+            return Err(format!("durability {durability} needs the append-only file on every master (appendonly yes)"));
+        }
+        Durability::Auto if cluster => {
+            let alone: Vec<&str> = masters.iter().filter(|m| m.replicas == 0).map(|m| &*m.addr).collect();
+            if !alone.is_empty() {
+                tracing::warn!(
+                    url,
+                    masters = %alone.join(", "),
+                    "redis cluster masters without a replica: when one fails nothing takes over, and every call on its slots fails until it is back; what it had not persisted is lost, and those keys run twice"
+                );
+            }
+        }
+        Durability::None if masters.iter().any(|m| m.replicas > 0) => {
+            tracing::warn!(
+                url,
+                "redis durability is none: a claim is reported created before any replica has it, and a failover may lose it; its key then runs twice"
+            );
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Refuses an evicting `maxmemory-policy` on any server unless `allow_evicting`, and

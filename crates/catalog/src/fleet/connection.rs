@@ -3,11 +3,12 @@ use std::time::{Duration, Instant};
 
 use ::redis::{Cmd, Connection, FromRedisValue, RedisError, RedisResult, Value};
 
-use super::Redis;
 use super::deployment::Addr;
 use super::dispatch::{Dispatch, Flight, Next};
-use super::link;
-use super::pool::Links;
+use super::fault::describe;
+use super::handle::Redis;
+use super::link::{self, Single};
+use super::pool::{Down, Links};
 use crate::error::Error;
 use crate::telemetry::FaultKind;
 
@@ -28,7 +29,7 @@ use crate::telemetry::FaultKind;
 ///
 /// - **Durable writes.** A batch that writes (anything but `GET`, `GETRANGE`, `EXISTS`,
 ///   `PTTL` and the like) waits, per master, until its writes are on as many replicas
-///   as the handle's [`Durability`](crate::Durability) asks; its answers count only
+///   as the handle's [`Durability`](super::Durability) asks; its answers count only
 ///   then.
 /// - **A living cluster.** `MOVED` and `ASK` answers are followed command by command,
 ///   `TRYAGAIN` and `CLUSTERDOWN` waited out, and a master that drops the connection
@@ -44,17 +45,33 @@ pub struct RedisConnection {
     redis: Redis,
 }
 
+impl Redis {
+    /// The way to the deployment for a store built on the handle: commands over the
+    /// handle's connections, opened when first needed and again after an error.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use idempotency_catalog::RedisBuilder;
+    ///
+    /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").build()?;
+    /// let conn = redis.connection();
+    /// let pong: String = conn.query("ping", &redis::cmd("PING"))?;
+    /// assert_eq!(pong, "PONG");
+    /// # Ok::<(), idempotency_catalog::Error>(())
+    /// ```
+    pub fn connection(&self) -> RedisConnection {
+        RedisConnection { redis: self.clone() }
+    }
+}
+
 /// Whether a connection that met `err` may be out of step with the server: never
 /// reused.
-fn breaks(err: &RedisError) -> bool {
+pub(super) fn breaks(err: &RedisError) -> bool {
     err.is_io_error() || err.is_timeout() || err.is_connection_dropped() || err.is_unrecoverable_error()
 }
 
 impl RedisConnection {
-    pub(super) fn new(redis: Redis) -> Self {
-        RedisConnection { redis }
-    }
-
     /// The handle this connection belongs to.
     pub fn redis(&self) -> &Redis {
         &self.redis
@@ -75,36 +92,43 @@ impl RedisConnection {
         if cmds.is_empty() {
             return Ok(Vec::new());
         }
-        let redis = &self.redis;
         let mut dispatch = self.dispatch(cmds);
-        let mut links = redis.pool().slot();
-        let mut named = redis.settings().io_timeout;
-        loop {
+        let mut links = self.redis.pool().slot();
+        let mut named = self.redis.settings().io_timeout;
+        let mut next = Next::FIRST;
+        while let Next::Again { refresh, pause } = next {
+            if refresh {
+                self.refresh();
+            }
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
             let flights = self.plan(&mut dispatch);
             self.round(&mut links, &mut dispatch, flights, &mut named);
-            match dispatch.next(redis.deployment().window()) {
-                Next::Done => break,
-                Next::Again { refresh, pause } => {
-                    if refresh {
-                        self.refresh();
-                    }
-                    if !pause.is_zero() {
-                        std::thread::sleep(pause);
-                    }
-                }
-            }
+            next = dispatch.next(self.redis.deployment().window());
         }
-        dispatch.finish().map_err(|err| redis.failed(operation, &err, named))
+        self.finish(operation, dispatch, named)
     }
 
-    fn dispatch(&self, cmds: Vec<Cmd>) -> Dispatch {
+    pub(super) fn dispatch(&self, cmds: Vec<Cmd>) -> Dispatch {
         Dispatch::new(cmds, self.redis.is_cluster(), self.redis.settings().io_timeout)
     }
 
-    fn plan(&self, dispatch: &mut Dispatch) -> Vec<Flight> {
+    pub(super) fn plan(&self, dispatch: &mut Dispatch) -> Vec<Flight> {
         let settings = self.redis.settings();
         let topology = self.redis.deployment().topology();
         dispatch.plan(&topology, settings.durability, settings.durability_timeout, &settings.prefix)
+    }
+
+    /// Each command's answer once `dispatch` is done; the batch's error, counted, when
+    /// it was lost whole (`named`: the timeout it names).
+    pub(super) fn finish(
+        &self,
+        operation: &'static str,
+        dispatch: Dispatch,
+        named: Duration,
+    ) -> Result<Vec<RedisResult<Value>>, Error> {
+        dispatch.finish().map_err(|err| self.redis.failed(operation, &err, named))
     }
 
     /// Sends one round's flights, each on this thread's connection to its node, then
@@ -142,22 +166,35 @@ impl RedisConnection {
     }
 
     fn open(&self, addr: &Addr, named: &mut Duration) -> RedisResult<Connection> {
-        let (redis, settings) = (&self.redis, self.redis.settings());
-        let deployment = redis.deployment();
-        let single = !deployment.is_cluster();
-        let down = &redis.pool().down;
-        if single && let Some(why) = down.get() {
-            return Err(not_reconnected(&why));
-        }
-        let node = deployment.node(addr).ok_or_else(|| unknown_node(addr))?;
+        let (down, settings) = (&self.redis.pool().down, self.redis.settings());
+        let node = self.node_to_open(addr, down)?;
         let opened = link::open(&node, Instant::now() + settings.connect_timeout, settings.io_timeout);
-        if single {
-            down.set(opened.as_ref().err().map(|err| super::fault::describe(err, settings.connect_timeout).1));
-        }
+        self.opened(down, &opened);
         if opened.as_ref().is_err_and(RedisError::is_timeout) {
             *named = settings.connect_timeout;
         }
         opened
+    }
+
+    /// How to connect to `addr`; an error at once while a connect to the one server
+    /// failed less than [`RECONNECT_AFTER`](super::pool::RECONNECT_AFTER) ago, as
+    /// `down` (the sync or the async client's) says.
+    pub(super) fn node_to_open(&self, addr: &Addr, down: &Down) -> RedisResult<Single> {
+        let deployment = self.redis.deployment();
+        if !deployment.is_cluster()
+            && let Some(why) = down.get()
+        {
+            return Err(not_reconnected(&why));
+        }
+        deployment.node(addr).ok_or_else(|| unknown_node(addr))
+    }
+
+    /// Notes in `down` how opening a connection to the one server went.
+    pub(super) fn opened<T>(&self, down: &Down, opened: &RedisResult<T>) {
+        if !self.redis.deployment().is_cluster() {
+            let timeout = self.redis.settings().connect_timeout;
+            down.set(opened.as_ref().err().map(|err| describe(err, timeout).1));
+        }
     }
 
     /// Reads where commands go again, from the first node that answers.
@@ -185,7 +222,11 @@ impl RedisConnection {
     }
 
     /// The one answer of a [`query`](Self::query), as `T`.
-    fn read<T: FromRedisValue>(&self, operation: &'static str, answers: Vec<RedisResult<Value>>) -> Result<T, Error> {
+    pub(super) fn read<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        answers: Vec<RedisResult<Value>>,
+    ) -> Result<T, Error> {
         let timeout = self.redis.settings().io_timeout;
         let value = answers
             .into_iter()
@@ -194,130 +235,6 @@ impl RedisConnection {
         value
             .and_then(|value| ::redis::from_redis_value(value).map_err(RedisError::from))
             .map_err(|err| self.redis.failed(operation, &err, timeout))
-    }
-
-    /// As [`send`](Self::send), from async code (feature `tokio`), over the handle's
-    /// multiplexed connections: many tasks send at once, and waiting for Redis never
-    /// blocks a thread of the runtime.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    #[cfg(feature = "tokio")]
-    pub async fn send_async(&self, operation: &'static str, cmds: Vec<Cmd>) -> Result<Vec<RedisResult<Value>>, Error> {
-        if cmds.is_empty() {
-            return Ok(Vec::new());
-        }
-        let redis = &self.redis;
-        let mut dispatch = self.dispatch(cmds);
-        let mut named = redis.settings().io_timeout;
-        loop {
-            let flights = self.plan(&mut dispatch);
-            let sends = flights.into_iter().map(|flight| {
-                let pipe = dispatch.pipeline(&flight);
-                async move {
-                    let (came, kept, timed_out_opening) = self.flight_async(&flight.addr, pipe).await;
-                    (flight, came, kept, timed_out_opening)
-                }
-            });
-            for (flight, came, kept, timed_out_opening) in futures_util::future::join_all(sends).await {
-                if timed_out_opening {
-                    named = redis.settings().connect_timeout;
-                }
-                dispatch.land(flight, came, kept, redis.deployment());
-            }
-            match dispatch.next(redis.deployment().window()) {
-                Next::Done => break,
-                Next::Again { refresh, pause } => {
-                    if refresh {
-                        self.refresh_async().await;
-                    }
-                    if !pause.is_zero() {
-                        tokio::time::sleep(pause).await;
-                    }
-                }
-            }
-        }
-        dispatch.finish().map_err(|err| redis.failed(operation, &err, named))
-    }
-
-    /// Sends one flight's pipeline on the node's async connection, opened if there is
-    /// none: its answers, whether the connection was kept from before, and whether
-    /// opening it timed out.
-    #[cfg(feature = "tokio")]
-    async fn flight_async(&self, addr: &Addr, pipe: ::redis::Pipeline) -> (RedisResult<Vec<Value>>, bool, bool) {
-        let (redis, settings) = (&self.redis, self.redis.settings());
-        let slot = redis.aio().node(addr);
-        let (mut conn, id, kept) = {
-            let mut held = slot.lock().await;
-            match held.as_ref() {
-                Some((conn, id)) => (conn.clone(), *id, true),
-                None => match self.open_async(addr).await {
-                    Ok(conn) => {
-                        let id = next_id();
-                        *held = Some((conn.clone(), id));
-                        (conn, id, false)
-                    }
-                    Err(err) => {
-                        let timed_out = err.is_timeout();
-                        return (Err(err), false, timed_out);
-                    }
-                },
-            }
-        };
-        let came = link::within(settings.io_timeout, pipe.query_async::<Vec<Value>>(&mut conn)).await;
-        if came.as_ref().is_err_and(breaks) {
-            // Only the connection that failed: another task may have opened a new one.
-            let mut held = slot.lock().await;
-            if held.as_ref().is_some_and(|(_, held)| *held == id) {
-                *held = None;
-            }
-        }
-        (came, kept, false)
-    }
-
-    #[cfg(feature = "tokio")]
-    async fn open_async(&self, addr: &Addr) -> RedisResult<link::AsyncConn> {
-        let (redis, settings) = (&self.redis, self.redis.settings());
-        let deployment = redis.deployment();
-        let single = !deployment.is_cluster();
-        let down = &redis.aio().down;
-        if single && let Some(why) = down.get() {
-            return Err(not_reconnected(&why));
-        }
-        let node = deployment.node(addr).ok_or_else(|| unknown_node(addr))?;
-        let opened = link::open_async(&node, settings.connect_timeout, settings.io_timeout).await;
-        if single {
-            down.set(opened.as_ref().err().map(|err| super::fault::describe(err, settings.connect_timeout).1));
-        }
-        opened
-    }
-
-    /// As [`refresh`](Self::refresh), from async code.
-    #[cfg(feature = "tokio")]
-    async fn refresh_async(&self) {
-        let (deployment, settings) = (self.redis.deployment(), self.redis.settings());
-        let cmd = deployment.refresh_cmd();
-        for node in deployment.refresh_nodes() {
-            let answer = async {
-                let mut conn = link::open_async(&node, settings.connect_timeout, settings.connect_timeout).await?;
-                link::within(settings.connect_timeout, cmd.query_async::<Value>(&mut conn)).await
-            };
-            if answer.await.is_ok_and(|answer| deployment.refresh(&node, &answer).is_ok()) {
-                return;
-            }
-        }
-    }
-
-    /// As [`query`](Self::query), from async code (feature `tokio`).
-    ///
-    /// # Errors
-    ///
-    /// As [`query`](Self::query).
-    #[cfg(feature = "tokio")]
-    pub async fn query_async<T: FromRedisValue>(&self, operation: &'static str, cmd: &Cmd) -> Result<T, Error> {
-        let answer = self.send_async(operation, vec![cmd.clone()]).await?;
-        self.read(operation, answer)
     }
 
     /// Counts, reports to the handle's listener and warns about a failure that
@@ -331,7 +248,8 @@ impl RedisConnection {
     /// # Examples
     ///
     /// ```no_run
-    /// use idempotency_catalog::{Error, FaultKind, RedisConnection};
+    /// use idempotency_catalog::fleet::RedisConnection;
+    /// use idempotency_catalog::{Error, FaultKind};
     ///
     /// fn read_count(conn: &RedisConnection, key: &str) -> Result<Option<u64>, Error> {
     ///     let raw: Option<String> = conn.query("read a count", redis::cmd("GET").arg(key))?;
@@ -355,15 +273,6 @@ fn not_reconnected(why: &str) -> RedisError {
 
 fn unknown_node(addr: &str) -> RedisError {
     std::io::Error::new(std::io::ErrorKind::NotFound, format!("no way to connect to node {addr}")).into()
-}
-
-/// A number for each async connection opened, so that a task drops only the one that
-/// failed it.
-#[cfg(feature = "tokio")]
-fn next_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 impl fmt::Debug for RedisConnection {

@@ -336,10 +336,10 @@ pub(super) fn slot_for_key(key: &[u8]) -> u16 {
     crc16::State::<crc16::XMODEM>::calculate(tag.unwrap_or(key)) % SLOTS
 }
 
-/// The key a barrier write of `prefix` uses to land in `slot`: `<prefix>sync:{<tag>}`,
-/// where the tag is the smallest number whose hash is the slot.
+/// The smallest number whose hash is `slot`: the tag of the barrier key that lands a
+/// write there (see [`layout`](super::layout)).
 #[cfg(feature = "cluster")]
-pub(super) fn barrier_key(prefix: &str, slot: u16) -> String {
+pub(super) fn barrier_tag(slot: u16) -> u32 {
     static TAGS: std::sync::OnceLock<Box<[u32]>> = std::sync::OnceLock::new();
     let tags = TAGS.get_or_init(|| {
         // About 170,000 hashes of short strings: a few milliseconds, once.
@@ -356,8 +356,7 @@ pub(super) fn barrier_key(prefix: &str, slot: u16) -> String {
         }
         tags
     });
-    let tag = tags.get(usize::from(slot)).copied().unwrap_or(0);
-    format!("{prefix}sync:{{{tag}}}")
+    tags.get(usize::from(slot)).copied().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -413,7 +412,7 @@ mod tests {
     #[test]
     fn a_barrier_key_lands_in_the_slot_asked() {
         for slot in [0, 1, 5_000, 16_383] {
-            let key = barrier_key("app:", slot);
+            let key = super::super::layout::barrier_key("app:", Some(barrier_tag(slot)));
             assert!(key.starts_with("app:sync:{"), "{key}");
             assert_eq!(slot_for_key(key.as_bytes()), slot, "{key}");
         }

@@ -34,6 +34,8 @@ use ::redis::{Cmd, RedisError, RedisResult, Value};
 
 use super::deployment::{Addr, Deployment, Topology};
 use super::durability::{Durability, Wait};
+use super::fault::{NOT_DURABLE, TIMEOUT, UNREACHABLE};
+use super::layout;
 
 /// One call's commands and their answers so far.
 pub(super) struct Dispatch {
@@ -99,6 +101,11 @@ pub(super) enum Next {
     Done,
     /// Another round: after reading the slot map again if `refresh`, and after `pause`.
     Again { refresh: bool, pause: Duration },
+}
+
+impl Next {
+    /// What a call does before its first round: send at once.
+    pub(super) const FIRST: Next = Next::Again { refresh: false, pause: Duration::ZERO };
 }
 
 /// `ASKING`, sent before a command an `ASK` redirected.
@@ -200,19 +207,12 @@ impl Dispatch {
         (out, count)
     }
 
-    /// The commands of `flight` as the async client sends them: a pipeline whose
-    /// errors are answers.
-    #[cfg(feature = "tokio")]
-    pub(super) fn pipeline(&self, flight: &Flight) -> ::redis::Pipeline {
-        let mut pipe = ::redis::pipe();
-        pipe.ignore_errors();
-        for cmd in self.flight_cmds(flight) {
-            pipe.add_command(cmd.into_owned());
-        }
-        pipe
-    }
-
-    fn flight_cmds<'a>(&'a self, flight: &'a Flight) -> impl Iterator<Item = std::borrow::Cow<'a, Cmd>> + 'a {
+    /// The commands of `flight`, in the order they go: each after its `ASKING` if it
+    /// needs one, then the barrier write and the `WAIT`.
+    pub(super) fn flight_cmds<'a>(
+        &'a self,
+        flight: &'a Flight,
+    ) -> impl Iterator<Item = std::borrow::Cow<'a, Cmd>> + 'a {
         use std::borrow::Cow;
         let cmds = flight.cmds.iter().flat_map(move |&(at, asked)| {
             let ask = asked.then(|| Cow::Owned(asking()));
@@ -381,12 +381,12 @@ const MAX_PAUSE: Duration = Duration::from_millis(250);
 fn barrier(prefix: &str, slot: Option<u16>, cluster: bool) -> Option<Cmd> {
     let key = match slot {
         #[cfg(feature = "cluster")]
-        Some(slot) => super::deployment::barrier_key(prefix, slot),
+        Some(slot) => layout::barrier_key(prefix, Some(super::deployment::barrier_tag(slot))),
         #[cfg(not(feature = "cluster"))]
         Some(_) => return None,
         // A keyless command on a cluster: no key is known to land on its node.
         None if cluster => return None,
-        None => format!("{prefix}sync"),
+        None => layout::barrier_key(prefix, None),
     };
     let mut cmd = ::redis::cmd("SET");
     cmd.arg(key).arg(1).arg("PX").arg(BARRIER_TTL_MS);
@@ -445,13 +445,6 @@ impl Trouble {
     }
 }
 
-/// The codes of the errors a command gets here rather than from the server: a write
-/// that fell short of its durability, and a cluster node that could not be reached or
-/// did not answer in time.
-pub(super) const NOT_DURABLE: &str = "NOTDURABLE";
-pub(super) const UNREACHABLE: &str = "UNREACHABLE";
-pub(super) const TIMEOUT: &str = "TIMEOUT";
-
 /// The error of a command of a cluster node's that failed: `<code> node <addr> (slot
 /// <slot>): <why>`.
 fn node_error(code: &str, addr: &str, slot: Option<u16>, why: String) -> RedisError {
@@ -509,13 +502,6 @@ mod tests {
 
     fn plan(dispatch: &mut Dispatch, deployment: &Deployment, durability: Durability) -> Vec<Flight> {
         dispatch.plan(&deployment.topology(), durability, T, "p:")
-    }
-
-    fn error(code: &str, detail: &str) -> Value {
-        match ::redis::make_extension_error(code.to_owned(), Some(detail.to_owned())).into_server_errors() {
-            Some(errors) => Value::ServerError(errors.first().map(|(_, e)| e.clone()).unwrap()),
-            None => panic!("not a server error"),
-        }
     }
 
     #[test]
@@ -601,6 +587,13 @@ mod tests {
     #[cfg(feature = "cluster")]
     mod cluster {
         use super::*;
+
+        fn error(code: &str, detail: &str) -> Value {
+            match ::redis::make_extension_error(code.to_owned(), Some(detail.to_owned())).into_server_errors() {
+                Some(errors) => Value::ServerError(errors.first().map(|(_, e)| e.clone()).unwrap()),
+                None => panic!("not a server error"),
+            }
+        }
 
         /// Two masters: 7000 serves slots 0-8191, 7001 the rest.
         fn cluster() -> Deployment {

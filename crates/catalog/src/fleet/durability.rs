@@ -14,12 +14,11 @@ use std::time::Duration;
 
 use ::redis::{Cmd, Value};
 
-use super::deployment::Topology;
 use crate::error::Error;
 
 /// How many copies of a claim (or any write of the fleet) a master must have before it
-/// is reported done. Set with [`RedisBuilder::durability`](crate::RedisBuilder::durability)
-/// or [`ENV_REDIS_DURABILITY`](crate::ENV_REDIS_DURABILITY).
+/// is reported done. Set with [`RedisBuilder::durability`](super::RedisBuilder::durability)
+/// or [`env::REDIS_DURABILITY`](crate::env::REDIS_DURABILITY).
 ///
 /// | setting | variable | waits for | survives |
 /// |---|---|---|---|
@@ -29,15 +28,15 @@ use crate::error::Error;
 /// | [`None`](Self::None) | `none` | nothing | what the master had replicated by chance: a failover may lose the last writes it acknowledged, and their keys run twice |
 ///
 /// A write whose copies fall short within the
-/// [durability timeout](crate::RedisBuilder::durability_timeout) is sent again while a
-/// failover may be under way (the [failover window](crate::RedisBuilder::failover_window)),
+/// [durability timeout](super::RedisBuilder::durability_timeout) is sent again while a
+/// failover may be under way (the [failover window](super::RedisBuilder::failover_window)),
 /// then fails naming the master and how many replicas acknowledged: the claim is never
 /// reported created, and a retry of the same batch resolves it exactly once.
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_catalog::Durability;
+/// use idempotency_catalog::fleet::Durability;
 ///
 /// assert_eq!("auto".parse::<Durability>()?, Durability::Auto);
 /// assert_eq!("replicas:2".parse::<Durability>()?, Durability::Replicas(2));
@@ -151,63 +150,6 @@ impl Wait {
         Err(Shortfall { wait: *self, local: local >= 1, replicas: u64::try_from(replicas).unwrap_or(0) })
     }
 }
-
-/// At build: whether `durability` can be had on the masters of `topology` (each with
-/// its replicas, the append-only file on or not on every master, the lowest server
-/// version), and the events that say what was found: one `INFO` with each master's
-/// replicas, and a `WARN` where a failover may cost claims. Why not, for the error.
-pub(super) fn accept(
-    url: &str,
-    durability: Durability,
-    topology: &Topology,
-    cluster: bool,
-    appendonly: Option<bool>,
-    version: Option<(u32, u32)>,
-) -> Result<(), String> {
-    let masters = topology.masters();
-    let found: Vec<String> = masters.iter().map(|m| format!("{} ({} replicas)", m.addr, m.replicas)).collect();
-    tracing::info!(url, durability = %durability, masters = %found.join(", "), "redis masters and their replicas");
-    let fewest = masters.iter().min_by_key(|m| m.replicas);
-    let short = |n: u8| fewest.filter(|m| m.replicas < usize::from(n));
-    match durability {
-        Durability::Replicas(n) | Durability::Aof(n) if short(n).is_some() => {
-            let master = short(n).map_or_else(String::new, |m| format!("{} has {}", m.addr, m.replicas));
-            return Err(format!(
-                "durability {durability} asks for {n} replicas of every write, but master {master}: add replicas, or lower {ENV_NAME} or RedisBuilder::durability"
-            ));
-        }
-        Durability::Aof(_) if version.is_some_and(|v| v < (7, 2)) => {
-            let (major, minor) = version.unwrap_or_default();
-            return Err(format!(
-                "durability {durability} needs WAITAOF (Redis 7.2 or later, Valkey): the server is {major}.{minor}"
-            ));
-        }
-        Durability::Aof(_) if appendonly == Some(false) => {
-            return Err(format!("durability {durability} needs the append-only file on every master (appendonly yes)"));
-        }
-        Durability::Auto if cluster => {
-            let alone: Vec<&str> = masters.iter().filter(|m| m.replicas == 0).map(|m| &*m.addr).collect();
-            if !alone.is_empty() {
-                tracing::warn!(
-                    url,
-                    masters = %alone.join(", "),
-                    "redis cluster masters without a replica: when one fails nothing takes over, and every call on its slots fails until it is back; what it had not persisted is lost, and those keys run twice"
-                );
-            }
-        }
-        Durability::None if masters.iter().any(|m| m.replicas > 0) => {
-            tracing::warn!(
-                url,
-                "redis durability is none: a claim is reported created before any replica has it, and a failover may lose it; its key then runs twice"
-            );
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// The variable's name, for messages.
-const ENV_NAME: &str = "IDEMPOTENCY_REDIS_DURABILITY";
 
 /// Writes that fell short of their durability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

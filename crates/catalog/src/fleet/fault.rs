@@ -35,8 +35,23 @@ pub(super) fn describe(err: &::redis::RedisError, timeout: Duration) -> (FaultKi
 }
 
 /// How an error one command of a batch met counts, and what it said: the server's code
-/// and details, or the error. For stores built on the handle that read the answers of
-/// their batches one by one.
+/// and details, or the error. For stores built on a [`RedisConnection`](super::RedisConnection)
+/// that read the answers of their batches one by one (the SDK's run store), so that they
+/// count a command's failure as the connection counts a batch's.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_catalog::FaultKind;
+/// use idempotency_catalog::fleet::server_error_of;
+///
+/// let detail = "command not allowed when used memory > 'maxmemory'";
+/// let oom = redis::make_extension_error("OOM".to_owned(), Some(detail.to_owned()));
+/// assert_eq!(server_error_of(&oom), (FaultKind::OutOfMemory, format!("OOM {detail}")));
+///
+/// let refused = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+/// assert_eq!(server_error_of(&refused).0, FaultKind::Unreachable);
+/// ```
 pub fn server_error_of(err: &::redis::RedisError) -> (FaultKind, String) {
     match (err.code(), err.detail()) {
         (Some(code), detail) => {
@@ -53,8 +68,14 @@ pub(super) fn server_error(err: &::redis::ServerError) -> (FaultKind, String) {
     (code_kind(err.code()), format!("{}{details}", err.code()))
 }
 
+/// The codes of the errors a command gets from this crate rather than from the server
+/// (see [`dispatch`](super::dispatch)): a write that fell short of its durability, and a
+/// cluster node that could not be reached or did not answer in time.
+pub(super) const NOT_DURABLE: &str = "NOTDURABLE";
+pub(super) const UNREACHABLE: &str = "UNREACHABLE";
+pub(super) const TIMEOUT: &str = "TIMEOUT";
+
 fn code_kind(code: &str) -> FaultKind {
-    use super::dispatch::{NOT_DURABLE, TIMEOUT, UNREACHABLE};
     match code {
         "OOM" => FaultKind::OutOfMemory,
         NOT_DURABLE => FaultKind::NotDurable,

@@ -8,16 +8,15 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::builder::RedisBuilder;
-use super::connection::RedisConnection;
 use super::deployment::Deployment;
 use super::durability::Durability;
 use super::fault::describe;
-use super::pool::Pool;
+use super::future::AsyncLinks;
+use super::pool::{self, Pool};
 use super::settings::Settings;
 use crate::error::Error;
 use crate::events::{self, EvictionLog, ListenerSlot};
-use crate::telemetry::{EvictionListener, Fault, FaultKind};
+use crate::telemetry::{Fault, FaultKind, Listener};
 
 /// A handle on one Redis server or (feature `cluster`) one Redis Cluster, shared by the
 /// catalogs and engines built on it: its URL (shown with any password redacted), key prefix and timeouts, and one fault
@@ -37,15 +36,16 @@ use crate::telemetry::{EvictionListener, Fault, FaultKind};
 /// ```
 #[derive(Clone)]
 pub struct Redis {
-    shared: Arc<Shared>,
+    pub(super) shared: Arc<Shared>,
 }
 
-struct Shared {
+pub(super) struct Shared {
     settings: Settings,
     deployment: Deployment,
     pool: Pool,
-    #[cfg(feature = "tokio")]
-    aio: super::pool::AsyncLinks,
+    /// The async connections (feature `tokio`; nothing without it), which only
+    /// `future/` reads.
+    pub(super) aio: AsyncLinks,
     faults: AtomicU64,
     /// When failures are worth a line, and the latest, for the summary at drop.
     log: Mutex<(EvictionLog, Option<Fault>)>,
@@ -53,37 +53,27 @@ struct Shared {
 }
 
 impl Redis {
+    /// After a failed connect to one server, how long calls on the handle fail at once
+    /// (`not reconnected yet: …`) instead of each waiting out the connect timeout: a
+    /// server that is down must not cost every registration a connect timeout.
+    pub const RECONNECT_PAUSE: Duration = pool::RECONNECT_AFTER;
+
     pub(super) fn new(
         settings: Settings,
         deployment: Deployment,
         pool_size: usize,
-        listener: Option<Arc<dyn EvictionListener>>,
+        listener: Option<Arc<dyn Listener>>,
     ) -> Self {
         let shared = Shared {
             settings,
             deployment,
             pool: Pool::new(pool_size),
-            #[cfg(feature = "tokio")]
-            aio: super::pool::AsyncLinks::new(),
+            aio: AsyncLinks::default(),
             faults: AtomicU64::new(0),
             log: Mutex::new((EvictionLog::new(), None)),
             listener: ListenerSlot::new(listener),
         };
         Redis { shared: Arc::new(shared) }
-    }
-
-    /// The handle configured by the environment, connected; `None` when
-    /// [`ENV_REDIS_URL`](crate::ENV_REDIS_URL) is not set.
-    ///
-    /// # Errors
-    ///
-    /// As [`RedisBuilder::build`].
-    pub fn from_env() -> Result<Option<Redis>, Error> {
-        let builder = RedisBuilder::from_env();
-        if !builder.has_url() {
-            return Ok(None);
-        }
-        builder.build().map(Some)
     }
 
     /// The server's URL as every message shows it: any password replaced by `***`,
@@ -104,7 +94,7 @@ impl Redis {
 
     /// How long the SDK engine keeps a run record on Redis when its key's TTL is
     /// shorter; a record always lives at least as long as the claim on its key. See
-    /// [`RedisBuilder::run_ttl`].
+    /// [`RedisBuilder::run_ttl`](super::RedisBuilder::run_ttl).
     pub fn run_ttl(&self) -> Duration {
         self.shared.settings.run_ttl
     }
@@ -115,7 +105,7 @@ impl Redis {
     }
 
     /// How long a call waits for a failover before it fails: see
-    /// [`RedisBuilder::failover_window`].
+    /// [`RedisBuilder::failover_window`](super::RedisBuilder::failover_window).
     pub fn failover_window(&self) -> Duration {
         self.shared.deployment.window()
     }
@@ -150,12 +140,6 @@ impl Redis {
         self.shared.listener.panics()
     }
 
-    /// The way to the deployment for a store built on the handle: commands over the
-    /// handle's connections, opened when first needed and again after an error.
-    pub fn connection(&self) -> RedisConnection {
-        RedisConnection::new(self.clone())
-    }
-
     pub(super) fn settings(&self) -> &Settings {
         &self.shared.settings
     }
@@ -168,12 +152,7 @@ impl Redis {
         &self.shared.pool
     }
 
-    #[cfg(feature = "tokio")]
-    pub(super) fn aio(&self) -> &super::pool::AsyncLinks {
-        &self.shared.aio
-    }
-
-    /// Puts the handle on `deployment`: while [`build`](RedisBuilder::build) still
+    /// Puts the handle on `deployment`: while [`build`](super::RedisBuilder::build) still
     /// holds the only reference, once it knows where the commands go.
     pub(super) fn set_deployment(&mut self, deployment: Deployment) -> Result<(), Error> {
         match Arc::get_mut(&mut self.shared) {
@@ -284,7 +263,7 @@ mod tests {
         // Nothing listens on port 1: two refused connects.
         metrics::with_local_recorder(&counters, || {
             for _ in 0..2 {
-                RedisBuilder::new("redis://127.0.0.1:1").build().unwrap_err();
+                super::super::RedisBuilder::new("redis://127.0.0.1:1").build().unwrap_err();
             }
         });
         let seen = counters.0.lock();

@@ -1,8 +1,8 @@
 //! Connections to one node (a server, or one master of a cluster), and how a pipeline
-//! goes over each: the sync client's, bounded as a whole by the command timeout, and
-//! (feature `tokio`) the async client's multiplexed one. Thin on purpose: which node a
-//! command goes to, and what its answer means, is decided once, in
-//! [`dispatch`](super::dispatch), for both.
+//! goes over each: the sync client's here, bounded as a whole by the command timeout;
+//! the async client's multiplexed one in `future/link.rs` (feature `tokio`). Thin on
+//! purpose: which node a command goes to, and what its answer means, is decided once,
+//! in [`dispatch`](super::dispatch), for both.
 
 use std::io;
 use std::net::ToSocketAddrs;
@@ -181,49 +181,4 @@ pub(super) fn recv(
         conn.set_read_timeout(Some(timeout))?;
     }
     Ok(values)
-}
-
-/// The async client's connection to one node: multiplexed, so clones share it and many
-/// tasks send over it at once.
-#[cfg(feature = "tokio")]
-pub(super) type AsyncConn = ::redis::aio::MultiplexedConnection;
-
-/// Opens an async connection to one node within `connect_timeout`, each answer awaited
-/// at most `io_timeout`.
-#[cfg(feature = "tokio")]
-pub(super) async fn open_async(
-    single: &Single,
-    connect_timeout: Duration,
-    io_timeout: Duration,
-) -> RedisResult<AsyncConn> {
-    let opening = async {
-        let config = ::redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(connect_timeout))
-            .set_response_timeout(Some(io_timeout));
-        #[cfg(feature = "tls")]
-        let client = match &single.tls {
-            Some(client) => client.clone(),
-            None => Client::open(single.info.clone())?,
-        };
-        #[cfg(not(feature = "tls"))]
-        let client = Client::open(single.info.clone())?;
-        let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
-        if single.db != 0 {
-            ::redis::cmd("SELECT").arg(single.db).query_async::<()>(&mut conn).await?;
-        }
-        Ok(conn)
-    };
-    within(connect_timeout, opening).await
-}
-
-/// `future`'s answer, or a timeout error after `left`.
-#[cfg(feature = "tokio")]
-pub(super) async fn within<T>(
-    left: Duration,
-    future: impl std::future::Future<Output = RedisResult<T>>,
-) -> RedisResult<T> {
-    match tokio::time::timeout(left, future).await {
-        Ok(answer) => answer,
-        Err(_) => Err(io::Error::from(io::ErrorKind::TimedOut).into()),
-    }
 }

@@ -1,7 +1,8 @@
-//! The connections a handle keeps: a few sets of sync ones, so that threads do not take
-//! turns on one (each set has a connection per node it has sent to), and (feature
-//! `tokio`) one multiplexed async connection per node, which every task shares. All are
-//! opened when first needed and again after an error that may have broken them.
+//! The sync connections a handle keeps: a few sets, so that threads do not take turns
+//! on one (each set has a connection per node it has sent to), opened when first
+//! needed and again after an error that may have broken them; and [`Down`], which both
+//! these and the async ones (`future/pool.rs`, feature `tokio`) keep after a failed
+//! connect.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +16,7 @@ use super::deployment::Addr;
 /// After a failed connect to one server: how long calls fail at once instead of trying
 /// again, so that a server that is down does not cost every registration a connect
 /// timeout. (A cluster's nodes are waited for through the failover window instead.)
-pub(super) const RECONNECT_AFTER: Duration = super::REDIS_RECONNECT_PAUSE;
+pub(super) const RECONNECT_AFTER: Duration = Duration::from_millis(250);
 
 /// After a failed connect: until when calls fail at once, and why.
 #[derive(Default)]
@@ -86,30 +87,5 @@ impl Pool {
     /// How many connections are open (those of busy slots count as open).
     pub(super) fn open(&self) -> usize {
         self.slots().map(|slot| slot.try_lock().map_or(1, |links| links.len())).sum()
-    }
-}
-
-/// One node's async connection, with the number it was opened under; a tokio lock, held
-/// while the connection opens, so that one task opens it and the others wait for it
-/// rather than each opening one.
-#[cfg(feature = "tokio")]
-pub(super) type AsyncSlot = std::sync::Arc<tokio::sync::Mutex<Option<(super::link::AsyncConn, u64)>>>;
-
-/// The async connections: one per node, multiplexed, shared by clones.
-#[cfg(feature = "tokio")]
-pub(super) struct AsyncLinks {
-    nodes: Mutex<HashMap<Addr, AsyncSlot>>,
-    pub(super) down: Down,
-}
-
-#[cfg(feature = "tokio")]
-impl AsyncLinks {
-    pub(super) fn new() -> Self {
-        AsyncLinks { nodes: Mutex::new(HashMap::new()), down: Down::default() }
-    }
-
-    /// The slot of `addr`'s connection.
-    pub(super) fn node(&self, addr: &Addr) -> AsyncSlot {
-        std::sync::Arc::clone(self.nodes.lock().entry(std::sync::Arc::clone(addr)).or_default())
     }
 }

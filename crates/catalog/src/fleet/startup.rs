@@ -6,23 +6,36 @@
 //! out the handle.
 //!
 //! The steps are written once, in [`Startup`]: it says whom to ask what and reads the
-//! answers; the sync and async builds only carry the questions ([`connect`],
-//! [`connect_async`]).
+//! answers; the sync and async builds only carry the questions ([`connect`] here,
+//! `connect_async` in `future/startup.rs`).
 
 use std::time::{Duration, Instant};
 
 use ::redis::{Cmd, RedisError, RedisResult, Value};
 
-use super::builder::Plan;
-use super::checks::{self, Findings};
+use std::sync::Arc;
+
+use super::checks::{self, ACCEPT, Findings};
 use super::deployment::{Deployment, Topology};
-use super::durability;
 use super::handle::Redis;
 use super::link::{self, Certs, Single};
+use super::settings::Settings;
 use crate::error::Error;
+use crate::telemetry::Listener;
+
+/// What [`RedisBuilder::build`] has checked before it connects.
+pub(super) struct Plan {
+    pub(super) settings: Settings,
+    /// The URLs' servers: one, or a cluster's seed nodes.
+    pub(super) seeds: Vec<Single>,
+    pub(super) certs: Option<Certs>,
+    pub(super) pool_size: usize,
+    pub(super) listener: Option<Arc<dyn Listener>>,
+    pub(super) allow_evicting: bool,
+}
 
 /// The operation that fails when the server cannot be reached or refuses the handshake.
-const CONNECT: &str = "connect";
+pub(super) const CONNECT: &str = "connect";
 
 /// How much longer than the cluster's node timeout a call waits for a failover by
 /// default: the replica's election (half a second to a second and a half after the
@@ -32,18 +45,17 @@ const FAILOVER_MARGIN: Duration = Duration::from_secs(3);
 const DEFAULT_NODE_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// One answer per command.
-type Answers = Vec<RedisResult<Value>>;
+pub(super) type Answers = Vec<RedisResult<Value>>;
 
-/// What a build does next.
-enum Step {
-    /// Ask this node these commands, one at a time, and hand back the answers.
-    Ask(Box<Single>, Vec<Cmd>),
-    Done(Redis),
-}
+/// What a build asks next: this node these commands, one at a time; `None` when the
+/// build is done.
+pub(super) type Ask = Option<(Box<Single>, Vec<Cmd>)>;
 
 /// A build under way.
-struct Startup {
-    redis: Redis,
+pub(super) struct Startup {
+    pub(super) redis: Redis,
+    /// When the connect timeout, which bounds the whole build, runs out.
+    pub(super) deadline: Instant,
     seeds: Vec<Single>,
     /// The seed asked first: the first that answers.
     at: usize,
@@ -71,15 +83,17 @@ fn seed_commands() -> Vec<Cmd> {
 }
 
 impl Startup {
-    fn new(plan: Plan) -> Result<(Self, Step), Error> {
+    pub(super) fn new(plan: Plan) -> Result<(Self, Ask), Error> {
         let Plan { settings, seeds, certs, pool_size, listener, allow_evicting } = plan;
+        let deadline = Instant::now() + settings.connect_timeout;
         let seed = seeds.first().cloned().ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))?;
         // On the first seed until the build knows better.
         let topology = Topology::single(settings.url.as_str().into(), seed.clone(), 0);
         let deployment = Deployment::new(seeds.clone(), certs.clone(), false, Duration::ZERO, topology);
         let redis = Redis::new(settings, deployment, pool_size, listener);
-        let startup = Startup { redis, seeds, at: 0, certs, allow_evicting, findings: Vec::new(), cluster: None };
-        Ok((startup, Step::Ask(Box::new(seed), seed_commands())))
+        let startup =
+            Startup { redis, deadline, seeds, at: 0, certs, allow_evicting, findings: Vec::new(), cluster: None };
+        Ok((startup, Some((Box::new(seed), seed_commands()))))
     }
 
     /// The seed that answered (the first, until one did): the template every other
@@ -88,11 +102,11 @@ impl Startup {
         self.seeds.get(self.at).ok_or_else(|| Error::config("RedisBuilder::url", "", "no URL"))
     }
 
-    /// The last [`Step::Ask`] could not reach its node (`err`): the next seed is asked,
-    /// while none has answered yet (a cluster's seeds are alternatives), and the one
-    /// skipped is a `WARN`, not a fault, since the build goes on; otherwise the build
-    /// fails with `err`, counted.
-    fn unreachable(&mut self, err: &RedisError, node: &Single) -> Result<Step, Error> {
+    /// The last [`Ask`] could not reach its node (`err`): the next seed is asked, while
+    /// none has answered yet (a cluster's seeds are alternatives), and the one skipped
+    /// is a `WARN`, not a fault, since the build goes on; otherwise the build fails with
+    /// `err`, counted.
+    pub(super) fn unreachable(&mut self, err: &RedisError, node: &Single) -> Result<Ask, Error> {
         let asking_seeds = self.cluster.is_none() && self.findings.is_empty();
         match self.seeds.get(self.at + 1).filter(|_| asking_seeds) {
             Some(next) => {
@@ -100,14 +114,14 @@ impl Startup {
                 let why = self.redis.scrub(&why);
                 tracing::warn!(url = self.redis.url(), seed = ?node, error = %why, "redis seed unreachable; the next one is asked");
                 self.at += 1;
-                Ok(Step::Ask(Box::new(next.clone()), seed_commands()))
+                Ok(Some((Box::new(next.clone()), seed_commands())))
             }
             None => Err(self.redis.failed(CONNECT, err, self.redis.settings().connect_timeout)),
         }
     }
 
-    /// Takes the answers to the last [`Step::Ask`]; what comes next.
-    fn answer(&mut self, answers: Answers) -> Result<Step, Error> {
+    /// Takes the answers to the last [`Ask`]; what comes next.
+    pub(super) fn answer(&mut self, answers: Answers) -> Result<Ask, Error> {
         match self.cluster.as_mut() {
             None => self.seed_answered(answers),
             Some((_, masters)) => {
@@ -122,7 +136,7 @@ impl Startup {
     /// The first seed's answers: a server, or a cluster whose masters are asked next.
     /// A server that refuses `PING` (`NOAUTH`, a user without it) refuses the handle; one
     /// that stops answering after it fails the checks.
-    fn seed_answered(&mut self, answers: Answers) -> Result<Step, Error> {
+    fn seed_answered(&mut self, answers: Answers) -> Result<Ask, Error> {
         let redis = &self.redis;
         let timeout = redis.settings().connect_timeout;
         let mut answers = answers.into_iter();
@@ -190,17 +204,17 @@ impl Startup {
     }
 
     /// The next master to check, or the end of the build.
-    fn next_master(&mut self) -> Result<Step, Error> {
+    fn next_master(&mut self) -> Result<Ask, Error> {
         let Some((_, masters)) = &self.cluster else { return self.done() };
         let Some((host, port)) = masters.last() else { return self.done() };
         let master = link::node(self.seed()?, host, *port, self.certs.as_ref())
             .map_err(|err| self.redis.failed(CONNECT, &err, self.redis.settings().connect_timeout))?;
-        Ok(Step::Ask(Box::new(master), checks::commands().into()))
+        Ok(Some((Box::new(master), checks::commands().into())))
     }
 
     /// Every answer is in: the configuration judged, the durability accepted, and the
     /// handle on its deployment.
-    fn done(&mut self) -> Result<Step, Error> {
+    fn done(&mut self) -> Result<Ask, Error> {
         let findings = std::mem::take(&mut self.findings);
         let (node_timeout, version) = (findings.iter().find_map(|f| f.node_timeout), min_version(&findings));
         // On every master that said, unknown where none did.
@@ -217,7 +231,7 @@ impl Startup {
         };
         checks::judge(&self.redis, findings, self.allow_evicting)?;
         let settings = self.redis.settings();
-        durability::accept(self.redis.url(), settings.durability, &topology, cluster, appendonly, version)
+        checks::accept(self.redis.url(), settings.durability, &topology, cluster, appendonly, version)
             .map_err(|message| Error::Redis { url: self.redis.url().to_owned(), operation: ACCEPT, message })?;
         let window = settings.failover_window.unwrap_or(if cluster {
             node_timeout.unwrap_or(DEFAULT_NODE_TIMEOUT) + FAILOVER_MARGIN
@@ -226,12 +240,9 @@ impl Startup {
         });
         let deployment = Deployment::new(self.seeds.clone(), self.certs.clone(), cluster, window, topology);
         self.redis.set_deployment(deployment)?;
-        Ok(Step::Done(self.redis.clone()))
+        Ok(None)
     }
 }
-
-/// The operation named when the durability asked cannot be had.
-const ACCEPT: &str = "accept the server's configuration";
 
 /// The lowest version any node said.
 fn min_version(findings: &[Findings]) -> Option<(u32, u32)> {
@@ -239,7 +250,7 @@ fn min_version(findings: &[Findings]) -> Option<(u32, u32)> {
 }
 
 /// Whether an answer was lost with the connection, rather than refused by the server.
-fn lost(err: &::redis::RedisError) -> bool {
+pub(super) fn lost(err: &::redis::RedisError) -> bool {
     err.is_io_error() || err.is_timeout() || err.is_connection_dropped()
 }
 
@@ -263,85 +274,59 @@ fn healthy_masters(nodes: &str) -> Vec<(String, u16)> {
 
 /// The sync build.
 pub(super) fn connect(plan: Plan) -> Result<Redis, Error> {
-    let deadline = Instant::now() + plan.settings.connect_timeout;
-    let (mut startup, mut step) = Startup::new(plan)?;
-    loop {
-        match step {
-            Step::Done(redis) => return Ok(redis),
-            Step::Ask(node, cmds) => {
-                step = match ask(&startup.redis, &node, deadline, cmds) {
-                    Ok(answers) => startup.answer(answers)?,
-                    Err(err) => startup.unreachable(&err, &node)?,
-                };
-            }
-        }
+    let (mut startup, mut ask) = Startup::new(plan)?;
+    while let Some((node, cmds)) = ask {
+        ask = match answers(&startup, &node, cmds) {
+            Ok(answers) => startup.answer(answers)?,
+            Err(err) => startup.unreachable(&err, &node)?,
+        };
     }
+    Ok(startup.redis)
 }
 
-/// Sends `cmds` to `node`, one at a time, all by `deadline`: an answer each, an
-/// error the server answered being that command's `Err`. After an answer lost with the
-/// connection (a timeout), the rest are lost too.
-/// `Err` when the node could not be reached: see [`Startup::unreachable`].
-fn ask(redis: &Redis, node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, RedisError> {
+/// Sends `cmds` to `node`, one at a time, all by the build's deadline: an answer each,
+/// an error the server answered being that command's `Err`. After an answer lost with
+/// the connection (a timeout), the rest are lost too. `Err` when the node could not be
+/// reached: see [`Startup::unreachable`].
+fn answers(startup: &Startup, node: &Single, cmds: Vec<Cmd>) -> Result<Answers, RedisError> {
+    let (redis, deadline) = (&startup.redis, startup.deadline);
     let mut conn = link::open(node, deadline, redis.settings().connect_timeout)?;
-    let mut answers: Answers = Vec::with_capacity(cmds.len());
+    let mut answers = Collected::new(cmds.len());
     for cmd in &cmds {
         let answer = link::until(&conn, deadline)
             .and_then(|()| ::redis::ConnectionLike::req_command(&mut conn, cmd))
             .and_then(Value::extract_error);
-        let gone = answer.as_ref().is_err_and(lost);
-        answers.push(answer);
-        if gone {
+        if !answers.push(answer) {
             break;
         }
     }
-    fill(&mut answers, cmds.len());
-    Ok(answers)
+    Ok(answers.all())
 }
 
-/// Pads `answers` to `n` with timeouts: the commands after a lost answer.
-fn fill(answers: &mut Answers, n: usize) {
-    while answers.len() < n {
-        answers.push(Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+/// The answers to one node's commands as they come, sync or async.
+pub(super) struct Collected(Answers, usize);
+
+impl Collected {
+    pub(super) fn new(n: usize) -> Self {
+        Collected(Vec::with_capacity(n), n)
     }
-}
 
-/// The async build (feature `tokio`).
-#[cfg(feature = "tokio")]
-pub(super) async fn connect_async(plan: Plan) -> Result<Redis, Error> {
-    let deadline = Instant::now() + plan.settings.connect_timeout;
-    let (mut startup, mut step) = Startup::new(plan)?;
-    loop {
-        match step {
-            Step::Done(redis) => return Ok(redis),
-            Step::Ask(node, cmds) => {
-                step = match ask_async(&node, deadline, cmds).await {
-                    Ok(answers) => startup.answer(answers)?,
-                    Err(err) => startup.unreachable(&err, &node)?,
-                };
-            }
-        }
-    }
-}
-
-/// As [`ask`], over an async connection.
-#[cfg(feature = "tokio")]
-async fn ask_async(node: &Single, deadline: Instant, cmds: Vec<Cmd>) -> Result<Answers, RedisError> {
-    let left = link::remaining(deadline)?;
-    let mut conn = link::open_async(node, left, left).await?;
-    let mut answers: Answers = Vec::with_capacity(cmds.len());
-    for cmd in &cmds {
-        let Ok(left) = link::remaining(deadline) else { break };
-        let sent = ::redis::aio::ConnectionLike::req_packed_command(&mut conn, cmd);
-        let answer = link::within(left, sent).await.and_then(Value::extract_error);
+    /// Keeps `answer`; whether to ask the next command (not after an answer lost with
+    /// the connection).
+    pub(super) fn push(&mut self, answer: RedisResult<Value>) -> bool {
         let gone = answer.as_ref().is_err_and(lost);
-        answers.push(answer);
-        if gone {
-            break;
-        }
+        self.0.push(answer);
+        !gone
     }
-    fill(&mut answers, cmds.len());
-    Ok(answers)
+
+    /// An answer per command: the commands not asked, after a lost answer or past the
+    /// deadline, as timeouts.
+    pub(super) fn all(mut self) -> Answers {
+        while self.0.len() < self.1 {
+            self.0.push(Err(std::io::Error::from(std::io::ErrorKind::TimedOut).into()));
+        }
+        self.0
+    }
 }
 
 #[cfg(test)]

@@ -14,8 +14,8 @@
 use std::mem::size_of;
 use std::time::Duration;
 
-use idempotency_catalog::__private::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
 use idempotency_catalog::Source;
+use idempotency_catalog::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
 use serde::Serialize;
 
 use super::incoming::Incoming;

@@ -39,7 +39,8 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use idempotency_catalog::{FaultKind, KeyOptions, Redis, RedisConnection};
+use idempotency_catalog::fleet::layout::{claim_key, run_key};
+use idempotency_catalog::{FaultKind, KeyOptions, Redis, fleet::RedisConnection};
 use redis::{Cmd, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -294,7 +295,7 @@ impl RedisStore {
                             Err(why) => failures.add(FaultKind::Foreign, why),
                         },
                         Err(err) => {
-                            let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                            let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                             failures.add(kind, format!("{said} (at {})", key()))
                         }
                         Ok(other) => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
@@ -353,7 +354,7 @@ impl RedisStore {
                         Err(why) => foreign = foreign.or(Some(why)),
                     },
                     Some(Err(err)) => {
-                        let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                         return Err(self.conn.fault(READ, kind, format!("{said} (at {redis_key})")).into());
                     }
                     _ => {}
@@ -448,7 +449,7 @@ impl RedisStore {
                         Err(_) => Ok(None),
                     },
                     Err(err) => {
-                        let (kind, said) = idempotency_catalog::__private::server_error_of(&err);
+                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
                         Err(self.conn.fault(READ, kind, format!("{said} (at {claim})")).into())
                     }
                     Ok(_) => Ok(None),
@@ -638,17 +639,6 @@ impl SharedStore for RedisStore {
             }
         })
     }
-}
-
-/// The claim of the key whose tag is `tag`: its hash tag is the tag, so that it shares
-/// a slot with its runs' keys (the prefix has no braces: the builder refuses them).
-fn claim_key(prefix: &str, tag: u128) -> String {
-    format!("{prefix}claim:{{{tag:032x}}}")
-}
-
-/// Where the record of run (`tag`, `nonce`) lives once its run holds no key.
-fn run_key(prefix: &str, tag: u128, nonce: u64) -> String {
-    format!("{prefix}run:{{{tag:032x}}}:{nonce:016x}")
 }
 
 /// How often a reset reads the claim again when another process changed it meanwhile.
