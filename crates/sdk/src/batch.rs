@@ -537,19 +537,21 @@ pub struct Batch {
     report: BatchReport,
 }
 
-/// One item, its key resolved.
+/// One item, its key resolved: what the engine triggers.
 #[derive(Clone, Debug)]
-struct Entry {
-    payload: Option<Box<RawValue>>,
-    key: Key,
-    ttl: Option<Ttl>,
-    fingerprint: Fingerprint,
+pub(crate) struct Entry {
+    /// The payload as JSON text.
+    pub(crate) payload: Option<Box<RawValue>>,
+    pub(crate) key: Key,
+    pub(crate) ttl: Option<Ttl>,
+    /// The payload's fingerprint, taken as it was serialised.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// An item's key: the one it was given (`None` for none, such as an empty string), or
-/// one to derive from the batch key, if the batch gets one.
+/// one to derive from the batch key, if the batch gets one (once built, none).
 #[derive(Clone, Debug, PartialEq)]
-enum Key {
+pub(crate) enum Key {
     Given(Option<IdempotencyKey>),
     FromBatch,
 }
@@ -563,7 +565,7 @@ impl PartialEq for Entry {
 }
 
 impl Entry {
-    fn key(&self) -> Option<&IdempotencyKey> {
+    pub(crate) fn key(&self) -> Option<&IdempotencyKey> {
         match &self.key {
             Key::Given(key) => key.as_ref(),
             Key::FromBatch => None,
@@ -609,24 +611,14 @@ impl Batch {
         self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task))
     }
 
-    /// Each item's key, TTL, payload and its fingerprint, in order, for the engine.
-    pub(crate) fn entries(
-        &self,
-    ) -> impl ExactSizeIterator<Item = (Option<&IdempotencyKey>, Option<Ttl>, Option<&RawValue>, Fingerprint)> {
-        self.entries.iter().map(|entry| (entry.key(), entry.ttl, entry.payload.as_deref(), entry.fingerprint))
+    /// The items, in order, for the engine.
+    pub(crate) fn entries(&self) -> impl ExactSizeIterator<Item = &Entry> {
+        self.entries.iter()
     }
 
     /// The same, moved out.
-    pub(crate) fn into_entries(
-        self,
-    ) -> impl ExactSizeIterator<Item = (Option<IdempotencyKey>, Option<Ttl>, Option<Box<RawValue>>, Fingerprint)> {
-        self.entries.into_iter().map(|entry| {
-            let key = match entry.key {
-                Key::Given(key) => key,
-                Key::FromBatch => None,
-            };
-            (key, entry.ttl, entry.payload, entry.fingerprint)
-        })
+    pub(crate) fn into_entries(self) -> impl ExactSizeIterator<Item = Entry> {
+        self.entries.into_iter()
     }
 
     /// What building found.

@@ -62,11 +62,13 @@ mod batch;
 mod context;
 mod engine;
 mod error;
+mod from_catalog;
 mod key;
 mod key_input;
 mod message;
 mod meter;
 mod payload;
+mod run_id;
 mod sdk;
 mod wire;
 
@@ -76,7 +78,7 @@ pub use context::RunContext;
 pub use engine::REDIS_ASYNC_PIPELINE;
 pub use engine::{
     BudgetPolicy, DEFAULT_ENGINE_MAX_BYTES, ENV_ENGINE_MAX_BYTES, EngineStats, LocalEngine, ResetTarget, RunHandle,
-    RunId, RunRecord, RunStatus, RunView,
+    RunRecord, RunStatus, RunView,
 };
 #[cfg(feature = "redis")]
 pub use engine::{REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE};
@@ -87,6 +89,7 @@ pub use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyO
 pub use key::{IdempotencyKey, KeyParts};
 pub use key_input::KeyInput;
 pub use payload::{ENV_PAYLOAD_POLICY, PayloadPolicy};
+pub use run_id::RunId;
 pub use sdk::Sdk;
 pub use wire::{MAX_KEY_LEN, WireItem, WireOptions};
 

@@ -14,14 +14,17 @@
 use std::mem::size_of;
 use std::time::Duration;
 
-use idempotency_catalog::__private::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
 use idempotency_catalog::Source;
 use serde::Serialize;
 
+use super::clock::Millis;
+use super::dedup::Dedup;
 use super::incoming::Incoming;
 use super::key::{KeyRef, StoredKey};
+use super::log::Log;
 use super::run::Run;
 use crate::error::Error;
+use crate::from_catalog::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
 
 /// The variable that sets the in-memory engine's byte budget: a number of bytes,
 /// optionally with a `KiB`, `MiB` or `GiB` suffix (`32MiB`), from 64 KiB.
@@ -156,6 +159,101 @@ fn invalid(source_name: &'static str, value: &str, also: &str) -> Error {
     .into()
 }
 
+/// What the in-memory engine's budget cost: keys and records it dropped, and items it
+/// refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spent {
+    pub(crate) evicted_keys: u64,
+    pub(crate) evicted_runs: u64,
+    pub(crate) refused: u64,
+    /// How long the latest key forgotten before its TTL had been held.
+    pub(crate) remembered: Option<Millis>,
+    /// Whether the one warning was emitted.
+    pub(crate) warned: bool,
+}
+
+/// The warning a trigger owes, taken under the lock and emitted after: how long the
+/// first key forgotten before its TTL had been held, and its TTL.
+pub(crate) type Forgotten = Option<(Millis, Millis)>;
+
+/// Under [`BudgetPolicy::Refuse`], before anything is claimed: whether `items` of
+/// `task` fit the budget beside what `log` and `dedup` hold, counting a claim for each
+/// key not held (once per key) and a record for each run they would make. A refusal
+/// is counted in `spent`.
+pub(crate) fn check_room(
+    log: &Log,
+    dedup: &Dedup,
+    spent: &mut Spent,
+    budget: &Budget,
+    task: u32,
+    items: &[Incoming<'_>],
+    now: Millis,
+) -> Result<(), Error> {
+    let mut new_keys = std::collections::HashSet::new();
+    let needed: usize = items
+        .iter()
+        .map(|item| match item.key.filter(|_| item.ttl > 0) {
+            Some(key) if dedup.holds(task, key, now) || !new_keys.insert(key) => 0,
+            Some(_) => item_bytes(item, true),
+            None => item_bytes(item, false),
+        })
+        .sum();
+    let held = dedup.bytes() + log.bytes();
+    if held + needed <= budget.max_bytes {
+        return Ok(());
+    }
+    spent.refused += items.len() as u64;
+    crate::meter::engine_refused(items.len());
+    Err(Error::EngineFull {
+        max_bytes: budget.max_bytes,
+        origin: budget.source,
+        items: items.len(),
+        needed: (held + needed).saturating_sub(budget.max_bytes),
+        remedy: format!(
+            "{}, or let keys expire (a shorter idempotencyKeyTTL), or BudgetPolicy::Evict to forget the oldest",
+            budget.remedy()
+        ),
+    })
+}
+
+/// Drops the oldest keys and records, whichever is older, until what is held fits
+/// `max_bytes`; the warning due, if this forgot the first key before its TTL.
+#[cold]
+pub(crate) fn make_room(
+    log: &mut Log,
+    dedup: &mut Dedup,
+    spent: &mut Spent,
+    max_bytes: usize,
+    now: Millis,
+) -> Forgotten {
+    let mut due = None;
+    let (mut keys, mut runs) = (0u64, 0u64);
+    while dedup.bytes() + log.bytes() > max_bytes {
+        match (dedup.oldest(), log.oldest()) {
+            // A record no older than the oldest key goes first: its run is done
+            // with, where a key forgotten may run twice.
+            (Some(key), Some(record)) if record <= key => runs += u64::from(log.pop_oldest()),
+            (None, Some(_)) => runs += u64::from(log.pop_oldest()),
+            (Some(_), _) => {
+                let Some(forgot) = dedup.evict_oldest(now) else { break };
+                if forgot.live {
+                    keys += 1;
+                    spent.remembered = Some(forgot.age);
+                    if !spent.warned {
+                        spent.warned = true;
+                        due = Some((forgot.age, forgot.ttl));
+                    }
+                }
+            }
+            (None, None) => break,
+        }
+    }
+    spent.evicted_keys += keys;
+    spent.evicted_runs += runs;
+    crate::meter::engine_evicted(keys, runs);
+    due
+}
+
 /// What a claim of `key` costs.
 #[inline]
 pub(crate) fn claim_bytes(key: &StoredKey) -> usize {
@@ -212,9 +310,10 @@ pub(crate) fn human(duration: Duration) -> String {
     parts.join(" ")
 }
 
-/// Emits the one warning of an engine whose budget made it forget a key before its TTL.
-pub(crate) fn warn_forgotten(budget: &Budget, remembered: Duration, ttl: Duration, bytes: usize) {
-    let (remembered, ttl) = (human(remembered), human(ttl));
+/// Emits the one warning of an engine whose budget made it forget a key before its TTL,
+/// held for `remembered` of its `ttl`.
+pub(crate) fn warn_forgotten(budget: &Budget, remembered: Millis, ttl: Millis, bytes: usize) {
+    let (remembered, ttl) = (human(Duration::from_millis(remembered)), human(Duration::from_millis(ttl)));
     // Every field is documented in `docs/telemetry.md`.
     tracing::warn!(
         max_bytes = %show_bytes(budget.max_bytes),

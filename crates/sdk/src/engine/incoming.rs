@@ -1,13 +1,13 @@
 //! One item on its way into the engine, however it arrived: from a built batch, or
 //! as a wire item.
 
-use std::time::Duration;
-
 use idempotency_catalog::KeyOptions;
 use serde_json::value::RawValue;
 
+use super::clock::{Millis, millis};
 use super::key::KeyRef;
-use super::memory::Millis;
+use super::run::{Run, RunStatus};
+use crate::batch::{Entry, Key};
 use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
@@ -18,6 +18,11 @@ use crate::wire::WireItem;
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
 pub(crate) const DEFAULT_TTL: Millis = Ttl::DEFAULT.duration().as_secs() * 1_000;
 
+/// A TTL in the engine's unit; none is the default.
+fn ttl_millis(ttl: Option<Ttl>) -> Millis {
+    ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration()))
+}
+
 pub(crate) struct Incoming<'a> {
     pub(crate) key: Option<KeyRef<'a>>,
     pub(crate) options: Option<KeyOptions>,
@@ -27,19 +32,42 @@ pub(crate) struct Incoming<'a> {
 }
 
 impl<'a> Incoming<'a> {
-    /// An item of a built batch.
-    pub(crate) fn from_batch(
-        key: Option<&IdempotencyKey>,
-        ttl: Option<Ttl>,
-        payload: Option<Box<RawValue>>,
-        fingerprint: Fingerprint,
-    ) -> Self {
+    /// An item of a built batch, its payload and options copied.
+    pub(crate) fn from_entry(entry: &Entry) -> Self {
+        let key = entry.key();
         Incoming {
             key: key.map(|key| KeyRef::Digest(key.digest())),
             options: key.and_then(|key| key.options().cloned()),
-            ttl: ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration())),
+            ttl: ttl_millis(entry.ttl),
+            payload: entry.payload.clone(),
+            fingerprint: entry.fingerprint,
+        }
+    }
+
+    /// An item of a built batch, its payload and options moved.
+    pub(crate) fn from_owned(entry: Entry) -> Self {
+        let Entry { payload, key, ttl, fingerprint } = entry;
+        let key = match key {
+            Key::Given(key) => key,
+            Key::FromBatch => None,
+        };
+        Incoming {
+            key: key.as_ref().map(|key| KeyRef::Digest(key.digest())),
+            options: key.and_then(IdempotencyKey::into_options),
+            ttl: ttl_millis(ttl),
             payload,
             fingerprint,
+        }
+    }
+
+    /// The run this item makes, of task number `task`.
+    pub(crate) fn into_run(self, task: u32) -> Run {
+        Run {
+            task,
+            status: RunStatus::Pending,
+            key: self.key.map(KeyRef::to_stored),
+            options: self.options,
+            payload: self.payload,
         }
     }
 
@@ -74,10 +102,6 @@ impl<'a> Incoming<'a> {
             fingerprint: Fingerprint::of(item.payload.as_deref()),
         }
     }
-}
-
-pub(crate) fn millis(duration: Duration) -> Millis {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Wire items as the engine triggers them: validated first, then taken a run of one

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use super::incoming::Incoming;
 use super::key::KeyRef;
-use super::run::RunId;
-use super::shared::Holder;
+use super::store::Holder;
 use crate::error::Error;
 use crate::payload::{Fingerprint, PayloadPolicy};
+use crate::run_id::RunId;
 
 #[derive(Debug, Default)]
 pub(crate) struct Mismatches {
