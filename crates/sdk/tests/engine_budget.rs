@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use idempotency_catalog::{Source, UnboundedCatalog};
-use idempotency_sdk::{
-    Batch, BudgetPolicy, ENV_ENGINE_MAX_BYTES, Error, IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk,
-};
+use idempotency_catalog::Source;
+use idempotency_sdk::{Batch, BudgetPolicy, ENV_ENGINE_MAX_BYTES, Error, LocalEngine};
 use serde_json::json;
+
+mod support;
+use support::batches::keyed;
 
 /// An engine on a clock the test moves, in minutes.
 fn clocked(engine: impl FnOnce(LocalEngine) -> LocalEngine) -> (LocalEngine, Arc<AtomicU64>) {
@@ -24,14 +25,8 @@ fn clocked(engine: impl FnOnce(LocalEngine) -> LocalEngine) -> (LocalEngine, Arc
 
 /// Items `from..to`, keyed `item-<i>` (30 days by default), with a payload of `pad` bytes.
 fn batch(from: usize, to: usize, pad: usize) -> Batch {
-    let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let mut batch = sdk.batch("child-task", to - from);
     let pad = "p".repeat(pad);
-    for i in from..to {
-        let key = IdempotencyKey::derive(["item", &i.to_string()], Scope::Global, None);
-        batch.item(json!({ "i": i, "pad": pad }), ItemOptions::new().key(key));
-    }
-    batch.build().unwrap()
+    keyed("child-task", from..to, None, |i| Some(json!({ "i": i, "pad": pad })))
 }
 
 /// Triggers `rounds` batches of `size`, a minute apart: the warnings printed.

@@ -7,10 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use idempotency_catalog::{
     CatalogBuilder, CatalogKind, Digest, EvictionListener, Fault, FaultKind, KeyOptions, RedisBuilder, RemovalCause,
@@ -19,33 +19,16 @@ use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, RunHandle,
 use serde_json::json;
 use testkit::{RedisServer, warnings};
 
-mod fleet_support;
-use fleet_support::{a_fresh_engine_finds_every_key_held_once, batch as big_batch};
+mod support;
+use support::batches::batch as big_batch;
+use support::fleet::a_fresh_engine_finds_every_key_held_once;
+use support::workers::{now_ms, results};
 
 const WORKER: &str = "FLEET_WORKER";
 
 /// Starts the worker test `name` of this binary in a new process, with `args`.
 fn worker(name: &str, args: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WORKER, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// The lines a worker printed after `marker`.
-fn results(child: Child, marker: &str) -> Vec<String> {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stdout));
-    let text = String::from_utf8(out.stdout).unwrap();
-    // The first line follows libtest's `test worker_… ... ` on the same line.
-    text.lines().filter_map(|l| l.split_once(marker)).map(|(_, rest)| rest.to_owned()).collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    support::workers::worker(WORKER, name, args)
 }
 
 /// A worker's fan-out: 10,000 keys `item-<i>` in scope global, created in a run and

@@ -15,23 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Redis, RedisBuilder};
-use idempotency_sdk::{
-    Batch, IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunId, RunStatus, Scope, Sdk, Ttl,
-};
+use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunId, RunStatus, Scope, Sdk};
 use testkit::RedisServer;
+
+mod support;
+use support::batches::keyed;
 
 fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
 
 fn batch(keys: std::ops::Range<usize>, ttl: &str) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("async-task", keys.len());
-    for i in keys {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
-        batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("async-task", keys, Some(ttl), |_| None)
 }
 
 fn assert_send<T: Send>(_: &T) {}

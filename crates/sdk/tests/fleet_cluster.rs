@@ -11,35 +11,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, Redis, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, KeyInput, LocalEngine, RunId, RunStatus, Scope, Sdk, Ttl};
+use idempotency_sdk::{Batch, ItemOptions, KeyInput, LocalEngine, RunId, RunStatus, Scope, Sdk};
 use testkit::RedisCluster;
+
+mod support;
+use support::batches::keyed;
+use support::workers::{now_ms, results};
 
 const WORKER: &str = "CLUSTER_WORKER";
 
 fn worker(name: &str, args: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WORKER, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn results(child: Child, marker: &str) -> Vec<String> {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stdout));
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().filter_map(|l| l.split_once(marker)).map(|(_, rest)| rest.to_owned()).collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    support::workers::worker(WORKER, name, args)
 }
 
 fn handle(url: &str) -> Redis {
@@ -48,13 +35,7 @@ fn handle(url: &str) -> Redis {
 
 /// `items` keys `item-<i>` in scope global, for task `child-task`.
 fn batch(items: std::ops::Range<usize>) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items.len());
-    for i in items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
-        batch.item(None, ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("child-task", items, Some("1h"), |_| None)
 }
 
 /// A fresh engine triggers keys `0..items`: every answer names a readable run of its

@@ -21,10 +21,9 @@ use idempotency_sdk::{
 };
 use testkit::RedisServer;
 
-mod fleet_support;
-use fleet_support::{
-    a_fresh_engine_finds_every_key_held_once, a_fresh_engine_finds_every_key_held_once_in, batch, engine,
-};
+mod support;
+use support::batches::batch;
+use support::fleet::{a_fresh_engine_finds_every_key_held_once, a_fresh_engine_finds_every_key_held_once_in, engine};
 
 const WORKER: &str = "FAULT_WORKER";
 

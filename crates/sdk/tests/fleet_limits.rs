@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, RedisBuilder, RedisCatalog};
 use idempotency_sdk::{
-    Batch, ItemOptions, KeyInput, LocalEngine, PayloadPolicy, REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE, RunId,
-    Scope, Sdk,
+    Batch, KeyInput, LocalEngine, PayloadPolicy, REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE, RunId, Scope, Sdk,
 };
 use serde_json::json;
 use testkit::{PipelineProxy, RedisServer};
+
+mod support;
+use support::batches::keyed;
 
 fn digest(i: usize) -> Digest {
     let mut bytes = [0; 32];
@@ -23,13 +25,7 @@ fn digest(i: usize) -> Digest {
 
 /// `items` keys `item-<i>` of task `child-task`, each with payload `{"i": i}`.
 fn batch(items: usize) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items);
-    for i in 0..items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
-        batch.item(json!({ "i": i }), ItemOptions::new().key(key));
-    }
-    batch.build().unwrap()
+    keyed("child-task", 0..items, None, |i| Some(json!({ "i": i })))
 }
 
 /// `total` split into pipelines of `size`: what a bounded sender sends.

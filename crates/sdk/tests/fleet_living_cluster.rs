@@ -21,11 +21,15 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use idempotency_catalog::{CatalogBuilder, CatalogKind, Durability, Redis, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, RunHandle, RunId, Scope, Sdk, Ttl};
+use idempotency_catalog::{Durability, Redis, RedisBuilder};
+use idempotency_sdk::{Batch, LocalEngine, RunHandle, RunId};
 use testkit::{ClusterOptions, RedisCluster};
+
+mod support;
+use support::batches::keyed;
+use support::workers::now_ms;
 
 const WORKER: &str = "LIVING_CLUSTER_WORKER";
 const KEYS: usize = 20_000;
@@ -34,19 +38,9 @@ const KEYS: usize = 20_000;
 const BATCH: usize = 2_000;
 const PASSWORD: &str = "Living-Cluster-s3cret";
 
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-}
-
 /// Keys `item-<i>` for `i` in `keys`, global scope, held an hour, for task `child-task`.
 fn batch(keys: impl ExactSizeIterator<Item = usize>) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", keys.len());
-    for i in keys {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
-        batch.item(None, ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("child-task", keys, Some("1h"), |_| None)
 }
 
 /// The batches of a worker that starts at key `offset`: every key once, in batches of
