@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use idempotency_sdk::catalog::CatalogBuilder;
-use idempotency_sdk::{Catalog, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+use idempotency_sdk::{Catalog, Engine, ItemOptions, RunContext, Scope, Sdk};
 use serde_json::json;
 
 /// Keys a run creates, and keys made outside runs, per round.
@@ -69,7 +69,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         .init();
 
     let catalog: Arc<dyn Catalog> = CatalogBuilder::from_env().build()?;
-    let engine = LocalEngine::from_env()?;
+    let engine = Engine::from_env()?;
     let budgets = engine.stats().max_bytes as u64 + catalog.stats().max_bytes.unwrap_or(0) as u64;
     let outside = Sdk::new(Arc::clone(&catalog));
     let start = resident_bytes()?;

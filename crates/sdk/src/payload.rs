@@ -21,6 +21,7 @@ use std::str::FromStr;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
+use crate::env;
 use crate::error::Error;
 
 /// A payload's fingerprint (see the module's documentation).
@@ -55,13 +56,13 @@ impl fmt::Display for Fingerprint {
 /// What the engine does when an item's key is held by a run made with another payload
 /// (or repeats within its batch with another payload).
 ///
-/// Set with [`LocalEngine::with_payload_policy`](crate::LocalEngine::with_payload_policy),
+/// Set with [`Engine::with_payload_policy`](crate::Engine::with_payload_policy),
 /// or read from `IDEMPOTENCY_PAYLOAD_POLICY` with [`PayloadPolicy::from_env`].
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, PayloadPolicy, Scope, Sdk};
+/// use idempotency_sdk::{Engine, ItemOptions, PayloadPolicy, Scope, Sdk};
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
@@ -71,30 +72,27 @@ impl fmt::Display for Fingerprint {
 ///     batch.item(json!({ "amount": amount }), ItemOptions::new().key(key.clone()));
 ///     batch.build()
 /// };
-/// let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+/// let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
 /// engine.trigger(&batch(100)?)?;
 /// let err = engine.trigger(&batch(250)?).unwrap_err();
 /// assert!(err.to_string().starts_with(r#"task "charge": idempotency key "order-7" (global) is held by run "#));
 /// assert_eq!(engine.payload_mismatches(), 1);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PayloadPolicy {
     /// Answer with the run that holds the key, as the reference does, and say nothing;
     /// mismatches are still counted.
     Ignore,
     /// Answer with the run that holds the key, and emit one aggregated `WARN` per
-    /// trigger naming the task, how many items differed and the first key.
-    #[default]
+    /// trigger naming the task, how many items differed and the first key: the
+    /// default ([`defaults::PAYLOAD_POLICY`](crate::defaults::PAYLOAD_POLICY)).
     Warn,
     /// Refuse the whole trigger with [`Error::PayloadMismatch`] before anything is
     /// claimed or created.
     Fail,
 }
-
-/// The variable [`PayloadPolicy::from_env`] reads.
-pub const ENV_PAYLOAD_POLICY: &str = "IDEMPOTENCY_PAYLOAD_POLICY";
 
 impl PayloadPolicy {
     /// Every policy.
@@ -120,9 +118,9 @@ impl PayloadPolicy {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{LocalEngine, PayloadPolicy};
+    /// use idempotency_sdk::{Engine, PayloadPolicy};
     ///
-    /// let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::from_env()?);
+    /// let engine = Engine::new().with_payload_policy(PayloadPolicy::from_env()?);
     /// # let _ = engine;
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
@@ -136,13 +134,19 @@ impl PayloadPolicy {
     ///
     /// As [`from_env`](Self::from_env).
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        match lookup(ENV_PAYLOAD_POLICY) {
+        match lookup(env::PAYLOAD_POLICY) {
             None => Ok(PayloadPolicy::default()),
             Some(raw) => raw.parse().map_err(|_| Error::InvalidPayloadPolicy {
-                source_name: ENV_PAYLOAD_POLICY,
+                source_name: env::PAYLOAD_POLICY,
                 value: idempotency_catalog::shown(&raw),
             }),
         }
+    }
+}
+
+impl Default for PayloadPolicy {
+    fn default() -> Self {
+        crate::defaults::PAYLOAD_POLICY
     }
 }
 

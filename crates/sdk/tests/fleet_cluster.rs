@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, Redis, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, KeyInput, LocalEngine, RunId, RunStatus, Scope, Sdk};
+use idempotency_sdk::{Batch, Engine, ItemOptions, KeyInput, RunId, RunStatus, Scope, Sdk};
 use testkit::RedisCluster;
 
 mod support;
@@ -41,7 +41,7 @@ fn batch(items: std::ops::Range<usize>) -> Batch {
 /// A fresh engine triggers keys `0..items`: every answer names a readable run of its
 /// own key, and the cluster holds one claim per key. How many it had to create.
 fn every_key_held_once(cluster: &RedisCluster, items: usize) -> usize {
-    let fresh = LocalEngine::on_redis(&handle(&cluster.seed_url())).unwrap();
+    let fresh = Engine::on_redis(&handle(&cluster.seed_url())).unwrap();
     let handles = fresh.trigger(&batch(0..items)).unwrap();
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     let records = fresh.read_runs(&ids).unwrap();
@@ -57,7 +57,7 @@ fn worker_fanout() {
     let (url, start) = args.split_once(' ').unwrap();
     let redis = handle(url);
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog));
     let mut batch = sdk.batch("child-task", 10_000);
     for i in 0..10_000 {
@@ -130,7 +130,7 @@ fn a_master_replaced_by_its_replica_mid_batch_leaves_every_key_one_run() {
 
     let cluster = Arc::new(RedisCluster::start(3, 1));
     let redis = RedisBuilder::new(cluster.seed_url()).io_timeout(Duration::from_secs(2)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let replica = cluster.replicas()[0];
     let (began, ended) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let failover = {
@@ -216,7 +216,7 @@ fn the_async_forms_work_on_a_cluster() {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let redis = RedisBuilder::new(cluster.seed_url()).build_async().await.unwrap();
         assert!(redis.is_cluster());
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         let b = batch(0..3_000);
         let first = engine.trigger_async(&b).await.unwrap();
         assert!(first.iter().all(|h| !h.cached));

@@ -25,19 +25,7 @@ use super::log::Log;
 use super::run::Run;
 use crate::error::Error;
 use crate::from_catalog::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
-
-/// The variable that sets the in-memory engine's byte budget: a number of bytes,
-/// optionally with a `KiB`, `MiB` or `GiB` suffix (`32MiB`), from 64 KiB.
-pub const ENV_ENGINE_MAX_BYTES: &str = "IDEMPOTENCY_ENGINE_MAX_BYTES";
-
-/// The in-memory engine's byte budget when none is given: 256 MiB.
-///
-/// A keyed run with a small payload counts 320 bytes (its claim and its record), so
-/// 256 MiB remembers about 838,000 keyed runs: a day of a service triggering 35,000
-/// keyed items an hour, or 50 minutes of one triggering a million. Past that, the
-/// oldest keys are forgotten before their TTL, and one `WARN` says how long keys are
-/// remembered instead (see `docs/configuration.md`).
-pub const DEFAULT_ENGINE_MAX_BYTES: usize = 256 << 20;
+use crate::{defaults, env};
 
 /// A claim: its slot, its table slot at 7/16 load, its queue place twice, its free-list place.
 const CLAIM: usize = 64 + (5 * 16usize).div_ceil(7) + 2 * 16 + 4;
@@ -50,9 +38,9 @@ const RECORD: usize = 2 * size_of::<Run>();
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{BudgetPolicy, LocalEngine};
+/// use idempotency_sdk::{BudgetPolicy, Engine};
 ///
-/// let engine = LocalEngine::new().with_max_bytes(64 << 10)?.with_budget_policy(BudgetPolicy::Refuse);
+/// let engine = Engine::new().with_max_bytes(64 << 10)?.with_budget_policy(BudgetPolicy::Refuse);
 /// assert_eq!(engine.stats().max_bytes, 64 << 10);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
@@ -73,10 +61,10 @@ pub enum BudgetPolicy {
 }
 
 /// What the in-memory engine holds against its byte budget, and what the budget cost:
-/// [`LocalEngine::stats`](crate::LocalEngine::stats). Serializes as an object of its
+/// [`Engine::stats`](crate::Engine::stats). Serializes as an object of its
 /// fields, for a status endpoint.
 ///
-/// On a shared store (`LocalEngine::on_redis`, feature `redis`) keys live in Redis:
+/// On a shared store (`Engine::on_redis`, feature `redis`) keys live in Redis:
 /// `keys` is 0, `bytes` counts this engine's run records, and no budget applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -89,7 +77,7 @@ pub struct EngineStats {
     pub bytes: usize,
     /// The byte budget.
     pub max_bytes: usize,
-    /// Where the budget came from: `LocalEngine::with_max_bytes`, the variable, or the default.
+    /// Where the budget came from: `Engine::with_max_bytes`, the variable, or the default.
     pub max_bytes_source: Source,
     /// Keys forgotten at the budget before their TTL: each may run twice if triggered
     /// again. The first is covered by one `WARN`.
@@ -113,19 +101,19 @@ pub(crate) struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget { max_bytes: DEFAULT_ENGINE_MAX_BYTES, source: Source::Default, policy: BudgetPolicy::Evict }
+        Budget { max_bytes: defaults::ENGINE_MAX_BYTES, source: Source::Default, policy: BudgetPolicy::Evict }
     }
 }
 
-const CALL: &str = "LocalEngine::with_max_bytes";
+const CALL: &str = "Engine::with_max_bytes";
 
 impl Budget {
     /// The budget from the variable read through `lookup`, else the default.
     pub(crate) fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let Some(raw) = lookup(ENV_ENGINE_MAX_BYTES) else { return Ok(Budget::default()) };
-        let max_bytes = parse_bytes(&raw)
-            .filter(|n| *n >= MIN_MAX_BYTES)
-            .ok_or_else(|| invalid(ENV_ENGINE_MAX_BYTES, &raw, ", optionally with a KiB, MiB or GiB suffix (32MiB)"))?;
+        let Some(raw) = lookup(env::ENGINE_MAX_BYTES) else { return Ok(Budget::default()) };
+        let max_bytes = parse_bytes(&raw).filter(|n| *n >= MIN_MAX_BYTES).ok_or_else(|| {
+            invalid(env::ENGINE_MAX_BYTES, &raw, ", optionally with a KiB, MiB or GiB suffix (32MiB)")
+        })?;
         Ok(Budget { max_bytes, source: Source::Env, ..Budget::default() })
     }
 
@@ -139,13 +127,13 @@ impl Budget {
 
     /// How to raise the budget, from where it was set.
     pub(crate) fn remedy(&self) -> String {
-        let now = show_bytes(self.max_bytes);
+        let (now, var) = (show_bytes(self.max_bytes), env::ENGINE_MAX_BYTES);
         match self.source {
-            Source::Env => format!("raise {ENV_ENGINE_MAX_BYTES} (set to {now})"),
+            Source::Env => format!("raise {var} (set to {now})"),
             Source::Builder => {
-                format!("raise {CALL} (set in code to {now}; {ENV_ENGINE_MAX_BYTES} is not read while code sets it)")
+                format!("raise {CALL} (set in code to {now}; {var} is not read while code sets it)")
             }
-            _ => format!("raise the budget with {ENV_ENGINE_MAX_BYTES} or {CALL} (the default, {now})"),
+            _ => format!("raise the budget with {var} or {CALL} (the default, {now})"),
         }
     }
 }
@@ -346,7 +334,7 @@ mod tests {
         assert_eq!(record_bytes(&run), 2 * 88 + 32);
         assert_eq!(claim_bytes(&StoredKey::Digest(Digest::from_bytes([1; 32]))) + record_bytes(&run), 320);
         // The default budget holds 838,860 of them (docs/configuration.md).
-        assert_eq!(DEFAULT_ENGINE_MAX_BYTES / 320, 838_860);
+        assert_eq!(defaults::ENGINE_MAX_BYTES / 320, 838_860);
     }
 
     #[test]
@@ -362,7 +350,7 @@ mod tests {
 
     #[test]
     fn the_variable_takes_binary_suffixes_and_bad_values_are_named() {
-        let env = |value: &'static str| move |name: &str| (name == ENV_ENGINE_MAX_BYTES).then(|| value.to_owned());
+        let env = |value: &'static str| move |name: &str| (name == env::ENGINE_MAX_BYTES).then(|| value.to_owned());
         let budget = Budget::from_env_with(env("32MiB")).unwrap();
         assert_eq!((budget.max_bytes, budget.source), (32 << 20, Source::Env));
         assert_eq!(Budget::from_env_with(|_| None).unwrap(), Budget::default());
@@ -377,7 +365,7 @@ mod tests {
             );
         }
         let err = Budget::default().code(100).unwrap_err().to_string();
-        assert_eq!(err, r#"invalid LocalEngine::with_max_bytes "100": expected a number of bytes from 65536 (64KiB)"#);
+        assert_eq!(err, r#"invalid Engine::with_max_bytes "100": expected a number of bytes from 65536 (64KiB)"#);
     }
 
     #[test]
@@ -385,7 +373,7 @@ mod tests {
         let env = Budget { max_bytes: 32 << 20, source: Source::Env, ..Budget::default() };
         assert_eq!(env.remedy(), "raise IDEMPOTENCY_ENGINE_MAX_BYTES (set to 32MiB)");
         let code = Budget::default().code(1 << 20).unwrap();
-        assert!(code.remedy().starts_with("raise LocalEngine::with_max_bytes (set in code to 1MiB;"));
-        assert!(Budget::default().remedy().contains("IDEMPOTENCY_ENGINE_MAX_BYTES or LocalEngine::with_max_bytes"));
+        assert!(code.remedy().starts_with("raise Engine::with_max_bytes (set in code to 1MiB;"));
+        assert!(Budget::default().remedy().contains("IDEMPOTENCY_ENGINE_MAX_BYTES or Engine::with_max_bytes"));
     }
 }

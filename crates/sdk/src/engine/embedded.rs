@@ -17,7 +17,7 @@ use super::key::KeyRef;
 use super::log::Log;
 use super::memory::MemoryStore;
 use super::mismatch::Mismatches;
-use super::run::{RunHandle, RunRecord, RunStatus, RunView};
+use super::run::{RunRecord, RunStatus, RunView, Triggered};
 use super::store::DynStore;
 use super::trigger::{Items, Trigger, WireTrigger};
 use crate::batch::Batch;
@@ -29,10 +29,31 @@ use crate::payload::PayloadPolicy;
 use crate::run_id::RunId;
 use crate::wire::WireItem;
 
-/// What to reset: which key's cached run to forget.
+/// Which key of a task a call means: the key whose run [`Engine::reset_key`] and
+/// [`Engine::reset_key_held_by`] forget, or whose holder [`Engine::holder`] reads.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{Engine, ItemOptions, KeyTarget, Scope, Sdk};
+///
+/// let sdk = Sdk::from_env()?;
+/// let engine = Engine::new();
+/// let key = sdk.create_key("order-7", Scope::Global)?;
+/// let mut batch = sdk.batch("charge", 1);
+/// batch.item(None, ItemOptions::new().key(&key));
+/// let run = engine.trigger(&batch.build()?)?[0].id;
+///
+/// // The same key, named three ways.
+/// let raw = KeyTarget::Raw { parts: &["order-7"], scope: Scope::Global, run: None };
+/// for target in [KeyTarget::Key(&key), KeyTarget::Digest(key.digest()), raw] {
+///     assert_eq!(engine.holder("charge", target)?.map(|r| r.id), Some(run));
+/// }
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
-pub enum ResetTarget<'a> {
+pub enum KeyTarget<'a> {
     /// A key made by the SDK.
     Key(&'a IdempotencyKey),
     /// Key material with the scope it was created in, and the run context when the
@@ -74,16 +95,16 @@ pub enum ResetTarget<'a> {
 ///   warned about once with the dedup window kept, or under [`BudgetPolicy::Refuse`]
 ///   the trigger is refused.
 ///
-/// With feature `redis`, `LocalEngine::on_redis` puts keys and run records on a
+/// With feature `redis`, `Engine::on_redis` puts keys and run records on a
 /// Redis shared by every worker of a fleet.
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, RunStatus, Scope, Sdk};
+/// use idempotency_sdk::{Engine, ItemOptions, RunStatus, Scope, Sdk};
 ///
 /// let sdk = Sdk::from_env()?;
-/// let engine = LocalEngine::new();
+/// let engine = Engine::new();
 /// let key = sdk.create_key("order-7", Scope::Global)?;
 /// let mut batch = sdk.batch("charge", 1);
 /// batch.item(None, ItemOptions::new().key(&key));
@@ -99,7 +120,7 @@ pub enum ResetTarget<'a> {
 /// assert!(!engine.trigger(&batch)?[0].cached);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
-pub struct LocalEngine {
+pub struct Engine {
     /// This engine's runs, as it recorded them (on the memory store, their records),
     /// behind the lock every store takes as its consistency needs.
     pub(super) log: Mutex<Log>,
@@ -114,7 +135,7 @@ pub struct LocalEngine {
     budget: Budget,
 }
 
-impl LocalEngine {
+impl Engine {
     /// An engine on the system clock.
     pub fn new() -> Self {
         Self::on(Box::new(MemoryStore::default()), clock::system())
@@ -127,7 +148,7 @@ impl LocalEngine {
 
     /// An engine on `store` and `clock`, with the default settings.
     pub(super) fn on(store: Box<DynStore>, clock: Clock) -> Self {
-        LocalEngine {
+        Engine {
             log: Mutex::new(Log::default()),
             store,
             clock,
@@ -138,11 +159,58 @@ impl LocalEngine {
         }
     }
 
+    /// Items a trigger sends to Redis in one pipeline from sync code (feature `redis`):
+    /// a pipeline must come back whole within the command timeout, so a batch of any
+    /// size goes as many pipelines of this size, never one that grows with it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use idempotency_sdk::Engine;
+    ///
+    /// // A 100,000-item batch costs ten round trips.
+    /// assert_eq!(100_000usize.div_ceil(Engine::REDIS_TRIGGER_PIPELINE), 10);
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub const REDIS_TRIGGER_PIPELINE: usize = super::redis::CHUNK;
+
+    /// Runs (two `GET`s each) or keys (one `GET` each, the payload check) read in one
+    /// pipeline from sync code (feature `redis`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "redis")] {
+    /// use idempotency_sdk::Engine;
+    ///
+    /// assert_eq!(Engine::REDIS_READ_PIPELINE * 2, Engine::REDIS_TRIGGER_PIPELINE);
+    /// # }
+    /// ```
+    #[cfg(feature = "redis")]
+    pub const REDIS_READ_PIPELINE: usize = super::redis::READ_CHUNK;
+
+    /// Items sent, runs read or keys checked in one pipeline from async code (feature
+    /// `tokio`), with a yield between two pipelines.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")] {
+    /// use idempotency_sdk::Engine;
+    ///
+    /// assert!(Engine::REDIS_ASYNC_PIPELINE < Engine::REDIS_READ_PIPELINE);
+    /// # }
+    /// ```
+    #[cfg(feature = "tokio")]
+    pub const REDIS_ASYNC_PIPELINE: usize = super::redis::ASYNC_CHUNK;
+
     /// An engine on the system clock whose byte budget is read from
-    /// [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES) when it is set (a number
+    /// [`env::ENGINE_MAX_BYTES`](crate::env::ENGINE_MAX_BYTES) when it is set (a number
     /// of bytes, optionally with a `KiB`, `MiB` or `GiB` suffix, from 64 KiB), else
-    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES), and whose payload
-    /// policy is read from [`ENV_PAYLOAD_POLICY`](crate::ENV_PAYLOAD_POLICY) as
+    /// [`defaults::ENGINE_MAX_BYTES`](crate::defaults::ENGINE_MAX_BYTES), and whose payload
+    /// policy is read from [`env::PAYLOAD_POLICY`](crate::env::PAYLOAD_POLICY) as
     /// [`PayloadPolicy::from_env`] reads it. [`with_max_bytes`](Self::with_max_bytes)
     /// and [`with_payload_policy`](Self::with_payload_policy) win over them.
     ///
@@ -154,13 +222,13 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{LocalEngine, catalog::Source};
+    /// use idempotency_sdk::{Engine, catalog::Source};
     ///
     /// let env = |name: &str| (name == "IDEMPOTENCY_ENGINE_MAX_BYTES").then(|| "32MiB".to_owned());
-    /// let stats = LocalEngine::from_env_with(env)?.stats();
+    /// let stats = Engine::from_env_with(env)?.stats();
     /// assert_eq!((stats.max_bytes, stats.max_bytes_source), (32 << 20, Source::Env));
     /// let bad = |_: &str| Some("32MB".to_owned());
-    /// let err = LocalEngine::from_env_with(bad).unwrap_err().to_string();
+    /// let err = Engine::from_env_with(bad).unwrap_err().to_string();
     /// assert!(err.starts_with(r#"invalid IDEMPOTENCY_ENGINE_MAX_BYTES "32MB": expected a number of bytes"#));
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
@@ -176,15 +244,15 @@ impl LocalEngine {
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let budget = Budget::from_env_with(&lookup)?;
         let payload_policy = PayloadPolicy::from_env_with(&lookup)?;
-        Ok(LocalEngine { budget, payload_policy, ..Self::new() })
+        Ok(Engine { budget, payload_policy, ..Self::new() })
     }
 
     /// The same engine holding at most `max_bytes` of keys and run records in memory
-    /// (from 64 KiB), whatever [`ENV_ENGINE_MAX_BYTES`](crate::ENV_ENGINE_MAX_BYTES)
+    /// (from 64 KiB), whatever [`env::ENGINE_MAX_BYTES`](crate::env::ENGINE_MAX_BYTES)
     /// says. At the budget the oldest keys and records go first
     /// ([`BudgetPolicy::Evict`], the default) or new triggers are refused
     /// ([`BudgetPolicy::Refuse`]). Default:
-    /// [`DEFAULT_ENGINE_MAX_BYTES`](crate::DEFAULT_ENGINE_MAX_BYTES) (256 MiB). Does not
+    /// [`defaults::ENGINE_MAX_BYTES`](crate::defaults::ENGINE_MAX_BYTES) (256 MiB). Does not
     /// apply on a shared store, where keys live in Redis.
     ///
     /// # Errors
@@ -195,9 +263,9 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, Scope, Sdk};
     ///
-    /// let engine = LocalEngine::new().with_max_bytes(64 << 10)?;
+    /// let engine = Engine::new().with_max_bytes(64 << 10)?;
     /// let sdk = Sdk::from_env()?;
     /// let mut batch = sdk.batch("child-task", 1_000);
     /// for i in 0..1_000 {
@@ -207,7 +275,7 @@ impl LocalEngine {
     /// engine.trigger_owned(batch.build()?)?;
     /// let stats = engine.stats();
     /// assert!(stats.bytes <= 64 << 10 && stats.evicted_keys > 0, "{stats:?}");
-    /// assert!(LocalEngine::new().with_max_bytes(1_000).is_err());
+    /// assert!(Engine::new().with_max_bytes(1_000).is_err());
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
     pub fn with_max_bytes(mut self, max_bytes: usize) -> Result<Self, Error> {
@@ -280,11 +348,11 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```no_run
-    /// use idempotency_sdk::LocalEngine;
+    /// use idempotency_sdk::Engine;
     /// use idempotency_sdk::catalog::RedisBuilder;
     ///
     /// let redis = RedisBuilder::new("redis://127.0.0.1:6379").build()?;
-    /// let engine = LocalEngine::on_redis(&redis)?;
+    /// let engine = Engine::on_redis(&redis)?;
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
     #[cfg(feature = "redis")]
@@ -310,9 +378,9 @@ impl LocalEngine {
     ///
     /// ```
     /// use std::num::NonZeroUsize;
-    /// use idempotency_sdk::LocalEngine;
+    /// use idempotency_sdk::Engine;
     ///
-    /// let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(10_000).unwrap());
+    /// let engine = Engine::new().with_max_runs(NonZeroUsize::new(10_000).unwrap());
     /// # let _ = engine;
     /// ```
     #[must_use]
@@ -354,7 +422,7 @@ impl LocalEngine {
     /// claimed or created (on Redis, checked before claiming: a process claiming the
     /// same key with another payload between that check and this claim is counted
     /// and warned about, not refused).
-    pub fn trigger(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
+    pub fn trigger(&self, batch: &Batch) -> Result<Vec<Triggered>, Error> {
         self.run_items(batch.task(), batch.len(), Items::Streamed(Box::new(batch.entries().map(Incoming::from_entry))))
     }
 
@@ -363,7 +431,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`trigger`](Self::trigger).
-    pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
+    pub fn trigger_owned(&self, batch: Batch) -> Result<Vec<Triggered>, Error> {
         let (task, len) = (batch.task().to_owned(), batch.len());
         self.run_items(&task, len, Items::Streamed(Box::new(batch.into_entries().map(Incoming::from_owned))))
     }
@@ -376,7 +444,7 @@ impl LocalEngine {
     ///
     /// [`Error::KeyTooLong`] when an item fails validation; nothing is triggered then.
     /// On a shared store, as [`trigger`](Self::trigger).
-    pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
+    pub fn trigger_items(&self, items: &[WireItem]) -> Result<Vec<Triggered>, Error> {
         let mut wire = WireTrigger::new(items, self.payload_policy)?;
         while let Some((task, keys)) = wire.to_check() {
             wire.checked(self.store.peek(&self.log, task, &keys, self.now()));
@@ -426,14 +494,14 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{ItemOptions, LocalEngine, RunId, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, ItemOptions, RunId, Scope, Sdk};
     ///
     /// let sdk = Sdk::from_env()?;
     /// let mut batch = sdk.batch("child-task", 2);
     /// for i in 0..2 {
     ///     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
     /// }
-    /// let engine = LocalEngine::new();
+    /// let engine = Engine::new();
     /// let handles = engine.trigger_owned(batch.build()?)?;
     /// let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     /// let runs = engine.read_runs(&ids)?;
@@ -451,14 +519,14 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk};
     ///
     /// let sdk = Sdk::from_env()?;
     /// let mut batch = sdk.batch("child-task", 3);
     /// for i in 0..3 {
     ///     batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
     /// }
-    /// let engine = LocalEngine::new();
+    /// let engine = Engine::new();
     /// engine.trigger_owned(batch.build()?)?;
     /// let mut with_key = 0;
     /// engine.for_each_run(|run| with_key += usize::from(run.idempotency_key_scope().is_some()));
@@ -523,7 +591,7 @@ impl LocalEngine {
     /// given (unless the key is one 64-character string, which is then tried as it is).
     /// On a shared store, the Redis error naming the URL; after a timeout the key may
     /// have been reset, and calling again is safe.
-    pub fn reset_key(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
+    pub fn reset_key(&self, task: &str, target: KeyTarget<'_>) -> Result<bool, Error> {
         self.reset(task, &target, None)
     }
 
@@ -539,10 +607,10 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{ItemOptions, LocalEngine, ResetTarget, RunId, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, ItemOptions, KeyTarget, RunId, Scope, Sdk};
     ///
     /// let sdk = Sdk::from_env()?;
-    /// let engine = LocalEngine::new();
+    /// let engine = Engine::new();
     /// let key = sdk.create_key("order-7", Scope::Global)?;
     /// let mut batch = sdk.batch("charge", 1);
     /// batch.item(None, ItemOptions::new().key(&key));
@@ -550,12 +618,12 @@ impl LocalEngine {
     ///
     /// // Another run than the holder: nothing is freed.
     /// let stale: RunId = "run_7".parse()?;
-    /// assert!(!engine.reset_key_held_by("charge", ResetTarget::Key(&key), stale)?);
-    /// assert!(engine.reset_key_held_by("charge", ResetTarget::Key(&key), run)?);
-    /// assert!(engine.holder("charge", ResetTarget::Key(&key))?.is_none());
+    /// assert!(!engine.reset_key_held_by("charge", KeyTarget::Key(&key), stale)?);
+    /// assert!(engine.reset_key_held_by("charge", KeyTarget::Key(&key), run)?);
+    /// assert!(engine.holder("charge", KeyTarget::Key(&key))?.is_none());
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
-    pub fn reset_key_held_by(&self, task: &str, target: ResetTarget<'_>, run: RunId) -> Result<bool, Error> {
+    pub fn reset_key_held_by(&self, task: &str, target: KeyTarget<'_>, run: RunId) -> Result<bool, Error> {
         self.reset(task, &target, Some(run))
     }
 
@@ -579,24 +647,24 @@ impl LocalEngine {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{ItemOptions, LocalEngine, ResetTarget, RunStatus, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, ItemOptions, KeyTarget, RunStatus, Scope, Sdk};
     ///
     /// let sdk = Sdk::from_env()?;
-    /// let engine = LocalEngine::new();
+    /// let engine = Engine::new();
     /// let key = sdk.create_key("order-7", Scope::Global)?;
     /// let mut batch = sdk.batch("charge", 1);
     /// batch.item(None, ItemOptions::new().key(&key));
     /// let handles = engine.trigger(&batch.build()?)?;
     ///
-    /// let holder = engine.holder("charge", ResetTarget::Key(&key))?.unwrap();
+    /// let holder = engine.holder("charge", KeyTarget::Key(&key))?.unwrap();
     /// assert_eq!((holder.id, holder.status), (handles[0].id, RunStatus::Pending));
-    /// assert!(engine.holder("another-task", ResetTarget::Key(&key))?.is_none());
+    /// assert!(engine.holder("another-task", KeyTarget::Key(&key))?.is_none());
     ///
-    /// engine.reset_key("charge", ResetTarget::Key(&key))?;
-    /// assert!(engine.holder("charge", ResetTarget::Key(&key))?.is_none());
+    /// engine.reset_key("charge", KeyTarget::Key(&key))?;
+    /// assert!(engine.holder("charge", KeyTarget::Key(&key))?.is_none());
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
-    pub fn holder(&self, task: &str, target: ResetTarget<'_>) -> Result<Option<RunRecord>, Error> {
+    pub fn holder(&self, task: &str, target: KeyTarget<'_>) -> Result<Option<RunRecord>, Error> {
         let keys = reset_keys(&target)?;
         for (id, _) in self.store.peek(&self.log, task, &keys, self.now())?.into_iter().flatten() {
             if let Some(record) = self.store.read(&self.log, &[id])?.pop().flatten() {
@@ -609,7 +677,7 @@ impl LocalEngine {
 
 /// The rules both faces share: what a trigger starts with and comes to, the span it
 /// runs in, whose record follows a status change, what a reset tries.
-impl LocalEngine {
+impl Engine {
     /// Counts the items of a trigger whose key was held, or repeated, with another
     /// payload. Call without the engine's lock: the counter is user code.
     pub(super) fn count_mismatches(&self, mismatches: &Mismatches) {
@@ -627,8 +695,8 @@ impl LocalEngine {
     /// The outcome of wire items, their checks' mismatches counted.
     pub(super) fn counted(
         &self,
-        (found, outcome): (Mismatches, Result<Vec<RunHandle>, Error>),
-    ) -> Result<Vec<RunHandle>, Error> {
+        (found, outcome): (Mismatches, Result<Vec<Triggered>, Error>),
+    ) -> Result<Vec<Triggered>, Error> {
         self.count_mismatches(&found);
         outcome
     }
@@ -652,7 +720,7 @@ impl LocalEngine {
     /// What `trigger` comes to once its store is done: its mismatches counted, and
     /// warned about under the policy unless it refused them; the answers, or the
     /// store's error.
-    pub(super) fn finish(&self, trigger: Trigger<'_>, done: Result<(), Error>) -> Result<Vec<RunHandle>, Error> {
+    pub(super) fn finish(&self, trigger: Trigger<'_>, done: Result<(), Error>) -> Result<Vec<Triggered>, Error> {
         self.count_mismatches(&trigger.mismatches);
         if !trigger.refused() {
             trigger.mismatches.warn(trigger.task, self.payload_policy);
@@ -662,7 +730,7 @@ impl LocalEngine {
         Ok(trigger.handles)
     }
 
-    fn run_items<'a>(&self, task: &'a str, len: usize, items: Items<'a>) -> Result<Vec<RunHandle>, Error> {
+    fn run_items<'a>(&self, task: &'a str, len: usize, items: Items<'a>) -> Result<Vec<Triggered>, Error> {
         let _span = self.trigger_span(task, len).entered();
         let mut trigger = self.start(task, len, items);
         let done = self.store.trigger(&self.log, &mut trigger);
@@ -685,7 +753,7 @@ impl LocalEngine {
     }
 
     /// A reset of `target`, of whatever holds it or only of `held_by`.
-    fn reset(&self, task: &str, target: &ResetTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+    fn reset(&self, task: &str, target: &KeyTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
         for key in reset_keys(target)? {
             if self.store.reset(&self.log, task, key, held_by)? {
                 return Ok(true);
@@ -697,34 +765,34 @@ impl LocalEngine {
 
 /// The keys a reset of `target` tries, in order. As in the reference SDK (4.5 and
 /// later), a 64-character string may be a digest already: tried as it is first.
-pub(super) fn reset_keys<'t>(target: &ResetTarget<'t>) -> Result<Vec<KeyRef<'t>>, Error> {
+pub(super) fn reset_keys<'t>(target: &KeyTarget<'t>) -> Result<Vec<KeyRef<'t>>, Error> {
     let verbatim = match *target {
-        ResetTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
+        KeyTarget::Raw { parts: [one], .. } if is_digest_length(one) => Some(*one),
         _ => None,
     };
     let derived = match *target {
-        ResetTarget::Key(key) => Some(key.digest()),
-        ResetTarget::Digest(digest) => Some(digest),
-        ResetTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
+        KeyTarget::Key(key) => Some(key.digest()),
+        KeyTarget::Digest(digest) => Some(digest),
+        KeyTarget::Raw { scope, run: None, .. } if scope != Scope::Global => match verbatim {
             Some(_) => None,
             None => return Err(Error::ScopeNeedsRun { scope }),
         },
-        ResetTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
+        KeyTarget::Raw { parts, scope, run } => Some(IdempotencyKey::derive(parts, scope, run).digest()),
     };
     Ok(verbatim.map(KeyRef::from_wire).into_iter().chain(derived.map(KeyRef::Digest)).collect())
 }
 
-impl Default for LocalEngine {
+impl Default for Engine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl fmt::Debug for LocalEngine {
+impl fmt::Debug for Engine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let log = self.log.lock();
         let held = self.store.held();
-        f.debug_struct("LocalEngine")
+        f.debug_struct("Engine")
             .field("runs", &log.created())
             .field("retained", &log.retained())
             .field("keys", &held.keys)

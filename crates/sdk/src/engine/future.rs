@@ -11,12 +11,12 @@ use parking_lot::Mutex;
 use tracing::Instrument as _;
 
 use super::clock::{self, Millis};
-use super::embedded::{LocalEngine, ResetTarget, reset_keys};
+use super::embedded::{Engine, KeyTarget, reset_keys};
 use super::incoming::Incoming;
 use super::key::KeyRef;
 use super::log::Log;
 use super::memory::MemoryStore;
-use super::run::{RunHandle, RunRecord, RunStatus};
+use super::run::{RunRecord, RunStatus, Triggered};
 use super::store::{Holder, Store};
 use super::trigger::{Items, Trigger, WireTrigger};
 use crate::batch::Batch;
@@ -92,7 +92,7 @@ impl AsyncStore for MemoryStore {}
 /// The async forms (feature `tokio`): every call that may touch the network, awaited
 /// on the redis crate's multiplexed connection instead of blocking a thread. In memory
 /// they do what the sync calls do.
-impl LocalEngine {
+impl Engine {
     /// As [`on_redis`](Self::on_redis), from async code.
     ///
     /// # Errors
@@ -103,12 +103,12 @@ impl LocalEngine {
     ///
     /// ```no_run
     /// use idempotency_sdk::catalog::{CatalogBuilder, RedisBuilder};
-    /// use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+    /// use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk};
     ///
     /// # async fn handler() -> Result<(), idempotency_sdk::Error> {
     /// let redis = RedisBuilder::from_env().build_async().await?;
     /// let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build()?;
-    /// let engine = LocalEngine::on_redis_async(&redis).await?;
+    /// let engine = Engine::on_redis_async(&redis).await?;
     /// let sdk = Sdk::new(catalog);
     /// let mut batch = sdk.batch("child-task", 1);
     /// batch.item(None, ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
@@ -126,7 +126,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`trigger`](Self::trigger).
-    pub async fn trigger_async(&self, batch: &Batch) -> Result<Vec<RunHandle>, Error> {
+    pub async fn trigger_async(&self, batch: &Batch) -> Result<Vec<Triggered>, Error> {
         let items = Items::Streamed(Box::new(batch.entries().map(Incoming::from_entry)));
         self.run_items_async(batch.task(), batch.len(), items).await
     }
@@ -136,7 +136,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`trigger`](Self::trigger).
-    pub async fn trigger_owned_async(&self, batch: Batch) -> Result<Vec<RunHandle>, Error> {
+    pub async fn trigger_owned_async(&self, batch: Batch) -> Result<Vec<Triggered>, Error> {
         let (task, len) = (batch.task().to_owned(), batch.len());
         let items = Items::Streamed(Box::new(batch.into_entries().map(Incoming::from_owned)));
         self.run_items_async(&task, len, items).await
@@ -147,7 +147,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`trigger_items`](Self::trigger_items).
-    pub async fn trigger_items_async(&self, items: &[WireItem]) -> Result<Vec<RunHandle>, Error> {
+    pub async fn trigger_items_async(&self, items: &[WireItem]) -> Result<Vec<Triggered>, Error> {
         let mut wire = WireTrigger::new(items, self.payload_policy)?;
         while let Some((task, keys)) = wire.to_check() {
             wire.checked(self.store.peek_async(&self.log, task, &keys, self.now()).await);
@@ -158,7 +158,7 @@ impl LocalEngine {
         self.counted(wire.finish())
     }
 
-    async fn run_items_async<'a>(&self, task: &'a str, len: usize, items: Items<'a>) -> Result<Vec<RunHandle>, Error> {
+    async fn run_items_async<'a>(&self, task: &'a str, len: usize, items: Items<'a>) -> Result<Vec<Triggered>, Error> {
         let span = self.trigger_span(task, len);
         let mut trigger = self.start(task, len, items);
         let done = self.store.trigger_async(&self.log, &mut trigger).instrument(span.clone()).await;
@@ -198,7 +198,7 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`reset_key`](Self::reset_key).
-    pub async fn reset_key_async(&self, task: &str, target: ResetTarget<'_>) -> Result<bool, Error> {
+    pub async fn reset_key_async(&self, task: &str, target: KeyTarget<'_>) -> Result<bool, Error> {
         self.reset_async(task, &target, None).await
     }
 
@@ -207,16 +207,11 @@ impl LocalEngine {
     /// # Errors
     ///
     /// As [`reset_key`](Self::reset_key).
-    pub async fn reset_key_held_by_async(
-        &self,
-        task: &str,
-        target: ResetTarget<'_>,
-        run: RunId,
-    ) -> Result<bool, Error> {
+    pub async fn reset_key_held_by_async(&self, task: &str, target: KeyTarget<'_>, run: RunId) -> Result<bool, Error> {
         self.reset_async(task, &target, Some(run)).await
     }
 
-    async fn reset_async(&self, task: &str, target: &ResetTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+    async fn reset_async(&self, task: &str, target: &KeyTarget<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
         for key in reset_keys(target)? {
             if self.store.reset_async(&self.log, task, key, held_by).await? {
                 return Ok(true);

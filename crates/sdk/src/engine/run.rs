@@ -133,10 +133,27 @@ impl FromStr for RunStatus {
     }
 }
 
-/// The engine's answer for one item.
+/// What triggering one item came to: the run that serves it, and whether that run
+/// already existed. A trigger answers one per item, in order.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk, Triggered};
+///
+/// let sdk = Sdk::from_env()?;
+/// let mut batch = sdk.batch("charge", 2);
+/// for _ in 0..2 {
+///     batch.item(None, ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
+/// }
+/// let answers: Vec<Triggered> = Engine::new().trigger(&batch.build()?)?;
+/// // The key twice: one run, the second item answered with it.
+/// assert!(!answers[0].cached && answers[1].cached && answers[0].id == answers[1].id);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RunHandle {
+pub struct Triggered {
     /// The run that serves the item.
     pub id: RunId,
     /// Whether that run already existed: an earlier trigger with the same task and key,
@@ -151,13 +168,13 @@ pub struct RunHandle {
 /// back (with `serde_json`: the payload is kept as its text):
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, RunRecord, Scope, Sdk};
+/// use idempotency_sdk::{Engine, ItemOptions, RunRecord, Scope, Sdk};
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
 /// let mut batch = sdk.batch("charge", 1);
 /// batch.item(json!({ "amount": 7 }), ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
-/// let engine = LocalEngine::new();
+/// let engine = Engine::new();
 /// let run = engine.run(engine.trigger(&batch.build()?)?[0].id)?.unwrap();
 /// let json = serde_json::to_string(&run).unwrap();
 /// assert_eq!(
@@ -207,7 +224,7 @@ pub(crate) struct Run {
 }
 
 /// A run read in place, under the engine's lock; see
-/// [`LocalEngine::for_each_run`](crate::LocalEngine::for_each_run).
+/// [`Engine::for_each_run`](crate::Engine::for_each_run).
 #[derive(Clone, Copy, Debug)]
 pub struct RunView<'a> {
     pub(crate) id: RunId,
@@ -269,7 +286,7 @@ mod tests {
 
     #[test]
     fn an_answer_stays_small() {
-        assert_eq!(std::mem::size_of::<RunHandle>(), 32);
+        assert_eq!(std::mem::size_of::<Triggered>(), 32);
     }
 
     #[test]

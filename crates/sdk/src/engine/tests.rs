@@ -17,15 +17,15 @@ use crate::payload::PayloadPolicy;
 use crate::run_id::RunId;
 use crate::sdk::Sdk;
 use crate::wire::WireItem;
-use crate::{LocalEngine, ResetTarget, RunStatus};
+use crate::{Engine, KeyTarget, RunStatus};
 
 /// An engine on `store`.
-fn on_store(store: &Arc<FakeStore>) -> LocalEngine {
-    LocalEngine::on(Box::new(Arc::clone(store)), clock::system())
+fn on_store(store: &Arc<FakeStore>) -> Engine {
+    Engine::on(Box::new(Arc::clone(store)), clock::system())
 }
 
 /// An engine on a fake shared store sending `chunk` items a call, and the store.
-fn on_fake(chunk: usize) -> (LocalEngine, Arc<FakeStore>) {
+fn on_fake(chunk: usize) -> (Engine, Arc<FakeStore>) {
     let store = Arc::new(FakeStore::new(chunk));
     (on_store(&store), store)
 }
@@ -120,11 +120,11 @@ fn orders(keys: &[usize], payloads: &[u32]) -> Batch {
 
 /// Two engines on one store, as two processes of a fleet (in memory: one engine,
 /// twice, as a process triggers twice).
-fn pairs(policy: PayloadPolicy) -> Vec<(&'static str, LocalEngine, Option<LocalEngine>)> {
+fn pairs(policy: PayloadPolicy) -> Vec<(&'static str, Engine, Option<Engine>)> {
     let store = Arc::new(FakeStore::new(2));
     let fleet = |store: &Arc<FakeStore>| on_store(store).with_payload_policy(policy);
     vec![
-        ("memory", LocalEngine::new().with_payload_policy(policy), None),
+        ("memory", Engine::new().with_payload_policy(policy), None),
         ("fake store", fleet(&store), Some(fleet(&store))),
     ]
 }
@@ -199,7 +199,7 @@ fn a_key_repeated_in_one_batch_with_another_payload_is_reported_and_follows_the_
 fn a_reset_finds_the_run_of_a_key_whose_ttl_passed_unpruned() {
     let now = Arc::new(AtomicU64::new(1_000_000));
     let clock = Arc::clone(&now);
-    let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
+    let engine = Engine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let key = sdk.create_key("k", Scope::Global).unwrap();
     let mut batch = sdk.batch("task", 1);
@@ -207,8 +207,8 @@ fn a_reset_finds_the_run_of_a_key_whose_ttl_passed_unpruned() {
     engine.trigger(&batch.build().unwrap_or_else(|err| panic!("{err}"))).unwrap();
     now.fetch_add(5_000, Ordering::Relaxed);
     // Expired, and no trigger since to prune it: the server clears it all the same.
-    assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
-    assert!(!engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+    assert!(engine.reset_key("task", KeyTarget::Key(&key)).unwrap());
+    assert!(!engine.reset_key("task", KeyTarget::Key(&key)).unwrap());
 }
 
 /// A wire item of `task`, keyed `key`, with `payload` and `ttl`.
@@ -236,7 +236,7 @@ fn under_fail_wire_items_of_several_tasks_are_checked_before_any_is_claimed() {
 #[test]
 fn under_fail_an_item_with_a_ttl_of_zero_is_checked_too() {
     // A `0s` item claims nothing, but a run that holds its key still answers it.
-    let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+    let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
     engine.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
     let err = engine.trigger_items(&[wire("t", "k", "2", "0s")]).unwrap_err();
     assert!(matches!(err, Error::PayloadMismatch { items: 1, .. }), "{err}");
@@ -246,10 +246,10 @@ fn under_fail_an_item_with_a_ttl_of_zero_is_checked_too() {
     assert_eq!(engine.payload_mismatches(), 2);
     // The count does not depend on the policy: a key held with payload 1, then
     // [2, 1] under Warn and under Fail both count one.
-    let warn = LocalEngine::new();
+    let warn = Engine::new();
     warn.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
     warn.trigger_items(&[wire("t", "k", "2", "1h"), wire("t", "k", "1", "1h")]).unwrap();
-    let fail = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+    let fail = Engine::new().with_payload_policy(PayloadPolicy::Fail);
     fail.trigger_items(&[wire("t", "k", "1", "1h")]).unwrap();
     assert!(fail.trigger_items(&[wire("t", "k", "2", "1h"), wire("t", "k", "1", "1h")]).is_err());
     assert_eq!((warn.payload_mismatches(), fail.payload_mismatches()), (1, 1));
@@ -265,45 +265,45 @@ fn item_key(i: usize) -> IdempotencyKey {
 fn holder_in_memory_is_the_live_run_until_released_reset_or_expired() {
     let now = Arc::new(AtomicU64::new(1_000));
     let clock = Arc::clone(&now);
-    let engine = LocalEngine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
+    let engine = Engine::with_clock(move || Duration::from_millis(clock.load(Ordering::Relaxed)));
     let key = item_key(0);
-    assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none(), "unknown task");
+    assert!(engine.holder("task", KeyTarget::Key(&key)).unwrap().is_none(), "unknown task");
     let run = engine.trigger(&batch(0..2)).unwrap()[0];
-    let held = engine.holder("task", ResetTarget::Key(&key)).unwrap().unwrap();
+    let held = engine.holder("task", KeyTarget::Key(&key)).unwrap().unwrap();
     assert_eq!((held.id, held.status, held.idempotency_key.as_deref()), (run.id, RunStatus::Pending, Some("item-0")));
-    let by_digest = engine.holder("task", ResetTarget::Digest(key.digest())).unwrap();
+    let by_digest = engine.holder("task", KeyTarget::Digest(key.digest())).unwrap();
     assert_eq!(by_digest.map(|r| r.id), Some(run.id));
-    let raw = engine.holder("task", ResetTarget::Raw { parts: &["item-0"], scope: Scope::Global, run: None });
+    let raw = engine.holder("task", KeyTarget::Raw { parts: &["item-0"], scope: Scope::Global, run: None });
     assert_eq!(raw.unwrap().map(|r| r.id), Some(run.id));
-    assert!(engine.holder("other", ResetTarget::Key(&key)).unwrap().is_none());
+    assert!(engine.holder("other", KeyTarget::Key(&key)).unwrap().is_none());
     assert!(matches!(
-        engine.holder("task", ResetTarget::Raw { parts: &["item-0"], scope: Scope::Run, run: None }),
+        engine.holder("task", KeyTarget::Raw { parts: &["item-0"], scope: Scope::Run, run: None }),
         Err(Error::ScopeNeedsRun { .. })
     ));
     // Executing keeps the key; a failure releases it.
     engine.set_status(run.id, RunStatus::Executing).unwrap();
-    assert_eq!(engine.holder("task", ResetTarget::Key(&key)).unwrap().map(|r| r.status), Some(RunStatus::Executing));
+    assert_eq!(engine.holder("task", KeyTarget::Key(&key)).unwrap().map(|r| r.status), Some(RunStatus::Executing));
     engine.set_status(run.id, RunStatus::Failed).unwrap();
-    assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+    assert!(engine.holder("task", KeyTarget::Key(&key)).unwrap().is_none());
     // Reset forgets the key; expiry (30 days by default) frees it too.
-    assert!(engine.holder("task", ResetTarget::Key(&item_key(1))).unwrap().is_some());
+    assert!(engine.holder("task", KeyTarget::Key(&item_key(1))).unwrap().is_some());
     now.fetch_add(31 * 24 * 3_600_000, Ordering::Relaxed);
-    assert!(engine.holder("task", ResetTarget::Key(&item_key(1))).unwrap().is_none(), "expired");
+    assert!(engine.holder("task", KeyTarget::Key(&item_key(1))).unwrap().is_none(), "expired");
 }
 
 #[test]
 fn holder_on_a_shared_store_reads_the_claim_and_its_record() {
     let (engine, store) = on_fake(100);
     let key = item_key(0);
-    assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+    assert!(engine.holder("task", KeyTarget::Key(&key)).unwrap().is_none());
     let run = engine.trigger(&batch(0..1)).unwrap()[0];
-    let held = engine.holder("task", ResetTarget::Key(&key)).unwrap().unwrap();
+    let held = engine.holder("task", KeyTarget::Key(&key)).unwrap().unwrap();
     assert_eq!((held.id, held.task.as_str()), (run.id, "task"));
     // Another engine on the same store sees the same holder, read-only.
     let other = on_store(&store);
-    assert_eq!(other.holder("task", ResetTarget::Digest(key.digest())).unwrap().map(|r| r.id), Some(run.id));
+    assert_eq!(other.holder("task", KeyTarget::Digest(key.digest())).unwrap().map(|r| r.id), Some(run.id));
     assert_eq!(other.run_count(), 0);
-    assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
-    assert!(engine.holder("task", ResetTarget::Key(&key)).unwrap().is_none());
+    assert!(engine.reset_key("task", KeyTarget::Key(&key)).unwrap());
+    assert!(engine.holder("task", KeyTarget::Key(&key)).unwrap().is_none());
     assert!(engine.run(run.id).unwrap().is_some(), "the record stays");
 }

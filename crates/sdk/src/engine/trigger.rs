@@ -8,7 +8,7 @@ use super::clock::Millis;
 use super::incoming::{Incoming, WireGroups};
 use super::key::KeyRef;
 use super::mismatch::Mismatches;
-use super::run::RunHandle;
+use super::run::Triggered;
 use super::store::Holder;
 use crate::error::Error;
 use crate::payload::{Fingerprint, PayloadPolicy};
@@ -62,7 +62,7 @@ pub(crate) struct Trigger<'a> {
     /// The items not claimed yet.
     pub(crate) items: Items<'a>,
     /// One answer per item claimed so far, in order.
-    pub(crate) handles: Vec<RunHandle>,
+    pub(crate) handles: Vec<Triggered>,
     /// The items answered by a run made with another payload, or that repeat within the
     /// trigger with another one.
     pub(crate) mismatches: Mismatches,
@@ -111,7 +111,7 @@ impl<'a> Trigger<'a> {
     /// `id` was created for the next item.
     #[inline]
     pub(crate) fn created(&mut self, id: RunId) {
-        self.handles.push(RunHandle { id, cached: false });
+        self.handles.push(Triggered { id, cached: false });
     }
 
     /// `item` is answered by run `held`, which holds its key, made with a payload of
@@ -119,7 +119,7 @@ impl<'a> Trigger<'a> {
     #[inline]
     pub(crate) fn cached(&mut self, item: &Incoming<'_>, held: RunId, held_with: Option<Fingerprint>) {
         self.mismatches.check(item, held, held_with);
-        self.handles.push(RunHandle { id: held, cached: true });
+        self.handles.push(Triggered { id: held, cached: true });
     }
 
     /// Whether the payload policy refused it.
@@ -140,7 +140,7 @@ pub(crate) struct WireTrigger<'a> {
     /// What the checks found, and the task of the first group that differed.
     found: Mismatches,
     first_task: &'a str,
-    handles: Vec<RunHandle>,
+    handles: Vec<Triggered>,
     error: Option<Error>,
     read: WireGroups<'a>,
 }
@@ -204,7 +204,7 @@ impl<'a> WireTrigger<'a> {
     }
 
     /// What triggering the group [`next_group`](Self::next_group) gave answered.
-    pub(crate) fn answered(&mut self, answered: Result<Vec<RunHandle>, Error>) {
+    pub(crate) fn answered(&mut self, answered: Result<Vec<Triggered>, Error>) {
         match answered {
             Ok(handles) => self.handles.extend(handles),
             Err(err) => self.error = Some(err),
@@ -214,7 +214,7 @@ impl<'a> WireTrigger<'a> {
     /// Every item's answer, or the error that stopped the call, and the items the
     /// checks found to differ (to count); warns about the TTLs the server's grammar
     /// refuses.
-    pub(crate) fn finish(self) -> (Mismatches, Result<Vec<RunHandle>, Error>) {
+    pub(crate) fn finish(self) -> (Mismatches, Result<Vec<Triggered>, Error>) {
         self.read.warn();
         let result = match self.error {
             Some(err) => Err(err),

@@ -6,14 +6,14 @@
 use std::collections::HashSet;
 
 use idempotency_catalog::RedisBuilder;
-use idempotency_sdk::{LocalEngine, RunHandle, RunId, WireItem};
+use idempotency_sdk::{Engine, RunId, Triggered, WireItem};
 use testkit::RedisServer;
 
 use super::batches::batch;
 
 /// An engine on `server` with the default settings.
-pub(crate) fn engine(server: &RedisServer) -> LocalEngine {
-    LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap()
+pub(crate) fn engine(server: &RedisServer) -> Engine {
+    Engine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap()
 }
 
 /// The ids of every claim on the server, read from the records they hold.
@@ -62,8 +62,8 @@ pub(crate) fn a_fresh_engine_finds_every_key_held_once_in(
 
 fn every_key_held_once(
     server: &RedisServer,
-    fresh: &LocalEngine,
-    handles: &[RunHandle],
+    fresh: &Engine,
+    handles: &[Triggered],
     keyed: &[bool],
     held: usize,
 ) -> usize {
