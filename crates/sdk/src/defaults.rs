@@ -15,9 +15,9 @@ use crate::payload::PayloadPolicy;
 
 /// The in-memory engine's byte budget: 256 MiB.
 ///
-/// A keyed run with a small payload counts 320 bytes (its claim and its record), so
-/// 256 MiB remembers about 838,000 keyed runs: a day of a service triggering 35,000
-/// keyed items an hour, or 50 minutes of one triggering a million. Past that, the
+/// A keyed run with a small payload counts 240 bytes (its claim and its record), so
+/// 256 MiB remembers about 1,118,000 keyed runs: a day of a service triggering 46,000
+/// keyed items an hour, or 67 minutes of one triggering a million. Past that, the
 /// oldest keys are forgotten before their TTL, and one `WARN` says how long keys are
 /// remembered instead (see `docs/configuration.md`).
 pub const ENGINE_MAX_BYTES: usize = 256 << 20;

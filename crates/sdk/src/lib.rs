@@ -59,8 +59,10 @@
 #![deny(clippy::indexing_slicing, clippy::unreachable, clippy::todo, clippy::unimplemented)]
 
 mod batch;
+mod blocks;
 mod context;
 pub mod defaults;
+mod digest_hash;
 mod engine;
 pub mod env;
 mod error;

@@ -18,11 +18,67 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
+use smol_str::SmolStr;
 
 use crate::env;
 use crate::error::Error;
+use crate::from_catalog::chunk;
+
+/// A payload as the SDK keeps it from the batch to the run record: its JSON text, as
+/// it travels. Up to 23 bytes (a fan-out's `{"i":123456}`) it is held inline, in the
+/// 24 bytes a boxed `RawValue` and its pointer would take, so that a batch and a record
+/// cost no allocation for it; longer, it is shared on the heap, so that copying a
+/// batch's payloads into records copies pointers.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Payload(SmolStr);
+
+impl Payload {
+    /// `value` as JSON text, written through `buffer`, which the caller keeps from one
+    /// payload to the next.
+    pub(crate) fn of_value(value: &Value, buffer: &mut Vec<u8>) -> Result<Self, serde_json::Error> {
+        buffer.clear();
+        serde_json::to_writer(&mut *buffer, value)?;
+        let text = std::str::from_utf8(buffer).map_err(serde::ser::Error::custom)?;
+        Ok(Payload(SmolStr::new(text)))
+    }
+
+    /// The text of a `RawValue`, as it is.
+    pub(crate) fn of_raw(raw: &RawValue) -> Self {
+        Payload(SmolStr::new(raw.get()))
+    }
+
+    /// The JSON text.
+    pub(crate) fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// The text as a `RawValue`, borrowed. `serde_json` lends a `RawValue` only over
+    /// text it has read, so this reads the text again (a pass over its bytes; the text
+    /// was written or checked by `serde_json`, and reads back whole).
+    pub(crate) fn raw(&self) -> Option<&RawValue> {
+        serde_json::from_str(&self.0).ok()
+    }
+
+    /// The text as a `RawValue` of its own.
+    pub(crate) fn to_boxed(&self) -> Option<Box<RawValue>> {
+        RawValue::from_string(self.0.to_string()).ok()
+    }
+
+    /// What it holds beyond its own 24 bytes: a shared string's heap chunk (its text
+    /// after two counts), or nothing inline.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        if self.0.is_heap_allocated() { chunk(16 + self.0.len()) } else { 0 }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.text(), f)
+    }
+}
 
 /// A payload's fingerprint (see the module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,12 +87,12 @@ pub(crate) struct Fingerprint(pub(crate) u32);
 impl Fingerprint {
     /// The fingerprint of `payload`'s text; an absent payload has one of its own
     /// (distinct from `null`'s).
-    pub(crate) fn of(payload: Option<&RawValue>) -> Self {
+    pub(crate) fn of(payload: Option<&str>) -> Self {
         let mut hasher = Sha256::new();
         match payload {
             Some(payload) => {
                 hasher.update(b"idempotency payload\0");
-                hasher.update(payload.get().as_bytes());
+                hasher.update(payload.as_bytes());
             }
             None => hasher.update(b"idempotency payload: none"),
         }
@@ -179,14 +235,30 @@ mod tests {
 
     #[test]
     fn the_text_as_sent_decides() {
-        let a = Fingerprint::of(Some(&raw(r#"{"a":1,"b":2}"#)));
-        assert_eq!(a, Fingerprint::of(Some(&raw(r#"{"a":1,"b":2}"#))));
-        assert_ne!(a, Fingerprint::of(Some(&raw(r#"{"b":2,"a":1}"#))), "key order is part of the text");
-        assert_ne!(a, Fingerprint::of(Some(&raw(r#"{"a":1, "b":2}"#))), "so is spacing");
-        assert_ne!(Fingerprint::of(None), Fingerprint::of(Some(&raw("null"))));
+        let a = Fingerprint::of(Some(raw(r#"{"a":1,"b":2}"#).get()));
+        assert_eq!(a, Fingerprint::of(Some(raw(r#"{"a":1,"b":2}"#).get())));
+        assert_ne!(a, Fingerprint::of(Some(raw(r#"{"b":2,"a":1}"#).get())), "key order is part of the text");
+        assert_ne!(a, Fingerprint::of(Some(raw(r#"{"a":1, "b":2}"#).get())), "so is spacing");
+        assert_ne!(Fingerprint::of(None), Fingerprint::of(Some(raw("null").get())));
         // A `json!` value serialises with sorted keys: equal values, equal text.
         let sorted = serde_json::value::to_raw_value(&serde_json::json!({"b": 2, "a": 1})).ok();
-        assert_eq!(sorted.as_deref().map(|p| Fingerprint::of(Some(p))), Some(a));
+        assert_eq!(sorted.as_deref().map(|p| Fingerprint::of(Some(p.get()))), Some(a));
+    }
+
+    #[test]
+    fn a_short_payload_is_held_inline_and_a_long_one_shared_and_both_read_back() {
+        let mut buffer = Vec::new();
+        let short = Payload::of_value(&serde_json::json!({ "i": 123_456 }), &mut buffer).unwrap();
+        assert_eq!((short.text(), short.heap_bytes()), (r#"{"i":123456}"#, 0));
+        let inline = Payload::of_raw(&raw(&format!(r#""{}""#, "x".repeat(21))));
+        assert_eq!((inline.text().len(), inline.heap_bytes()), (23, 0), "23 bytes fit inline");
+        let long = Payload::of_raw(&raw(&format!(r#""{}""#, "x".repeat(22))));
+        assert_eq!((long.text().len(), long.heap_bytes()), (24, 48), "past 23 bytes: 16 + 24 in a 48-byte chunk");
+        for payload in [&short, &inline, &long] {
+            assert_eq!(payload.raw().map(RawValue::get), Some(payload.text()));
+            assert_eq!(payload.to_boxed().as_deref().map(RawValue::get), Some(payload.text()));
+        }
+        assert_eq!(std::mem::size_of::<Option<Payload>>(), 24);
     }
 
     #[test]
@@ -194,7 +266,7 @@ mod tests {
         // SHA-256("idempotency payload\0" + "{}")[..4]: fixed by the hash, not by a seed.
         // `printf 'idempotency payload\0{}' | sha256sum`: the value other processes and
         // later versions must compute, pinned.
-        assert_eq!(Fingerprint::of(Some(&raw("{}"))).to_string(), "1e8ee570");
+        assert_eq!(Fingerprint::of(Some(raw("{}").get())).to_string(), "1e8ee570");
     }
 
     #[test]

@@ -7,14 +7,15 @@
 //! (a 4-byte slot number and a control byte, at 7/16), its place in its TTL's queue
 //! (16 bytes, twice: a ring buffer's capacity reaches twice its length) and in the
 //! free list, and a raw key's heap string; a run record is its place in the log (twice
-//! the record, for the same reason), and the heap strings of its key, options and
-//! payload, rounded as the allocator rounds them. The `engine_worker` example checks
+//! the record, for the same reason), and what its key and payload hold on the heap
+//! (nothing for a key with its options and a payload of up to 23 bytes), rounded as the
+//! allocator rounds them. The `engine_worker` example checks
 //! the count against resident memory.
 
 use std::mem::size_of;
 use std::time::Duration;
 
-use idempotency_catalog::Source;
+use idempotency_catalog::{Digest, Source};
 use serde::Serialize;
 
 use super::clock::Millis;
@@ -22,9 +23,10 @@ use super::dedup::Dedup;
 use super::incoming::Incoming;
 use super::key::{KeyRef, StoredKey};
 use super::log::Log;
-use super::run::Run;
+use super::run::{Run, RunKey};
 use crate::error::Error;
 use crate::from_catalog::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
+use crate::payload::Payload;
 use crate::{defaults, env};
 
 /// A claim: its slot, its table slot at 7/16 load, its queue place twice, its free-list place.
@@ -250,23 +252,30 @@ pub(crate) fn claim_bytes(key: &StoredKey) -> usize {
 
 /// What the record of `run` costs.
 pub(crate) fn record_bytes(run: &Run) -> usize {
-    RECORD
-        + run.key.as_ref().map_or(0, key_heap)
-        + run.options.as_ref().map_or(0, heap_bytes)
-        + run.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()))
+    let key = match &run.key {
+        RunKey::None => 0,
+        RunKey::Options(options) => heap_bytes(options),
+        RunKey::Digest(_) => chunk(size_of::<Digest>()),
+        RunKey::Raw(raw) => chunk(raw.len()),
+    };
+    RECORD + key + run.payload.as_ref().map_or(0, Payload::heap_bytes)
 }
 
-/// What `item` would cost if it made a run, and claimed its key when `claims`.
+/// What `item` would cost if it made a run, and claimed its key when `claims`: as
+/// [`Incoming::into_run`] keeps it.
 pub(crate) fn item_bytes(item: &Incoming<'_>, claims: bool) -> usize {
-    let key = match item.key {
+    let record_key = match (&item.options, item.key) {
+        (Some(options), _) => heap_bytes(options),
+        (None, Some(KeyRef::Digest(_))) => chunk(size_of::<Digest>()),
+        (None, Some(KeyRef::Raw(raw))) => chunk(raw.len()),
+        (None, None) => 0,
+    };
+    let record = RECORD + record_key + item.payload.as_ref().map_or(0, Payload::heap_bytes);
+    let claim_key = match item.key {
         Some(KeyRef::Raw(raw)) => chunk(raw.len()),
         _ => 0,
     };
-    let record = RECORD
-        + key
-        + item.options.as_ref().map_or(0, heap_bytes)
-        + item.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()));
-    if claims { record + CLAIM + key } else { record }
+    if claims { record + CLAIM + claim_key } else { record }
 }
 
 fn key_heap(key: &StoredKey) -> usize {
@@ -319,22 +328,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_keyed_run_with_a_small_payload_counts_320_bytes() {
-        use idempotency_catalog::{Digest, KeyOptions, Scope};
+    fn a_keyed_run_with_a_small_payload_counts_240_bytes() {
+        use idempotency_catalog::{KeyOptions, Scope};
         let key = StoredKey::Digest(Digest::from_bytes([1; 32]));
         assert_eq!(claim_bytes(&key), 112);
+        let payload = Payload::of_value(&serde_json::json!({ "i": 123 }), &mut Vec::new()).ok();
         let run = Run {
+            payload,
+            key: RunKey::Options(KeyOptions::new("item-123", Scope::Global)),
             task: 0,
+            claim: 0,
             status: super::super::run::RunStatus::Pending,
-            key: Some(key),
-            options: Some(KeyOptions::new("item-123", Scope::Global)),
-            payload: serde_json::value::to_raw_value(&serde_json::json!({ "i": 123 })).ok(),
         };
-        // Its log place twice (2 x 88), and the payload's 9 bytes in a 32-byte chunk.
-        assert_eq!(record_bytes(&run), 2 * 88 + 32);
-        assert_eq!(claim_bytes(&StoredKey::Digest(Digest::from_bytes([1; 32]))) + record_bytes(&run), 320);
-        // The default budget holds 838,860 of them (docs/configuration.md).
-        assert_eq!(defaults::ENGINE_MAX_BYTES / 320, 838_860);
+        // Its log place twice (2 x 64); its key's options and its 9-byte payload inline.
+        assert_eq!(record_bytes(&run), 2 * 64);
+        assert_eq!(claim_bytes(&key) + record_bytes(&run), 240);
+        // The default budget holds 1,118,481 of them (docs/configuration.md).
+        assert_eq!(defaults::ENGINE_MAX_BYTES / 240, 1_118_481);
     }
 
     #[test]

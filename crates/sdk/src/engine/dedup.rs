@@ -2,10 +2,12 @@
 //! this process.
 //!
 //! Laid out for millions of keys: a `hashbrown::HashTable` of 4-byte slot numbers
-//! (foldhash), the slots themselves in one vector (task id, key as 32 bytes, run id,
+//! (a digest hashed by its own bytes, see `digest_hash`), the slots themselves in one vector (task id, key as 32 bytes, run id,
 //! expiry), and one first-in-first-out queue of slots per distinct TTL, from which
 //! expired entries are pruned: each entry is queued once and popped once, so pruning
-//! costs nothing per trigger beyond what expired.
+//! costs nothing per trigger beyond what expired. A queue keeps claims made one after
+//! another (the next slot by the next run, as a fan-out's are) as one place: a
+//! million-key batch queues in a few bytes, not 16 MB.
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
@@ -13,6 +15,8 @@ use std::hash::BuildHasher;
 use super::budget::claim_bytes;
 use super::clock::Millis;
 use super::key::{KeyRef, StoredKey};
+use super::run::NO_CLAIM;
+use crate::digest_hash::DigestHash;
 use crate::payload::Fingerprint;
 use crate::run_id::RunId;
 use hashbrown::hash_table::Entry;
@@ -38,19 +42,20 @@ pub(crate) enum Claim {
     /// A live entry: this run is the answer; it was made with a payload of this
     /// fingerprint.
     Cached(RunId, Fingerprint),
-    /// None: the new run now holds the key.
-    Claimed,
+    /// None: the new run now holds the key, in this slot ([`NO_CLAIM`] when it holds
+    /// nothing: a TTL of zero).
+    Claimed(u32),
 }
 
 #[derive(Debug, Default)]
 pub(crate) struct Dedup {
     table: HashTable<u32>,
-    hasher: DefaultHashBuilder,
+    hasher: Hashers,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
     /// Per TTL, the slots in the order their entries were made, with the run that made
     /// each: a slot reused or renewed since is recognised by its run and skipped.
-    queues: Vec<(Millis, VecDeque<(u32, u64)>)>,
+    queues: Vec<(Millis, Queue)>,
     live: usize,
     /// What the live entries cost, as `budget` counts them.
     bytes: usize,
@@ -81,7 +86,7 @@ impl Dedup {
     pub(crate) fn oldest(&mut self) -> Option<u64> {
         let mut oldest = None;
         for (_, queue) in &mut self.queues {
-            while let Some(&(at, run)) = queue.front() {
+            while let Some((at, run)) = queue.front() {
                 match self.slots.get(at as usize).and_then(Option::as_ref) {
                     Some(slot) if slot.run == run => break,
                     _ => {
@@ -89,7 +94,7 @@ impl Dedup {
                     }
                 }
             }
-            if let Some(&(_, run)) = queue.front() {
+            if let Some((_, run)) = queue.front() {
                 oldest = Some(oldest.map_or(run, |o: u64| o.min(run)));
             }
         }
@@ -99,7 +104,7 @@ impl Dedup {
     /// Forgets the oldest entry held, to make room; what it was.
     pub(crate) fn evict_oldest(&mut self, now: Millis) -> Option<Forgot> {
         let oldest = self.oldest()?;
-        let q = self.queues.iter().position(|(_, queue)| queue.front().is_some_and(|&(_, run)| run == oldest))?;
+        let q = self.queues.iter().position(|(_, queue)| queue.front().is_some_and(|(_, run)| run == oldest))?;
         let (ttl, queue) = self.queues.get_mut(q)?;
         let ttl = *ttl;
         let (at, _) = queue.pop_front()?;
@@ -151,7 +156,7 @@ impl Dedup {
             Entry::Occupied(entry) => {
                 let at = *entry.get();
                 let Some(held) = self.slots.get_mut(at as usize).and_then(Option::as_mut) else {
-                    return Claim::Claimed;
+                    return Claim::Claimed(NO_CLAIM);
                 };
                 if held.expires_at >= now {
                     return Claim::Cached(RunId::new(held.run), Fingerprint(held.fingerprint));
@@ -160,15 +165,15 @@ impl Dedup {
                     // Expired, and the new run does not hold the key either.
                     entry.remove();
                     self.vacate(at);
-                    return Claim::Claimed;
+                    return Claim::Claimed(NO_CLAIM);
                 }
                 held.run = run;
                 held.expires_at = expires_at;
                 held.fingerprint = fingerprint.0;
                 self.enqueue(ttl, at, run);
-                Claim::Claimed
+                Claim::Claimed(at)
             }
-            Entry::Vacant(_) if ttl == 0 => Claim::Claimed,
+            Entry::Vacant(_) if ttl == 0 => Claim::Claimed(NO_CLAIM),
             Entry::Vacant(vacant) => {
                 let slot = Slot { task, key: key.to_stored(), run, expires_at, fingerprint: fingerprint.0 };
                 self.bytes += claim_bytes(&slot.key);
@@ -182,7 +187,9 @@ impl Dedup {
                     None => {
                         // Slot numbers are 32 bits: past four billion live keys the
                         // entry is not kept, which only means a repeat makes a new run.
-                        let Ok(at) = u32::try_from(self.slots.len()) else { return Claim::Claimed };
+                        let Some(at) = u32::try_from(self.slots.len()).ok().filter(|&at| at != NO_CLAIM) else {
+                            return Claim::Claimed(NO_CLAIM);
+                        };
                         self.slots.push(Some(slot));
                         at
                     }
@@ -190,9 +197,25 @@ impl Dedup {
                 vacant.insert(at);
                 self.live += 1;
                 self.enqueue(ttl, at, run);
-                Claim::Claimed
+                Claim::Claimed(at)
             }
         }
+    }
+
+    /// Forgets the entry in slot `at` if run `run` holds it there (a run that ended in
+    /// a way that releases its key, found by the slot its claim returned); whether it
+    /// did.
+    pub(crate) fn release_slot(&mut self, at: u32, run: RunId) -> bool {
+        let Some(slot) = self.slots.get(at as usize).and_then(Option::as_ref).filter(|slot| slot.run == run.nonce())
+        else {
+            return false;
+        };
+        let hash = hash(&self.hasher, slot.task, slot.key.as_key_ref());
+        if let Ok(entry) = self.table.find_entry(hash, |&other| other == at) {
+            entry.remove();
+        }
+        self.vacate(at);
+        true
     }
 
     /// Forgets the entry of `(task, key)` if `run` holds it (a run that ended in a way
@@ -235,7 +258,7 @@ impl Dedup {
     /// Drops every entry that expired before `now`, oldest first in each TTL's queue.
     pub(crate) fn prune(&mut self, now: Millis) {
         for q in 0..self.queues.len() {
-            while let Some(&(at, run)) = self.queues.get(q).and_then(|(_, queue)| queue.front()) {
+            while let Some((at, run)) = self.queues.get(q).and_then(|(_, queue)| queue.front()) {
                 match self.slots.get(at as usize).and_then(Option::as_ref) {
                     // Reused or renewed since it was queued: its newer entry is queued too.
                     Some(slot) if slot.run != run => {}
@@ -274,21 +297,75 @@ impl Dedup {
         let queue = match self.queues.iter().position(|(t, _)| *t == ttl) {
             Some(q) => self.queues.get_mut(q),
             None => {
-                self.queues.push((ttl, VecDeque::new()));
+                self.queues.push((ttl, Queue::default()));
                 self.queues.last_mut()
             }
         };
         if let Some((_, queue)) = queue {
-            queue.push_back((at, run));
+            queue.push_back(at, run);
         }
     }
 }
 
-fn hash(hasher: &DefaultHashBuilder, task: u32, key: KeyRef<'_>) -> u64 {
-    match key {
-        KeyRef::Digest(digest) => hasher.hash_one((task, digest.as_bytes())),
-        KeyRef::Raw(raw) => hasher.hash_one((task, raw)),
+/// A TTL's queue of claims, oldest first: slot numbers and the runs that claimed them,
+/// kept as stretches of consecutive slots claimed by consecutive runs.
+#[derive(Debug, Default)]
+struct Queue(VecDeque<Stretch>);
+
+/// Places `(slot + i, run + i)` for `i` in `0..len`.
+#[derive(Clone, Copy, Debug)]
+struct Stretch {
+    slot: u32,
+    len: u32,
+    run: u64,
+}
+
+impl Queue {
+    fn push_back(&mut self, slot: u32, run: u64) {
+        if let Some(last) = self.0.back_mut()
+            && last.len < u32::MAX
+            && last.slot.checked_add(last.len) == Some(slot)
+            && last.run.checked_add(u64::from(last.len)) == Some(run)
+        {
+            last.len += 1;
+            return;
+        }
+        self.0.push_back(Stretch { slot, len: 1, run });
     }
+
+    /// The oldest place: its slot and run.
+    fn front(&self) -> Option<(u32, u64)> {
+        self.0.front().map(|first| (first.slot, first.run))
+    }
+
+    fn pop_front(&mut self) -> Option<(u32, u64)> {
+        let first = self.0.front_mut()?;
+        let place = (first.slot, first.run);
+        first.len -= 1;
+        if first.len == 0 {
+            self.0.pop_front();
+        } else {
+            first.slot += 1;
+            first.run += 1;
+        }
+        Some(place)
+    }
+}
+
+/// A key's hash in `task`'s part of the table: a digest by its own bytes, anything else
+/// sent as a key through a general hasher.
+fn hash(hasher: &Hashers, task: u32, key: KeyRef<'_>) -> u64 {
+    match key {
+        KeyRef::Digest(digest) => hasher.digests.hash(task, &digest),
+        KeyRef::Raw(raw) => hasher.raw.hash_one((task, raw)),
+    }
+}
+
+/// The table's hashers: one for digests, one for raw keys.
+#[derive(Debug, Default)]
+struct Hashers {
+    digests: DigestHash,
+    raw: DefaultHashBuilder,
 }
 
 fn matches(slots: &[Option<Slot>], at: u32, task: u32, key: KeyRef<'_>) -> bool {
@@ -300,7 +377,7 @@ fn matches(slots: &[Option<Slot>], at: u32, task: u32, key: KeyRef<'_>) -> bool 
 
 /// The hash of the entry in `at`, as it was inserted; a table that grows moves entries
 /// by it.
-fn rehash(hasher: &DefaultHashBuilder, slots: &[Option<Slot>], at: u32) -> u64 {
+fn rehash(hasher: &Hashers, slots: &[Option<Slot>], at: u32) -> u64 {
     slots.get(at as usize).and_then(Option::as_ref).map_or(0, |slot| hash(hasher, slot.task, slot.key.as_key_ref()))
 }
 
@@ -324,12 +401,31 @@ mod tests {
     }
 
     #[test]
+    fn claims_one_after_another_queue_as_one_place_and_pop_in_order() {
+        let mut queue = Queue::default();
+        let places = [(0, 1), (1, 2), (2, 3), (7, 4), (8, 5), (9, 7)];
+        for (slot, run) in places {
+            queue.push_back(slot, run);
+        }
+        // 0..3 by runs 1..4; 7..9 by runs 4..6; slot 9 by run 7 (run 6 made no claim).
+        assert_eq!(queue.0.len(), 3);
+        assert_eq!(queue.front(), Some((0, 1)));
+        assert!(std::iter::from_fn(|| queue.pop_front()).eq(places));
+        // A fan-out's claims: one place for all of them.
+        let mut dedup = Dedup::default();
+        for i in 0..10_000 {
+            dedup.claim(0, key(i), 0, 1_000, RunId::new(u64::from(i) + 1), FP);
+        }
+        assert_eq!(dedup.queues.iter().map(|(_, queue)| queue.0.len()).sum::<usize>(), 1);
+    }
+
+    #[test]
     fn expiry_is_strictly_after_the_ttl() {
         let mut dedup = Dedup::default();
-        assert_eq!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1), FP), Claim::Claimed(_)));
         // At exactly the TTL the run is still the answer; a millisecond later it is not.
         assert_eq!(dedup.claim(0, key(1), 61_000, 60_000, RunId::new(2), FP), Claim::Cached(RunId::new(1), FP));
-        assert_eq!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3), FP), Claim::Claimed(_)));
         assert_eq!(dedup.claim(0, key(1), 61_002, 60_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
     }
 
@@ -337,7 +433,7 @@ mod tests {
     fn a_zero_ttl_never_holds_the_key() {
         let mut dedup = Dedup::default();
         for run in 1..=3 {
-            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run), FP), Claim::Claimed);
+            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run), FP), Claim::Claimed(NO_CLAIM));
         }
         assert_eq!(dedup.len(), 0);
     }
@@ -368,7 +464,7 @@ mod tests {
         let mut dedup = Dedup::default();
         dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
         // Expired at 1,001 and claimed again by run 2, until 2,001.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2), FP), Claim::Claimed(_)));
         dedup.prune(1_500);
         assert_eq!(dedup.claim(0, key(1), 1_500, 1_000, RunId::new(3), FP), Claim::Cached(RunId::new(2), FP));
     }
@@ -380,11 +476,27 @@ mod tests {
         dedup.claim(0, key(2), 10, 1_000, RunId::new(2), FP);
         // Key 1 expired at 1,000 and is held again by run 3, in the same slot: its old
         // queue place comes first, before key 2's.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), FP), Claim::Claimed(_)));
         dedup.prune(1_020);
         assert_eq!(dedup.len(), 1, "key 2 expired at 1,010 and was freed");
         assert_eq!(dedup.claim(0, key(1), 1_020, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
-        assert_eq!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5), FP), Claim::Claimed(_)));
+    }
+
+    #[test]
+    fn a_run_releases_its_claim_by_the_slot_it_was_given_only_while_it_holds_it() {
+        let mut dedup = Dedup::default();
+        let Claim::Claimed(at) = dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP) else { panic!("claimed") };
+        assert!(!dedup.release_slot(at, RunId::new(9)), "another run");
+        assert!(dedup.release_slot(at, RunId::new(1)));
+        assert!(!dedup.release_slot(at, RunId::new(1)), "released already");
+        // Slot reused by another key's run: the first run's release frees nothing.
+        let Claim::Claimed(again) = dedup.claim(0, key(2), 0, 1_000, RunId::new(2), FP) else { panic!("claimed") };
+        assert_eq!(again, at, "the freed slot is reused");
+        assert!(!dedup.release_slot(at, RunId::new(1)));
+        assert!(matches!(dedup.claim(0, key(2), 0, 1_000, RunId::new(3), FP), Claim::Cached(..)));
+        assert!(matches!(dedup.claim(0, key(1), 0, 1_000, RunId::new(4), FP), Claim::Claimed(_)));
+        assert!(!dedup.release_slot(NO_CLAIM, RunId::new(4)));
     }
 
     #[test]
@@ -393,14 +505,14 @@ mod tests {
         dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
         assert!(!dedup.release(0, key(1), RunId::new(9)));
         assert!(dedup.release(0, key(1), RunId::new(1)));
-        assert_eq!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed(_)));
     }
 
     #[test]
     fn tasks_and_raw_keys_are_separate_keys() {
         let mut dedup = Dedup::default();
         dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        assert_eq!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
+        assert!(matches!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed(_)));
         dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(3), FP);
         assert_eq!(dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
     }
@@ -437,7 +549,7 @@ mod tests {
         assert_eq!(forgot, Forgot { live: true, age: 490, ttl: 1_000 });
         assert_eq!(dedup.evict_oldest(70_000).map(|f| (f.live, f.age)), Some((false, 69_980)));
         assert_eq!(dedup.oldest(), Some(4));
-        assert_eq!(dedup.claim(0, key(2), 600, 1_000, RunId::new(5), FP), Claim::Claimed, "forgotten");
+        assert!(matches!(dedup.claim(0, key(2), 600, 1_000, RunId::new(5), FP), Claim::Claimed(_)), "forgotten");
         dedup.reset(0, key(1));
         dedup.reset(0, key(2));
         assert_eq!((dedup.len(), dedup.bytes()), (0, 0));

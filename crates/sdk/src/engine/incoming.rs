@@ -2,17 +2,16 @@
 //! as a wire item.
 
 use idempotency_catalog::KeyOptions;
-use serde_json::value::RawValue;
 
 use super::clock::{Millis, millis};
 use super::key::KeyRef;
-use super::run::{Run, RunStatus};
+use super::run::{Run, RunKey, RunStatus};
 use crate::batch::{Entry, Key};
 use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
 use crate::error::{Error, shown};
-use crate::payload::Fingerprint;
+use crate::payload::{Fingerprint, Payload};
 use crate::wire::WireItem;
 
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
@@ -27,7 +26,7 @@ pub(crate) struct Incoming<'a> {
     pub(crate) key: Option<KeyRef<'a>>,
     pub(crate) options: Option<KeyOptions>,
     pub(crate) ttl: Millis,
-    pub(crate) payload: Option<Box<RawValue>>,
+    pub(crate) payload: Option<Payload>,
     pub(crate) fingerprint: Fingerprint,
 }
 
@@ -60,15 +59,16 @@ impl<'a> Incoming<'a> {
         }
     }
 
-    /// The run this item makes, of task number `task`.
-    pub(crate) fn into_run(self, task: u32) -> Run {
-        Run {
-            task,
-            status: RunStatus::Pending,
-            key: self.key.map(KeyRef::to_stored),
-            options: self.options,
-            payload: self.payload,
-        }
+    /// The run this item makes, of task number `task`, its key held in claim slot
+    /// `claim` (in memory; else [`NO_CLAIM`](super::run::NO_CLAIM)).
+    pub(crate) fn into_run(self, task: u32, claim: u32) -> Run {
+        let key = match (self.options, self.key) {
+            (Some(options), _) => RunKey::Options(options),
+            (None, Some(KeyRef::Digest(digest))) => RunKey::Digest(Box::new(digest)),
+            (None, Some(KeyRef::Raw(raw))) => RunKey::Raw(raw.into()),
+            (None, None) => RunKey::None,
+        };
+        Run { payload: self.payload, key, task, claim, status: RunStatus::Pending }
     }
 
     /// The key for messages: its original key and scope (`"item-42" (global)`), or as
@@ -98,8 +98,8 @@ impl<'a> Incoming<'a> {
             key: key.map(KeyRef::from_wire),
             options: options.and_then(|o| o.idempotency_key_options.clone()),
             ttl,
-            payload: item.payload.clone(),
-            fingerprint: Fingerprint::of(item.payload.as_deref()),
+            payload: item.payload.as_deref().map(Payload::of_raw),
+            fingerprint: Fingerprint::of(item.payload.as_deref().map(serde_json::value::RawValue::get)),
         }
     }
 }

@@ -10,7 +10,7 @@ use super::clock::Millis;
 use super::dedup::{Claim, Dedup};
 use super::key::KeyRef;
 use super::log::Log;
-use super::run::{RunRecord, RunStatus, RunView};
+use super::run::{NO_CLAIM, RunRecord, RunStatus, RunView};
 use super::store::{Held, Holder, Store};
 use super::trigger::Trigger;
 use crate::error::Error;
@@ -70,13 +70,15 @@ impl Store for MemoryStore {
         let mut forgotten = None;
         while let Some(item) = trigger.items.next() {
             let id = RunId::new(log.next());
-            if let Some(key) = item.key
-                && let Claim::Cached(held, fingerprint) = dedup.claim(task, key, now, item.ttl, id, item.fingerprint)
-            {
-                trigger.cached(&item, held, Some(fingerprint));
-                continue;
-            }
-            log.push(item.into_run(task));
+            let claim = match item.key.map(|key| dedup.claim(task, key, now, item.ttl, id, item.fingerprint)) {
+                Some(Claim::Cached(held, fingerprint)) => {
+                    trigger.cached(&item, held, Some(fingerprint));
+                    continue;
+                }
+                Some(Claim::Claimed(at)) => at,
+                None => NO_CLAIM,
+            };
+            log.push(item.into_run(task, claim));
             trigger.created(id);
             if dedup.bytes() + log.bytes() > max_bytes {
                 forgotten = forgotten.or(budget::make_room(&mut log, dedup, spent, max_bytes, now));
@@ -109,8 +111,8 @@ impl Store for MemoryStore {
         let mut log = log.lock();
         let Some(run) = self.number(id).and_then(|number| log.get_mut(number)) else { return Ok(false) };
         run.status = status;
-        if let Some(key) = run.key.as_ref().filter(|_| status.releases_key()) {
-            self.claims.lock().dedup.release(run.task, key.as_key_ref(), id);
+        if status.releases_key() {
+            self.claims.lock().dedup.release_slot(run.claim, id);
         }
         Ok(true)
     }

@@ -18,10 +18,11 @@ use super::clock::Millis;
 use super::incoming::Incoming;
 use super::key::KeyRef;
 use super::log::Log;
+use super::run::NO_CLAIM;
 use super::store::Store;
 use super::trigger::Trigger;
 use crate::error::Error;
-use crate::payload::Fingerprint;
+use crate::payload::{Fingerprint, Payload};
 use crate::run_id::RunId;
 
 /// A run to create, if its key is free.
@@ -100,7 +101,7 @@ impl<'a> Sending<'a> {
                 key: item.key,
                 ttl: item.ttl,
                 options: item.options.as_ref(),
-                payload: item.payload.as_deref().filter(|_| share_payloads),
+                payload: item.payload.as_ref().filter(|_| share_payloads).and_then(Payload::raw),
                 fingerprint: item.fingerprint,
             })
             .collect()
@@ -125,7 +126,7 @@ impl<'a> Sending<'a> {
             match answer {
                 Some(Answer::Created) => {
                     trigger.created(id);
-                    log.put(number, id.tag(), item.into_run(task));
+                    log.put(number, id.tag(), item.into_run(task, NO_CLAIM));
                 }
                 Some(Answer::Cached(held, fingerprint)) => {
                     trigger.cached(&item, held, fingerprint);
@@ -138,7 +139,7 @@ impl<'a> Sending<'a> {
                         // This item's payload, if it is the one the run was made with.
                         && fingerprint.is_none_or(|fingerprint| fingerprint == item.fingerprint)
                     {
-                        log.put(earlier, held.tag(), item.into_run(task));
+                        log.put(earlier, held.tag(), item.into_run(task, NO_CLAIM));
                     }
                 }
                 None => {}

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use idempotency_catalog::{KeyOptions, Scope};
+use idempotency_catalog::{Digest, KeyOptions, Scope};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::key::StoredKey;
 use crate::error::{Error, shown};
+use crate::payload::Payload;
 use crate::run_id::RunId;
 
 /// As its name (`"timed-out"`), read back with [`FromStr`].
@@ -213,14 +213,31 @@ impl PartialEq for RunRecord {
     }
 }
 
-/// A run as the engine stores it: the task as an id, the key as 32 bytes.
+/// A run as the engine stores it: the task as a number, the key as its original key
+/// and scope when they are known (its digest is then the claim's business), 64 bytes.
 #[derive(Debug)]
 pub(crate) struct Run {
+    pub(crate) payload: Option<Payload>,
+    pub(crate) key: RunKey,
     pub(crate) task: u32,
+    /// In memory, the claim slot that holds its key, which releasing the key frees;
+    /// [`NO_CLAIM`] when it holds none (or the store is elsewhere).
+    pub(crate) claim: u32,
     pub(crate) status: RunStatus,
-    pub(crate) key: Option<StoredKey>,
-    pub(crate) options: Option<KeyOptions>,
-    pub(crate) payload: Option<Box<RawValue>>,
+}
+
+/// [`Run::claim`] of a run that holds no claim in this process.
+pub(crate) const NO_CLAIM: u32 = u32::MAX;
+
+/// A run's key, as its record shows it: the original key and scope, else the key as
+/// sent (a digest, boxed: a key without options is the rare case, and 24 bytes keep a
+/// record at 64).
+#[derive(Debug)]
+pub(crate) enum RunKey {
+    None,
+    Options(KeyOptions),
+    Digest(Box<Digest>),
+    Raw(Box<str>),
 }
 
 /// A run read in place, under the engine's lock; see
@@ -245,21 +262,25 @@ impl<'a> RunView<'a> {
 
     /// The original key when its options were known, else the key as sent.
     pub fn idempotency_key(&self) -> Option<Cow<'a, str>> {
-        match (&self.run.options, &self.run.key) {
-            (Some(options), _) => Some(Cow::Borrowed(options.key())),
-            (None, Some(key)) => Some(key.text()),
-            (None, None) => None,
+        match &self.run.key {
+            RunKey::Options(options) => Some(Cow::Borrowed(options.key())),
+            RunKey::Digest(digest) => Some(Cow::Owned(digest.to_hex_string())),
+            RunKey::Raw(raw) => Some(Cow::Borrowed(raw)),
+            RunKey::None => None,
         }
     }
 
     /// The key's scope, when its options were known.
     pub fn idempotency_key_scope(&self) -> Option<Scope> {
-        self.run.options.as_ref().map(KeyOptions::scope)
+        match &self.run.key {
+            RunKey::Options(options) => Some(options.scope()),
+            _ => None,
+        }
     }
 
     /// The payload it was triggered with, as JSON text.
     pub fn payload(&self) -> Option<&'a RawValue> {
-        self.run.payload.as_deref()
+        self.run.payload.as_ref().and_then(Payload::raw)
     }
 
     /// Where it is in its life.
@@ -274,7 +295,7 @@ impl<'a> RunView<'a> {
             task: self.task.to_owned(),
             idempotency_key: self.idempotency_key().map(Cow::into_owned),
             idempotency_key_scope: self.idempotency_key_scope(),
-            payload: self.run.payload.clone(),
+            payload: self.run.payload.as_ref().and_then(Payload::to_boxed),
             status: self.run.status,
         }
     }
@@ -285,8 +306,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_answer_stays_small() {
+    fn an_answer_and_a_record_stay_small() {
         assert_eq!(std::mem::size_of::<Triggered>(), 32);
+        assert_eq!(std::mem::size_of::<Run>(), 64);
     }
 
     #[test]
