@@ -126,6 +126,8 @@ pub struct Engine {
     pub(super) log: Mutex<Log>,
     /// Where keys are claimed and runs recorded: in this process, or on Redis.
     pub(super) store: Box<DynStore>,
+    /// What the trigger span calls the store, and the database behind it.
+    store_name: (&'static str, Option<&'static str>),
     clock: Clock,
     /// Whether run records on a store across the network keep their payload.
     share_payloads: bool,
@@ -150,6 +152,7 @@ impl Engine {
     pub(super) fn on(store: Box<DynStore>, clock: Clock) -> Self {
         Engine {
             log: Mutex::new(Log::default()),
+            store_name: store.name(),
             store,
             clock,
             share_payloads: false,
@@ -704,7 +707,7 @@ impl Engine {
     /// The span every trigger runs in (named and shaped as `docs/telemetry.md` lists).
     pub(super) fn trigger_span(&self, task: &str, items: usize) -> tracing::Span {
         let policy = self.payload_policy.as_str();
-        let (store, db) = self.store.name();
+        let (store, db) = self.store_name;
         tracing::info_span!("idempotency.trigger", task, items, store, db.system = db, policy)
     }
 
