@@ -55,6 +55,12 @@ pub(crate) trait Store: Send + Sync + fmt::Debug {
     /// runs in `log` and each item's answer in `trigger`. Items are applied in order,
     /// so a key twice in one trigger is held by the first. On an error, the answers of
     /// the items before it are in `trigger`.
+    ///
+    /// When [`Trigger::checks_first`] (under `PayloadPolicy::Fail`), the store first
+    /// reads the holders of the items' keys and hands them to [`Trigger::check`], which
+    /// refuses the trigger before anything is claimed: the memory store under the lock
+    /// it claims under, a store across the network by reading them before its first
+    /// call (another process may claim in between; that is counted and warned about).
     fn trigger(&self, log: &Mutex<Log>, trigger: &mut Trigger<'_>) -> Result<(), Error>;
 
     /// Which run holds each of `keys` of `task` at `now`, and its payload's
