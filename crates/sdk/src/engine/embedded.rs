@@ -1,6 +1,6 @@
 //! The engine: the rules every trigger, read, status change and reset is held to,
-//! over a [`Store`] it never asks the kind of, and its sync face (`future.rs` holds
-//! the async one).
+//! over a [`Store`](super::store::Store) it never asks the kind of, and its sync face
+//! (`future.rs` holds the async one).
 
 use std::fmt;
 use std::num::NonZeroUsize;
