@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use idempotency_catalog::{CatalogBuilder, CatalogKind, Digest, KeyOptions};
-use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+use idempotency_sdk::{Batch, Engine, IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
 use serde_json::json;
 
 const SIZES: [usize; 3] = [10_000, 100_000, 1_000_000];
@@ -47,7 +47,7 @@ fn trigger(c: &mut Criterion) {
         group.throughput(Throughput::Elements(n as u64));
         group.bench_function(BenchmarkId::new("engine", n), |b| {
             b.iter_batched(
-                LocalEngine::new,
+                Engine::new,
                 |engine| {
                     black_box(engine.trigger(&built).map(|handles| handles.len()).unwrap_or_default());
                     engine
@@ -106,7 +106,7 @@ fn fan_out(c: &mut Criterion) {
                     let key = run.create_key(["item", number], Scope::Global);
                     batch.item(json!({ "i": i }), ItemOptions::new().key(key));
                 }
-                let engine = LocalEngine::new();
+                let engine = Engine::new();
                 let handles = batch.build().and_then(|batch| engine.trigger_owned(batch));
                 handles.map(|handles| handles.len()).unwrap_or_default()
             })

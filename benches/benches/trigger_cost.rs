@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk};
 use serde_json::json;
 
 const ITEMS: usize = 100_000;
@@ -23,7 +23,7 @@ fn main() {
     let Ok(batch) = batch.build() else { return };
     let (mut fresh, mut cached) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        let engine = LocalEngine::new();
+        let engine = Engine::new();
         let started = Instant::now();
         black_box(engine.trigger(&batch).map(|h| h.len()).unwrap_or_default());
         fresh.push(started.elapsed().as_secs_f64());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{CatalogBuilder, Redis, RedisBuilder};
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
 
 /// Items in one fan-out.
 pub const ITEMS: usize = 100_000;
@@ -111,7 +111,7 @@ impl Workload {
     pub fn sdk(&mut self) -> Duration {
         self.flush();
         let catalog = CatalogBuilder::new().redis(self.redis.clone()).build().unwrap_or_else(|err| panic!("{err}"));
-        let engine = LocalEngine::on_redis(&self.redis).unwrap_or_else(|err| panic!("{err}"));
+        let engine = Engine::on_redis(&self.redis).unwrap_or_else(|err| panic!("{err}"));
         let started = Instant::now();
         let sdk = Sdk::new(Arc::clone(&catalog)).with_run(self.run.clone());
         let mut batch = sdk.batch("child-task", ITEMS);
@@ -173,7 +173,7 @@ pub mod async_fan_out {
     use std::time::{Duration, Instant};
 
     use idempotency_catalog::{Catalog, CatalogBuilder, Redis, RedisBuilder};
-    use idempotency_sdk::{ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+    use idempotency_sdk::{Engine, ItemOptions, RunContext, Scope, Sdk};
 
     use super::ITEMS;
 
@@ -244,7 +244,7 @@ pub mod async_fan_out {
                 .redis_async(self.redis.clone())
                 .build_redis()
                 .unwrap_or_else(|err| panic!("{err}"));
-            let engine = LocalEngine::on_redis_async(&self.redis).await.unwrap_or_else(|err| panic!("{err}"));
+            let engine = Engine::on_redis_async(&self.redis).await.unwrap_or_else(|err| panic!("{err}"));
             let started = Instant::now();
             let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn Catalog>).with_run(self.run.clone());
             let mut batch = sdk.batch("child-task", ITEMS);

@@ -19,7 +19,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use idempotency_sdk::catalog::fleet::layout;
 use idempotency_sdk::catalog::{RedisBuilder, RedisCatalog, shown};
 use idempotency_sdk::{
-    Catalog as _, CatalogBuilder, Digest, IdempotencyKey, LocalEngine, ResetTarget, RunContext, RunId, RunRecord, Scope,
+    Catalog as _, CatalogBuilder, Digest, Engine, IdempotencyKey, KeyTarget, RunContext, RunId, RunRecord, Scope,
 };
 use serde_json::{Value, json};
 
@@ -299,7 +299,7 @@ fn lookup(args: &LookupArgs, json: bool) -> Result<u8, Failure> {
     let redis = args.redis.connect()?;
     let catalog = CatalogBuilder::new().capacity(CHUNK).redis(redis.clone()).build_redis()?;
     let engine = match &args.task {
-        Some(_) => Some(LocalEngine::on_redis(&redis)?),
+        Some(_) => Some(Engine::on_redis(&redis)?),
         None => None,
     };
     let mut found = Vec::with_capacity(digests.len());
@@ -308,7 +308,7 @@ fn lookup(args: &LookupArgs, json: bool) -> Result<u8, Failure> {
     }
     if let (Some(task), Some(engine)) = (&args.task, &engine) {
         for entry in &mut found {
-            entry.holder = engine.holder(task, ResetTarget::Digest(entry.digest))?;
+            entry.holder = engine.holder(task, KeyTarget::Digest(entry.digest))?;
         }
     }
     let with_task = args.task.is_some();
@@ -410,13 +410,13 @@ fn reset(args: &ResetArgs, json: bool) -> Result<u8, Failure> {
     let run = args.run.context(scope.unwrap_or(Scope::Global))?;
     let parts: Vec<&str> = args.key.as_deref().into_iter().collect();
     let target = match (digest, scope) {
-        (Some(digest), _) => ResetTarget::Digest(digest),
-        (None, Some(scope)) => ResetTarget::Raw { parts: &parts, scope, run: run.as_ref() },
+        (Some(digest), _) => KeyTarget::Digest(digest),
+        (None, Some(scope)) => KeyTarget::Raw { parts: &parts, scope, run: run.as_ref() },
         (None, None) => return Err("name the key with --digest D, or --key K --scope S".into()),
     };
     let held_by: Option<RunId> = args.held_by.as_deref().map(str::parse).transpose()?;
     let redis = args.redis.connect()?;
-    let engine = LocalEngine::on_redis(&redis)?;
+    let engine = Engine::on_redis(&redis)?;
     let holder = engine.holder(&args.task, target.clone())?;
     let held = match held_by {
         Some(run) => engine.reset_key_held_by(&args.task, target, run)?,

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use idempotency_sdk::catalog::{Catalog, RedisBuilder};
-use idempotency_sdk::{CatalogBuilder, IdempotencyKey, ItemOptions, LocalEngine, RunStatus, Scope, Sdk, Ttl};
+use idempotency_sdk::{CatalogBuilder, Engine, IdempotencyKey, ItemOptions, RunStatus, Scope, Sdk, Ttl};
 use serde_json::Value;
 use testkit::RedisServer;
 
@@ -155,10 +155,10 @@ fn lookup_of_an_unknown_digest_exits_3_and_a_bad_one_1() {
 }
 
 /// A worker on the server at `url`: its shared catalog, its engine, and an SDK on both.
-fn fleet(url: &str) -> (Arc<dyn Catalog>, LocalEngine, Sdk) {
+fn fleet(url: &str) -> (Arc<dyn Catalog>, Engine, Sdk) {
     let redis = RedisBuilder::new(url).build().unwrap();
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog));
     (catalog, engine, sdk)
 }

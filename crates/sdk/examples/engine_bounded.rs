@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use idempotency_catalog::UnboundedCatalog;
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk, Ttl};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, Scope, Sdk, Ttl};
 
 const BATCH: u64 = 10_000;
 const SAMPLE_EVERY: u64 = 1_000_000;
@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let total: u64 = std::env::args().nth(1).map_or(Ok(10_000_000), |n| n.parse())?;
     let seconds = Arc::new(AtomicU64::new(0));
     let clock = Arc::clone(&seconds);
-    let engine = LocalEngine::with_clock(move || Duration::from_secs(clock.load(Ordering::Relaxed)))
+    let engine = Engine::with_clock(move || Duration::from_secs(clock.load(Ordering::Relaxed)))
         .with_max_runs(NonZeroUsize::new(KEPT_RUNS).ok_or("zero")?);
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let ttl: Ttl = "1s".parse()?;

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use idempotency_catalog::UnboundedCatalog;
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunHandle, Scope, Sdk};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, Scope, Sdk, Triggered};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let items: usize = std::env::args().nth(1).map_or(Ok(1_000_000), |n| n.parse())?;
@@ -21,15 +21,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch.item(None, ItemOptions::new().key(key));
     }
     let batch = batch.build()?;
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let before = resident_bytes()?;
     let handles = engine.trigger(&batch)?;
     let after = resident_bytes()?;
-    let handle_bytes = (handles.capacity() * std::mem::size_of::<RunHandle>()) as u64;
+    let handle_bytes = (handles.capacity() * std::mem::size_of::<Triggered>()) as u64;
     let state = after.saturating_sub(before).saturating_sub(handle_bytes);
     println!("| items | engine state, bytes | per item | handles returned, per item |");
     println!("|---:|---:|---:|---:|");
-    println!("| {items} | {state} | {:.1} | {} |", state as f64 / items as f64, std::mem::size_of::<RunHandle>());
+    println!("| {items} | {state} | {:.1} | {} |", state as f64 / items as f64, std::mem::size_of::<Triggered>());
     assert_eq!((engine.run_count(), engine.key_count()), (items as u64, items));
     Ok(())
 }

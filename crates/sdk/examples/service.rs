@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{Catalog, CatalogBuilder, RedisBuilder};
-use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk};
 use parking_lot::Mutex;
 use serde_json::json;
 
@@ -101,7 +101,7 @@ struct Tally {
 async fn serve(args: Args) -> Result<(serde_json::Value, Option<String>), Box<dyn std::error::Error>> {
     let redis = RedisBuilder::from_env().url(&args.redis).io_timeout(args.io_timeout).build_async().await?;
     let catalog = CatalogBuilder::from_env().redis_async(redis.clone()).build_redis()?;
-    let engine = Arc::new(LocalEngine::on_redis_async(&redis).await?);
+    let engine = Arc::new(Engine::on_redis_async(&redis).await?);
 
     let max_stall = Arc::new(AtomicU64::new(0));
     let ticking = Arc::new(std::sync::atomic::AtomicBool::new(true));

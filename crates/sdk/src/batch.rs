@@ -1,18 +1,18 @@
-use std::hash::BuildHasher;
 use std::io::Write;
 use std::sync::Arc;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
+use hashbrown::HashTable;
 
 use idempotency_catalog::{Catalog, CatalogKind, Digest, Limit, Reservation, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::value::RawValue;
 
+use crate::blocks::Blocks;
+use crate::digest_hash::DigestHash;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::{KeyInput, Keys};
-use crate::payload::Fingerprint;
+use crate::payload::{Fingerprint, Payload};
 use crate::sdk::Sdk;
 use crate::wire::{WireItem, WireOptions, write_ndjson};
 use idempotency_catalog::Ttl;
@@ -104,7 +104,9 @@ pub struct BatchBuilder {
     task: String,
     batch_key: Option<KeyInput>,
     /// Items, their keys resolved as they were added.
-    entries: Vec<Entry>,
+    entries: Blocks<Entry>,
+    /// Where each payload is serialised before it is kept (see [`Payload`]).
+    buffer: Vec<u8>,
     /// The first item whose key did not resolve; `build` reports it.
     failed: Option<Error>,
     room: Reservation<'static>,
@@ -132,7 +134,8 @@ impl BatchBuilder {
             sdk: sdk.clone(),
             task,
             batch_key: None,
-            entries: Vec::with_capacity(expected_items),
+            entries: Blocks::with_capacity(expected_items),
+            buffer: Vec::new(),
             failed: None,
             room,
             evictions_at_open,
@@ -210,7 +213,8 @@ impl BatchBuilder {
     /// hundreds), and the engine stores it as is.
     pub fn item(&mut self, payload: impl Into<Option<Value>>, options: ItemOptions) -> &mut Self {
         let index = self.entries.len();
-        let payload = match payload.into().as_ref().map(serde_json::value::to_raw_value).transpose() {
+        let buffer = &mut self.buffer;
+        let payload = match payload.into().as_ref().map(|value| Payload::of_value(value, buffer)).transpose() {
             Ok(payload) => payload,
             Err(err) => {
                 let error = Error::Wire { path: "payload".to_owned(), message: err.to_string() };
@@ -235,7 +239,7 @@ impl BatchBuilder {
         };
         // Fingerprinted here, beside the serialisation, rather than in the engine's
         // trigger: it is what lets a trigger compare payloads for a few instructions.
-        let fingerprint = Fingerprint::of(payload.as_deref());
+        let fingerprint = Fingerprint::of(payload.as_ref().map(Payload::text));
         self.entries.push(Entry { payload, key, ttl: options.ttl, fingerprint });
         self
     }
@@ -247,7 +251,7 @@ impl BatchBuilder {
 
     /// Whether no item has been added.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// Derives the keys of items that have none from the batch key, and returns the
@@ -376,23 +380,23 @@ fn flattened(batch_key: &KeyInput) -> Option<String> {
 /// table's 7-bit tag matches, which for a new digest is rare.
 struct Seen {
     table: HashTable<usize>,
-    hasher: DefaultHashBuilder,
+    hasher: DigestHash,
 }
 
 impl Seen {
     fn with_capacity(items: usize) -> Self {
-        Seen { table: HashTable::with_capacity(items), hasher: DefaultHashBuilder::default() }
+        Seen { table: HashTable::with_capacity(items), hasher: DigestHash::default() }
     }
 
     /// Records that entry `index` has `digest`; the index of the earlier entry that
     /// had it, if one did.
-    fn insert(&mut self, entries: &[Entry], index: usize, digest: Digest) -> Option<usize> {
+    fn insert(&mut self, entries: &Blocks<Entry>, index: usize, digest: Digest) -> Option<usize> {
         let digest_at = |i: &usize| entries.get(*i).and_then(Entry::key).map(IdempotencyKey::digest);
-        let hash = self.hasher.hash_one(digest);
+        let hash = self.hasher.hash(0, &digest);
         let hasher = &self.hasher;
-        // The rehash closure must hash a `Digest` exactly as above (not an `Option`),
-        // or entries moved by a growing table could no longer be found.
-        let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash_one(digest));
+        // The rehash closure must hash a `Digest` exactly as above, or entries moved by
+        // a growing table could no longer be found.
+        let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash(0, &digest));
         match self.table.entry(hash, |i| digest_at(i) == Some(digest), rehash) {
             hashbrown::hash_table::Entry::Occupied(first) => Some(*first.get()),
             hashbrown::hash_table::Entry::Vacant(slot) => {
@@ -409,6 +413,25 @@ const LIMITS: [Limit; 4] = [Limit::Entries, Limit::Ceiling, Limit::Bytes, Limit:
 fn limit_index(limit: Limit) -> usize {
     LIMITS.iter().position(|l| *l == limit).unwrap_or(0)
 }
+
+/// An iterator of a known length, for the public iterators over a batch's blocks.
+struct Counted<I>(I, usize);
+
+impl<I: Iterator> Iterator for Counted<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        let item = self.0.next()?;
+        self.1 = self.1.saturating_sub(1);
+        Some(item)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator> ExactSizeIterator for Counted<I> {}
 
 /// What building a batch found. Serializes as an object of its fields, for a status
 /// endpoint or a log line, and reads back.
@@ -533,37 +556,37 @@ impl BatchReport {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     task: String,
-    entries: Vec<Entry>,
+    entries: Blocks<Entry>,
     report: BatchReport,
 }
 
-/// One item, its key resolved.
+/// One item, its key resolved: what the engine triggers.
 #[derive(Clone, Debug)]
-struct Entry {
-    payload: Option<Box<RawValue>>,
-    key: Key,
-    ttl: Option<Ttl>,
-    fingerprint: Fingerprint,
+pub(crate) struct Entry {
+    /// The payload as JSON text.
+    pub(crate) payload: Option<Payload>,
+    pub(crate) key: Key,
+    pub(crate) ttl: Option<Ttl>,
+    /// The payload's fingerprint, taken as it was serialised.
+    pub(crate) fingerprint: Fingerprint,
 }
 
 /// An item's key: the one it was given (`None` for none, such as an empty string), or
-/// one to derive from the batch key, if the batch gets one.
+/// one to derive from the batch key, if the batch gets one (once built, none).
 #[derive(Clone, Debug, PartialEq)]
-enum Key {
+pub(crate) enum Key {
     Given(Option<IdempotencyKey>),
     FromBatch,
 }
 
 impl PartialEq for Entry {
     fn eq(&self, other: &Self) -> bool {
-        self.key == other.key
-            && self.ttl == other.ttl
-            && self.payload.as_deref().map(RawValue::get) == other.payload.as_deref().map(RawValue::get)
+        self.key == other.key && self.ttl == other.ttl && self.payload == other.payload
     }
 }
 
 impl Entry {
-    fn key(&self) -> Option<&IdempotencyKey> {
+    pub(crate) fn key(&self) -> Option<&IdempotencyKey> {
         match &self.key {
             Key::Given(key) => key.as_ref(),
             Key::FromBatch => None,
@@ -579,7 +602,7 @@ impl Entry {
                 idempotency_key_options: key.and_then(|key| key.options().cloned()),
             }),
         };
-        WireItem::new(index, task, self.payload.clone(), options)
+        WireItem::new(index, task, self.payload.as_ref().and_then(Payload::to_boxed), options)
     }
 }
 
@@ -596,37 +619,30 @@ impl Batch {
 
     /// Whether the batch has no items.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.entries.len() == 0
     }
 
     /// The resolved key of each item, in order.
     pub fn keys(&self) -> impl ExactSizeIterator<Item = Option<&IdempotencyKey>> + '_ {
-        self.entries.iter().map(Entry::key)
+        Counted(self.entries.iter().map(Entry::key), self.entries.len())
     }
 
     /// The items in wire form, in order, built as they are iterated.
     pub fn wire_items(&self) -> impl ExactSizeIterator<Item = WireItem> + '_ {
-        self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task))
+        Counted(
+            self.entries.iter().enumerate().map(|(index, entry)| entry.to_wire(index, &self.task)),
+            self.entries.len(),
+        )
     }
 
-    /// Each item's key, TTL, payload and its fingerprint, in order, for the engine.
-    pub(crate) fn entries(
-        &self,
-    ) -> impl ExactSizeIterator<Item = (Option<&IdempotencyKey>, Option<Ttl>, Option<&RawValue>, Fingerprint)> {
-        self.entries.iter().map(|entry| (entry.key(), entry.ttl, entry.payload.as_deref(), entry.fingerprint))
+    /// The items, in order, for the engine.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter()
     }
 
-    /// The same, moved out.
-    pub(crate) fn into_entries(
-        self,
-    ) -> impl ExactSizeIterator<Item = (Option<IdempotencyKey>, Option<Ttl>, Option<Box<RawValue>>, Fingerprint)> {
-        self.entries.into_iter().map(|entry| {
-            let key = match entry.key {
-                Key::Given(key) => key,
-                Key::FromBatch => None,
-            };
-            (key, entry.ttl, entry.payload, entry.fingerprint)
-        })
+    /// The same, moved out, each block of them freed once read.
+    pub(crate) fn into_entries(self) -> impl Iterator<Item = Entry> {
+        self.entries.into_iter()
     }
 
     /// What building found.
@@ -658,17 +674,18 @@ mod tests {
     /// that every insert past the first few rehashes what is already in it.
     #[test]
     fn repeats_are_found_after_the_table_grows() {
-        let entries: Vec<Entry> = (0..1_000)
-            .map(|i| Entry {
+        let mut entries = Blocks::with_capacity(1_000);
+        for i in 0..1_000 {
+            entries.push(Entry {
                 payload: None,
                 key: Key::Given(Some(IdempotencyKey::derive(["k", &(i % 300).to_string()], Scope::Global, None))),
                 ttl: None,
                 fingerprint: Fingerprint::of(None),
-            })
-            .collect();
-        let mut seen = Seen { table: HashTable::new(), hasher: DefaultHashBuilder::default() };
-        let firsts: Vec<Option<usize>> =
-            (0..entries.len()).map(|i| seen.insert(&entries, i, entries[i].key().unwrap().digest())).collect();
+            });
+        }
+        let mut seen = Seen { table: HashTable::new(), hasher: DigestHash::default() };
+        let digest = |i: usize| entries.get(i).and_then(Entry::key).unwrap().digest();
+        let firsts: Vec<Option<usize>> = (0..entries.len()).map(|i| seen.insert(&entries, i, digest(i))).collect();
         assert_eq!(firsts.iter().filter(|first| first.is_none()).count(), 300);
         // A repeat names the first item with its key.
         assert!(firsts.iter().enumerate().all(|(i, first)| first.is_none_or(|first| first == i % 300)));

@@ -1,5 +1,8 @@
 use idempotency_catalog::Scope;
 
+use crate::from_catalog::show_bytes;
+use crate::run_id::RunId;
+
 /// Everything that can go wrong in this crate. Messages are lowercase and name the
 /// offending value or item.
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +87,7 @@ pub enum Error {
     #[error("unknown run {id}: the engine never created it, or no longer keeps its record")]
     UnknownRun {
         /// The run asked for.
-        id: crate::engine::RunId,
+        id: RunId,
     },
     /// A string that should hold a run id does not.
     #[error("invalid run id {value}: expected `run_` followed by a number or by 48 lowercase hex characters")]
@@ -125,7 +128,7 @@ pub enum Error {
         key: String,
         /// The run that holds it; `None` when the key repeats within the trigger with
         /// another payload.
-        run: Option<crate::engine::RunId>,
+        run: Option<RunId>,
         /// How many items differed.
         items: usize,
     },
@@ -134,7 +137,7 @@ pub enum Error {
     /// claimed or created.
     #[error(
         "engine at its byte budget of {} (set by {origin}): a trigger of {items} item(s) needs {needed} more bytes; nothing was triggered; {remedy}",
-        idempotency_catalog::budget::show_bytes(*max_bytes)
+        show_bytes(*max_bytes)
     )]
     EngineFull {
         /// The budget.
@@ -155,7 +158,7 @@ pub enum Error {
 
 pub(crate) use idempotency_catalog::shown;
 
-fn holder(run: Option<&crate::engine::RunId>) -> String {
+fn holder(run: Option<&RunId>) -> String {
     match run {
         Some(run) => format!("is held by run {run}, made with another payload"),
         None => "repeats in this trigger with another payload".to_owned(),

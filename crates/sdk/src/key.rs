@@ -184,6 +184,11 @@ impl IdempotencyKey {
     pub fn options(&self) -> Option<&KeyOptions> {
         self.options.as_ref()
     }
+
+    /// The original key and scope, moved out.
+    pub(crate) fn into_options(self) -> Option<KeyOptions> {
+        self.options
+    }
 }
 
 impl PartialEq for IdempotencyKey {

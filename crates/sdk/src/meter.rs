@@ -68,14 +68,13 @@ pub(crate) fn batch_built(items: usize, without_options: usize) {
     }
 }
 
-/// The engine answered: count the handles that name a run that already existed.
+/// The engine answered `cached` items with a run that already existed.
 #[inline]
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-pub(crate) fn answered(handles: &[crate::engine::RunHandle]) {
+pub(crate) fn answered(cached: usize) {
     #[cfg(feature = "metrics")]
     {
         describe();
-        let cached = handles.iter().filter(|handle| handle.cached).count();
         metrics::counter!(CACHED_ANSWERS).increment(cached as u64);
     }
 }

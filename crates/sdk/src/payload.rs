@@ -18,10 +18,67 @@
 use std::fmt;
 use std::str::FromStr;
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
+use smol_str::SmolStr;
 
+use crate::env;
 use crate::error::Error;
+use crate::from_catalog::chunk;
+
+/// A payload as the SDK keeps it from the batch to the run record: its JSON text, as
+/// it travels. Up to 23 bytes (a fan-out's `{"i":123456}`) it is held inline, in the
+/// 24 bytes a boxed `RawValue` and its pointer would take, so that a batch and a record
+/// cost no allocation for it; longer, it is shared on the heap, so that copying a
+/// batch's payloads into records copies pointers.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Payload(SmolStr);
+
+impl Payload {
+    /// `value` as JSON text, written through `buffer`, which the caller keeps from one
+    /// payload to the next.
+    pub(crate) fn of_value(value: &Value, buffer: &mut Vec<u8>) -> Result<Self, serde_json::Error> {
+        buffer.clear();
+        serde_json::to_writer(&mut *buffer, value)?;
+        let text = std::str::from_utf8(buffer).map_err(serde::ser::Error::custom)?;
+        Ok(Payload(SmolStr::new(text)))
+    }
+
+    /// The text of a `RawValue`, as it is.
+    pub(crate) fn of_raw(raw: &RawValue) -> Self {
+        Payload(SmolStr::new(raw.get()))
+    }
+
+    /// The JSON text.
+    pub(crate) fn text(&self) -> &str {
+        &self.0
+    }
+
+    /// The text as a `RawValue`, borrowed. `serde_json` lends a `RawValue` only over
+    /// text it has read, so this reads the text again (a pass over its bytes; the text
+    /// was written or checked by `serde_json`, and reads back whole).
+    pub(crate) fn raw(&self) -> Option<&RawValue> {
+        serde_json::from_str(&self.0).ok()
+    }
+
+    /// The text as a `RawValue` of its own.
+    pub(crate) fn to_boxed(&self) -> Option<Box<RawValue>> {
+        RawValue::from_string(self.0.to_string()).ok()
+    }
+
+    /// What it holds beyond its own 24 bytes: a shared string's heap chunk (its text
+    /// after two counts), or nothing inline.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        if self.0.is_heap_allocated() { chunk(16 + self.0.len()) } else { 0 }
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.text(), f)
+    }
+}
 
 /// A payload's fingerprint (see the module's documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -30,12 +87,12 @@ pub(crate) struct Fingerprint(pub(crate) u32);
 impl Fingerprint {
     /// The fingerprint of `payload`'s text; an absent payload has one of its own
     /// (distinct from `null`'s).
-    pub(crate) fn of(payload: Option<&RawValue>) -> Self {
+    pub(crate) fn of(payload: Option<&str>) -> Self {
         let mut hasher = Sha256::new();
         match payload {
             Some(payload) => {
                 hasher.update(b"idempotency payload\0");
-                hasher.update(payload.get().as_bytes());
+                hasher.update(payload.as_bytes());
             }
             None => hasher.update(b"idempotency payload: none"),
         }
@@ -55,13 +112,13 @@ impl fmt::Display for Fingerprint {
 /// What the engine does when an item's key is held by a run made with another payload
 /// (or repeats within its batch with another payload).
 ///
-/// Set with [`LocalEngine::with_payload_policy`](crate::LocalEngine::with_payload_policy),
+/// Set with [`Engine::with_payload_policy`](crate::Engine::with_payload_policy),
 /// or read from `IDEMPOTENCY_PAYLOAD_POLICY` with [`PayloadPolicy::from_env`].
 ///
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, PayloadPolicy, Scope, Sdk};
+/// use idempotency_sdk::{Engine, ItemOptions, PayloadPolicy, Scope, Sdk};
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
@@ -71,30 +128,27 @@ impl fmt::Display for Fingerprint {
 ///     batch.item(json!({ "amount": amount }), ItemOptions::new().key(key.clone()));
 ///     batch.build()
 /// };
-/// let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+/// let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
 /// engine.trigger(&batch(100)?)?;
 /// let err = engine.trigger(&batch(250)?).unwrap_err();
 /// assert!(err.to_string().starts_with(r#"task "charge": idempotency key "order-7" (global) is held by run "#));
 /// assert_eq!(engine.payload_mismatches(), 1);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum PayloadPolicy {
     /// Answer with the run that holds the key, as the reference does, and say nothing;
     /// mismatches are still counted.
     Ignore,
     /// Answer with the run that holds the key, and emit one aggregated `WARN` per
-    /// trigger naming the task, how many items differed and the first key.
-    #[default]
+    /// trigger naming the task, how many items differed and the first key: the
+    /// default ([`defaults::PAYLOAD_POLICY`](crate::defaults::PAYLOAD_POLICY)).
     Warn,
     /// Refuse the whole trigger with [`Error::PayloadMismatch`] before anything is
     /// claimed or created.
     Fail,
 }
-
-/// The variable [`PayloadPolicy::from_env`] reads.
-pub const ENV_PAYLOAD_POLICY: &str = "IDEMPOTENCY_PAYLOAD_POLICY";
 
 impl PayloadPolicy {
     /// Every policy.
@@ -120,9 +174,9 @@ impl PayloadPolicy {
     /// # Examples
     ///
     /// ```
-    /// use idempotency_sdk::{LocalEngine, PayloadPolicy};
+    /// use idempotency_sdk::{Engine, PayloadPolicy};
     ///
-    /// let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::from_env()?);
+    /// let engine = Engine::new().with_payload_policy(PayloadPolicy::from_env()?);
     /// # let _ = engine;
     /// # Ok::<(), idempotency_sdk::Error>(())
     /// ```
@@ -136,13 +190,19 @@ impl PayloadPolicy {
     ///
     /// As [`from_env`](Self::from_env).
     pub fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        match lookup(ENV_PAYLOAD_POLICY) {
+        match lookup(env::PAYLOAD_POLICY) {
             None => Ok(PayloadPolicy::default()),
             Some(raw) => raw.parse().map_err(|_| Error::InvalidPayloadPolicy {
-                source_name: ENV_PAYLOAD_POLICY,
+                source_name: env::PAYLOAD_POLICY,
                 value: idempotency_catalog::shown(&raw),
             }),
         }
+    }
+}
+
+impl Default for PayloadPolicy {
+    fn default() -> Self {
+        crate::defaults::PAYLOAD_POLICY
     }
 }
 
@@ -175,14 +235,30 @@ mod tests {
 
     #[test]
     fn the_text_as_sent_decides() {
-        let a = Fingerprint::of(Some(&raw(r#"{"a":1,"b":2}"#)));
-        assert_eq!(a, Fingerprint::of(Some(&raw(r#"{"a":1,"b":2}"#))));
-        assert_ne!(a, Fingerprint::of(Some(&raw(r#"{"b":2,"a":1}"#))), "key order is part of the text");
-        assert_ne!(a, Fingerprint::of(Some(&raw(r#"{"a":1, "b":2}"#))), "so is spacing");
-        assert_ne!(Fingerprint::of(None), Fingerprint::of(Some(&raw("null"))));
+        let a = Fingerprint::of(Some(raw(r#"{"a":1,"b":2}"#).get()));
+        assert_eq!(a, Fingerprint::of(Some(raw(r#"{"a":1,"b":2}"#).get())));
+        assert_ne!(a, Fingerprint::of(Some(raw(r#"{"b":2,"a":1}"#).get())), "key order is part of the text");
+        assert_ne!(a, Fingerprint::of(Some(raw(r#"{"a":1, "b":2}"#).get())), "so is spacing");
+        assert_ne!(Fingerprint::of(None), Fingerprint::of(Some(raw("null").get())));
         // A `json!` value serialises with sorted keys: equal values, equal text.
         let sorted = serde_json::value::to_raw_value(&serde_json::json!({"b": 2, "a": 1})).ok();
-        assert_eq!(sorted.as_deref().map(|p| Fingerprint::of(Some(p))), Some(a));
+        assert_eq!(sorted.as_deref().map(|p| Fingerprint::of(Some(p.get()))), Some(a));
+    }
+
+    #[test]
+    fn a_short_payload_is_held_inline_and_a_long_one_shared_and_both_read_back() {
+        let mut buffer = Vec::new();
+        let short = Payload::of_value(&serde_json::json!({ "i": 123_456 }), &mut buffer).unwrap();
+        assert_eq!((short.text(), short.heap_bytes()), (r#"{"i":123456}"#, 0));
+        let inline = Payload::of_raw(&raw(&format!(r#""{}""#, "x".repeat(21))));
+        assert_eq!((inline.text().len(), inline.heap_bytes()), (23, 0), "23 bytes fit inline");
+        let long = Payload::of_raw(&raw(&format!(r#""{}""#, "x".repeat(22))));
+        assert_eq!((long.text().len(), long.heap_bytes()), (24, 48), "past 23 bytes: 16 + 24 in a 48-byte chunk");
+        for payload in [&short, &inline, &long] {
+            assert_eq!(payload.raw().map(RawValue::get), Some(payload.text()));
+            assert_eq!(payload.to_boxed().as_deref().map(RawValue::get), Some(payload.text()));
+        }
+        assert_eq!(std::mem::size_of::<Option<Payload>>(), 24);
     }
 
     #[test]
@@ -190,7 +266,7 @@ mod tests {
         // SHA-256("idempotency payload\0" + "{}")[..4]: fixed by the hash, not by a seed.
         // `printf 'idempotency payload\0{}' | sha256sum`: the value other processes and
         // later versions must compute, pinned.
-        assert_eq!(Fingerprint::of(Some(&raw("{}"))).to_string(), "1e8ee570");
+        assert_eq!(Fingerprint::of(Some(raw("{}").get())).to_string(), "1e8ee570");
     }
 
     #[test]

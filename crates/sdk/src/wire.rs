@@ -6,10 +6,6 @@ use serde_json::value::RawValue;
 
 use crate::error::Error;
 
-/// The longest `idempotencyKey` the server accepts, in characters (UTF-16 code units,
-/// as the reference schema counts them).
-pub const MAX_KEY_LEN: usize = 2_048;
-
 /// One item of a batch request, as the reference API accepts it; one NDJSON line each.
 /// Absent fields are omitted, not `null`.
 ///
@@ -69,6 +65,23 @@ impl PartialEq for WireItem {
 }
 
 impl WireItem {
+    /// The longest `idempotencyKey` the server accepts, in characters (UTF-16 code
+    /// units, as the reference schema counts them); [`validate`](Self::validate), and so
+    /// [`from_json`](Self::from_json), refuse a longer one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use idempotency_sdk::WireItem;
+    ///
+    /// let item = |key: &str| WireItem::from_json(&format!(r#"{{"index":0,"task":"t","options":{{"idempotencyKey":"{key}"}}}}"#));
+    /// assert!(item(&"k".repeat(WireItem::MAX_KEY_LEN))?.validate().is_ok());
+    /// let err = item(&"k".repeat(WireItem::MAX_KEY_LEN + 1)).unwrap_err();
+    /// assert!(err.to_string().ends_with("the server accepts at most 2048"), "{err}");
+    /// # Ok::<(), idempotency_sdk::Error>(())
+    /// ```
+    pub const MAX_KEY_LEN: usize = 2_048;
+
     pub(crate) fn new(index: usize, task: &str, payload: Option<Box<RawValue>>, options: Option<WireOptions>) -> Self {
         WireItem { index: index as u64, task: task.to_owned(), payload, options }
     }
@@ -97,7 +110,7 @@ impl WireItem {
     }
 
     /// Checks what the server would refuse and the types cannot express: a key longer
-    /// than [`MAX_KEY_LEN`].
+    /// than [`MAX_KEY_LEN`](Self::MAX_KEY_LEN).
     ///
     /// # Errors
     ///
@@ -105,9 +118,9 @@ impl WireItem {
     pub fn validate(&self) -> Result<(), Error> {
         let key = self.options.as_ref().and_then(|o| o.idempotency_key.as_deref()).unwrap_or_default();
         // Cheap first: a key of at most 2,048 bytes is at most 2,048 UTF-16 units.
-        if key.len() > MAX_KEY_LEN {
+        if key.len() > Self::MAX_KEY_LEN {
             let len = key.encode_utf16().count();
-            if len > MAX_KEY_LEN {
+            if len > Self::MAX_KEY_LEN {
                 return Err(Error::KeyTooLong { index: usize::try_from(self.index).unwrap_or(usize::MAX), len });
             }
         }

@@ -8,14 +8,12 @@ use std::time::Duration;
 use idempotency_catalog::UnboundedCatalog;
 use std::num::NonZeroUsize;
 
-use idempotency_sdk::{
-    Error, ItemOptions, LocalEngine, ResetTarget, RunContext, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
-};
+use idempotency_sdk::{Engine, Error, ItemOptions, KeyTarget, RunContext, RunId, RunStatus, Scope, Sdk, Ttl, WireItem};
 
-fn clocked() -> (LocalEngine, Arc<AtomicU64>) {
+fn clocked() -> (Engine, Arc<AtomicU64>) {
     let now = Arc::new(AtomicU64::new(1_000_000));
     let read = Arc::clone(&now);
-    (LocalEngine::with_clock(move || Duration::from_secs(read.load(Ordering::Relaxed))), now)
+    (Engine::with_clock(move || Duration::from_secs(read.load(Ordering::Relaxed))), now)
 }
 
 fn one_item(sdk: &Sdk, key: impl Into<idempotency_sdk::KeyInput>, ttl: Option<&str>) -> idempotency_sdk::Batch {
@@ -62,7 +60,7 @@ fn the_default_ttl_is_thirty_days() {
 #[test]
 fn the_same_key_on_another_task_is_another_run() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let key = sdk.create_key("k", Scope::Global).unwrap();
     let mut a = sdk.batch("a", 1);
     a.item(None, ItemOptions::new().key(&key));
@@ -76,7 +74,7 @@ fn the_same_key_on_another_task_is_another_run() {
 #[test]
 fn runs_record_the_original_key_or_else_the_digest() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let known = one_item(&sdk, sdk.create_key(["order", "7"], Scope::Attempt).unwrap(), None);
     let unknown_digest = "f".repeat(64);
     let unknown = one_item(&sdk, unknown_digest.as_str(), None);
@@ -97,41 +95,41 @@ fn runs_record_the_original_key_or_else_the_digest() {
 fn reset_works_by_typed_key_raw_key_and_digest() {
     let run = RunContext::new("run_abc123", 2);
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new())).with_run(run.clone());
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let key = sdk.create_key(["a", "b"], Scope::Attempt).unwrap();
     let batch = one_item(&sdk, &key, None);
 
     let targets = [
-        ResetTarget::Key(&key),
-        ResetTarget::Raw { parts: &["a", "b"], scope: Scope::Attempt, run: Some(&run) },
-        ResetTarget::Digest(key.digest()),
+        KeyTarget::Key(&key),
+        KeyTarget::Raw { parts: &["a", "b"], scope: Scope::Attempt, run: Some(&run) },
+        KeyTarget::Digest(key.digest()),
     ];
     for target in targets {
         engine.trigger(&batch).unwrap();
         assert!(engine.trigger(&batch).unwrap()[0].cached);
         assert!(engine.reset_key("task", target).unwrap());
         assert!(!engine.trigger(&batch).unwrap()[0].cached);
-        assert!(engine.reset_key("task", ResetTarget::Key(&key)).unwrap());
+        assert!(engine.reset_key("task", KeyTarget::Key(&key)).unwrap());
     }
     // Nothing to reset: the wrong attempt derives another digest.
     let other = RunContext::new("run_abc123", 3);
-    let target = ResetTarget::Raw { parts: &["a", "b"], scope: Scope::Attempt, run: Some(&other) };
+    let target = KeyTarget::Raw { parts: &["a", "b"], scope: Scope::Attempt, run: Some(&other) };
     assert!(!engine.reset_key("task", target).unwrap());
 }
 
 #[test]
 fn reset_of_a_run_scoped_raw_key_without_its_run_is_a_clear_error() {
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     for scope in [Scope::Run, Scope::Attempt] {
-        let err = engine.reset_key("task", ResetTarget::Raw { parts: &["k"], scope, run: None }).unwrap_err();
+        let err = engine.reset_key("task", KeyTarget::Raw { parts: &["k"], scope, run: None }).unwrap_err();
         assert!(matches!(err, Error::ScopeNeedsRun { scope: s } if s == scope));
     }
-    assert!(!engine.reset_key("task", ResetTarget::Raw { parts: &["k"], scope: Scope::Global, run: None }).unwrap());
+    assert!(!engine.reset_key("task", KeyTarget::Raw { parts: &["k"], scope: Scope::Global, run: None }).unwrap());
 }
 
 #[test]
 fn a_key_over_2048_characters_is_refused_naming_the_item() {
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let line =
         serde_json::json!({"index": 3, "task": "t", "options": {"idempotencyKey": "k".repeat(2_049)}}).to_string();
     let item: idempotency_sdk::WireItem = serde_json::from_str(&line).unwrap();
@@ -173,13 +171,13 @@ fn on_the_wire_0s_expires_at_once_and_forms_outside_the_grammar_get_thirty_days(
 fn reset_of_a_64_character_string_tries_it_as_it_is_then_derived_in_its_scope() {
     let run = RunContext::new("run_abc123", 1);
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new())).with_run(run.clone());
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
 
     // A digest string, with the scope it was created in: found as it is.
     let created = sdk.create_key("k", Scope::Global).unwrap();
     let hex = created.to_string();
     engine.trigger(&one_item(&sdk, &created, None)).unwrap();
-    let target = ResetTarget::Raw { parts: &[hex.as_str()], scope: Scope::Run, run: Some(&run) };
+    let target = KeyTarget::Raw { parts: &[hex.as_str()], scope: Scope::Run, run: Some(&run) };
     assert!(engine.reset_key("task", target).unwrap());
     assert!(!engine.trigger(&one_item(&sdk, &created, None)).unwrap()[0].cached);
 
@@ -187,20 +185,20 @@ fn reset_of_a_64_character_string_tries_it_as_it_is_then_derived_in_its_scope() 
     let material = "k".repeat(64);
     let derived = sdk.create_key(material.as_str(), Scope::Global).unwrap();
     engine.trigger(&one_item(&sdk, &derived, None)).unwrap();
-    let target = ResetTarget::Raw { parts: &[material.as_str()], scope: Scope::Global, run: None };
+    let target = KeyTarget::Raw { parts: &[material.as_str()], scope: Scope::Global, run: None };
     assert!(engine.reset_key("task", target).unwrap());
     assert!(!engine.trigger(&one_item(&sdk, &derived, None)).unwrap()[0].cached);
 
     // Without the run a run-scoped key needs, a 64-character string is tried as it is,
     // rather than refused.
-    let target = ResetTarget::Raw { parts: &[material.as_str()], scope: Scope::Run, run: None };
+    let target = KeyTarget::Raw { parts: &[material.as_str()], scope: Scope::Run, run: None };
     assert!(!engine.reset_key("task", target).unwrap());
 }
 
 #[test]
 fn a_run_that_fails_or_expires_releases_its_key_and_one_that_succeeds_or_is_cancelled_does_not() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let cases = [
         (RunStatus::Pending, false),
         (RunStatus::Executing, false),
@@ -246,7 +244,7 @@ fn expired_keys_are_pruned_as_later_triggers_come() {
 #[test]
 fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_keys() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new().with_max_runs(NonZeroUsize::new(3).unwrap());
+    let engine = Engine::new().with_max_runs(NonZeroUsize::new(3).unwrap());
     let batches: Vec<_> =
         (0..5).map(|i| one_item(&sdk, sdk.create_key(i.to_string(), Scope::Global).unwrap(), None)).collect();
     let ids: Vec<RunId> = batches.iter().map(|b| engine.trigger(b).unwrap()[0].id).collect();
@@ -261,16 +259,16 @@ fn a_capped_engine_keeps_the_newest_records_and_still_deduplicates_the_older_key
 #[test]
 fn a_reset_held_by_a_run_frees_only_that_runs_key() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let key = sdk.create_key("k", Scope::Global).unwrap();
     let run = engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].id;
     let other = engine.trigger(&one_item(&sdk, sdk.create_key("other", Scope::Global), None)).unwrap()[0].id;
-    assert!(!engine.reset_key_held_by("task", ResetTarget::Key(&key), other).unwrap());
+    assert!(!engine.reset_key_held_by("task", KeyTarget::Key(&key), other).unwrap());
     // A shared store's id with the same number is not this engine's run.
     let fleet: RunId = format!("run_{:032x}{:016x}", 7, run.to_string()[4..].parse::<u64>().unwrap()).parse().unwrap();
-    assert!(!engine.reset_key_held_by("task", ResetTarget::Key(&key), fleet).unwrap());
-    assert!(!engine.reset_key_held_by("another-task", ResetTarget::Key(&key), run).unwrap());
+    assert!(!engine.reset_key_held_by("task", KeyTarget::Key(&key), fleet).unwrap());
+    assert!(!engine.reset_key_held_by("another-task", KeyTarget::Key(&key), run).unwrap());
     assert!(engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].cached);
-    assert!(engine.reset_key_held_by("task", ResetTarget::Key(&key), run).unwrap());
+    assert!(engine.reset_key_held_by("task", KeyTarget::Key(&key), run).unwrap());
     assert!(!engine.trigger(&one_item(&sdk, &key, None)).unwrap()[0].cached);
 }

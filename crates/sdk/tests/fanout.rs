@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{Batch, IdempotencyKey, ItemOptions, LocalEngine, LossPolicy, RunContext, Scope, Sdk};
+use idempotency_sdk::{Batch, Engine, IdempotencyKey, ItemOptions, LossPolicy, RunContext, Scope, Sdk};
 use serde_json::json;
 
 #[derive(Clone, Copy, PartialEq)]
@@ -57,7 +57,7 @@ fn typed_keys_keep_every_option_under_every_kind() {
             let sdk = Sdk::new(catalog(kind));
             let batch = fan_out(&sdk, items, Form::Typed, Order::KeysFirst).unwrap();
             assert_eq!((batch.report().with_options, batch.report().without_options), (items, 0), "{kind}");
-            let engine = LocalEngine::new();
+            let engine = Engine::new();
             engine.trigger(&batch).unwrap();
             let runs = engine.runs();
             assert_eq!(runs.len(), items);
@@ -145,7 +145,7 @@ fn digest_keys_created_first_under_an_lru_of_1000_lose_exactly_the_oldest_and_wa
         let options = item.options.as_ref().unwrap();
         assert_eq!(options.idempotency_key_options.is_some(), i >= 5_235, "item {i}");
     }
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     engine.trigger(&batch).unwrap();
     let runs = engine.runs();
     // A run without options shows the digest instead of the key.
@@ -212,7 +212,7 @@ fn repeated_keys_are_counted_and_the_engine_serves_them_from_one_run() {
     }
     let batch = batch.build().unwrap();
     assert_eq!(batch.report().repeated, 2);
-    let handles = LocalEngine::new().trigger(&batch).unwrap();
+    let handles = Engine::new().trigger(&batch).unwrap();
     assert_eq!(handles.iter().filter(|h| h.cached).count(), 2);
     assert!(handles.iter().all(|h| h.id == handles[0].id));
 }

@@ -7,45 +7,28 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use idempotency_catalog::{
     CatalogBuilder, CatalogKind, Digest, Fault, FaultKind, KeyOptions, Listener, RedisBuilder, RemovalCause,
 };
-use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunContext, RunHandle, RunId, Scope, Sdk, Ttl};
+use idempotency_sdk::{Engine, ItemOptions, KeyInput, RunContext, RunId, Scope, Sdk, Triggered, Ttl};
 use serde_json::json;
 use testkit::{RedisServer, warnings};
 
-mod fleet_support;
-use fleet_support::{a_fresh_engine_finds_every_key_held_once, batch as big_batch};
+mod support;
+use support::batches::batch as big_batch;
+use support::fleet::a_fresh_engine_finds_every_key_held_once;
+use support::workers::{now_ms, results};
 
 const WORKER: &str = "FLEET_WORKER";
 
 /// Starts the worker test `name` of this binary in a new process, with `args`.
 fn worker(name: &str, args: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WORKER, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-/// The lines a worker printed after `marker`.
-fn results(child: Child, marker: &str) -> Vec<String> {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stdout));
-    let text = String::from_utf8(out.stdout).unwrap();
-    // The first line follows libtest's `test worker_… ... ` on the same line.
-    text.lines().filter_map(|l| l.split_once(marker)).map(|(_, rest)| rest.to_owned()).collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    support::workers::worker(WORKER, name, args)
 }
 
 /// A worker's fan-out: 10,000 keys `item-<i>` in scope global, created in a run and
@@ -56,7 +39,7 @@ fn worker_fanout() {
     let (url, start) = args.split_once(' ').unwrap();
     let redis = RedisBuilder::new(url).build().unwrap();
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog)).with_run(RunContext::new("run_fleet", 1));
     let mut batch = sdk.batch("child-task", 10_000);
     for i in 0..10_000 {
@@ -143,7 +126,7 @@ impl Listener for Faults {
 }
 
 /// Every handle names a run every process can read: read here, in one round trip.
-fn assert_readable(engine: &LocalEngine, handles: &[RunHandle]) {
+fn assert_readable(engine: &Engine, handles: &[Triggered]) {
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     let records = engine.read_runs(&ids).unwrap();
     let unreadable = records.iter().filter(|r| r.is_none()).count();
@@ -158,7 +141,7 @@ fn redis_killed_mid_batch_fails_the_trigger_and_no_key_gets_two_runs() {
     let mut server = RedisServer::start(&["--appendonly", "yes", "--appendfsync", "always"]);
     let url = server.url();
     let redis = RedisBuilder::new(&url).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let batch = big_batch(300_000);
 
     let killed = Arc::new(AtomicBool::new(false));
@@ -205,7 +188,7 @@ fn while_redis_is_down_the_local_catalog_serves_and_queued_writes_go_out_when_it
     let faults = Faults::default();
     let redis = RedisBuilder::new(server.url()).listener(faults.clone()).build().unwrap();
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let (before, during) = (Digest::from_bytes([1; 32]), Digest::from_bytes([2; 32]));
     catalog.register(before, KeyOptions::new("before", Scope::Global));
     catalog.flush().unwrap();
@@ -239,7 +222,7 @@ fn redis_at_maxmemory_is_counted_warned_and_fails_the_trigger() {
     let server = RedisServer::start(&["--maxmemory", "3mb", "--maxmemory-policy", "noeviction"]);
     let faults = Faults::default();
     let redis = RedisBuilder::new(server.url()).listener(faults.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
     let batch = big_batch(100_000);
     let (err, lines) = warnings(|| engine.trigger(&batch).unwrap_err());
@@ -271,7 +254,7 @@ fn redis_at_maxmemory_is_counted_warned_and_fails_the_trigger() {
 fn runs_whose_answer_was_lost_answer_the_next_trigger_and_are_counted_by_their_engine() {
     let server = RedisServer::start(&["--enable-debug-command", "local"]);
     let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(100)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let batch = big_batch(1_000);
     // The server stalls past the engine's timeout, which gives up and closes its
     // connection; the server then runs what it had read of the pipeline before it sees
@@ -337,7 +320,7 @@ fn a_payload_check_of_more_keys_than_a_pipeline_finds_a_change_in_the_last() {
     use idempotency_sdk::{Error, PayloadPolicy};
     let server = RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap().with_payload_policy(PayloadPolicy::Fail);
+    let engine = Engine::on_redis(&redis).unwrap().with_payload_policy(PayloadPolicy::Fail);
     let keys: Vec<u32> = (0..12_000).collect();
     let held = engine.trigger(&orders(&keys, &vec![1; keys.len()])).unwrap();
     let mut amounts = vec![1; keys.len()];
@@ -356,7 +339,7 @@ fn two_workers_see_the_same_payload_mismatches_as_one_process_under_each_policy(
     let redis = RedisBuilder::new(server.url()).build().unwrap();
     for (round, policy) in PayloadPolicy::ALL.into_iter().enumerate() {
         let base = round as u32 * 100;
-        let worker = || LocalEngine::on_redis(&redis).unwrap().with_payload_policy(policy);
+        let worker = || Engine::on_redis(&redis).unwrap().with_payload_policy(policy);
         let (first, second) = (worker(), worker());
         let held = first.trigger(&orders(&[base, base + 1], &[10, 20])).unwrap();
         let (answer, lines) = warnings(|| second.trigger(&orders(&[base + 5, base, base + 1], &[1, 10, 99])));
@@ -403,7 +386,7 @@ fn two_workers_see_the_same_payload_mismatches_as_one_process_under_each_policy(
 #[test]
 fn a_stale_workers_reset_frees_only_the_run_it_names() {
     let server = RedisServer::start(&[]);
-    let worker = || LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap();
+    let worker = || Engine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap();
     let (a, b, c) = (worker(), worker(), worker());
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
     let key = sdk.create_key("order-7", Scope::Global).unwrap();
@@ -414,7 +397,7 @@ fn a_stale_workers_reset_frees_only_the_run_it_names() {
     std::thread::sleep(Duration::from_millis(1_100));
     let r2 = b.trigger(&batch).unwrap()[0];
     assert!(!r2.cached && r2.id != r1);
-    let target = || idempotency_sdk::ResetTarget::Key(&key);
+    let target = || idempotency_sdk::KeyTarget::Key(&key);
     assert!(!a.reset_key_held_by("charge", target(), r1).unwrap(), "R1 no longer holds the key");
     let r3 = c.trigger(&batch).unwrap()[0];
     assert!(r3.cached && r3.id == r2.id, "the third worker is answered with R2: {r3:?}");

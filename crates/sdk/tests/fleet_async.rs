@@ -15,23 +15,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, Redis, RedisBuilder};
-use idempotency_sdk::{
-    Batch, IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunId, RunStatus, Scope, Sdk, Ttl,
-};
+use idempotency_sdk::{Batch, Engine, IdempotencyKey, ItemOptions, KeyTarget, RunId, RunStatus, Scope, Sdk};
 use testkit::RedisServer;
+
+mod support;
+use support::batches::keyed;
 
 fn block_on<F: Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(future)
 }
 
 fn batch(keys: std::ops::Range<usize>, ttl: &str) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("async-task", keys.len());
-    for i in keys {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
-        batch.item(None, ItemOptions::new().key(key).ttl(ttl.parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("async-task", keys, Some(ttl), |_| None)
 }
 
 fn assert_send<T: Send>(_: &T) {}
@@ -41,7 +36,7 @@ fn the_async_forms_answer_as_the_sync_ones_and_their_futures_are_send() {
     let server = RedisServer::start(&[]);
     block_on(async {
         let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         let b = batch(0..3, "1h");
         let future = engine.trigger_async(&b);
         assert_send(&future);
@@ -62,7 +57,7 @@ fn the_async_forms_answer_as_the_sync_ones_and_their_futures_are_send() {
         assert!(!after[0].cached && after[1].cached);
 
         let key = IdempotencyKey::derive(["item", "1"], Scope::Global, None);
-        let target = || ResetTarget::Key(&key);
+        let target = || KeyTarget::Key(&key);
         assert!(!engine.reset_key_held_by_async("async-task", target(), first[2].id).await.unwrap(), "another run");
         assert!(engine.reset_key_held_by_async("async-task", target(), first[1].id).await.unwrap());
         assert!(!engine.reset_key_async("async-task", target()).await.unwrap());
@@ -77,7 +72,7 @@ fn the_async_forms_answer_as_the_sync_ones_and_their_futures_are_send() {
 #[test]
 fn an_engine_in_memory_answers_its_async_forms_too() {
     block_on(async {
-        let engine = LocalEngine::new();
+        let engine = Engine::new();
         let b = batch(0..2, "1h");
         let first = engine.trigger_async(&b).await.unwrap();
         assert!(engine.trigger_async(&b).await.unwrap().iter().all(|h| h.cached));
@@ -91,7 +86,7 @@ fn a_paused_server_fails_async_calls_with_a_timeout_and_the_handle_goes_on_after
     let server = RedisServer::start(&[]);
     block_on(async {
         let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build_async().await.unwrap();
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         engine.trigger_async(&batch(0..10, "1h")).await.unwrap();
         server.pause();
         let started = Instant::now();
@@ -149,7 +144,7 @@ fn eight_tasks_on_a_multi_thread_runtime_share_one_connection_and_make_each_run_
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (created, cached) = runtime.block_on(async {
         let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
-        let engine = Arc::new(LocalEngine::on_redis_async(&redis).await.unwrap());
+        let engine = Arc::new(Engine::on_redis_async(&redis).await.unwrap());
         let before = clients();
         // Each task triggers the same 2,000 keys, in its own order of batches.
         let tasks: Vec<_> = (0..8usize)
@@ -258,7 +253,7 @@ fn reads_and_payload_checks_of_more_keys_than_a_pipeline_keep_their_order() {
     let server = RedisServer::start(&[]);
     block_on(async {
         let redis = RedisBuilder::new(server.url()).build_async().await.unwrap();
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap().with_payload_policy(PayloadPolicy::Fail);
+        let engine = Engine::on_redis_async(&redis).await.unwrap().with_payload_policy(PayloadPolicy::Fail);
         let first = engine.trigger_async(&orders(1_000, None)).await.unwrap();
         // Four async pipelines' worth: every record comes back where its id was asked.
         let ids: Vec<RunId> = first.iter().map(|h| h.id).collect();

@@ -11,35 +11,22 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, Redis, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, KeyInput, LocalEngine, RunId, RunStatus, Scope, Sdk, Ttl};
+use idempotency_sdk::{Batch, Engine, ItemOptions, KeyInput, RunId, RunStatus, Scope, Sdk};
 use testkit::RedisCluster;
+
+mod support;
+use support::batches::keyed;
+use support::workers::{now_ms, results};
 
 const WORKER: &str = "CLUSTER_WORKER";
 
 fn worker(name: &str, args: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(WORKER, args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
-}
-
-fn results(child: Child, marker: &str) -> Vec<String> {
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stdout));
-    let text = String::from_utf8(out.stdout).unwrap();
-    text.lines().filter_map(|l| l.split_once(marker)).map(|(_, rest)| rest.to_owned()).collect()
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
+    support::workers::worker(WORKER, name, args)
 }
 
 fn handle(url: &str) -> Redis {
@@ -48,19 +35,13 @@ fn handle(url: &str) -> Redis {
 
 /// `items` keys `item-<i>` in scope global, for task `child-task`.
 fn batch(items: std::ops::Range<usize>) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items.len());
-    for i in items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global).unwrap();
-        batch.item(None, ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("child-task", items, Some("1h"), |_| None)
 }
 
 /// A fresh engine triggers keys `0..items`: every answer names a readable run of its
 /// own key, and the cluster holds one claim per key. How many it had to create.
 fn every_key_held_once(cluster: &RedisCluster, items: usize) -> usize {
-    let fresh = LocalEngine::on_redis(&handle(&cluster.seed_url())).unwrap();
+    let fresh = Engine::on_redis(&handle(&cluster.seed_url())).unwrap();
     let handles = fresh.trigger(&batch(0..items)).unwrap();
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     let records = fresh.read_runs(&ids).unwrap();
@@ -76,7 +57,7 @@ fn worker_fanout() {
     let (url, start) = args.split_once(' ').unwrap();
     let redis = handle(url);
     let catalog = CatalogBuilder::new().redis(redis.clone()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let sdk = Sdk::new(Arc::clone(&catalog));
     let mut batch = sdk.batch("child-task", 10_000);
     for i in 0..10_000 {
@@ -153,7 +134,7 @@ fn a_master_replaced_by_its_replica_mid_batch_leaves_every_key_one_run() {
 
     let cluster = Arc::new(RedisCluster::start(3, 1));
     let redis = RedisBuilder::new(cluster.seed_url()).io_timeout(Duration::from_secs(2)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let replica = cluster.replicas()[0];
     let (began, ended) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
     let failover = {
@@ -239,7 +220,7 @@ fn the_async_forms_work_on_a_cluster() {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
         let redis = RedisBuilder::new(cluster.seed_url()).build_async().await.unwrap();
         assert!(redis.is_cluster());
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         let b = batch(0..3_000);
         let first = engine.trigger_async(&b).await.unwrap();
         assert!(first.iter().all(|h| !h.cached));

@@ -17,14 +17,13 @@ use std::time::{Duration, Instant};
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
 use idempotency_sdk::{
-    IdempotencyKey, ItemOptions, LocalEngine, ResetTarget, RunHandle, RunId, RunStatus, Scope, Sdk, Ttl, WireItem,
+    Engine, IdempotencyKey, ItemOptions, KeyTarget, RunId, RunStatus, Scope, Sdk, Triggered, Ttl, WireItem,
 };
 use testkit::RedisServer;
 
-mod fleet_support;
-use fleet_support::{
-    a_fresh_engine_finds_every_key_held_once, a_fresh_engine_finds_every_key_held_once_in, batch, engine,
-};
+mod support;
+use support::batches::batch;
+use support::fleet::{a_fresh_engine_finds_every_key_held_once, a_fresh_engine_finds_every_key_held_once_in, engine};
 
 const WORKER: &str = "FAULT_WORKER";
 
@@ -49,7 +48,7 @@ fn mixed_items(each: usize, salt: &str) -> Vec<WireItem> {
     items
 }
 
-fn assert_all_readable(engine: &LocalEngine, handles: &[RunHandle]) {
+fn assert_all_readable(engine: &Engine, handles: &[Triggered]) {
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     assert!(engine.read_runs(&ids).unwrap().iter().all(Option::is_some));
 }
@@ -129,7 +128,7 @@ fn connections_killed_every_50_ms_leave_no_key_held_without_a_run() {
 fn worker_trigger_until_killed() {
     let Ok(args) = std::env::var(WORKER) else { return };
     let (url, items) = args.split_once(' ').unwrap();
-    let engine = LocalEngine::on_redis(&RedisBuilder::new(url).build().unwrap()).unwrap();
+    let engine = Engine::on_redis(&RedisBuilder::new(url).build().unwrap()).unwrap();
     let batch = batch(items.parse().unwrap());
     loop {
         let _ = engine.trigger(&batch);
@@ -173,7 +172,7 @@ fn a_worker_killed_mid_batch_leaves_no_key_held_without_a_run() {
 fn redis_paused_past_the_command_timeout_fails_the_trigger_and_orphans_nothing() {
     let server = RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let batch = batch(100_000);
     let pauser = {
         let (mut probe, pid) = (server.client(), server.pid());
@@ -198,7 +197,7 @@ fn redis_paused_past_the_command_timeout_fails_the_trigger_and_orphans_nothing()
 fn a_stalled_server_fails_a_whole_pipeline_within_the_command_timeout() {
     let server = RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let batch = batch(10_000);
     // Paused for 5 s: a pipeline read answer by answer, each with the whole timeout,
     // waits until the server is back.
@@ -265,7 +264,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
         .unwrap();
     let url = server.url().replace("redis://", "redis://app:app-secret@");
     let observer = engine(&server);
-    let engine = LocalEngine::on_redis(&RedisBuilder::new(&url).build().unwrap()).unwrap();
+    let engine = Engine::on_redis(&RedisBuilder::new(&url).build().unwrap()).unwrap();
     let b = batch(1);
     let run = engine.trigger(&b).unwrap()[0];
 
@@ -278,7 +277,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
     let again = observer.trigger(&b).unwrap()[0];
     assert!(again.cached && again.id == run.id);
     // An engine that starts without the permission fails at once, not at its first change.
-    let err = LocalEngine::on_redis(&RedisBuilder::new(&url).build().unwrap()).unwrap_err().to_string();
+    let err = Engine::on_redis(&RedisBuilder::new(&url).build().unwrap()).unwrap_err().to_string();
     assert!(err.contains("NOPERM"), "{err}");
 
     redis::cmd("ACL").arg("SETUSER").arg("app").arg("+eval").query::<()>(&mut admin).unwrap();
@@ -293,7 +292,7 @@ fn a_status_change_the_server_refuses_changes_nothing_anywhere() {
 fn worker_trigger_and_print() {
     let Ok(args) = std::env::var(WORKER) else { return };
     let (url, items) = args.split_once(' ').unwrap();
-    let engine = LocalEngine::on_redis(&RedisBuilder::new(url).build().unwrap()).unwrap();
+    let engine = Engine::on_redis(&RedisBuilder::new(url).build().unwrap()).unwrap();
     for handle in engine.trigger(&batch(items.parse().unwrap())).unwrap() {
         println!("RUN {}", handle.id);
     }
@@ -339,7 +338,7 @@ fn an_answer_lost_with_its_connection_is_sent_again_and_every_run_counts_once() 
     let server = RedisServer::start(&[]);
     let proxy = testkit::LosingProxy::start(server.port());
     let redis = RedisBuilder::new(proxy.url()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let items = mixed_items(25, "lost");
 
     // The server runs the whole pipeline; its answer never arrives, the connection
@@ -363,8 +362,8 @@ fn an_answer_lost_with_its_connection_is_sent_again_and_every_run_counts_once() 
     assert!(!again[0].cached && again[1].cached, "the failed run released its key, and only it");
     let digest = items[1].options.as_ref().unwrap().idempotency_key.as_deref().unwrap().parse().unwrap();
     proxy.lose_next_answer();
-    assert!(engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
-    assert!(!engine.reset_key("mixed-task", ResetTarget::Digest(digest)).unwrap());
+    assert!(engine.reset_key("mixed-task", KeyTarget::Digest(digest)).unwrap());
+    assert!(!engine.reset_key("mixed-task", KeyTarget::Digest(digest)).unwrap());
     assert_eq!(proxy.lost(), 3);
     // The 30-day and one-hour keys held once each, the reset one claimed again now.
     assert_eq!(a_fresh_engine_finds_every_key_held_once_in(&server, &items, 50), 1 + 50);
@@ -403,7 +402,7 @@ fn claim_of(server: &RedisServer, id: RunId) -> String {
 fn a_status_change_or_reset_that_times_out_changes_nothing_here_and_may_be_called_again() {
     let server = RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).io_timeout(Duration::from_millis(300)).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let runs = engine.trigger(&batch(2)).unwrap();
     let key = IdempotencyKey::derive(["item", "1"], Scope::Global, None);
 
@@ -411,7 +410,7 @@ fn a_status_change_or_reset_that_times_out_changes_nothing_here_and_may_be_calle
     let err = engine.set_status(runs[0].id, RunStatus::Failed).unwrap_err().to_string();
     assert!(err.starts_with(&format!("redis at {}: cannot ", server.url())), "{err}");
     assert!(err.ends_with("no answer within 300ms"), "{err}");
-    let err = engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap_err().to_string();
+    let err = engine.reset_key("child-task", KeyTarget::Key(&key)).unwrap_err().to_string();
     assert!(err.ends_with("no answer within 300ms"), "{err}");
     assert_eq!(engine.runs()[0].status, RunStatus::Pending, "nothing changed here");
     server.resume();
@@ -422,8 +421,8 @@ fn a_status_change_or_reset_that_times_out_changes_nothing_here_and_may_be_calle
     engine.set_status(runs[0].id, RunStatus::Failed).unwrap();
     assert_eq!(engine.runs()[0].status, RunStatus::Failed);
     assert_eq!(engine.run(runs[0].id).unwrap().unwrap().status, RunStatus::Failed);
-    engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap();
-    assert!(!engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap(), "reset already");
+    engine.reset_key("child-task", KeyTarget::Key(&key)).unwrap();
+    assert!(!engine.reset_key("child-task", KeyTarget::Key(&key)).unwrap(), "reset already");
     // Both keys free: the fresh engine makes both runs again, once.
     assert_eq!(a_fresh_engine_finds_every_key_held_once(&server, 2), 2);
 }
@@ -440,7 +439,7 @@ fn a_status_change_or_reset_that_meets_a_foreign_value_fails_naming_the_key_and_
 
     let err = engine.set_status(runs[0].id, RunStatus::Failed).unwrap_err().to_string();
     assert!(err.starts_with(&format!("redis at {}: cannot ", server.url())) && err.contains(&claim), "{err}");
-    let err = engine.reset_key("child-task", ResetTarget::Key(&key)).unwrap_err().to_string();
+    let err = engine.reset_key("child-task", KeyTarget::Key(&key)).unwrap_err().to_string();
     assert!(err.contains(&claim), "{err}");
     // Nothing changed: not here, not on Redis.
     assert_eq!(engine.runs()[0].status, RunStatus::Pending);

@@ -8,12 +8,12 @@
 use std::time::Duration;
 
 use idempotency_catalog::{Catalog, CatalogBuilder, CatalogKind, Digest, KeyOptions, RedisBuilder, RedisCatalog};
-use idempotency_sdk::{
-    Batch, ItemOptions, KeyInput, LocalEngine, PayloadPolicy, REDIS_READ_PIPELINE, REDIS_TRIGGER_PIPELINE, RunId,
-    Scope, Sdk,
-};
+use idempotency_sdk::{Batch, Engine, KeyInput, PayloadPolicy, RunId, Scope, Sdk};
 use serde_json::json;
 use testkit::{PipelineProxy, RedisServer};
+
+mod support;
+use support::batches::keyed;
 
 fn digest(i: usize) -> Digest {
     let mut bytes = [0; 32];
@@ -23,13 +23,7 @@ fn digest(i: usize) -> Digest {
 
 /// `items` keys `item-<i>` of task `child-task`, each with payload `{"i": i}`.
 fn batch(items: usize) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items);
-    for i in 0..items {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
-        batch.item(json!({ "i": i }), ItemOptions::new().key(key));
-    }
-    batch.build().unwrap()
+    keyed("child-task", 0..items, None, |i| Some(json!({ "i": i })))
 }
 
 /// `total` split into pipelines of `size`: what a bounded sender sends.
@@ -150,8 +144,8 @@ fn triggers_reads_and_payload_checks_go_in_bounded_pipelines() {
     let server = RedisServer::start(&[]);
     let proxy = PipelineProxy::start(server.port());
     let redis = RedisBuilder::new(proxy.url()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap().with_payload_policy(PayloadPolicy::Fail);
-    let n = 2 * REDIS_TRIGGER_PIPELINE + REDIS_TRIGGER_PIPELINE / 2;
+    let engine = Engine::on_redis(&redis).unwrap().with_payload_policy(PayloadPolicy::Fail);
+    let n = 2 * Engine::REDIS_TRIGGER_PIPELINE + Engine::REDIS_TRIGGER_PIPELINE / 2;
     let items = batch(n);
     let _ = proxy.take();
     let handles = engine.trigger(&items).unwrap();
@@ -159,33 +153,32 @@ fn triggers_reads_and_payload_checks_go_in_bounded_pipelines() {
     // Under `Fail`, the claims are read first (one GET a key), then claimed (one SET an item).
     let gets: Vec<usize> = pipelines.iter().map(|p| p.count("GET")).filter(|&n| n > 0).collect();
     let sets: Vec<usize> = pipelines.iter().map(|p| p.count("SET")).filter(|&n| n > 0).collect();
-    assert_eq!(gets, split(n, REDIS_READ_PIPELINE));
-    assert_eq!(sets, split(n, REDIS_TRIGGER_PIPELINE));
+    assert_eq!(gets, split(n, Engine::REDIS_READ_PIPELINE));
+    assert_eq!(sets, split(n, Engine::REDIS_TRIGGER_PIPELINE));
 
     // Two GETs a run: the claim and the record apart.
     let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
     assert!(engine.read_runs(&ids).unwrap().iter().all(Option::is_some));
-    let read: Vec<usize> = split(n, REDIS_READ_PIPELINE).iter().map(|n| 2 * n).collect();
+    let read: Vec<usize> = split(n, Engine::REDIS_READ_PIPELINE).iter().map(|n| 2 * n).collect();
     assert_eq!(proxy.take_counts("GET"), read);
 }
 
 #[cfg(feature = "tokio")]
 #[test]
 fn async_triggers_and_reads_go_in_pipelines_of_the_async_size() {
-    use idempotency_sdk::REDIS_ASYNC_PIPELINE;
     let server = RedisServer::start(&[]);
     let proxy = PipelineProxy::start(server.port());
-    let n = 4 * REDIS_ASYNC_PIPELINE + 10;
+    let n = 4 * Engine::REDIS_ASYNC_PIPELINE + 10;
     let items = batch(n);
     block_on(async {
         let redis = RedisBuilder::new(proxy.url()).build_async().await.unwrap();
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         let _ = proxy.take();
         let handles = engine.trigger_async(&items).await.unwrap();
-        assert_eq!(proxy.take_counts("SET"), split(n, REDIS_ASYNC_PIPELINE));
+        assert_eq!(proxy.take_counts("SET"), split(n, Engine::REDIS_ASYNC_PIPELINE));
         let ids: Vec<RunId> = handles.iter().map(|h| h.id).collect();
         assert!(engine.read_runs_async(&ids).await.unwrap().iter().all(Option::is_some));
-        let read: Vec<usize> = split(n, REDIS_ASYNC_PIPELINE).iter().map(|n| 2 * n).collect();
+        let read: Vec<usize> = split(n, Engine::REDIS_ASYNC_PIPELINE).iter().map(|n| 2 * n).collect();
         assert_eq!(proxy.take_counts("GET"), read);
     });
 }
@@ -292,18 +285,18 @@ fn thousands(n: usize) -> String {
 fn the_docs_quote_the_pipeline_sizes_and_bounds_the_code_uses() {
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/fleet.md")).unwrap();
     let docs = docs.split_whitespace().collect::<Vec<_>>().join(" ");
-    let async_items = 250; // REDIS_ASYNC_PIPELINE, without the feature `tokio`
+    let async_items = 250; // Engine::REDIS_ASYNC_PIPELINE, without the feature `tokio`
     #[cfg(feature = "tokio")]
-    assert_eq!(idempotency_sdk::REDIS_ASYNC_PIPELINE, async_items);
+    assert_eq!(Engine::REDIS_ASYNC_PIPELINE, async_items);
     for quoted in [
         format!(
             "**Runs** go in pipelines of {} items from sync code ({} from async code)",
-            thousands(REDIS_TRIGGER_PIPELINE),
+            thousands(Engine::REDIS_TRIGGER_PIPELINE),
             thousands(async_items)
         ),
         format!(
             "go in pipelines of {} ids or keys ({} from async code)",
-            thousands(REDIS_READ_PIPELINE),
+            thousands(Engine::REDIS_READ_PIPELINE),
             thousands(async_items)
         ),
         format!(

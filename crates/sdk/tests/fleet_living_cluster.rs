@@ -21,11 +21,16 @@
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use idempotency_catalog::{CatalogBuilder, CatalogKind, Redis, RedisBuilder, fleet::Durability};
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, RunHandle, RunId, Scope, Sdk, Ttl};
+use idempotency_catalog::fleet::Durability;
+use idempotency_catalog::{Redis, RedisBuilder};
+use idempotency_sdk::{Batch, Engine, RunId, Triggered};
 use testkit::{ClusterOptions, RedisCluster};
+
+mod support;
+use support::batches::keyed;
+use support::workers::now_ms;
 
 const WORKER: &str = "LIVING_CLUSTER_WORKER";
 const KEYS: usize = 20_000;
@@ -34,19 +39,9 @@ const KEYS: usize = 20_000;
 const BATCH: usize = 2_000;
 const PASSWORD: &str = "Living-Cluster-s3cret";
 
-fn now_ms() -> u64 {
-    u64::try_from(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap()
-}
-
 /// Keys `item-<i>` for `i` in `keys`, global scope, held an hour, for task `child-task`.
 fn batch(keys: impl ExactSizeIterator<Item = usize>) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", keys.len());
-    for i in keys {
-        let key = sdk.create_key(["item", &i.to_string()], Scope::Global);
-        batch.item(None, ItemOptions::new().key(key).ttl("1h".parse::<Ttl>().unwrap()));
-    }
-    batch.build().unwrap()
+    keyed("child-task", keys, Some("1h"), |_| None)
 }
 
 /// The batches of a worker that starts at key `offset`: every key once, in batches of
@@ -71,12 +66,12 @@ fn worker() {
     let batches: Vec<(Vec<usize>, Batch)> = batches(offset).collect();
     let wait = || std::thread::sleep(Duration::from_millis(start.saturating_sub(now_ms())));
     let builder = RedisBuilder::new(urls).prefix(prefix);
-    let mut answers: Vec<(usize, RunHandle)> = Vec::with_capacity(KEYS);
+    let mut answers: Vec<(usize, Triggered)> = Vec::with_capacity(KEYS);
     let unreadable = if mode == "async" {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         runtime.block_on(async {
             let redis = builder.build_async().await.unwrap();
-            let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+            let engine = Engine::on_redis_async(&redis).await.unwrap();
             wait();
             for (keys, batch) in &batches {
                 match engine.trigger_async(batch).await {
@@ -89,7 +84,7 @@ fn worker() {
         })
     } else {
         let redis = builder.build().unwrap();
-        let engine = LocalEngine::on_redis(&redis).unwrap();
+        let engine = Engine::on_redis(&redis).unwrap();
         wait();
         for (keys, batch) in &batches {
             match engine.trigger(batch) {
@@ -184,7 +179,7 @@ fn a_fresh_engine_finds_every_key_held_once_on_the_cluster(
     runs: &HashMap<usize, RunId>,
 ) {
     let redis = RedisBuilder::new(cluster.urls().join(",")).prefix(prefix).build().unwrap();
-    let fresh = LocalEngine::on_redis(&redis).unwrap();
+    let fresh = Engine::on_redis(&redis).unwrap();
     let handles = fresh.trigger(&batch(0..runs.len())).unwrap();
     for (key, handle) in handles.iter().enumerate() {
         assert!(handle.cached && Some(&handle.id) == runs.get(&key), "{prefix} key {key}: {handle:?}");
@@ -282,7 +277,7 @@ fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(
             .unwrap()
     };
     let (redis, other) = (build(), build());
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let keys = batch(0..5_000);
     cluster.pause(replica);
     let failed = engine.trigger(&keys).map(|handles| handles.len());
@@ -298,7 +293,7 @@ fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(
     assert!(!err.contains(PASSWORD), "{err}");
     cluster.wait_ok(Duration::from_secs(30));
     let handles = engine.trigger(&keys).unwrap();
-    let again = LocalEngine::on_redis(&other).unwrap().trigger(&keys).unwrap();
+    let again = Engine::on_redis(&other).unwrap().trigger(&keys).unwrap();
     for (first, second) in handles.iter().zip(&again) {
         assert_eq!(first.id, second.id, "one run per key");
         assert!(second.cached);
@@ -315,7 +310,7 @@ fn writes_short_of_their_replicas_fail_clearly_and_a_retry_makes_each_run_once(
         .failover_window(Duration::from_secs(20))
         .build()
         .unwrap();
-    let engine = LocalEngine::on_redis(&auto).unwrap();
+    let engine = Engine::on_redis(&auto).unwrap();
     cluster.pause(replica);
     let started = Instant::now();
     let made = engine.trigger(&keys).map(|handles| handles.iter().filter(|h| !h.cached).count());

@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may; library code may not
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
-use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk, Ttl};
+use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk, Ttl};
 use serde_json::json;
 use testkit::RedisServer;
 
@@ -45,7 +45,7 @@ fn per_item(server: &RedisServer, fill: impl FnOnce()) -> f64 {
 
 /// One trigger of `ITEMS` items of task `child-task`: keys `item-<i>` held for `ttl`
 /// (the item's default when `None`), or no key.
-fn trigger(engine: &LocalEngine, key: bool, ttl: Option<&str>) {
+fn trigger(engine: &Engine, key: bool, ttl: Option<&str>) {
     let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
     let mut batch = sdk.batch("child-task", ITEMS);
     for i in 0..ITEMS {
@@ -77,7 +77,7 @@ fn the_sizing_table_holds_for_the_server_it_runs_on() {
     let server = RedisServer::start(&[]);
     let (name, version) = self::server(&mut server.client());
     let redis = RedisBuilder::new(server.url()).build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     let measured = [
         per_item(&server, || {
             let sdk =

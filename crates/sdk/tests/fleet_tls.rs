@@ -8,13 +8,13 @@
 use std::sync::Arc;
 
 use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
-use idempotency_sdk::{ItemOptions, KeyInput, LocalEngine, RunId, Scope, Sdk};
+use idempotency_sdk::{Engine, ItemOptions, KeyInput, RunId, Scope, Sdk};
 use testkit::TlsServer;
 
 /// Triggers a few keys through `redis` and reads them back; mints a digest in one
 /// catalog and resolves it in another.
 fn works(redis: &idempotency_catalog::Redis, task: &str) {
-    let engine = LocalEngine::on_redis(redis).unwrap();
+    let engine = Engine::on_redis(redis).unwrap();
     let sdk = Sdk::new(CatalogBuilder::new().redis(redis.clone()).build().unwrap());
     let mut batch = sdk.batch(task, 3);
     let key = sdk.create_key("over-tls", Scope::Global).unwrap();
@@ -98,7 +98,7 @@ fn the_async_client_speaks_tls_too() {
             .build_async()
             .await
             .unwrap();
-        let engine = LocalEngine::on_redis_async(&redis).await.unwrap();
+        let engine = Engine::on_redis_async(&redis).await.unwrap();
         let catalog = CatalogBuilder::new().redis_async(redis.clone()).build_redis().unwrap();
         let sdk = Sdk::new(Arc::clone(&catalog) as Arc<dyn idempotency_catalog::Catalog>);
         let mut batch = sdk.batch("tls-task", 1);

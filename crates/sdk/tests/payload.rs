@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use idempotency_sdk::catalog::UnboundedCatalog;
-use idempotency_sdk::{Batch, Error, ItemOptions, LocalEngine, PayloadPolicy, Scope, Sdk, WireItem};
+use idempotency_sdk::{Batch, Engine, Error, ItemOptions, PayloadPolicy, Scope, Sdk, WireItem};
 use serde_json::{Value, json};
 
 fn batch(sdk: &Sdk, payloads: &[Value]) -> Batch {
@@ -20,7 +20,7 @@ fn batch(sdk: &Sdk, payloads: &[Value]) -> Batch {
 #[test]
 fn one_warning_a_trigger_names_the_task_the_count_the_first_key_and_its_run() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let first = engine.trigger(&batch(&sdk, &[json!(1), json!(2), json!(3)])).unwrap();
     let (again, lines) = testkit::warnings(|| engine.trigger(&batch(&sdk, &[json!(1), json!(20), json!(30)])).unwrap());
     assert!(again.iter().all(|h| h.cached));
@@ -38,7 +38,7 @@ fn one_warning_a_trigger_names_the_task_the_count_the_first_key_and_its_run() {
     }
     assert_eq!(engine.payload_mismatches(), 2);
     // Under `Ignore`: counted, not warned.
-    let quiet = LocalEngine::new().with_payload_policy(PayloadPolicy::Ignore);
+    let quiet = Engine::new().with_payload_policy(PayloadPolicy::Ignore);
     quiet.trigger(&batch(&sdk, &[json!(1)])).unwrap();
     let (_, lines) = testkit::warnings(|| quiet.trigger(&batch(&sdk, &[json!(2)])).unwrap());
     assert!(lines.is_empty(), "{lines:?}");
@@ -48,7 +48,7 @@ fn one_warning_a_trigger_names_the_task_the_count_the_first_key_and_its_run() {
 #[test]
 fn payloads_are_compared_as_the_text_that_travels() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
-    let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+    let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
     // `json!` objects serialise with sorted keys: equal values are the same payload.
     engine.trigger(&batch(&sdk, &[json!({"a": 1, "b": 2})])).unwrap();
     engine.trigger(&batch(&sdk, &[json!({"b": 2, "a": 1})])).unwrap();
@@ -101,7 +101,7 @@ fn keyed(sdk: &Sdk, key: &str, amount: u32) -> Batch {
 fn hostile_key_material_is_escaped_and_cut_in_the_warning_and_the_error() {
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     for key in hostile_keys() {
-        let engine = LocalEngine::new();
+        let engine = Engine::new();
         engine.trigger(&keyed(&sdk, &key, 1)).unwrap();
         let (_, text) = testkit::captured(|| engine.trigger(&keyed(&sdk, &key, 2)).unwrap());
         assert_eq!(text.lines().count(), 1, "one line: {text}");
@@ -109,14 +109,14 @@ fn hostile_key_material_is_escaped_and_cut_in_the_warning_and_the_error() {
         assert!(text.contains(&format!("key={} (global)", idempotency_sdk::catalog::shown(&key))), "{text}");
         assert!(text.len() < 1_024, "{} bytes", text.len());
 
-        let failing = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+        let failing = Engine::new().with_payload_policy(PayloadPolicy::Fail);
         failing.trigger(&keyed(&sdk, &key, 1)).unwrap();
         let err = failing.trigger(&keyed(&sdk, &key, 2)).unwrap_err().to_string();
         assert!(!err.chars().any(char::is_control), "{err:?}");
         assert!(err.len() < 512, "{} bytes: {err}", err.len());
     }
     // The emoji key: cut at 64 characters, its length shown.
-    let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+    let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
     let emoji = "😀".repeat(2_048);
     engine.trigger(&keyed(&sdk, &emoji, 1)).unwrap();
     let err = engine.trigger(&keyed(&sdk, &emoji, 2)).unwrap_err().to_string();
@@ -125,7 +125,7 @@ fn hostile_key_material_is_escaped_and_cut_in_the_warning_and_the_error() {
 
 #[test]
 fn a_raw_wire_key_with_control_characters_is_escaped_too() {
-    let engine = LocalEngine::new().with_payload_policy(PayloadPolicy::Fail);
+    let engine = Engine::new().with_payload_policy(PayloadPolicy::Fail);
     let wire = |payload: &str| {
         let line = format!(
             r#"{{"index":0,"task":"t\n\u001b[2J","payload":{payload},"options":{{"idempotencyKey":"a\nb\r\u0000\u001b[31m"}}}}"#
@@ -141,16 +141,16 @@ fn a_raw_wire_key_with_control_characters_is_escaped_too() {
 #[test]
 fn the_engine_from_the_environment_reads_the_payload_policy_the_warning_names() {
     // The warning's remedy names IDEMPOTENCY_PAYLOAD_POLICY=fail for programs that read
-    // it: `LocalEngine::from_env` does.
+    // it: `Engine::from_env` does.
     let sdk = Sdk::new(Arc::new(UnboundedCatalog::new()));
     let env = |name: &str| (name == "IDEMPOTENCY_PAYLOAD_POLICY").then(|| "fail".to_owned());
-    let engine = LocalEngine::from_env_with(env).unwrap();
+    let engine = Engine::from_env_with(env).unwrap();
     engine.trigger(&batch(&sdk, &[json!(1)])).unwrap();
     assert!(matches!(engine.trigger(&batch(&sdk, &[json!(2)])), Err(Error::PayloadMismatch { .. })));
     // A policy set in code wins.
-    let engine = LocalEngine::from_env_with(env).unwrap().with_payload_policy(PayloadPolicy::Warn);
+    let engine = Engine::from_env_with(env).unwrap().with_payload_policy(PayloadPolicy::Warn);
     engine.trigger(&batch(&sdk, &[json!(1)])).unwrap();
     assert!(engine.trigger(&batch(&sdk, &[json!(2)])).is_ok());
     let bad = |name: &str| (name == "IDEMPOTENCY_PAYLOAD_POLICY").then(|| "strict".to_owned());
-    assert!(matches!(LocalEngine::from_env_with(bad), Err(Error::InvalidPayloadPolicy { .. })));
+    assert!(matches!(Engine::from_env_with(bad), Err(Error::InvalidPayloadPolicy { .. })));
 }

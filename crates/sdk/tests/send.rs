@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use idempotency_catalog::{Reservation, UnboundedCatalog};
-use idempotency_sdk::{BatchBuilder, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+use idempotency_sdk::{BatchBuilder, Engine, ItemOptions, RunContext, Scope, Sdk};
 
 /// What `tokio::spawn` asks of a future.
 fn spawnable<F: Future + Send + 'static>(future: F) -> F {
@@ -23,7 +23,7 @@ fn shareable<T: Send + Sync + 'static>() {}
 fn the_sdk_types_can_cross_threads() {
     shareable::<Sdk>();
     shareable::<BatchBuilder>();
-    shareable::<LocalEngine>();
+    shareable::<Engine>();
     shareable::<Reservation<'static>>();
 }
 

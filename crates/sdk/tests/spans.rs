@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use idempotency_sdk::catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{ItemOptions, LocalEngine, Scope, Sdk};
+use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk};
 use serde_json::json;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
@@ -73,7 +73,7 @@ fn a_fan_out_runs_in_named_spans_and_its_warnings_carry_them() {
             }
             batch.build().unwrap()
         };
-        let engine = LocalEngine::new();
+        let engine = Engine::new();
         engine.trigger(&build(1)).unwrap();
         engine.trigger(&build(2)).unwrap();
         catalog.flush().unwrap();

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use idempotency_catalog::UnboundedCatalog;
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, ResetTarget, RunStatus, Scope, Sdk, Ttl, WireItem};
+use idempotency_sdk::{Batch, Engine, ItemOptions, KeyTarget, RunStatus, Scope, Sdk, Ttl, WireItem};
 
 fn sdk() -> Sdk {
     Sdk::new(Arc::new(UnboundedCatalog::new()))
@@ -29,7 +29,7 @@ fn wire(key: &str, ttl: &str) -> WireItem {
 }
 
 /// Every scenario, each in tasks of its own so that they do not see each other's keys.
-fn suite(engine: &LocalEngine) {
+fn suite(engine: &Engine) {
     let sdk = sdk();
 
     // A repeat within the TTL is the same run; duplicates inside one batch too.
@@ -63,8 +63,8 @@ fn suite(engine: &LocalEngine) {
     let key = sdk.create_key("reset-me", Scope::Global).unwrap();
     let b = batch(&sdk, "reset", &["reset-me"], "1h");
     let before = engine.trigger(&b).unwrap()[0];
-    assert!(engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
-    assert!(!engine.reset_key("reset", ResetTarget::Key(&key)).unwrap());
+    assert!(engine.reset_key("reset", KeyTarget::Key(&key)).unwrap());
+    assert!(!engine.reset_key("reset", KeyTarget::Key(&key)).unwrap());
     let fresh = engine.trigger(&b).unwrap()[0];
     assert!(!fresh.cached && fresh.id != before.id);
 
@@ -92,11 +92,11 @@ fn suite(engine: &LocalEngine) {
     let key = sdk.create_key("fenced", Scope::Global).unwrap();
     let newer = engine.trigger(&fenced).unwrap()[0];
     assert!(!newer.cached && newer.id != stale.id);
-    assert!(!engine.reset_key_held_by("fenced", ResetTarget::Key(&key), stale.id).unwrap());
+    assert!(!engine.reset_key_held_by("fenced", KeyTarget::Key(&key), stale.id).unwrap());
     let still = engine.trigger(&fenced).unwrap()[0];
     assert!(still.cached && still.id == newer.id, "the newer run still holds the key");
-    assert!(engine.reset_key_held_by("fenced", ResetTarget::Key(&key), newer.id).unwrap());
-    assert!(!engine.reset_key_held_by("fenced", ResetTarget::Key(&key), newer.id).unwrap(), "freed once");
+    assert!(engine.reset_key_held_by("fenced", KeyTarget::Key(&key), newer.id).unwrap());
+    assert!(!engine.reset_key_held_by("fenced", KeyTarget::Key(&key), newer.id).unwrap(), "freed once");
     assert!(!engine.trigger(&fenced).unwrap()[0].cached);
 
     // The runs created (repeat 2, elsewhere 1, outcomes 3, reset 2, zero TTL 2, odd
@@ -110,7 +110,7 @@ fn suite(engine: &LocalEngine) {
 
 #[test]
 fn the_in_memory_store_passes_the_suite() {
-    suite(&LocalEngine::new());
+    suite(&Engine::new());
 }
 
 #[cfg(feature = "redis")]
@@ -119,7 +119,7 @@ fn the_redis_store_passes_the_suite() {
     use idempotency_catalog::RedisBuilder;
     let server = testkit::RedisServer::start(&[]);
     let redis = RedisBuilder::new(server.url()).prefix("suite:").build().unwrap();
-    let engine = LocalEngine::on_redis(&redis).unwrap();
+    let engine = Engine::on_redis(&redis).unwrap();
     suite(&engine);
     // Everything is under the prefix: claims (one per key still held, its run's record
     // as its value) and the records of runs that hold no key.
@@ -153,7 +153,7 @@ fn redis_and_memory_agree_on_any_sequence() {
     use std::collections::HashMap;
 
     use idempotency_catalog::RedisBuilder;
-    use idempotency_sdk::{RunHandle, RunId};
+    use idempotency_sdk::{RunId, Triggered};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, TestRunner};
 
@@ -170,7 +170,7 @@ fn redis_and_memory_agree_on_any_sequence() {
         // A key space of its own for each case (shrinking included).
         let n = case.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let redis = RedisBuilder::new(server.url()).prefix(format!("model{n}:")).build().unwrap();
-        let engines = [LocalEngine::new(), LocalEngine::on_redis(&redis).unwrap()];
+        let engines = [Engine::new(), Engine::on_redis(&redis).unwrap()];
         // Per engine: its run ids in the order they were created.
         let mut created: [Vec<RunId>; 2] = [Vec::new(), Vec::new()];
         let mut order: [HashMap<RunId, usize>; 2] = [HashMap::new(), HashMap::new()];
@@ -183,7 +183,7 @@ fn redis_and_memory_agree_on_any_sequence() {
                     let batch = batch(&sdk, &format!("task{task}"), &names, "1h");
                     let mut answers: [Vec<(bool, usize)>; 2] = [Vec::new(), Vec::new()];
                     for (e, engine) in engines.iter().enumerate() {
-                        for RunHandle { id, cached, .. } in engine.trigger(&batch).unwrap() {
+                        for Triggered { id, cached, .. } in engine.trigger(&batch).unwrap() {
                             if !cached {
                                 order[e].insert(id, created[e].len());
                                 created[e].push(id);
@@ -206,14 +206,14 @@ fn redis_and_memory_agree_on_any_sequence() {
                     let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global).unwrap();
                     let task = format!("task{task}");
                     let found: Vec<bool> =
-                        engines.iter().map(|e| e.reset_key(&task, ResetTarget::Key(&key)).unwrap()).collect();
+                        engines.iter().map(|e| e.reset_key(&task, KeyTarget::Key(&key)).unwrap()).collect();
                     prop_assert_eq!(found[0], found[1], "{:?}", op);
                 }
                 Op::ResetHeldBy { task, key, run } if !created[0].is_empty() => {
                     let key = sdk.create_key(format!("k{key}").as_str(), Scope::Global).unwrap();
                     let (task, n) = (format!("task{task}"), run % created[0].len());
                     let freed: Vec<bool> = (0..2)
-                        .map(|e| engines[e].reset_key_held_by(&task, ResetTarget::Key(&key), created[e][n]).unwrap())
+                        .map(|e| engines[e].reset_key_held_by(&task, KeyTarget::Key(&key), created[e][n]).unwrap())
                         .collect();
                     prop_assert_eq!(freed[0], freed[1], "{:?}", op);
                 }

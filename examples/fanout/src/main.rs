@@ -38,7 +38,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use idempotency_sdk::catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, RunId, Scope, Sdk, Ttl};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, RunContext, RunId, Scope, Sdk, Ttl};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -263,13 +263,13 @@ fn on_redis(_: CatalogBuilder, shared: &Shared) -> CatalogBuilder {
     match *shared {}
 }
 
-fn engine(shared: Option<&Shared>) -> Result<LocalEngine, idempotency_sdk::Error> {
+fn engine(shared: Option<&Shared>) -> Result<Engine, idempotency_sdk::Error> {
     match shared {
         #[cfg(feature = "redis")]
-        Some(shared) => LocalEngine::on_redis(shared),
+        Some(shared) => Engine::on_redis(shared),
         #[cfg(not(feature = "redis"))]
         Some(shared) => match *shared {},
-        None => Ok(LocalEngine::new()),
+        None => Ok(Engine::new()),
     }
 }
 

@@ -19,7 +19,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use idempotency_sdk::catalog::{Catalog, CatalogBuilder, CatalogKind};
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, Scope, Sdk};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, Scope, Sdk};
 use opentelemetry::trace::{SpanId, TracerProvider as _};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
@@ -88,7 +88,7 @@ pub fn fan_out(items: usize, capacity: usize) -> Result<FanOut, idempotency_sdk:
         batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
     }
     let batch = batch.build()?;
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     let first = engine.trigger(&batch)?;
     let second = engine.trigger(&batch)?;
     catalog.flush()?;

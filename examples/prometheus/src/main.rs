@@ -16,7 +16,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 
 use idempotency_sdk::catalog::{CatalogBuilder, CatalogKind};
-use idempotency_sdk::{IdempotencyKey, ItemOptions, LocalEngine, RunContext, Scope, Sdk};
+use idempotency_sdk::{Engine, IdempotencyKey, ItemOptions, RunContext, Scope, Sdk};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::json;
 
@@ -40,13 +40,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         batch.item(json!({ "i": i }), ItemOptions::new().key(key.to_string()));
     }
     let batch = batch.build()?;
-    let engine = LocalEngine::new();
+    let engine = Engine::new();
     engine.trigger(&batch)?;
     engine.trigger(&batch)?; // every item again: answered from the cache
     // An engine whose byte budget holds a fraction of the batch: it forgets the oldest
     // keys (counted on `idempotency_sdk_engine_evictions_total`); its gauges are the
     // last trigger's.
-    let small = LocalEngine::new().with_max_bytes(256 << 10)?;
+    let small = Engine::new().with_max_bytes(256 << 10)?;
     small.trigger(&batch)?;
 
     let listener = TcpListener::bind("127.0.0.1:0")?;

@@ -7,34 +7,27 @@
 //! (a 4-byte slot number and a control byte, at 7/16), its place in its TTL's queue
 //! (16 bytes, twice: a ring buffer's capacity reaches twice its length) and in the
 //! free list, and a raw key's heap string; a run record is its place in the log (twice
-//! the record, for the same reason), and the heap strings of its key, options and
-//! payload, rounded as the allocator rounds them. The `engine_worker` example checks
+//! the record, for the same reason), and what its key and payload hold on the heap
+//! (nothing for a key with its options and a payload of up to 23 bytes), rounded as the
+//! allocator rounds them. The `engine_worker` example checks
 //! the count against resident memory.
 
 use std::mem::size_of;
 use std::time::Duration;
 
-use idempotency_catalog::Source;
-use idempotency_catalog::budget::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
+use idempotency_catalog::{Digest, Source};
 use serde::Serialize;
 
+use super::clock::Millis;
+use super::dedup::Dedup;
 use super::incoming::Incoming;
 use super::key::{KeyRef, StoredKey};
-use super::run::Run;
+use super::log::Log;
+use super::run::{Run, RunKey};
 use crate::error::Error;
-
-/// The variable that sets the in-memory engine's byte budget: a number of bytes,
-/// optionally with a `KiB`, `MiB` or `GiB` suffix (`32MiB`), from 64 KiB.
-pub const ENV_ENGINE_MAX_BYTES: &str = "IDEMPOTENCY_ENGINE_MAX_BYTES";
-
-/// The in-memory engine's byte budget when none is given: 256 MiB.
-///
-/// A keyed run with a small payload counts 320 bytes (its claim and its record), so
-/// 256 MiB remembers about 838,000 keyed runs: a day of a service triggering 35,000
-/// keyed items an hour, or 50 minutes of one triggering a million. Past that, the
-/// oldest keys are forgotten before their TTL, and one `WARN` says how long keys are
-/// remembered instead (see `docs/configuration.md`).
-pub const DEFAULT_ENGINE_MAX_BYTES: usize = 256 << 20;
+use crate::from_catalog::{MIN_MAX_BYTES, chunk, heap_bytes, parse_bytes, show_bytes};
+use crate::payload::Payload;
+use crate::{defaults, env};
 
 /// A claim: its slot, its table slot at 7/16 load, its queue place twice, its free-list place.
 const CLAIM: usize = 64 + (5 * 16usize).div_ceil(7) + 2 * 16 + 4;
@@ -47,9 +40,9 @@ const RECORD: usize = 2 * size_of::<Run>();
 /// # Examples
 ///
 /// ```
-/// use idempotency_sdk::{BudgetPolicy, LocalEngine};
+/// use idempotency_sdk::{BudgetPolicy, Engine};
 ///
-/// let engine = LocalEngine::new().with_max_bytes(64 << 10)?.with_budget_policy(BudgetPolicy::Refuse);
+/// let engine = Engine::new().with_max_bytes(64 << 10)?.with_budget_policy(BudgetPolicy::Refuse);
 /// assert_eq!(engine.stats().max_bytes, 64 << 10);
 /// # Ok::<(), idempotency_sdk::Error>(())
 /// ```
@@ -70,10 +63,10 @@ pub enum BudgetPolicy {
 }
 
 /// What the in-memory engine holds against its byte budget, and what the budget cost:
-/// [`LocalEngine::stats`](crate::LocalEngine::stats). Serializes as an object of its
+/// [`Engine::stats`](crate::Engine::stats). Serializes as an object of its
 /// fields, for a status endpoint.
 ///
-/// On a shared store (`LocalEngine::on_redis`, feature `redis`) keys live in Redis:
+/// On a shared store (`Engine::on_redis`, feature `redis`) keys live in Redis:
 /// `keys` is 0, `bytes` counts this engine's run records, and no budget applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -86,7 +79,7 @@ pub struct EngineStats {
     pub bytes: usize,
     /// The byte budget.
     pub max_bytes: usize,
-    /// Where the budget came from: `LocalEngine::with_max_bytes`, the variable, or the default.
+    /// Where the budget came from: `Engine::with_max_bytes`, the variable, or the default.
     pub max_bytes_source: Source,
     /// Keys forgotten at the budget before their TTL: each may run twice if triggered
     /// again. The first is covered by one `WARN`.
@@ -110,19 +103,19 @@ pub(crate) struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget { max_bytes: DEFAULT_ENGINE_MAX_BYTES, source: Source::Default, policy: BudgetPolicy::Evict }
+        Budget { max_bytes: defaults::ENGINE_MAX_BYTES, source: Source::Default, policy: BudgetPolicy::Evict }
     }
 }
 
-const CALL: &str = "LocalEngine::with_max_bytes";
+const CALL: &str = "Engine::with_max_bytes";
 
 impl Budget {
     /// The budget from the variable read through `lookup`, else the default.
     pub(crate) fn from_env_with(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        let Some(raw) = lookup(ENV_ENGINE_MAX_BYTES) else { return Ok(Budget::default()) };
-        let max_bytes = parse_bytes(&raw)
-            .filter(|n| *n >= MIN_MAX_BYTES)
-            .ok_or_else(|| invalid(ENV_ENGINE_MAX_BYTES, &raw, ", optionally with a KiB, MiB or GiB suffix (32MiB)"))?;
+        let Some(raw) = lookup(env::ENGINE_MAX_BYTES) else { return Ok(Budget::default()) };
+        let max_bytes = parse_bytes(&raw).filter(|n| *n >= MIN_MAX_BYTES).ok_or_else(|| {
+            invalid(env::ENGINE_MAX_BYTES, &raw, ", optionally with a KiB, MiB or GiB suffix (32MiB)")
+        })?;
         Ok(Budget { max_bytes, source: Source::Env, ..Budget::default() })
     }
 
@@ -136,13 +129,13 @@ impl Budget {
 
     /// How to raise the budget, from where it was set.
     pub(crate) fn remedy(&self) -> String {
-        let now = show_bytes(self.max_bytes);
+        let (now, var) = (show_bytes(self.max_bytes), env::ENGINE_MAX_BYTES);
         match self.source {
-            Source::Env => format!("raise {ENV_ENGINE_MAX_BYTES} (set to {now})"),
+            Source::Env => format!("raise {var} (set to {now})"),
             Source::Builder => {
-                format!("raise {CALL} (set in code to {now}; {ENV_ENGINE_MAX_BYTES} is not read while code sets it)")
+                format!("raise {CALL} (set in code to {now}; {var} is not read while code sets it)")
             }
-            _ => format!("raise the budget with {ENV_ENGINE_MAX_BYTES} or {CALL} (the default, {now})"),
+            _ => format!("raise the budget with {var} or {CALL} (the default, {now})"),
         }
     }
 }
@@ -156,6 +149,101 @@ fn invalid(source_name: &'static str, value: &str, also: &str) -> Error {
     .into()
 }
 
+/// What the in-memory engine's budget cost: keys and records it dropped, and items it
+/// refused.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Spent {
+    pub(crate) evicted_keys: u64,
+    pub(crate) evicted_runs: u64,
+    pub(crate) refused: u64,
+    /// How long the latest key forgotten before its TTL had been held.
+    pub(crate) remembered: Option<Millis>,
+    /// Whether the one warning was emitted.
+    pub(crate) warned: bool,
+}
+
+/// The warning a trigger owes, taken under the lock and emitted after: how long the
+/// first key forgotten before its TTL had been held, and its TTL.
+pub(crate) type Forgotten = Option<(Millis, Millis)>;
+
+/// Under [`BudgetPolicy::Refuse`], before anything is claimed: whether `items` of
+/// `task` fit the budget beside what `log` and `dedup` hold, counting a claim for each
+/// key not held (once per key) and a record for each run they would make. A refusal
+/// is counted in `spent`.
+pub(crate) fn check_room(
+    log: &Log,
+    dedup: &Dedup,
+    spent: &mut Spent,
+    budget: &Budget,
+    task: u32,
+    items: &[Incoming<'_>],
+    now: Millis,
+) -> Result<(), Error> {
+    let mut new_keys = std::collections::HashSet::new();
+    let needed: usize = items
+        .iter()
+        .map(|item| match item.key.filter(|_| item.ttl > 0) {
+            Some(key) if dedup.holds(task, key, now) || !new_keys.insert(key) => 0,
+            Some(_) => item_bytes(item, true),
+            None => item_bytes(item, false),
+        })
+        .sum();
+    let held = dedup.bytes() + log.bytes();
+    if held + needed <= budget.max_bytes {
+        return Ok(());
+    }
+    spent.refused += items.len() as u64;
+    crate::meter::engine_refused(items.len());
+    Err(Error::EngineFull {
+        max_bytes: budget.max_bytes,
+        origin: budget.source,
+        items: items.len(),
+        needed: (held + needed).saturating_sub(budget.max_bytes),
+        remedy: format!(
+            "{}, or let keys expire (a shorter idempotencyKeyTTL), or BudgetPolicy::Evict to forget the oldest",
+            budget.remedy()
+        ),
+    })
+}
+
+/// Drops the oldest keys and records, whichever is older, until what is held fits
+/// `max_bytes`; the warning due, if this forgot the first key before its TTL.
+#[cold]
+pub(crate) fn make_room(
+    log: &mut Log,
+    dedup: &mut Dedup,
+    spent: &mut Spent,
+    max_bytes: usize,
+    now: Millis,
+) -> Forgotten {
+    let mut due = None;
+    let (mut keys, mut runs) = (0u64, 0u64);
+    while dedup.bytes() + log.bytes() > max_bytes {
+        match (dedup.oldest(), log.oldest()) {
+            // A record no older than the oldest key goes first: its run is done
+            // with, where a key forgotten may run twice.
+            (Some(key), Some(record)) if record <= key => runs += u64::from(log.pop_oldest()),
+            (None, Some(_)) => runs += u64::from(log.pop_oldest()),
+            (Some(_), _) => {
+                let Some(forgot) = dedup.evict_oldest(now) else { break };
+                if forgot.live {
+                    keys += 1;
+                    spent.remembered = Some(forgot.age);
+                    if !spent.warned {
+                        spent.warned = true;
+                        due = Some((forgot.age, forgot.ttl));
+                    }
+                }
+            }
+            (None, None) => break,
+        }
+    }
+    spent.evicted_keys += keys;
+    spent.evicted_runs += runs;
+    crate::meter::engine_evicted(keys, runs);
+    due
+}
+
 /// What a claim of `key` costs.
 #[inline]
 pub(crate) fn claim_bytes(key: &StoredKey) -> usize {
@@ -164,23 +252,30 @@ pub(crate) fn claim_bytes(key: &StoredKey) -> usize {
 
 /// What the record of `run` costs.
 pub(crate) fn record_bytes(run: &Run) -> usize {
-    RECORD
-        + run.key.as_ref().map_or(0, key_heap)
-        + run.options.as_ref().map_or(0, heap_bytes)
-        + run.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()))
+    let key = match &run.key {
+        RunKey::None => 0,
+        RunKey::Options(options) => heap_bytes(options),
+        RunKey::Digest(_) => chunk(size_of::<Digest>()),
+        RunKey::Raw(raw) => chunk(raw.len()),
+    };
+    RECORD + key + run.payload.as_ref().map_or(0, Payload::heap_bytes)
 }
 
-/// What `item` would cost if it made a run, and claimed its key when `claims`.
+/// What `item` would cost if it made a run, and claimed its key when `claims`: as
+/// [`Incoming::into_run`] keeps it.
 pub(crate) fn item_bytes(item: &Incoming<'_>, claims: bool) -> usize {
-    let key = match item.key {
+    let record_key = match (&item.options, item.key) {
+        (Some(options), _) => heap_bytes(options),
+        (None, Some(KeyRef::Digest(_))) => chunk(size_of::<Digest>()),
+        (None, Some(KeyRef::Raw(raw))) => chunk(raw.len()),
+        (None, None) => 0,
+    };
+    let record = RECORD + record_key + item.payload.as_ref().map_or(0, Payload::heap_bytes);
+    let claim_key = match item.key {
         Some(KeyRef::Raw(raw)) => chunk(raw.len()),
         _ => 0,
     };
-    let record = RECORD
-        + key
-        + item.options.as_ref().map_or(0, heap_bytes)
-        + item.payload.as_deref().map_or(0, |payload| chunk(payload.get().len()));
-    if claims { record + CLAIM + key } else { record }
+    if claims { record + CLAIM + claim_key } else { record }
 }
 
 fn key_heap(key: &StoredKey) -> usize {
@@ -212,9 +307,10 @@ pub(crate) fn human(duration: Duration) -> String {
     parts.join(" ")
 }
 
-/// Emits the one warning of an engine whose budget made it forget a key before its TTL.
-pub(crate) fn warn_forgotten(budget: &Budget, remembered: Duration, ttl: Duration, bytes: usize) {
-    let (remembered, ttl) = (human(remembered), human(ttl));
+/// Emits the one warning of an engine whose budget made it forget a key before its TTL,
+/// held for `remembered` of its `ttl`.
+pub(crate) fn warn_forgotten(budget: &Budget, remembered: Millis, ttl: Millis, bytes: usize) {
+    let (remembered, ttl) = (human(Duration::from_millis(remembered)), human(Duration::from_millis(ttl)));
     // Every field is documented in `docs/telemetry.md`.
     tracing::warn!(
         max_bytes = %show_bytes(budget.max_bytes),
@@ -232,22 +328,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_keyed_run_with_a_small_payload_counts_320_bytes() {
-        use idempotency_catalog::{Digest, KeyOptions, Scope};
+    fn a_keyed_run_with_a_small_payload_counts_240_bytes() {
+        use idempotency_catalog::{KeyOptions, Scope};
         let key = StoredKey::Digest(Digest::from_bytes([1; 32]));
         assert_eq!(claim_bytes(&key), 112);
+        let payload = Payload::of_value(&serde_json::json!({ "i": 123 }), &mut Vec::new()).ok();
         let run = Run {
+            payload,
+            key: RunKey::Options(KeyOptions::new("item-123", Scope::Global)),
             task: 0,
+            claim: 0,
             status: super::super::run::RunStatus::Pending,
-            key: Some(key),
-            options: Some(KeyOptions::new("item-123", Scope::Global)),
-            payload: serde_json::value::to_raw_value(&serde_json::json!({ "i": 123 })).ok(),
         };
-        // Its log place twice (2 x 88), and the payload's 9 bytes in a 32-byte chunk.
-        assert_eq!(record_bytes(&run), 2 * 88 + 32);
-        assert_eq!(claim_bytes(&StoredKey::Digest(Digest::from_bytes([1; 32]))) + record_bytes(&run), 320);
-        // The default budget holds 838,860 of them (docs/configuration.md).
-        assert_eq!(DEFAULT_ENGINE_MAX_BYTES / 320, 838_860);
+        // Its log place twice (2 x 64); its key's options and its 9-byte payload inline.
+        assert_eq!(record_bytes(&run), 2 * 64);
+        assert_eq!(claim_bytes(&key) + record_bytes(&run), 240);
+        // The default budget holds 1,118,481 of them (docs/configuration.md).
+        assert_eq!(defaults::ENGINE_MAX_BYTES / 240, 1_118_481);
     }
 
     #[test]
@@ -263,7 +360,7 @@ mod tests {
 
     #[test]
     fn the_variable_takes_binary_suffixes_and_bad_values_are_named() {
-        let env = |value: &'static str| move |name: &str| (name == ENV_ENGINE_MAX_BYTES).then(|| value.to_owned());
+        let env = |value: &'static str| move |name: &str| (name == env::ENGINE_MAX_BYTES).then(|| value.to_owned());
         let budget = Budget::from_env_with(env("32MiB")).unwrap();
         assert_eq!((budget.max_bytes, budget.source), (32 << 20, Source::Env));
         assert_eq!(Budget::from_env_with(|_| None).unwrap(), Budget::default());
@@ -278,7 +375,7 @@ mod tests {
             );
         }
         let err = Budget::default().code(100).unwrap_err().to_string();
-        assert_eq!(err, r#"invalid LocalEngine::with_max_bytes "100": expected a number of bytes from 65536 (64KiB)"#);
+        assert_eq!(err, r#"invalid Engine::with_max_bytes "100": expected a number of bytes from 65536 (64KiB)"#);
     }
 
     #[test]
@@ -286,7 +383,7 @@ mod tests {
         let env = Budget { max_bytes: 32 << 20, source: Source::Env, ..Budget::default() };
         assert_eq!(env.remedy(), "raise IDEMPOTENCY_ENGINE_MAX_BYTES (set to 32MiB)");
         let code = Budget::default().code(1 << 20).unwrap();
-        assert!(code.remedy().starts_with("raise LocalEngine::with_max_bytes (set in code to 1MiB;"));
-        assert!(Budget::default().remedy().contains("IDEMPOTENCY_ENGINE_MAX_BYTES or LocalEngine::with_max_bytes"));
+        assert!(code.remedy().starts_with("raise Engine::with_max_bytes (set in code to 1MiB;"));
+        assert!(Budget::default().remedy().contains("IDEMPOTENCY_ENGINE_MAX_BYTES or Engine::with_max_bytes"));
     }
 }

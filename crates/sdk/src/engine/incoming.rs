@@ -1,46 +1,74 @@
 //! One item on its way into the engine, however it arrived: from a built batch, or
 //! as a wire item.
 
-use std::time::Duration;
-
 use idempotency_catalog::KeyOptions;
-use serde_json::value::RawValue;
 
+use super::clock::{Millis, millis};
 use super::key::KeyRef;
-use super::memory::Millis;
+use super::run::{Run, RunKey, RunStatus};
+use crate::batch::{Entry, Key};
 use crate::key::IdempotencyKey;
 use idempotency_catalog::Ttl;
 
 use crate::error::{Error, shown};
-use crate::payload::Fingerprint;
+use crate::payload::{Fingerprint, Payload};
 use crate::wire::WireItem;
 
 /// [`Ttl::DEFAULT`] in the engine's unit: one source for the 30 days.
 pub(crate) const DEFAULT_TTL: Millis = Ttl::DEFAULT.duration().as_secs() * 1_000;
 
+/// A TTL in the engine's unit; none is the default.
+fn ttl_millis(ttl: Option<Ttl>) -> Millis {
+    ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration()))
+}
+
 pub(crate) struct Incoming<'a> {
     pub(crate) key: Option<KeyRef<'a>>,
     pub(crate) options: Option<KeyOptions>,
     pub(crate) ttl: Millis,
-    pub(crate) payload: Option<Box<RawValue>>,
+    pub(crate) payload: Option<Payload>,
     pub(crate) fingerprint: Fingerprint,
 }
 
 impl<'a> Incoming<'a> {
-    /// An item of a built batch.
-    pub(crate) fn from_batch(
-        key: Option<&IdempotencyKey>,
-        ttl: Option<Ttl>,
-        payload: Option<Box<RawValue>>,
-        fingerprint: Fingerprint,
-    ) -> Self {
+    /// An item of a built batch, its payload and options copied.
+    pub(crate) fn from_entry(entry: &Entry) -> Self {
+        let key = entry.key();
         Incoming {
             key: key.map(|key| KeyRef::Digest(key.digest())),
             options: key.and_then(|key| key.options().cloned()),
-            ttl: ttl.map_or(DEFAULT_TTL, |ttl| millis(ttl.duration())),
+            ttl: ttl_millis(entry.ttl),
+            payload: entry.payload.clone(),
+            fingerprint: entry.fingerprint,
+        }
+    }
+
+    /// An item of a built batch, its payload and options moved.
+    pub(crate) fn from_owned(entry: Entry) -> Self {
+        let Entry { payload, key, ttl, fingerprint } = entry;
+        let key = match key {
+            Key::Given(key) => key,
+            Key::FromBatch => None,
+        };
+        Incoming {
+            key: key.as_ref().map(|key| KeyRef::Digest(key.digest())),
+            options: key.and_then(IdempotencyKey::into_options),
+            ttl: ttl_millis(ttl),
             payload,
             fingerprint,
         }
+    }
+
+    /// The run this item makes, of task number `task`, its key held in claim slot
+    /// `claim` (in memory; else [`NO_CLAIM`](super::run::NO_CLAIM)).
+    pub(crate) fn into_run(self, task: u32, claim: u32) -> Run {
+        let key = match (self.options, self.key) {
+            (Some(options), _) => RunKey::Options(options),
+            (None, Some(KeyRef::Digest(digest))) => RunKey::Digest(Box::new(digest)),
+            (None, Some(KeyRef::Raw(raw))) => RunKey::Raw(raw.into()),
+            (None, None) => RunKey::None,
+        };
+        Run { payload: self.payload, key, task, claim, status: RunStatus::Pending }
     }
 
     /// The key for messages: its original key and scope (`"item-42" (global)`), or as
@@ -70,14 +98,10 @@ impl<'a> Incoming<'a> {
             key: key.map(KeyRef::from_wire),
             options: options.and_then(|o| o.idempotency_key_options.clone()),
             ttl,
-            payload: item.payload.clone(),
-            fingerprint: Fingerprint::of(item.payload.as_deref()),
+            payload: item.payload.as_deref().map(Payload::of_raw),
+            fingerprint: Fingerprint::of(item.payload.as_deref().map(serde_json::value::RawValue::get)),
         }
     }
-}
-
-pub(crate) fn millis(duration: Duration) -> Millis {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Wire items as the engine triggers them: validated first, then taken a run of one

@@ -52,11 +52,6 @@ impl StoredKey {
             StoredKey::Raw(raw) => KeyRef::Raw(raw),
         }
     }
-
-    /// The key as it was sent.
-    pub(crate) fn text(&self) -> Cow<'_, str> {
-        self.as_key_ref().text()
-    }
 }
 
 #[cfg(test)]
@@ -70,6 +65,6 @@ mod tests {
         assert_eq!(KeyRef::from_wire(hex).text(), hex);
         let upper = hex.to_uppercase();
         assert_eq!(KeyRef::from_wire(&upper), KeyRef::Raw(&upper));
-        assert_eq!(KeyRef::from_wire("item-1").to_stored().text(), "item-1");
+        assert_eq!(KeyRef::from_wire("item-1").to_stored().as_key_ref().text(), "item-1");
     }
 }

@@ -215,10 +215,10 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::run::RunStatus;
+    use crate::engine::run::{NO_CLAIM, RunKey, RunStatus};
 
     fn run(task: u32) -> Run {
-        Run { task, status: RunStatus::Pending, key: None, options: None, payload: None }
+        Run { payload: None, key: RunKey::None, task, claim: NO_CLAIM, status: RunStatus::Pending }
     }
 
     #[test]

@@ -1,457 +1,148 @@
-//! The in-memory store: which run holds each (task, key) and until when, in this
-//! process.
-//!
-//! Laid out for millions of keys: a `hashbrown::HashTable` of 4-byte slot numbers
-//! (foldhash), the slots themselves in one vector (task id, key as 32 bytes, run id,
-//! expiry), and one first-in-first-out queue of slots per distinct TTL, from which
-//! expired entries are pruned: each entry is queued once and popped once, so pruning
-//! costs nothing per trigger beyond what expired.
+//! The in-memory store: keys claimed, and runs recorded, in this process. Its claims
+//! ([`Dedup`]) and the engine's log of runs (its records) change together under the
+//! engine's lock: nothing comes between a trigger's checks, its claims and its records,
+//! and the byte budget is kept as they are made.
 
-use std::collections::VecDeque;
-use std::hash::BuildHasher;
+use parking_lot::Mutex;
 
-use super::budget::claim_bytes;
-use super::key::{KeyRef, StoredKey};
-use super::run::RunId;
-use crate::payload::Fingerprint;
-use hashbrown::hash_table::Entry;
-use hashbrown::{DefaultHashBuilder, HashTable};
+use super::budget::{self, BudgetPolicy, Spent};
+use super::clock::Millis;
+use super::dedup::{Claim, Dedup};
+use super::key::KeyRef;
+use super::log::Log;
+use super::run::{NO_CLAIM, RunRecord, RunStatus, RunView};
+use super::store::{Held, Holder, Store};
+use super::trigger::Trigger;
+use crate::error::Error;
+use crate::run_id::RunId;
 
-/// Milliseconds since the engine clock's origin.
-pub(crate) type Millis = u64;
-
-#[derive(Debug)]
-struct Slot {
-    task: u32,
-    key: StoredKey,
-    /// The number of the run that holds it: in this process ids are numbers, and 8
-    /// bytes rather than a 24-byte id keep a slot at 64 bytes.
-    run: u64,
-    /// The entry is expired once this is before now (the server's `expiresAt < now`).
-    expires_at: Millis,
-    /// The payload fingerprint of the item that made the run (in the slot's spare
-    /// bytes: it stays at 64).
-    fingerprint: u32,
-}
-
-/// What a trigger found for its key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Claim {
-    /// A live entry: this run is the answer; it was made with a payload of this
-    /// fingerprint.
-    Cached(RunId, Fingerprint),
-    /// None: the new run now holds the key.
-    Claimed,
+#[derive(Debug, Default)]
+pub(crate) struct MemoryStore {
+    /// Locked after the engine's log, never before.
+    claims: Mutex<Claims>,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Dedup {
-    table: HashTable<u32>,
-    hasher: DefaultHashBuilder,
-    slots: Vec<Option<Slot>>,
-    free: Vec<u32>,
-    /// Per TTL, the slots in the order their entries were made, with the run that made
-    /// each: a slot reused or renewed since is recognised by its run and skipped.
-    queues: Vec<(Millis, VecDeque<(u32, u64)>)>,
-    live: usize,
-    /// What the live entries cost, as `budget` counts them.
-    bytes: usize,
+struct Claims {
+    dedup: Dedup,
+    /// What the byte budget cost.
+    spent: Spent,
 }
 
-/// A live entry forgotten to make room: how old it was, and the TTL it was held for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Forgot {
-    /// Whether its TTL had not passed yet: a loss (an expired one is only pruned early).
-    pub(crate) live: bool,
-    pub(crate) age: Millis,
-    pub(crate) ttl: Millis,
-}
-
-impl Dedup {
-    /// Entries held (expired ones not yet pruned included).
-    pub(crate) fn len(&self) -> usize {
-        self.live
+impl Store for MemoryStore {
+    fn name(&self) -> (&'static str, Option<&'static str>) {
+        ("memory", None)
     }
 
-    /// What the entries held cost, as `budget` counts them.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes
+    /// Runs are numbered in the order they are created: the id is the number.
+    fn tag(&self, _number: u64, _task: &str, _key: Option<KeyRef<'_>>) -> u128 {
+        0
     }
 
-    /// The run number of the oldest entry held, dropping the queue places of entries
-    /// renewed or freed since.
-    pub(crate) fn oldest(&mut self) -> Option<u64> {
-        let mut oldest = None;
-        for (_, queue) in &mut self.queues {
-            while let Some(&(at, run)) = queue.front() {
-                match self.slots.get(at as usize).and_then(Option::as_ref) {
-                    Some(slot) if slot.run == run => break,
-                    _ => {
-                        queue.pop_front();
-                    }
+    fn nonce(&self, number: u64) -> u64 {
+        number
+    }
+
+    fn number(&self, id: RunId) -> Option<u64> {
+        (!id.is_fleet()).then(|| id.nonce())
+    }
+
+    fn trigger(&self, log: &Mutex<Log>, trigger: &mut Trigger<'_>) -> Result<(), Error> {
+        let mut log = log.lock();
+        let mut claims = self.claims.lock();
+        let Claims { dedup, spent } = &mut *claims;
+        let now = trigger.now;
+        dedup.prune(now);
+        let task = log.tasks.id(trigger.task);
+        if trigger.checks_first() {
+            // Checked again under the lock the claims are made under: another thread's
+            // trigger may have claimed a key since the engine checked.
+            let held: Vec<Holder> = trigger.keys().into_iter().map(|key| holder(dedup, task, key, now)).collect();
+            trigger.check(&held)?;
+        }
+        if trigger.budget.policy == BudgetPolicy::Refuse {
+            budget::check_room(&log, dedup, spent, &trigger.budget, task, trigger.items.held(), now)?;
+        }
+        dedup.reserve(trigger.len);
+        log.reserve(trigger.len);
+        trigger.handles.reserve(trigger.len);
+        let max_bytes = trigger.budget.max_bytes;
+        let mut forgotten = None;
+        while let Some(item) = trigger.items.next() {
+            let id = RunId::new(log.next());
+            let claim = match item.key.map(|key| dedup.claim(task, key, now, item.ttl, id, item.fingerprint)) {
+                Some(Claim::Cached(held, fingerprint)) => {
+                    trigger.cached(&item, held, Some(fingerprint));
+                    continue;
                 }
-            }
-            if let Some(&(_, run)) = queue.front() {
-                oldest = Some(oldest.map_or(run, |o: u64| o.min(run)));
-            }
-        }
-        oldest
-    }
-
-    /// Forgets the oldest entry held, to make room; what it was.
-    pub(crate) fn evict_oldest(&mut self, now: Millis) -> Option<Forgot> {
-        let oldest = self.oldest()?;
-        let q = self.queues.iter().position(|(_, queue)| queue.front().is_some_and(|&(_, run)| run == oldest))?;
-        let (ttl, queue) = self.queues.get_mut(q)?;
-        let ttl = *ttl;
-        let (at, _) = queue.pop_front()?;
-        let slot = self.slots.get(at as usize)?.as_ref()?;
-        let forgot =
-            Forgot { live: slot.expires_at >= now, age: now.saturating_sub(slot.expires_at.saturating_sub(ttl)), ttl };
-        let hash = hash(&self.hasher, slot.task, slot.key.as_key_ref());
-        if let Ok(entry) = self.table.find_entry(hash, |&other| other == at) {
-            entry.remove();
-        }
-        self.vacate(at);
-        Some(forgot)
-    }
-
-    /// Whether `(task, key)` is held by a live, unexpired run; for the cost of a
-    /// trigger before it claims.
-    pub(crate) fn holds(&self, task: u32, key: KeyRef<'_>, now: Millis) -> bool {
-        self.peek(task, key, now).is_some()
-    }
-
-    /// Room for `additional` more entries without growing.
-    pub(crate) fn reserve(&mut self, additional: usize) {
-        let slots = &self.slots;
-        let hasher = &self.hasher;
-        self.table.reserve(additional, |&slot| rehash(hasher, slots, slot));
-        self.slots.reserve(additional.saturating_sub(self.free.len()));
-    }
-
-    /// The live, unexpired run of `(task, key)`, or, when there is none, records that
-    /// `run` holds it for `ttl` from `now` (a TTL of zero records nothing: the key
-    /// expires at once).
-    pub(crate) fn claim(
-        &mut self,
-        task: u32,
-        key: KeyRef<'_>,
-        now: Millis,
-        ttl: Millis,
-        run: RunId,
-        fingerprint: Fingerprint,
-    ) -> Claim {
-        let run = run.nonce();
-        let hash = hash(&self.hasher, task, key);
-        let slots = &self.slots;
-        let hasher = &self.hasher;
-        let found =
-            self.table.entry(hash, |&slot| matches(slots, slot, task, key), |&slot| rehash(hasher, slots, slot));
-        let expires_at = now.saturating_add(ttl);
-        match found {
-            Entry::Occupied(entry) => {
-                let at = *entry.get();
-                let Some(held) = self.slots.get_mut(at as usize).and_then(Option::as_mut) else {
-                    return Claim::Claimed;
-                };
-                if held.expires_at >= now {
-                    return Claim::Cached(RunId::new(held.run), Fingerprint(held.fingerprint));
-                }
-                if ttl == 0 {
-                    // Expired, and the new run does not hold the key either.
-                    entry.remove();
-                    self.vacate(at);
-                    return Claim::Claimed;
-                }
-                held.run = run;
-                held.expires_at = expires_at;
-                held.fingerprint = fingerprint.0;
-                self.enqueue(ttl, at, run);
-                Claim::Claimed
-            }
-            Entry::Vacant(_) if ttl == 0 => Claim::Claimed,
-            Entry::Vacant(vacant) => {
-                let slot = Slot { task, key: key.to_stored(), run, expires_at, fingerprint: fingerprint.0 };
-                self.bytes += claim_bytes(&slot.key);
-                let at = match self.free.pop() {
-                    Some(at) => {
-                        if let Some(free) = self.slots.get_mut(at as usize) {
-                            *free = Some(slot);
-                        }
-                        at
-                    }
-                    None => {
-                        // Slot numbers are 32 bits: past four billion live keys the
-                        // entry is not kept, which only means a repeat makes a new run.
-                        let Ok(at) = u32::try_from(self.slots.len()) else { return Claim::Claimed };
-                        self.slots.push(Some(slot));
-                        at
-                    }
-                };
-                vacant.insert(at);
-                self.live += 1;
-                self.enqueue(ttl, at, run);
-                Claim::Claimed
+                Some(Claim::Claimed(at)) => at,
+                None => NO_CLAIM,
+            };
+            log.push(item.into_run(task, claim));
+            trigger.created(id);
+            if dedup.bytes() + log.bytes() > max_bytes {
+                forgotten = forgotten.or(budget::make_room(&mut log, dedup, spent, max_bytes, now));
             }
         }
-    }
-
-    /// Forgets the entry of `(task, key)` if `run` holds it (a run that ended in a way
-    /// that releases its key); whether it did.
-    pub(crate) fn release(&mut self, task: u32, key: KeyRef<'_>, run: RunId) -> bool {
-        self.remove_if(task, key, |slot| slot.run == run.nonce())
-    }
-
-    /// The live, unexpired run of `(task, key)` and its payload's fingerprint, if any;
-    /// changes nothing.
-    pub(crate) fn peek(&self, task: u32, key: KeyRef<'_>, now: Millis) -> Option<(RunId, Fingerprint)> {
-        let hash = hash(&self.hasher, task, key);
-        let at = *self.table.find(hash, |&slot| matches(&self.slots, slot, task, key))?;
-        let held = self.slots.get(at as usize)?.as_ref()?;
-        (held.expires_at >= now).then(|| (RunId::new(held.run), Fingerprint(held.fingerprint)))
-    }
-
-    /// Forgets the entry of `(task, key)`; whether there was one. An entry whose TTL
-    /// has passed but that no trigger has pruned yet counts: the reference server
-    /// clears the key of every run that matches, expired or not.
-    pub(crate) fn reset(&mut self, task: u32, key: KeyRef<'_>) -> bool {
-        self.remove_if(task, key, |_| true)
-    }
-
-    fn remove_if(&mut self, task: u32, key: KeyRef<'_>, when: impl FnOnce(&Slot) -> bool) -> bool {
-        let hash = hash(&self.hasher, task, key);
-        let slots = &self.slots;
-        let Ok(entry) = self.table.find_entry(hash, |&slot| matches(slots, slot, task, key)) else { return false };
-        let at = *entry.get();
-        match self.slots.get(at as usize).and_then(Option::as_ref) {
-            Some(slot) if when(slot) => {
-                entry.remove();
-                self.vacate(at);
-                true
-            }
-            _ => false,
+        log.trim();
+        let bytes = dedup.bytes() + log.bytes();
+        crate::meter::engine_bytes(bytes, max_bytes);
+        drop(claims);
+        drop(log);
+        if let Some((remembered, ttl)) = forgotten {
+            budget::warn_forgotten(&trigger.budget, remembered, ttl, bytes);
         }
+        Ok(())
     }
 
-    /// Drops every entry that expired before `now`, oldest first in each TTL's queue.
-    pub(crate) fn prune(&mut self, now: Millis) {
-        for q in 0..self.queues.len() {
-            while let Some(&(at, run)) = self.queues.get(q).and_then(|(_, queue)| queue.front()) {
-                match self.slots.get(at as usize).and_then(Option::as_ref) {
-                    // Reused or renewed since it was queued: its newer entry is queued too.
-                    Some(slot) if slot.run != run => {}
-                    Some(slot) if slot.expires_at < now => {
-                        let hash = hash(&self.hasher, slot.task, slot.key.as_key_ref());
-                        if let Ok(entry) = self.table.find_entry(hash, |&other| other == at) {
-                            entry.remove();
-                        }
-                        self.vacate(at);
-                    }
-                    // The oldest entry of this TTL is live: so are the rest.
-                    Some(_) => break,
-                    None => {}
-                }
-                if let Some((_, queue)) = self.queues.get_mut(q) {
-                    queue.pop_front();
-                }
-            }
-        }
+    fn peek(&self, log: &Mutex<Log>, task: &str, keys: &[KeyRef<'_>], now: Millis) -> Result<Vec<Holder>, Error> {
+        let log = log.lock();
+        let claims = self.claims.lock();
+        let held = |key| log.tasks.find(task).and_then(|task| holder(&claims.dedup, task, key, now));
+        Ok(keys.iter().map(|&key| held(key)).collect())
     }
 
-    fn vacate(&mut self, at: u32) {
-        if let Some(slot) = self.slots.get_mut(at as usize) {
-            if let Some(held) = slot.as_ref() {
-                self.bytes -= claim_bytes(&held.key);
-            }
-            *slot = None;
-            self.free.push(at);
-            self.live -= 1;
-        }
+    fn read(&self, log: &Mutex<Log>, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+        let log = log.lock();
+        Ok(ids.iter().map(|&id| self.view(&log, id).map(|view| view.to_record())).collect())
     }
 
-    #[inline]
-    fn enqueue(&mut self, ttl: Millis, at: u32, run: u64) {
-        // A process uses a handful of TTLs, usually the same one for a whole batch.
-        let queue = match self.queues.iter().position(|(t, _)| *t == ttl) {
-            Some(q) => self.queues.get_mut(q),
-            None => {
-                self.queues.push((ttl, VecDeque::new()));
-                self.queues.last_mut()
-            }
-        };
-        if let Some((_, queue)) = queue {
-            queue.push_back((at, run));
+    fn set_status(&self, log: &Mutex<Log>, id: RunId, status: RunStatus) -> Result<bool, Error> {
+        let mut log = log.lock();
+        let Some(run) = self.number(id).and_then(|number| log.get_mut(number)) else { return Ok(false) };
+        run.status = status;
+        if status.releases_key() {
+            self.claims.lock().dedup.release_slot(run.claim, id);
         }
+        Ok(true)
+    }
+
+    fn reset(&self, log: &Mutex<Log>, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+        let log = log.lock();
+        let Some(task) = log.tasks.find(task) else { return Ok(false) };
+        let dedup = &mut self.claims.lock().dedup;
+        Ok(match held_by {
+            None => dedup.reset(task, key),
+            // An id of a shared store's is never a run of this engine's.
+            Some(run) => !run.is_fleet() && dedup.release(task, key, run),
+        })
+    }
+
+    fn held(&self) -> Held {
+        let claims = self.claims.lock();
+        Held { keys: claims.dedup.len(), bytes: claims.dedup.bytes(), spent: claims.spent }
     }
 }
 
-fn hash(hasher: &DefaultHashBuilder, task: u32, key: KeyRef<'_>) -> u64 {
-    match key {
-        KeyRef::Digest(digest) => hasher.hash_one((task, digest.as_bytes())),
-        KeyRef::Raw(raw) => hasher.hash_one((task, raw)),
+impl MemoryStore {
+    /// Run `id`, in place.
+    fn view<'l>(&self, log: &'l Log, id: RunId) -> Option<RunView<'l>> {
+        let run = log.get(self.number(id)?)?;
+        Some(RunView { id, task: log.tasks.name(run.task), run })
     }
 }
 
-fn matches(slots: &[Option<Slot>], at: u32, task: u32, key: KeyRef<'_>) -> bool {
-    slots
-        .get(at as usize)
-        .and_then(Option::as_ref)
-        .is_some_and(|slot| slot.task == task && slot.key.as_key_ref() == key)
-}
-
-/// The hash of the entry in `at`, as it was inserted; a table that grows moves entries
-/// by it.
-fn rehash(hasher: &DefaultHashBuilder, slots: &[Option<Slot>], at: u32) -> u64 {
-    slots.get(at as usize).and_then(Option::as_ref).map_or(0, |slot| hash(hasher, slot.task, slot.key.as_key_ref()))
-}
-
-#[cfg(test)]
-mod tests {
-    use idempotency_catalog::Digest;
-
-    use super::*;
-
-    const FP: Fingerprint = Fingerprint(7);
-
-    fn key(i: u32) -> KeyRef<'static> {
-        let mut bytes = [0; 32];
-        bytes[..4].copy_from_slice(&i.to_be_bytes());
-        KeyRef::Digest(Digest::from_bytes(bytes))
-    }
-
-    #[test]
-    fn a_slot_takes_64_bytes() {
-        assert_eq!(std::mem::size_of::<Option<Slot>>(), 64);
-    }
-
-    #[test]
-    fn expiry_is_strictly_after_the_ttl() {
-        let mut dedup = Dedup::default();
-        assert_eq!(dedup.claim(0, key(1), 1_000, 60_000, RunId::new(1), FP), Claim::Claimed);
-        // At exactly the TTL the run is still the answer; a millisecond later it is not.
-        assert_eq!(dedup.claim(0, key(1), 61_000, 60_000, RunId::new(2), FP), Claim::Cached(RunId::new(1), FP));
-        assert_eq!(dedup.claim(0, key(1), 61_001, 60_000, RunId::new(3), FP), Claim::Claimed);
-        assert_eq!(dedup.claim(0, key(1), 61_002, 60_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
-    }
-
-    #[test]
-    fn a_zero_ttl_never_holds_the_key() {
-        let mut dedup = Dedup::default();
-        for run in 1..=3 {
-            assert_eq!(dedup.claim(0, key(1), 5, 0, RunId::new(run), FP), Claim::Claimed);
-        }
-        assert_eq!(dedup.len(), 0);
-    }
-
-    #[test]
-    fn pruning_frees_exactly_the_expired_entries_and_slots_are_reused() {
-        let mut dedup = Dedup::default();
-        for i in 0..1_000 {
-            dedup.claim(0, key(i), 0, 1_000, RunId::new(u64::from(i)), FP);
-        }
-        for i in 1_000..1_500 {
-            dedup.claim(0, key(i), 500, 1_000, RunId::new(u64::from(i)), FP);
-        }
-        dedup.prune(1_001); // the first thousand expired at 1,000
-        assert_eq!(dedup.len(), 500);
-        assert!(
-            (1_000..1_500)
-                .all(|i| matches!(dedup.claim(0, key(i), 1_001, 1_000, RunId::new(0), FP), Claim::Cached(..)))
-        );
-        for i in 2_000..3_000 {
-            dedup.claim(0, key(i), 1_001, 1_000, RunId::new(u64::from(i)), FP);
-        }
-        assert_eq!(dedup.slots.len(), 1_500, "freed slots were reused");
-    }
-
-    #[test]
-    fn a_renewed_entry_is_not_pruned_by_its_old_queue_place() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        // Expired at 1,001 and claimed again by run 2, until 2,001.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(2), FP), Claim::Claimed);
-        dedup.prune(1_500);
-        assert_eq!(dedup.claim(0, key(1), 1_500, 1_000, RunId::new(3), FP), Claim::Cached(RunId::new(2), FP));
-    }
-
-    #[test]
-    fn pruning_skips_a_renewed_place_and_goes_on_freeing_what_expired_behind_it() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        dedup.claim(0, key(2), 10, 1_000, RunId::new(2), FP);
-        // Key 1 expired at 1,000 and is held again by run 3, in the same slot: its old
-        // queue place comes first, before key 2's.
-        assert_eq!(dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), FP), Claim::Claimed);
-        dedup.prune(1_020);
-        assert_eq!(dedup.len(), 1, "key 2 expired at 1,010 and was freed");
-        assert_eq!(dedup.claim(0, key(1), 1_020, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
-        assert_eq!(dedup.claim(0, key(2), 1_020, 1_000, RunId::new(5), FP), Claim::Claimed);
-    }
-
-    #[test]
-    fn release_only_forgets_the_key_of_the_run_that_holds_it() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        assert!(!dedup.release(0, key(1), RunId::new(9)));
-        assert!(dedup.release(0, key(1), RunId::new(1)));
-        assert_eq!(dedup.claim(0, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
-    }
-
-    #[test]
-    fn tasks_and_raw_keys_are_separate_keys() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        assert_eq!(dedup.claim(1, key(1), 0, 1_000, RunId::new(2), FP), Claim::Claimed);
-        dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(3), FP);
-        assert_eq!(dedup.claim(0, KeyRef::Raw("abc"), 0, 1_000, RunId::new(4), FP), Claim::Cached(RunId::new(3), FP));
-    }
-
-    #[test]
-    fn a_claim_keeps_its_payload_fingerprint_and_answers_with_it() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), Fingerprint(1));
-        assert_eq!(
-            dedup.claim(0, key(1), 10, 1_000, RunId::new(2), Fingerprint(2)),
-            Claim::Cached(RunId::new(1), Fingerprint(1))
-        );
-        assert_eq!(dedup.peek(0, key(1), 10), Some((RunId::new(1), Fingerprint(1))));
-        assert_eq!(dedup.peek(0, key(2), 10), None);
-        // Expired: no answer, and a new claim takes the new payload's fingerprint.
-        assert_eq!(dedup.peek(0, key(1), 1_001), None);
-        dedup.claim(0, key(1), 1_001, 1_000, RunId::new(3), Fingerprint(3));
-        assert_eq!(dedup.peek(0, key(1), 1_002), Some((RunId::new(3), Fingerprint(3))));
-    }
-
-    #[test]
-    fn entries_are_counted_and_the_oldest_goes_first_whatever_its_ttl() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 60_000, RunId::new(1), FP);
-        dedup.claim(0, key(2), 10, 1_000, RunId::new(2), FP);
-        dedup.claim(0, KeyRef::Raw(&"r".repeat(100)), 20, 60_000, RunId::new(3), FP);
-        let digest_claim = claim_bytes(&key(1).to_stored());
-        assert_eq!(dedup.bytes(), 2 * digest_claim + claim_bytes(&KeyRef::Raw(&"r".repeat(100)).to_stored()));
-        // Key 1 was released and claimed again by run 4: its old place is skipped.
-        assert!(dedup.release(0, key(1), RunId::new(1)));
-        dedup.claim(0, key(1), 30, 60_000, RunId::new(4), FP);
-        assert_eq!(dedup.oldest(), Some(2));
-        let forgot = dedup.evict_oldest(500).unwrap();
-        assert_eq!(forgot, Forgot { live: true, age: 490, ttl: 1_000 });
-        assert_eq!(dedup.evict_oldest(70_000).map(|f| (f.live, f.age)), Some((false, 69_980)));
-        assert_eq!(dedup.oldest(), Some(4));
-        assert_eq!(dedup.claim(0, key(2), 600, 1_000, RunId::new(5), FP), Claim::Claimed, "forgotten");
-        dedup.reset(0, key(1));
-        dedup.reset(0, key(2));
-        assert_eq!((dedup.len(), dedup.bytes()), (0, 0));
-    }
-
-    #[test]
-    fn a_reset_finds_a_key_whose_ttl_passed_but_that_no_trigger_pruned() {
-        let mut dedup = Dedup::default();
-        dedup.claim(0, key(1), 0, 1_000, RunId::new(1), FP);
-        // Past its TTL, not pruned: still found and cleared, as the reference server does.
-        assert!(dedup.reset(0, key(1)));
-        assert!(!dedup.reset(0, key(1)), "cleared");
-        assert_eq!(dedup.len(), 0);
-    }
+/// The live run of `(task, key)` at `now`, and its payload's fingerprint.
+fn holder(dedup: &Dedup, task: u32, key: KeyRef<'_>, now: Millis) -> Holder {
+    dedup.peek(task, key, now).map(|(id, fingerprint)| (id, Some(fingerprint)))
 }

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 
 use super::incoming::Incoming;
 use super::key::KeyRef;
-use super::run::RunId;
-use super::shared::Holder;
+use super::store::Holder;
 use crate::error::Error;
 use crate::payload::{Fingerprint, PayloadPolicy};
+use crate::run_id::RunId;
 
 #[derive(Debug, Default)]
 pub(crate) struct Mismatches {
@@ -91,7 +91,7 @@ impl Mismatches {
             mismatched = self.count,
             key = %key,
             run = run.map(tracing::field::display),
-            remedy = "derive the key from everything that makes the request different, or refuse such triggers with PayloadPolicy::Fail: LocalEngine::with_payload_policy, or IDEMPOTENCY_PAYLOAD_POLICY=fail where the program reads it (LocalEngine::from_env, PayloadPolicy::from_env)",
+            remedy = "derive the key from everything that makes the request different, or refuse such triggers with PayloadPolicy::Fail: Engine::with_payload_policy, or IDEMPOTENCY_PAYLOAD_POLICY=fail where the program reads it (Engine::from_env, PayloadPolicy::from_env)",
             "idempotency key reused with another payload; answered with the run that holds the key"
         );
     }

@@ -39,21 +39,26 @@ use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use idempotency_catalog::fleet::RedisConnection;
 use idempotency_catalog::fleet::layout::{claim_key, run_key};
-use idempotency_catalog::{FaultKind, KeyOptions, Redis, fleet::RedisConnection};
+use idempotency_catalog::{FaultKind, KeyOptions, Redis};
+use parking_lot::Mutex;
 use redis::{Cmd, RedisResult, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest as _, Sha256};
 
+use super::clock::Millis;
 use super::key::KeyRef;
-use super::memory::Millis;
-use super::run::{RunId, RunRecord, RunStatus};
-#[cfg(feature = "tokio")]
-use super::shared::BoxFuture;
-use super::shared::{Answer, Created, Holder, NewRun, Partial, SharedStore};
+use super::log::Log;
+use super::remote::{self, Answer, Created, NewRun, Partial};
+use super::run::{RunRecord, RunStatus};
+use super::store::{Holder, Store};
+use super::trigger::Trigger;
 use crate::error::{Error, shown};
+use crate::from_catalog::server_error_of;
 use crate::payload::Fingerprint;
+use crate::run_id::RunId;
 
 /// Items sent in one pipeline.
 pub(crate) const CHUNK: usize = 10_000;
@@ -295,7 +300,7 @@ impl RedisStore {
                             Err(why) => failures.add(FaultKind::Foreign, why),
                         },
                         Err(err) => {
-                            let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
+                            let (kind, said) = server_error_of(&err);
                             failures.add(kind, format!("{said} (at {})", key()))
                         }
                         Ok(other) => failures.add(FaultKind::Foreign, format!("{} answered {other:?}", key())),
@@ -354,7 +359,7 @@ impl RedisStore {
                         Err(why) => foreign = foreign.or(Some(why)),
                     },
                     Some(Err(err)) => {
-                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
+                        let (kind, said) = server_error_of(&err);
                         return Err(self.conn.fault(READ, kind, format!("{said} (at {redis_key})")).into());
                     }
                     _ => {}
@@ -449,7 +454,7 @@ impl RedisStore {
                         Err(_) => Ok(None),
                     },
                     Err(err) => {
-                        let (kind, said) = idempotency_catalog::fleet::server_error_of(&err);
+                        let (kind, said) = server_error_of(&err);
                         Err(self.conn.fault(READ, kind, format!("{said} (at {claim})")).into())
                     }
                     Ok(_) => Ok(None),
@@ -472,7 +477,7 @@ const READ: &str = "read runs";
 const STATUS: &str = "change a run's status";
 const RESET_OP: &str = "reset a key";
 
-/// What went wrong in one [`SharedStore::create`].
+/// What went wrong in one call to [`RedisStore::create`].
 #[derive(Default)]
 struct Failures {
     /// Items that failed, the kind of the first and what it said.
@@ -491,14 +496,21 @@ impl Failures {
     }
 }
 
-impl SharedStore for RedisStore {
-    fn chunk(&self) -> usize {
-        CHUNK
+impl RedisStore {
+    /// Creates `runs` of `task` in one pipeline: each whose key is free, with its
+    /// record; the others answered with the run that holds their key.
+    fn create(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Created {
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sent = self.conn.send(CREATE, self.create_cmds(task, runs, now));
+        self.created(runs, sent.map_err(Error::from))
     }
+}
 
-    #[cfg(feature = "tokio")]
-    fn async_chunk(&self) -> usize {
-        ASYNC_CHUNK
+impl Store for RedisStore {
+    fn name(&self) -> (&'static str, Option<&'static str>) {
+        ("redis", Some("redis"))
     }
 
     fn tag(&self, number: u64, task: &str, key: Option<KeyRef<'_>>) -> u128 {
@@ -532,15 +544,20 @@ impl SharedStore for RedisStore {
         id.is_fleet().then(|| id.nonce().wrapping_sub(self.base))
     }
 
-    fn create(&self, task: &str, runs: &[NewRun<'_>], now: Millis) -> Created {
-        if runs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sent = self.conn.send(CREATE, self.create_cmds(task, runs, now));
-        self.created(runs, sent.map_err(Error::from))
+    fn trigger(&self, log: &Mutex<Log>, trigger: &mut Trigger<'_>) -> Result<(), Error> {
+        remote::trigger(self, log, trigger, CHUNK, |task, runs, now| self.create(task, runs, now))
     }
 
-    fn read(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
+    fn peek(&self, _: &Mutex<Log>, task: &str, keys: &[KeyRef<'_>], _: Millis) -> Result<Vec<Holder>, Error> {
+        let mut out = Vec::with_capacity(keys.len());
+        for keys in keys.chunks(READ_CHUNK) {
+            let answers = self.conn.send(READ, self.peek_cmds(task, keys))?;
+            out.extend(self.held(task, keys, answers)?);
+        }
+        Ok(out)
+    }
+
+    fn read(&self, _: &Mutex<Log>, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, Error> {
         let mut out = Vec::with_capacity(ids.len());
         for ids in ids.chunks(READ_CHUNK) {
             let cmds = self.read_cmds(ids);
@@ -550,21 +567,12 @@ impl SharedStore for RedisStore {
         Ok(out)
     }
 
-    fn peek(&self, task: &str, keys: &[KeyRef<'_>]) -> Result<Vec<Holder>, Error> {
-        let mut out = Vec::with_capacity(keys.len());
-        for keys in keys.chunks(READ_CHUNK) {
-            let answers = self.conn.send(READ, self.peek_cmds(task, keys))?;
-            out.extend(self.held(task, keys, answers)?);
-        }
-        Ok(out)
-    }
-
-    fn set_status(&self, id: RunId, status: RunStatus) -> Result<bool, Error> {
+    fn set_status(&self, _: &Mutex<Log>, id: RunId, status: RunStatus) -> Result<bool, Error> {
         let Some(cmd) = self.status_cmd(id, status) else { return Ok(false) };
         Ok(self.conn.query::<u8>(STATUS, &cmd)? == 1)
     }
 
-    fn reset(&self, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
+    fn reset(&self, _: &Mutex<Log>, task: &str, key: KeyRef<'_>, held_by: Option<RunId>) -> Result<bool, Error> {
         let (mut reset, mut cmd) = self.resetting(task, key, held_by);
         loop {
             let answer = self.conn.query::<Value>(RESET_OP, &cmd)?;
@@ -574,70 +582,120 @@ impl SharedStore for RedisStore {
             }
         }
     }
+}
 
-    #[cfg(feature = "tokio")]
-    fn create_async<'a>(&'a self, task: &'a str, runs: &'a [NewRun<'a>], now: Millis) -> BoxFuture<'a, Created> {
-        Box::pin(async move {
-            if runs.is_empty() {
-                return Ok(Vec::new());
-            }
-            let sent = self.conn.send_async(CREATE, self.create_cmds(task, runs, now)).await;
-            self.created(runs, sent.map_err(Error::from))
-        })
-    }
+/// The same calls from async code: the same commands, the same reading of their
+/// answers, awaited on the multiplexed connection in pipelines of [`ASYNC_CHUNK`].
+#[cfg(feature = "tokio")]
+mod future {
+    use parking_lot::Mutex;
+    use redis::Value;
 
-    #[cfg(feature = "tokio")]
-    fn read_async<'a>(&'a self, ids: &'a [RunId]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, Error>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(ids.len());
-            // As a trigger's claims: pipelines small enough that building one, and
-            // parsing its records, keeps a poll short.
-            for ids in ids.chunks(ASYNC_CHUNK) {
-                let cmds = self.read_cmds(ids);
-                let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send_async(READ, cmds).await? };
-                out.extend(self.records(ids, answers)?);
-            }
-            Ok(out)
-        })
-    }
+    use super::super::future::{AsyncStore, BoxFuture};
+    use super::super::remote::Sending;
+    use super::*;
 
-    #[cfg(feature = "tokio")]
-    fn peek_async<'a>(&'a self, task: &'a str, keys: &'a [KeyRef<'a>]) -> BoxFuture<'a, Result<Vec<Holder>, Error>> {
-        Box::pin(async move {
-            let mut out = Vec::with_capacity(keys.len());
-            for keys in keys.chunks(ASYNC_CHUNK) {
-                let answers = self.conn.send_async(READ, self.peek_cmds(task, keys)).await?;
-                out.extend(self.held(task, keys, answers)?);
-            }
-            Ok(out)
-        })
-    }
-
-    #[cfg(feature = "tokio")]
-    fn set_status_async(&self, id: RunId, status: RunStatus) -> BoxFuture<'_, Result<bool, Error>> {
-        Box::pin(async move {
-            let Some(cmd) = self.status_cmd(id, status) else { return Ok(false) };
-            Ok(self.conn.query_async::<u8>(STATUS, &cmd).await? == 1)
-        })
-    }
-
-    #[cfg(feature = "tokio")]
-    fn reset_async<'a>(
-        &'a self,
-        task: &'a str,
-        key: KeyRef<'a>,
-        held_by: Option<RunId>,
-    ) -> BoxFuture<'a, Result<bool, Error>> {
-        Box::pin(async move {
-            let (mut reset, mut cmd) = self.resetting(task, key, held_by);
-            loop {
-                let answer = self.conn.query_async::<Value>(RESET_OP, &cmd).await?;
-                match self.reset_step(&mut reset, answer)? {
-                    ResetStep::Send(next) => cmd = next,
-                    ResetStep::Done(freed) => return Ok(freed),
+    impl RedisStore {
+        fn create_async<'a>(&'a self, task: &'a str, runs: &'a [NewRun<'a>], now: Millis) -> BoxFuture<'a, Created> {
+            Box::pin(async move {
+                if runs.is_empty() {
+                    return Ok(Vec::new());
                 }
-            }
-        })
+                let sent = self.conn.send_async(CREATE, self.create_cmds(task, runs, now)).await;
+                self.created(runs, sent.map_err(Error::from))
+            })
+        }
+    }
+
+    impl AsyncStore for RedisStore {
+        /// As the sync trigger (`remote::trigger`), awaiting each call and yielding
+        /// between two.
+        fn trigger_async<'a>(
+            &'a self,
+            log: &'a Mutex<Log>,
+            trigger: &'a mut Trigger<'_>,
+        ) -> BoxFuture<'a, Result<(), Error>> {
+            Box::pin(async move {
+                if trigger.checks_first() {
+                    let keys = trigger.keys();
+                    trigger.check(&self.peek_async(log, trigger.task, &keys, trigger.now).await?)?;
+                }
+                let mut sending = Sending::new(ASYNC_CHUNK, trigger.len);
+                while sending.next(self, log, trigger) {
+                    let created =
+                        self.create_async(trigger.task, &sending.runs(trigger.share_payloads), trigger.now).await;
+                    sending.record(self, log, trigger, created)?;
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            })
+        }
+
+        fn peek_async<'a>(
+            &'a self,
+            _: &'a Mutex<Log>,
+            task: &'a str,
+            keys: &'a [KeyRef<'a>],
+            _: Millis,
+        ) -> BoxFuture<'a, Result<Vec<Holder>, Error>> {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(keys.len());
+                for keys in keys.chunks(ASYNC_CHUNK) {
+                    let answers = self.conn.send_async(READ, self.peek_cmds(task, keys)).await?;
+                    out.extend(self.held(task, keys, answers)?);
+                }
+                Ok(out)
+            })
+        }
+
+        fn read_async<'a>(
+            &'a self,
+            _: &'a Mutex<Log>,
+            ids: &'a [RunId],
+        ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, Error>> {
+            Box::pin(async move {
+                let mut out = Vec::with_capacity(ids.len());
+                // As a trigger's claims: pipelines small enough that building one, and
+                // parsing its records, keeps a poll short.
+                for ids in ids.chunks(ASYNC_CHUNK) {
+                    let cmds = self.read_cmds(ids);
+                    let answers = if cmds.is_empty() { Vec::new() } else { self.conn.send_async(READ, cmds).await? };
+                    out.extend(self.records(ids, answers)?);
+                }
+                Ok(out)
+            })
+        }
+
+        fn set_status_async<'a>(
+            &'a self,
+            _: &'a Mutex<Log>,
+            id: RunId,
+            status: RunStatus,
+        ) -> BoxFuture<'a, Result<bool, Error>> {
+            Box::pin(async move {
+                let Some(cmd) = self.status_cmd(id, status) else { return Ok(false) };
+                Ok(self.conn.query_async::<u8>(STATUS, &cmd).await? == 1)
+            })
+        }
+
+        fn reset_async<'a>(
+            &'a self,
+            _: &'a Mutex<Log>,
+            task: &'a str,
+            key: KeyRef<'a>,
+            held_by: Option<RunId>,
+        ) -> BoxFuture<'a, Result<bool, Error>> {
+            Box::pin(async move {
+                let (mut reset, mut cmd) = self.resetting(task, key, held_by);
+                loop {
+                    let answer = self.conn.query_async::<Value>(RESET_OP, &cmd).await?;
+                    match self.reset_step(&mut reset, answer)? {
+                        ResetStep::Send(next) => cmd = next,
+                        ResetStep::Done(freed) => return Ok(freed),
+                    }
+                }
+            })
+        }
     }
 }
 

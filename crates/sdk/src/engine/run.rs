@@ -1,98 +1,17 @@
+//! A run as the engine answers, records and shows it: its status and what releases its
+//! key, a trigger's answer per item, a record copied out, and a record read in place.
+
 use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
-use idempotency_catalog::{KeyOptions, Scope};
+use idempotency_catalog::{Digest, KeyOptions, Scope};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 
-use super::key::StoredKey;
 use crate::error::{Error, shown};
-
-/// A run's id. An engine in one process numbers its runs from 1 in the order it
-/// creates them, shown as `run_00000042`; an engine on Redis (feature `redis`) gives
-/// ids that are unique across the fleet and name where the run's record lives, shown
-/// as `run_` and 48 lowercase hex characters. `Copy`, 24 bytes: handles and records
-/// carry no string.
-///
-/// # Examples
-///
-/// ```
-/// use idempotency_sdk::RunId;
-///
-/// assert_eq!(RunId::new(42).to_string(), "run_00000042");
-/// assert_eq!("run_00000042".parse::<RunId>()?, RunId::new(42));
-/// assert!("run_4x".parse::<RunId>().is_err());
-/// # Ok::<(), idempotency_sdk::Error>(())
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RunId {
-    /// Zero for an engine-local id; on a shared store, where the run's record lives
-    /// (a hash of its task and key, or for a run without a key, a number of its own).
-    /// Two halves rather than a `u128`, which would align the id, and every handle, to
-    /// 16 bytes.
-    tag: [u64; 2],
-    /// The engine-local number, or on a shared store, the engine's random base plus it.
-    nonce: u64,
-}
-
-/// How many hex characters a fleet id has after `run_`.
-const FLEET_HEX: usize = 48;
-
-impl RunId {
-    /// The engine-local id numbered `n`.
-    pub const fn new(n: u64) -> Self {
-        RunId { tag: [0, 0], nonce: n }
-    }
-
-    /// A fleet id: where its record lives (`tag`, not zero) and its nonce.
-    pub(crate) const fn fleet(tag: u128, nonce: u64) -> Self {
-        RunId { tag: [(tag >> 64) as u64, tag as u64], nonce }
-    }
-
-    pub(crate) const fn tag(self) -> u128 {
-        (self.tag[0] as u128) << 64 | self.tag[1] as u128
-    }
-
-    pub(crate) const fn nonce(self) -> u64 {
-        self.nonce
-    }
-
-    /// Whether the id was made by an engine on a shared store.
-    pub(crate) const fn is_fleet(self) -> bool {
-        self.tag[0] != 0 || self.tag[1] != 0
-    }
-}
-
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.is_fleet() {
-            write!(f, "run_{:032x}{:016x}", self.tag(), self.nonce)
-        } else {
-            write!(f, "run_{:08}", self.nonce)
-        }
-    }
-}
-
-impl fmt::Debug for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
-/// As its text (`"run_00000042"`), read back with [`FromStr`].
-impl Serialize for RunId {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for RunId {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
-    }
-}
+use crate::payload::Payload;
+use crate::run_id::RunId;
 
 /// As its name (`"timed-out"`), read back with [`FromStr`].
 impl Serialize for RunStatus {
@@ -105,32 +24,6 @@ impl<'de> Deserialize<'de> for RunStatus {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl FromStr for RunId {
-    type Err = Error;
-
-    /// `run_` followed by a decimal number (an engine-local id) or by 48 lowercase hex
-    /// characters (a fleet id), as [`Display`](fmt::Display) writes them.
-    fn from_str(s: &str) -> Result<Self, Error> {
-        let invalid = || Error::InvalidRunId { value: shown(s) };
-        let digits = s.strip_prefix("run_").filter(|d| !d.is_empty()).ok_or_else(invalid)?;
-        if digits.len() == FLEET_HEX {
-            let hex = |d: &str| {
-                let lower = d.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-                lower.then(|| u128::from_str_radix(d, 16).ok()).flatten()
-            };
-            let (tag, nonce) = (digits.get(..32).and_then(hex), digits.get(32..).and_then(hex));
-            return match (tag, nonce.and_then(|n| u64::try_from(n).ok())) {
-                (Some(tag), Some(nonce)) if tag != 0 => Ok(RunId::fleet(tag, nonce)),
-                _ => Err(invalid()),
-            };
-        }
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        digits.parse().map(RunId::new).map_err(|_| invalid())
     }
 }
 
@@ -240,10 +133,27 @@ impl FromStr for RunStatus {
     }
 }
 
-/// The engine's answer for one item.
+/// What triggering one item came to: the run that serves it, and whether that run
+/// already existed. A trigger answers one per item, in order.
+///
+/// # Examples
+///
+/// ```
+/// use idempotency_sdk::{Engine, ItemOptions, Scope, Sdk, Triggered};
+///
+/// let sdk = Sdk::from_env()?;
+/// let mut batch = sdk.batch("charge", 2);
+/// for _ in 0..2 {
+///     batch.item(None, ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
+/// }
+/// let answers: Vec<Triggered> = Engine::new().trigger(&batch.build()?)?;
+/// // The key twice: one run, the second item answered with it.
+/// assert!(!answers[0].cached && answers[1].cached && answers[0].id == answers[1].id);
+/// # Ok::<(), idempotency_sdk::Error>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct RunHandle {
+pub struct Triggered {
     /// The run that serves the item.
     pub id: RunId,
     /// Whether that run already existed: an earlier trigger with the same task and key,
@@ -258,13 +168,13 @@ pub struct RunHandle {
 /// back (with `serde_json`: the payload is kept as its text):
 ///
 /// ```
-/// use idempotency_sdk::{ItemOptions, LocalEngine, RunRecord, Scope, Sdk};
+/// use idempotency_sdk::{Engine, ItemOptions, RunRecord, Scope, Sdk};
 /// use serde_json::json;
 ///
 /// let sdk = Sdk::from_env()?;
 /// let mut batch = sdk.batch("charge", 1);
 /// batch.item(json!({ "amount": 7 }), ItemOptions::new().key(sdk.create_key("order-7", Scope::Global)));
-/// let engine = LocalEngine::new();
+/// let engine = Engine::new();
 /// let run = engine.run(engine.trigger(&batch.build()?)?[0].id)?.unwrap();
 /// let json = serde_json::to_string(&run).unwrap();
 /// assert_eq!(
@@ -303,18 +213,35 @@ impl PartialEq for RunRecord {
     }
 }
 
-/// A run as the engine stores it: the task as an id, the key as 32 bytes.
+/// A run as the engine stores it: the task as a number, the key as its original key
+/// and scope when they are known (its digest is then the claim's business), 64 bytes.
 #[derive(Debug)]
 pub(crate) struct Run {
+    pub(crate) payload: Option<Payload>,
+    pub(crate) key: RunKey,
     pub(crate) task: u32,
+    /// In memory, the claim slot that holds its key, which releasing the key frees;
+    /// [`NO_CLAIM`] when it holds none (or the store is elsewhere).
+    pub(crate) claim: u32,
     pub(crate) status: RunStatus,
-    pub(crate) key: Option<StoredKey>,
-    pub(crate) options: Option<KeyOptions>,
-    pub(crate) payload: Option<Box<RawValue>>,
+}
+
+/// [`Run::claim`] of a run that holds no claim in this process.
+pub(crate) const NO_CLAIM: u32 = u32::MAX;
+
+/// A run's key, as its record shows it: the original key and scope, else the key as
+/// sent (a digest, boxed: a key without options is the rare case, and 24 bytes keep a
+/// record at 64).
+#[derive(Debug)]
+pub(crate) enum RunKey {
+    None,
+    Options(KeyOptions),
+    Digest(Box<Digest>),
+    Raw(Box<str>),
 }
 
 /// A run read in place, under the engine's lock; see
-/// [`LocalEngine::for_each_run`](crate::LocalEngine::for_each_run).
+/// [`Engine::for_each_run`](crate::Engine::for_each_run).
 #[derive(Clone, Copy, Debug)]
 pub struct RunView<'a> {
     pub(crate) id: RunId,
@@ -335,21 +262,25 @@ impl<'a> RunView<'a> {
 
     /// The original key when its options were known, else the key as sent.
     pub fn idempotency_key(&self) -> Option<Cow<'a, str>> {
-        match (&self.run.options, &self.run.key) {
-            (Some(options), _) => Some(Cow::Borrowed(options.key())),
-            (None, Some(key)) => Some(key.text()),
-            (None, None) => None,
+        match &self.run.key {
+            RunKey::Options(options) => Some(Cow::Borrowed(options.key())),
+            RunKey::Digest(digest) => Some(Cow::Owned(digest.to_hex_string())),
+            RunKey::Raw(raw) => Some(Cow::Borrowed(raw)),
+            RunKey::None => None,
         }
     }
 
     /// The key's scope, when its options were known.
     pub fn idempotency_key_scope(&self) -> Option<Scope> {
-        self.run.options.as_ref().map(KeyOptions::scope)
+        match &self.run.key {
+            RunKey::Options(options) => Some(options.scope()),
+            _ => None,
+        }
     }
 
     /// The payload it was triggered with, as JSON text.
     pub fn payload(&self) -> Option<&'a RawValue> {
-        self.run.payload.as_deref()
+        self.run.payload.as_ref().and_then(Payload::raw)
     }
 
     /// Where it is in its life.
@@ -364,7 +295,7 @@ impl<'a> RunView<'a> {
             task: self.task.to_owned(),
             idempotency_key: self.idempotency_key().map(Cow::into_owned),
             idempotency_key_scope: self.idempotency_key_scope(),
-            payload: self.run.payload.clone(),
+            payload: self.run.payload.as_ref().and_then(Payload::to_boxed),
             status: self.run.status,
         }
     }
@@ -375,58 +306,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn ids_read_back_as_they_are_shown_and_stay_small() {
-        for id in [RunId::new(1), RunId::new(42), RunId::new(u64::MAX), RunId::fleet(1, 0), RunId::fleet(u128::MAX, 7)]
-        {
-            assert_eq!(id.to_string().parse::<RunId>().unwrap(), id, "{id}");
-        }
-        assert_eq!(
-            RunId::fleet(0xab << 64 | 0xcd, 0xef).to_string(),
-            format!("run_{:016x}{:016x}{:016x}", 0xab, 0xcd, 0xef)
-        );
-        assert!(!RunId::new(3).is_fleet() && RunId::fleet(3, 0).is_fleet());
-        let fleet = RunId::fleet(0x0123_4567_89ab_cdef_0011_2233_4455_6677, 0x8899_aabb_ccdd_eeff);
-        assert_eq!((fleet.tag(), fleet.nonce()), (0x0123_4567_89ab_cdef_0011_2233_4455_6677, 0x8899_aabb_ccdd_eeff));
-        assert_eq!(std::mem::size_of::<RunId>(), 24);
-        assert_eq!(std::mem::size_of::<RunHandle>(), 32);
+    fn an_answer_and_a_record_stay_small() {
+        assert_eq!(std::mem::size_of::<Triggered>(), 32);
+        assert_eq!(std::mem::size_of::<Run>(), 64);
     }
 
     #[test]
-    fn anything_else_is_not_an_id() {
-        let zero_tag = format!("run_{}", "0".repeat(48));
-        let upper = format!("run_{}", "A".repeat(48));
-        for bad in [
-            "",
-            "run_",
-            "run",
-            "42",
-            "run_-1",
-            "run_+1",
-            "run_1.0",
-            "run_99999999999999999999",
-            "run_ 1",
-            &zero_tag,
-            &upper,
-        ] {
-            let err = bad.parse::<RunId>().unwrap_err().to_string();
-            assert!(err.starts_with(&format!("invalid run id {bad:?}")), "{err}");
-        }
-    }
-
-    #[test]
-    fn ids_and_statuses_serialize_as_their_text_and_bad_text_is_refused() {
-        for id in [RunId::new(42), RunId::fleet(0xab, 7)] {
-            let json = serde_json::to_string(&id).unwrap();
-            assert_eq!(json, format!("\"{id}\""));
-            assert_eq!(serde_json::from_str::<RunId>(&json).unwrap(), id);
-        }
+    fn statuses_serialize_as_their_text_and_bad_text_is_refused() {
         for status in RunStatus::ALL {
             let json = serde_json::to_string(&status).unwrap();
             assert_eq!(json, format!("\"{status}\""));
             assert_eq!(serde_json::from_str::<RunStatus>(&json).unwrap(), status);
         }
-        let err = serde_json::from_str::<RunId>(r#""run_x""#).unwrap_err().to_string();
-        assert!(err.starts_with(r#"invalid run id "run_x""#), "{err}");
         let err = serde_json::from_str::<RunStatus>(r#""done""#).unwrap_err().to_string();
         assert!(err.starts_with(r#"invalid run status "done""#), "{err}");
     }

@@ -1,28 +1,19 @@
-//! What the fleet fault tests share: the keys they trigger, and the check each fault
-//! ends with (`docs/fleet.md`, "When Redis fails": a fresh engine finds every key held
-//! once). `.ci/doc-tests` checks that every fault test the docs name calls
-//! [`a_fresh_engine_finds_every_key_held_once`] or [`a_fresh_engine_finds_every_key_held_once_in`].
-#![allow(dead_code)] // each test binary uses its part
+//! The check each fleet fault test ends with (`docs/fleet.md`, "When Redis fails": a
+//! fresh engine finds every key held once). `.ci/doc-tests` checks that every fault
+//! test the docs name calls [`a_fresh_engine_finds_every_key_held_once`] or
+//! [`a_fresh_engine_finds_every_key_held_once_in`].
 
 use std::collections::HashSet;
 
-use idempotency_catalog::{CatalogBuilder, CatalogKind, RedisBuilder};
-use idempotency_sdk::{Batch, ItemOptions, LocalEngine, RunHandle, RunId, Scope, Sdk, WireItem};
+use idempotency_catalog::RedisBuilder;
+use idempotency_sdk::{Engine, RunId, Triggered, WireItem};
 use testkit::RedisServer;
 
-/// `items` keys `item-<i>` in scope global, each once, for task `child-task`.
-pub(crate) fn batch(items: usize) -> Batch {
-    let sdk = Sdk::new(CatalogBuilder::new().kind(CatalogKind::Unbounded).build().unwrap());
-    let mut batch = sdk.batch("child-task", items);
-    for i in 0..items {
-        batch.item(None, ItemOptions::new().key(sdk.create_key(["item", &i.to_string()], Scope::Global)));
-    }
-    batch.build().unwrap()
-}
+use super::batches::batch;
 
 /// An engine on `server` with the default settings.
-pub(crate) fn engine(server: &RedisServer) -> LocalEngine {
-    LocalEngine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap()
+pub(crate) fn engine(server: &RedisServer) -> Engine {
+    Engine::on_redis(&RedisBuilder::new(server.url()).build().unwrap()).unwrap()
 }
 
 /// The ids of every claim on the server, read from the records they hold.
@@ -71,8 +62,8 @@ pub(crate) fn a_fresh_engine_finds_every_key_held_once_in(
 
 fn every_key_held_once(
     server: &RedisServer,
-    fresh: &LocalEngine,
-    handles: &[RunHandle],
+    fresh: &Engine,
+    handles: &[Triggered],
     keyed: &[bool],
     held: usize,
 ) -> usize {
