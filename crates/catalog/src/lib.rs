@@ -77,6 +77,7 @@ mod builder;
 mod catalog;
 pub mod defaults;
 mod digest;
+mod digest_hash;
 pub mod env;
 mod error;
 mod events;

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
+
+use crate::digest_hash::DigestState;
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::budget::{self, Limits};
@@ -90,17 +92,17 @@ pub(crate) struct Store {
 #[derive(Debug)]
 struct State {
     /// Entries no live reservation holds, least recently used first out.
-    free: LruCache<Digest, KeyOptions>,
+    free: Map<KeyOptions>,
     /// Free entries that newer ones pushed out of the base, with when, oldest first
     /// out: kept for the retention time (batch-scaled catalogs with a retention).
-    retained: LruCache<Digest, (KeyOptions, Instant)>,
+    retained: Map<(KeyOptions, Instant)>,
     /// The most entries `retained` held since its table was last rebuilt.
     retained_peak: usize,
     /// Free entries that a run or batch left behind when it ended (its newest, up to
     /// the base), while they are free; only kept with a retention. Pushed out of the
     /// base, they are released rather than retained: what is kept past the base is
     /// what was made outside runs.
-    from_runs: HashSet<Digest>,
+    from_runs: HashSet<Digest, DigestState>,
     /// Live reservations, oldest first. A process has few at once (its running tasks
     /// and their open batches), so a scan is cheaper than a map.
     holds: Vec<Hold>,
@@ -125,7 +127,7 @@ struct Hold {
     /// Entries asked for when it opened.
     room: usize,
     /// Entries registered through it (always empty under a fixed policy).
-    entries: LruCache<Digest, KeyOptions>,
+    entries: Map<KeyOptions>,
 }
 
 impl Hold {
@@ -188,7 +190,7 @@ impl State {
         self.holds.iter().position(|hold| hold.id == id)
     }
 
-    fn map(&mut self, target: Target) -> &mut LruCache<Digest, KeyOptions> {
+    fn map(&mut self, target: Target) -> &mut Map<KeyOptions> {
         match target.and_then(|at| self.holds.get_mut(at)) {
             Some(hold) => &mut hold.entries,
             None => &mut self.free,
@@ -331,7 +333,7 @@ impl State {
         if self.retained_peak < SHRINK_FROM || len * 4 > self.retained_peak {
             return;
         }
-        let mut smaller = LruCache::unbounded();
+        let mut smaller = unbounded();
         // `iter` runs newest first; pushing oldest first keeps the order.
         for (digest, entry) in self.retained.iter().rev() {
             drop(smaller.push(*digest, entry.clone()));
@@ -428,9 +430,9 @@ impl Store {
             limits,
             state: Mutex::new(State {
                 free: new_map(policy.free_capacity()),
-                retained: LruCache::unbounded(),
+                retained: unbounded(),
                 retained_peak: 0,
-                from_runs: HashSet::new(),
+                from_runs: HashSet::default(),
                 holds: Vec::new(),
                 next_id: 0,
                 bytes: 0,
@@ -710,9 +712,9 @@ impl Store {
     pub(crate) fn clear(&self) {
         let mut state = self.state.lock();
         let old_free = std::mem::replace(&mut state.free, new_map(self.policy.free_capacity()));
-        let old_retained = std::mem::replace(&mut state.retained, LruCache::unbounded());
+        let old_retained = std::mem::replace(&mut state.retained, unbounded());
         let old_held: Vec<_> =
-            state.holds.iter_mut().map(|hold| std::mem::replace(&mut hold.entries, LruCache::unbounded())).collect();
+            state.holds.iter_mut().map(|hold| std::mem::replace(&mut hold.entries, unbounded())).collect();
         let cleared = old_held.iter().fold(old_free.len() + old_retained.len(), |len, map| len + map.len());
         state.counters.cleared += cleared as u64;
         (state.bytes, state.retained_peak) = (0, 0);
@@ -776,7 +778,7 @@ impl Store {
             let shortfall = state.shortfall(self.policy, room);
             let id = ReservationId::new(state.next_id);
             state.next_id += 1;
-            state.holds.push(Hold { id, room, entries: LruCache::unbounded() });
+            state.holds.push(Hold { id, room, entries: unbounded() });
             self.publish(state);
             (id, shortfall)
         })
@@ -883,15 +885,28 @@ fn values(policy: Policy, limits: Limits) -> Values {
 /// Forgets that a free entry came from a run, as it leaves the free map or is
 /// registered again; whether it had.
 #[inline]
-fn forget(from_runs: &mut HashSet<Digest>, digest: &Digest) -> bool {
+fn forget(from_runs: &mut HashSet<Digest, DigestState>, digest: &Digest) -> bool {
     !from_runs.is_empty() && from_runs.remove(digest)
 }
 
-fn new_map(cap: NonZeroUsize) -> LruCache<Digest, KeyOptions> {
+/// A digest-keyed LRU, hashing digests by their own bytes (`digest_hash.rs`).
+type Map<V> = LruCache<Digest, V, DigestState>;
+
+fn unbounded<V>() -> Map<V> {
+    LruCache::unbounded_with_hasher(DigestState::default())
+}
+
+fn new_map(cap: NonZeroUsize) -> Map<KeyOptions> {
     // A small capacity is allocated up front, as the raw crate does, since a catalog
     // usually fills; a large one grows with what is held, so that a generous base
     // costs nothing until it is used.
-    if cap.get() <= PREALLOCATE_UP_TO { LruCache::new(cap) } else { LruCache::sparse(cap) }
+    if cap.get() <= PREALLOCATE_UP_TO {
+        LruCache::with_hasher(cap, DigestState::default())
+    } else {
+        let mut map = unbounded();
+        map.resize(cap);
+        map
+    }
 }
 
 /// The `catalog` label of a catalog built without a name.
