@@ -1,15 +1,33 @@
-//! How the catalog's maps hash a [`Digest`]: its own bytes, already uniform when they
-//! are SHA-256 output, folded with the map's random seed in a few multiplications,
-//! where the standard hashers walk them as a byte string (that walk was a fifth of a
-//! registration's instructions). The seed keeps a caller who picks digests
-//! ([`Catalog::register`](crate::Catalog::register) takes any) from aiming them at one
-//! bucket.
+//! How a map keyed by [`Digest`](crate::Digest) hashes it: by its own bytes, already
+//! uniform when they are SHA-256 output, folded with the map's random seed in a few
+//! multiplications, where the standard hashers walk them as a byte string (that walk
+//! was a fifth of a catalog registration's instructions). The seed keeps a caller who
+//! picks digests ([`Catalog::register`](crate::Catalog::register) takes any; a wire
+//! item carries any 64 hex characters) from aiming them at one bucket. The catalog's
+//! maps and the SDK's digest tables use it.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use std::hash::BuildHasher;
+//! use idempotency_catalog::Digest;
+//! use idempotency_catalog::hash::DigestState;
+//!
+//! let mut runs: HashMap<Digest, u64, DigestState> = HashMap::default();
+//! runs.insert(Digest::from_bytes([7; 32]), 1);
+//! assert_eq!(runs.get(&Digest::from_bytes([7; 32])), Some(&1));
+//!
+//! // A pair with the digest hashes too, each part folded in.
+//! let state = DigestState::default();
+//! assert_ne!(state.hash_one((1u32, Digest::from_bytes([7; 32]))), state.hash_one((2u32, Digest::from_bytes([7; 32]))));
+//! ```
 
 use std::hash::{BuildHasher, Hasher};
 
 /// A map's seed: builds a [`DigestHasher`] for each hash.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct DigestState([u64; 4]);
+pub struct DigestState([u64; 4]);
 
 impl Default for DigestState {
     /// A seed drawn from the process's random source (through `RandomState`).
@@ -31,7 +49,7 @@ impl BuildHasher for DigestState {
 /// The hash of one digest: each 8 bytes folded in with a word of the seed. `Digest`
 /// hashes as its 32 bytes (after their length, which is ignored: it never varies).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct DigestHasher {
+pub struct DigestHasher {
     seed: [u64; 4],
     hash: u64,
     /// Words folded so far, which picks the seed's word for the next.

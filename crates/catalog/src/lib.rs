@@ -84,6 +84,10 @@ mod events;
 #[cfg(feature = "redis")]
 pub mod fleet;
 mod global;
+pub mod hash {
+    //! Hashing digests for your own maps: see [`DigestState`].
+    pub use crate::digest_hash::{DigestHasher, DigestState};
+}
 pub mod implement;
 mod key_options;
 mod kind;

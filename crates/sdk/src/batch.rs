@@ -1,14 +1,15 @@
+use std::hash::BuildHasher;
 use std::io::Write;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use idempotency_catalog::hash::DigestState;
 use idempotency_catalog::{Catalog, CatalogKind, Digest, Limit, Reservation, Scope};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::blocks::Blocks;
-use crate::digest_hash::DigestHash;
 use crate::error::Error;
 use crate::key::IdempotencyKey;
 use crate::key_input::{KeyInput, Keys};
@@ -380,23 +381,23 @@ fn flattened(batch_key: &KeyInput) -> Option<String> {
 /// table's 7-bit tag matches, which for a new digest is rare.
 struct Seen {
     table: HashTable<usize>,
-    hasher: DigestHash,
+    hasher: DigestState,
 }
 
 impl Seen {
     fn with_capacity(items: usize) -> Self {
-        Seen { table: HashTable::with_capacity(items), hasher: DigestHash::default() }
+        Seen { table: HashTable::with_capacity(items), hasher: DigestState::default() }
     }
 
     /// Records that entry `index` has `digest`; the index of the earlier entry that
     /// had it, if one did.
     fn insert(&mut self, entries: &Blocks<Entry>, index: usize, digest: Digest) -> Option<usize> {
         let digest_at = |i: &usize| entries.get(*i).and_then(Entry::key).map(IdempotencyKey::digest);
-        let hash = self.hasher.hash(0, &digest);
+        let hash = self.hasher.hash_one(digest);
         let hasher = &self.hasher;
         // The rehash closure must hash a `Digest` exactly as above, or entries moved by
         // a growing table could no longer be found.
-        let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash(0, &digest));
+        let rehash = |i: &usize| digest_at(i).map_or(0, |digest| hasher.hash_one(digest));
         match self.table.entry(hash, |i| digest_at(i) == Some(digest), rehash) {
             hashbrown::hash_table::Entry::Occupied(first) => Some(*first.get()),
             hashbrown::hash_table::Entry::Vacant(slot) => {
@@ -683,7 +684,7 @@ mod tests {
                 fingerprint: Fingerprint::of(None),
             });
         }
-        let mut seen = Seen { table: HashTable::new(), hasher: DigestHash::default() };
+        let mut seen = Seen { table: HashTable::new(), hasher: DigestState::default() };
         let digest = |i: usize| entries.get(i).and_then(Entry::key).unwrap().digest();
         let firsts: Vec<Option<usize>> = (0..entries.len()).map(|i| seen.insert(&entries, i, digest(i))).collect();
         assert_eq!(firsts.iter().filter(|first| first.is_none()).count(), 300);

@@ -62,7 +62,6 @@ mod batch;
 mod blocks;
 mod context;
 pub mod defaults;
-mod digest_hash;
 mod engine;
 pub mod env;
 mod error;

@@ -2,7 +2,7 @@
 //! this process.
 //!
 //! Laid out for millions of keys: a `hashbrown::HashTable` of 4-byte slot numbers
-//! (a digest hashed by its own bytes, see `digest_hash`), the slots themselves in one vector (task id, key as 32 bytes, run id,
+//! (a digest hashed by its own bytes, see `idempotency_catalog::hash`), the slots themselves in one vector (task id, key as 32 bytes, run id,
 //! expiry), and one first-in-first-out queue of slots per distinct TTL, from which
 //! expired entries are pruned: each entry is queued once and popped once, so pruning
 //! costs nothing per trigger beyond what expired. A queue keeps claims made one after
@@ -16,11 +16,11 @@ use super::budget::claim_bytes;
 use super::clock::Millis;
 use super::key::{KeyRef, StoredKey};
 use super::run::NO_CLAIM;
-use crate::digest_hash::DigestHash;
 use crate::payload::Fingerprint;
 use crate::run_id::RunId;
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashTable};
+use idempotency_catalog::hash::DigestState;
 
 #[derive(Debug)]
 struct Slot {
@@ -356,7 +356,7 @@ impl Queue {
 /// sent as a key through a general hasher.
 fn hash(hasher: &Hashers, task: u32, key: KeyRef<'_>) -> u64 {
     match key {
-        KeyRef::Digest(digest) => hasher.digests.hash(task, &digest),
+        KeyRef::Digest(digest) => hasher.digests.hash_one((task, digest)),
         KeyRef::Raw(raw) => hasher.raw.hash_one((task, raw)),
     }
 }
@@ -364,7 +364,7 @@ fn hash(hasher: &Hashers, task: u32, key: KeyRef<'_>) -> u64 {
 /// The table's hashers: one for digests, one for raw keys.
 #[derive(Debug, Default)]
 struct Hashers {
-    digests: DigestHash,
+    digests: DigestState,
     raw: DefaultHashBuilder,
 }
 
